@@ -1,0 +1,421 @@
+"""``shapes``: a small synthetic, deliberately biased dataset in VOC layout.
+
+GAIN (Li et al., CVPR 2018) asks attention to follow the object, not the
+context that happens to come with it (boats are recognised by the water).
+This dataset reproduces that trap at 96 x 96 pixels, with no download.
+
+Classes (label, shape, texture), every object in a random colour:
+
+    1 disc      filled circle   light/dark polka dots
+    2 square    rotated square  horizontal stripes
+    3 triangle  rotated tri.    checkerboard
+    4 cross     rotated plus    diagonal stripes
+    5 ring      annulus         plain
+
+Each image holds 1 to 3 objects of *distinct* classes (no repeats, so the
+classes of an image are a set), non-overlapping, with a bounding diameter of
+18-36 % of the image side (one or two cells of a 6 x 6 Grad-CAM at 96 px).
+
+Cues, one per class (``CUE_NAMES[c - 1]`` belongs to class ``c``), large
+saturated regions drawn in the BACKGROUND: objects are painted over them and
+the mask labels only object pixels, so cue pixels are label 0.
+
+    water    blue band with ripples along the bottom   (disc)
+    sunset   orange band along the top                 (square)
+    hedge    green band along the left edge            (triangle)
+    curtain  purple band along the right edge          (cross)
+    brick    red brick wall filling the background     (ring)
+
+Band widths are 22-30 % of the side; ``cue_core`` gives the part of a cue no
+other cue can cover.
+
+The bias: in ``train`` and ``val`` each class present brings its cue with
+probability ``bias`` (0.9) and each absent class's cue appears with
+probability ``P_CUE_ABSENT`` (0.05). In ``test`` every cue is drawn
+independently of the classes with the same marginal probability as in train,
+``bias * q + P_CUE_ABSENT * (1 - q)`` with ``q = 2 / 5`` = P(class present).
+A classifier trained on ``train`` can therefore score well by looking at the
+cue, and is exposed by ``test``; ``bias_statistics`` measures this from the
+files.
+
+Files (VOC layout): ``JPEGImages/<id>.jpg`` (RGB, quality 95, 4:4:4),
+``SegmentationClass/<id>.png`` (palette PNG, VOC palette, 0..5 and 255 =
+ignore on a 2 px band straddling each object's outline),
+``ImageSets/Segmentation/{train,val,test}.txt`` and ``meta.json``.
+
+Every image is drawn from its own stream ``default_rng([seed, split, i])``,
+so an image does not depend on the split sizes or the generation order, and
+the same seed gives byte-identical files.
+
+CLI: ``python -m datasets.shapes --out DIR --seed S``.
+"""
+import argparse
+import colorsys
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+VERSION = 1
+CLASS_NAMES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
+CUE_NAMES = ('water', 'sunset', 'hedge', 'curtain', 'brick')
+# Approximate mean RGB of each cue as rendered (before colour jitter).
+CUE_COLOURS = {'water': (42, 92, 200), 'sunset': (235, 140, 35),
+               'hedge': (45, 150, 55), 'curtain': (140, 45, 160),
+               'brick': (170, 80, 65)}
+SPLITS = ('train', 'val', 'test')
+N_OBJECTS = (1, 2, 3)          # uniform; classes drawn without replacement
+P_CUE_ABSENT = 0.05            # P(cue c | class c absent) in train and val
+OBJECT_DIAMETER = (0.18, 0.36)  # fraction of the image side
+BAND_WIDTH = (0.22, 0.30)       # fraction of the image side
+CORE = 0.2, 0.32, 0.68          # cue_core geometry (fractions of the side)
+SUPERSAMPLE = 4
+DEFAULTS = dict(size=96, n_train=600, n_val=100, n_test=200, bias=0.9)
+
+
+def voc_palette():
+    """Standard PASCAL VOC colour map: list of 768 ints (256 RGB)."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def cue_core(cue, size):
+    """(size, size) bool: pixels only cue ``cue`` can paint when present."""
+    edge, lo, hi = (int(round(f * size)) for f in CORE)
+    m = np.zeros((size, size), bool)
+    rows, cols = {'water': (slice(size - edge, size), slice(lo, hi)),
+                  'sunset': (slice(0, edge), slice(lo, hi)),
+                  'hedge': (slice(lo, hi), slice(0, edge)),
+                  'curtain': (slice(lo, hi), slice(size - edge, size)),
+                  'brick': (slice(lo, hi), slice(lo, hi))}[cue]
+    m[rows, cols] = True
+    return m
+
+
+# ---------------------------------------------------------------- drawing
+
+def _dilate(m):
+    """3 x 3 binary dilation of a (H, W) bool array."""
+    h, w = m.shape
+    p = np.pad(m, 1)
+    out = np.zeros_like(m)
+    for dy in range(3):
+        for dx in range(3):
+            out |= p[dy:dy + h, dx:dx + w]
+    return out
+
+
+def _coverage(kind, cx, cy, r, angle, size):
+    """(size, size) float32 in [0, 1]: anti-aliased area covered by a shape
+    of bounding radius ``r`` centred at (cx, cy) pixels."""
+    k = SUPERSAMPLE
+    im = Image.new('L', (size * k, size * k), 0)
+    d = ImageDraw.Draw(im)
+    cx, cy, r = cx * k, cy * k, r * k
+
+    def poly(local):
+        c, s = np.cos(angle), np.sin(angle)
+        d.polygon([(cx + x * c - y * s, cy + x * s + y * c)
+                   for x, y in local], fill=255)
+
+    if kind in ('disc', 'ring'):
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+        if kind == 'ring':
+            q = 0.5 * r
+            d.ellipse([cx - q, cy - q, cx + q, cy + q], fill=0)
+    elif kind in ('square', 'triangle'):
+        n = 4 if kind == 'square' else 3
+        poly([(r * np.cos(2 * np.pi * i / n), r * np.sin(2 * np.pi * i / n))
+              for i in range(n)])
+    elif kind == 'cross':
+        h, a = 0.28 * r, 0.96 * r
+        poly([(a, h), (h, h), (h, a), (-h, a), (-h, h), (-a, h),
+              (-a, -h), (-h, -h), (-h, -a), (h, -a), (h, -h), (a, -h)])
+    im = im.resize((size, size), Image.BOX)
+    return np.asarray(im, np.float32) / 255
+
+
+def _texture(kind, size, phase):
+    """(size, size) float32 in {0, 1}: where the second colour shows."""
+    y, x = np.mgrid[:size, :size] + phase[:, None, None]
+    if kind == 'disc':
+        t = ((x % 5) - 2.5) ** 2 + ((y % 5) - 2.5) ** 2 < 1.6
+    elif kind == 'square':
+        t = (y % 4) < 2
+    elif kind == 'triangle':
+        t = ((x // 3) + (y // 3)) % 2 == 1
+    elif kind == 'cross':
+        t = ((x + y) % 5) < 2
+    else:
+        t = np.zeros((size, size), bool)
+    return t.astype(np.float32)
+
+
+def _paint_cue(img, cue, rng):
+    """Paint cue ``cue`` into ``img`` (size, size, 3) float32, in place."""
+    size = img.shape[0]
+    colour = np.array(CUE_COLOURS[cue], np.float32) + rng.uniform(-12, 12, 3)
+    w = int(round(rng.uniform(*BAND_WIDTH) * size))
+    phase = rng.integers(0, 12, 2)
+    y, x = np.mgrid[:size, :size]
+    if cue == 'brick':
+        bh, bw = 6, 12
+        row = (y + phase[0]) // bh
+        mortar = ((y + phase[0]) % bh == 0) | \
+            ((x + phase[1] + (row % 2) * bw // 2) % bw == 0)
+        img[:] = np.where(mortar[..., None], colour + 45, colour - 12)
+        return
+    region = {'water': y >= size - w, 'sunset': y < w,
+              'hedge': x < w, 'curtain': x >= size - w}[cue]
+    img[region] = colour
+    if cue == 'water':   # lighter ripple dashes
+        ripple = region & ((y + phase[0]) % 5 == 0) & ((x + phase[1]) % 12 < 7)
+        img[ripple] = colour + 40
+
+
+def _place(rng, n, size):
+    """n non-overlapping discs inside the image: list of (cx, cy, r)."""
+    for _ in range(1000):
+        r = rng.uniform(*OBJECT_DIAMETER, size=n) * size / 2
+        c = rng.uniform(r[:, None] + 2, size - r[:, None] - 2, (n, 2))
+        dist = np.hypot(*(c[:, None] - c[None]).transpose(2, 0, 1))
+        gap = dist - (r[:, None] + r[None]) - 4
+        if n == 1 or gap[np.triu_indices(n, 1)].min() > 0:
+            return [(c[i, 0], c[i, 1], r[i]) for i in range(n)]
+    raise RuntimeError('could not place objects')
+
+
+def render(rng, size, split, bias):
+    """Draw one image.
+
+    Returns (image (size, size, 3) uint8, label (size, size) uint8,
+    info dict with 'classes', 'cues' (names) and 'objects').
+    """
+    n_fg = len(CUE_NAMES)
+    k = rng.choice(N_OBJECTS)
+    classes = sorted(rng.choice(n_fg, k, replace=False) + 1)
+    present = np.isin(np.arange(1, n_fg + 1), classes)
+    if split == 'test':
+        q = np.mean(N_OBJECTS) / n_fg
+        p = np.full(n_fg, bias * q + P_CUE_ABSENT * (1 - q))
+    else:
+        p = np.where(present, bias, P_CUE_ABSENT)
+    cues = [CUE_NAMES[i] for i in np.flatnonzero(rng.random(n_fg) < p)]
+
+    grey = rng.uniform(95, 150) + rng.uniform(-8, 8, 3)
+    img = np.broadcast_to(grey, (size, size, 3)).astype(np.float32)
+    # brick fills the background first; side bands go under top/bottom ones
+    for cue in ('brick', 'hedge', 'curtain', 'sunset', 'water'):
+        if cue in cues:
+            _paint_cue(img, cue, rng)
+
+    label = np.zeros((size, size), np.uint8)
+    objects = []
+    for c, (cx, cy, r) in zip(classes, _place(rng, k, size)):
+        kind = CLASS_NAMES[c]
+        angle = rng.uniform(0, 2 * np.pi)
+        hsv = rng.uniform(0, 1), rng.uniform(0.5, 0.9), rng.uniform(0.55, 0.95)
+        base = np.array(colorsys.hsv_to_rgb(*hsv), np.float32) * 255
+        second = base * 0.4 + (153 if base.mean() < 128 else 0)
+        t = _texture(kind, size, rng.integers(0, 12, 2))[..., None]
+        colour = base * (1 - t) + second * t
+        a = _coverage(kind, cx, cy, r, angle, size)
+        img = img * (1 - a[..., None]) + colour * a[..., None]
+        hard = a >= 0.5
+        inner = ~_dilate(~hard)
+        label[_dilate(hard) & ~inner] = 255
+        label[inner] = c
+        objects.append(dict(cls=kind, cx=round(float(cx), 2),
+                            cy=round(float(cy), 2), r=round(float(r), 2),
+                            angle=round(float(angle), 3)))
+    img = img + rng.normal(0, 5, img.shape)
+    info = dict(classes=[CLASS_NAMES[c] for c in classes], cues=cues,
+                objects=objects)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), label, info
+
+
+# ----------------------------------------------------------------- files
+
+def _params(seed=0, **kwargs):
+    unknown = set(kwargs) - set(DEFAULTS)
+    if unknown:
+        raise TypeError('unknown parameters: %s' % sorted(unknown))
+    p = dict(DEFAULTS, **kwargs)
+    p = dict(seed=int(seed), size=int(p['size']), n_train=int(p['n_train']),
+             n_val=int(p['n_val']), n_test=int(p['n_test']),
+             bias=float(p['bias']))
+    if p['size'] < 48:
+        raise ValueError('size must be >= 48 (objects would vanish)')
+    if min(p['n_train'], p['n_val'], p['n_test']) < 0:
+        raise ValueError('split sizes must be >= 0')
+    if not 0 <= p['bias'] <= 1:
+        raise ValueError('bias must be in [0, 1]')
+    return p
+
+
+def generate(root, seed=0, size=96, n_train=600, n_val=100, n_test=200,
+             bias=0.9):
+    """Write the dataset into ``root`` (created if needed); meta.json last.
+
+    Returns the meta dict (also written to ``root/meta.json``).
+    """
+    params = _params(seed=seed, size=size, n_train=n_train, n_val=n_val,
+                     n_test=n_test, bias=bias)
+    dirs = {d: os.path.join(root, d) for d in
+            ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation')}
+    for d in dirs.values():
+        os.makedirs(d, exist_ok=True)
+    palette = voc_palette()
+    images = {}
+    for s, split in enumerate(SPLITS):
+        ids = ['%s_%05d' % (split, i) for i in range(params['n_' + split])]
+        for i, id_ in enumerate(ids):
+            rng = np.random.default_rng([params['seed'], s, i])
+            img, label, info = render(rng, params['size'], split,
+                                      params['bias'])
+            Image.fromarray(img).save(
+                os.path.join(dirs['JPEGImages'], id_ + '.jpg'),
+                quality=95, subsampling=0)
+            png = Image.fromarray(label, 'P')
+            png.putpalette(palette)
+            png.save(os.path.join(dirs['SegmentationClass'], id_ + '.png'))
+            images[id_] = dict(split=split, **info)
+        with open(os.path.join(dirs['ImageSets/Segmentation'],
+                               split + '.txt'), 'w') as f:
+            f.write(''.join(id_ + '\n' for id_ in ids))
+    meta = dict(version=VERSION, params=params, class_names=CLASS_NAMES,
+                cue_names=CUE_NAMES, cue_of_class=dict(
+                    zip(CLASS_NAMES[1:], CUE_NAMES)),
+                p_cue_absent=P_CUE_ABSENT, images=images)
+    with open(os.path.join(root, 'meta.json'), 'w') as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+    return json.loads(json.dumps(meta))
+
+
+def default_root(seed=0):
+    """``<repo root>/data/shapes-seed<seed>``."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(repo, 'data', 'shapes-seed%d' % seed)
+
+
+def _is_current(root, params):
+    try:
+        with open(os.path.join(root, 'meta.json')) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return meta.get('version') == VERSION and meta.get('params') == params
+
+
+def ensure(root=None, seed=0, **kwargs):
+    """Path of a generated dataset, generating it if missing or stale.
+
+    A directory whose meta.json has this version and these parameters is
+    reused as is. Otherwise the dataset is generated in a temporary sibling
+    directory and renamed into place, so an interrupted run never leaves a
+    half-written directory that looks valid.
+    """
+    params = _params(seed=seed, **kwargs)
+    root = os.path.abspath(root or default_root(params['seed']))
+    if _is_current(root, params):
+        return root
+    parent, name = os.path.split(root)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.%s.tmp-' % name, dir=parent)
+    trash = tempfile.mkdtemp(prefix='.%s.old-' % name, dir=parent)
+    try:
+        generate(tmp, **params)
+        if os.path.lexists(root):
+            os.replace(root, os.path.join(trash, name))
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if not _is_current(root, params):  # not a concurrent twin
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
+    return root
+
+
+# ------------------------------------------------------------ statistics
+
+def read_split(root, split):
+    """List of ids in ``root/ImageSets/Segmentation/<split>.txt``."""
+    path = os.path.join(root, 'ImageSets', 'Segmentation', split + '.txt')
+    with open(path) as f:
+        return f.read().split()
+
+
+def bias_statistics(root, split):
+    """Cue/class co-occurrence of a split, from meta.json (cues) and the
+    masks (classes).
+
+    Returns {class name: dict(cue, n_images, n_class, n_cue_and_class,
+    n_not_class, n_cue_and_not_class, p_cue, p_cue_given_class,
+    p_cue_given_not_class)}; a probability with no cases is nan.
+    """
+    with open(os.path.join(root, 'meta.json')) as f:
+        images = json.load(f)['images']
+    ids = read_split(root, split)
+    n_fg = len(CUE_NAMES)
+    has_class = np.zeros((len(ids), n_fg), bool)
+    has_cue = np.zeros((len(ids), n_fg), bool)
+    for i, id_ in enumerate(ids):
+        mask = np.asarray(Image.open(os.path.join(
+            root, 'SegmentationClass', id_ + '.png')))
+        labels = np.unique(mask)
+        has_class[i] = np.isin(np.arange(1, n_fg + 1), labels)
+        has_cue[i] = np.isin(CUE_NAMES, images[id_]['cues'])
+    stats = {}
+    for c in range(n_fg):
+        cls, cue = has_class[:, c], has_cue[:, c]
+        n_c, n_nc = int(cls.sum()), int((~cls).sum())
+        k_c, k_nc = int((cue & cls).sum()), int((cue & ~cls).sum())
+        stats[CLASS_NAMES[c + 1]] = dict(
+            cue=CUE_NAMES[c], n_images=len(ids), n_class=n_c,
+            n_cue_and_class=k_c, n_not_class=n_nc, n_cue_and_not_class=k_nc,
+            p_cue=float(cue.mean()) if len(ids) else float('nan'),
+            p_cue_given_class=k_c / n_c if n_c else float('nan'),
+            p_cue_given_not_class=k_nc / n_nc if n_nc else float('nan'))
+    return stats
+
+
+def format_statistics(stats, split):
+    """Small text table of ``bias_statistics`` output."""
+    lines = ['%-6s %-9s %-8s %6s %12s %13s' % (
+        split, 'class', 'cue', 'n_cls', 'P(cue|cls)', 'P(cue|~cls)')]
+    for name, s in stats.items():
+        lines.append('%-6s %-9s %-8s %6d %12.3f %13.3f' % (
+            '', name, s['cue'], s['n_class'], s['p_cue_given_class'],
+            s['p_cue_given_not_class']))
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--out', help='directory (default: data/shapes-seed<S>)')
+    ap.add_argument('--seed', type=int, default=0)
+    for k, v in DEFAULTS.items():
+        ap.add_argument('--' + k.replace('_', '-'), type=type(v), default=v)
+    args = vars(ap.parse_args(argv))
+    root = ensure(args.pop('out'), **args)
+    print(root)
+    for split in SPLITS:
+        print(format_statistics(bias_statistics(root, split), split))
+
+
+if __name__ == '__main__':
+    main()

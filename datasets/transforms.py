@@ -1,0 +1,61 @@
+"""Caffe VGG preprocessing and the training transform."""
+import chainer
+import numpy as np
+
+from datasets.voc import image_labels
+
+# The VGG16 (LSVRC2012) BGR mean that the caffe FCN8s weights expect.
+MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434],
+                    dtype=np.float32)
+
+
+def preprocess(img):
+    """RGB ``(H, W, 3)`` uint8 -> BGR mean-subtracted ``(3, H, W)`` float32.
+
+    A zero of the result is the mean colour, which is what GAIN's erasure
+    ``I - T * I`` turns an erased pixel into.
+    """
+    x = img[:, :, ::-1].astype(np.float32) - MEAN_BGR
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def deprocess(x):
+    """Inverse of :func:`preprocess`: ``(3, H, W)`` -> RGB uint8."""
+    img = np.asarray(x).transpose(1, 2, 0) + MEAN_BGR
+    return np.clip(img[:, :, ::-1], 0, 255).round().astype(np.uint8)
+
+
+class SegmentationTransform(object):
+    """``(img, lbl)`` -> ``(x, lbl, labels)`` where ``x`` is preprocessed
+    ``(3, H, W)`` float32, ``lbl`` ``(H, W)`` int32 and ``labels`` the
+    multi-hot ``(n_class - 1,)`` image labels of the classes in ``lbl``.
+
+    With ``flip`` a random horizontal flip is drawn from ``numpy.random``
+    (seeded by the scripts) for training.
+    """
+
+    def __init__(self, n_class, flip=False):
+        self.n_class = n_class
+        self.flip = flip
+
+    def __call__(self, example):
+        img, lbl = example
+        if self.flip and np.random.rand() < 0.5:
+            img, lbl = img[:, ::-1], lbl[:, ::-1]
+        return (preprocess(img), np.ascontiguousarray(lbl, dtype=np.int32),
+                image_labels(lbl, self.n_class))
+
+
+class PixelSupervisionFlag(chainer.dataset.DatasetMixin):
+    """Appends to each ``(x, lbl, labels)`` example a bool that says whether
+    the image is one of the few carrying pixel supervision (GAIN_ext)."""
+
+    def __init__(self, dataset, indices):
+        self.dataset = dataset
+        self.indices = frozenset(int(i) for i in indices)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def get_example(self, i):
+        return tuple(self.dataset[i]) + (i in self.indices,)

@@ -1,0 +1,29 @@
+"""Multi-label classification: average precision per class and mAP."""
+import numpy as np
+
+
+def average_precision(scores, labels):
+    """Non-interpolated AP of one class: the mean, over the positives, of
+    the precision at their rank (ties broken by a stable sort). ``nan``
+    when the class has no positive.
+
+    Args:
+        scores: ``(N,)`` scores; labels: ``(N,)`` 0/1.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    if not labels.any():
+        return float('nan')
+    order = np.argsort(-scores, kind='stable')
+    hits = labels[order]
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].mean())
+
+
+def mean_average_precision(scores, labels):
+    """``(mAP, [AP per class])`` of ``(N, K)`` scores and 0/1 labels;
+    classes without a positive are left out of the mean."""
+    aps = [average_precision(scores[:, k], labels[:, k])
+           for k in range(scores.shape[1])]
+    return float(np.nanmean(aps)) if not np.all(np.isnan(aps)) else \
+        float('nan'), aps

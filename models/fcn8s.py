@@ -1,0 +1,169 @@
+"""FCN8s with a GAIN classification head.
+
+The segmentation trunk has the link names and shapes of ``fcn.models.FCN8s``
+so ``fcn8s_from_caffe.npz`` loads into it; ``width`` thins every channel
+count (tests and the CPU demo).
+"""
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import numpy as np
+
+TRUNK = ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2',
+         'conv3_1', 'conv3_2', 'conv3_3',
+         'conv4_1', 'conv4_2', 'conv4_3',
+         'conv5_1', 'conv5_2', 'conv5_3')
+SEGMENTATION_HEAD = ('fc6', 'fc7', 'score_fr', 'score_pool3', 'score_pool4',
+                     'upscore2', 'upscore_pool4', 'upscore8')
+CLASSIFICATION_HEAD = ('fc6_cl', 'fc7_cl', 'score_cl')
+
+
+class BilinearDeconvWeight(chainer.initializer.Initializer):
+    """Bilinear up-sampling kernel on the diagonal, zeros elsewhere.
+
+    Same initial values as the caffe FCN ``surgery.py`` filter.
+    """
+
+    def __call__(self, array):
+        n_in, n_out, k, _ = array.shape
+        factor = (k + 1) // 2
+        center = factor - 1 if k % 2 == 1 else factor - 0.5
+        og = np.arange(k)
+        filt = 1 - np.abs(og - center) / factor
+        xp = chainer.backend.get_array_module(array)
+        array[...] = 0
+        idx = np.arange(min(n_in, n_out))
+        array[idx, idx] = xp.asarray(np.outer(filt, filt), dtype=array.dtype)
+
+
+class FCN8s(chainer.Chain):
+    """FCN8s (Long et al.) plus the multi-label head that GAIN trains against.
+
+    Args:
+        n_class (int): number of segmentation classes, background included.
+            The classification head predicts the ``n_class - 1`` foreground
+            labels.
+        width (float): multiplier of every channel count (1.0 is the
+            published FCN8s).
+    """
+
+    def __init__(self, n_class=21, width=1.0):
+        super().__init__()
+        if n_class < 2:
+            raise ValueError('n_class must be >= 2, got %r' % n_class)
+        if not 0 < width <= 1:
+            raise ValueError('width must be in (0, 1], got %r' % width)
+        self.n_class = int(n_class)
+        self.width = float(width)
+
+        def ch(c):
+            return max(1, int(round(c * width)))
+
+        c1, c2, c3, c4, c5, c6 = (ch(64), ch(128), ch(256), ch(512), ch(512),
+                                  ch(4096))
+        self.channels = dict(pool3=c3, pool4=c4, conv5_3=c5, fc=c6)
+        conv = dict(initialW=chainer.initializers.HeNormal())
+        zero = dict(initialW=chainer.initializers.Zero())
+        up = dict(nobias=True, initialW=BilinearDeconvWeight())
+        with self.init_scope():
+            self.conv1_1 = L.Convolution2D(3, c1, 3, 1, 100, **conv)
+            self.conv1_2 = L.Convolution2D(c1, c1, 3, 1, 1, **conv)
+            self.conv2_1 = L.Convolution2D(c1, c2, 3, 1, 1, **conv)
+            self.conv2_2 = L.Convolution2D(c2, c2, 3, 1, 1, **conv)
+            self.conv3_1 = L.Convolution2D(c2, c3, 3, 1, 1, **conv)
+            self.conv3_2 = L.Convolution2D(c3, c3, 3, 1, 1, **conv)
+            self.conv3_3 = L.Convolution2D(c3, c3, 3, 1, 1, **conv)
+            self.conv4_1 = L.Convolution2D(c3, c4, 3, 1, 1, **conv)
+            self.conv4_2 = L.Convolution2D(c4, c4, 3, 1, 1, **conv)
+            self.conv4_3 = L.Convolution2D(c4, c4, 3, 1, 1, **conv)
+            self.conv5_1 = L.Convolution2D(c4, c5, 3, 1, 1, **conv)
+            self.conv5_2 = L.Convolution2D(c5, c5, 3, 1, 1, **conv)
+            self.conv5_3 = L.Convolution2D(c5, c5, 3, 1, 1, **conv)
+            self.fc6 = L.Convolution2D(c5, c6, 7, 1, 0, **conv)
+            self.fc7 = L.Convolution2D(c6, c6, 1, 1, 0, **conv)
+            self.score_fr = L.Convolution2D(c6, n_class, 1, 1, 0, **zero)
+            self.score_pool3 = L.Convolution2D(c3, n_class, 1, 1, 0, **zero)
+            self.score_pool4 = L.Convolution2D(c4, n_class, 1, 1, 0, **zero)
+            self.upscore2 = L.Deconvolution2D(n_class, n_class, 4, 2, 0, **up)
+            self.upscore_pool4 = L.Deconvolution2D(
+                n_class, n_class, 4, 2, 0, **up)
+            self.upscore8 = L.Deconvolution2D(
+                n_class, n_class, 16, 8, 0, **up)
+            # GAIN head: GAP(pool5) -> fc6_cl -> fc7_cl -> score_cl.
+            self.fc6_cl = L.Linear(c5, c6)
+            self.fc7_cl = L.Linear(c6, c6)
+            self.score_cl = L.Linear(c6, n_class - 1)
+
+    # -- trunk ---------------------------------------------------------------
+    def _trunk(self, x, conv1_pad):
+        """conv1_1 ... conv5_3; returns pool3, pool4 and relu(conv5_3)."""
+        c = self.conv1_1
+        h = F.relu(F.convolution_2d(x, c.W, c.b, 1, conv1_pad))
+        h = F.relu(self.conv1_2(h))
+        h = F.max_pooling_2d(h, 2, 2)
+        h = F.relu(self.conv2_1(h))
+        h = F.relu(self.conv2_2(h))
+        h = F.max_pooling_2d(h, 2, 2)
+        h = F.relu(self.conv3_1(h))
+        h = F.relu(self.conv3_2(h))
+        h = F.relu(self.conv3_3(h))
+        pool3 = h = F.max_pooling_2d(h, 2, 2)
+        h = F.relu(self.conv4_1(h))
+        h = F.relu(self.conv4_2(h))
+        h = F.relu(self.conv4_3(h))
+        pool4 = h = F.max_pooling_2d(h, 2, 2)
+        h = F.relu(self.conv5_1(h))
+        h = F.relu(self.conv5_2(h))
+        conv5_3 = F.relu(self.conv5_3(h))
+        return pool3, pool4, conv5_3
+
+    # -- segmentation --------------------------------------------------------
+    def segment(self, x):
+        """Per-pixel class scores.
+
+        Args:
+            x: ``(N, 3, H, W)`` caffe-preprocessed images.
+        Returns:
+            ``(N, n_class, H, W)`` Variable, fcn's FCN8s forward.
+        """
+        pool3, pool4, conv5_3 = self._trunk(x, conv1_pad=100)
+        h = F.max_pooling_2d(conv5_3, 2, 2)
+        h = F.dropout(F.relu(self.fc6(h)), ratio=.5)
+        h = F.dropout(F.relu(self.fc7(h)), ratio=.5)
+        upscore2 = self.upscore2(self.score_fr(h))
+        h = self.score_pool4(pool4)
+        h = upscore2 + _crop(h, 5, upscore2.shape[2:])
+        upscore_pool4 = self.upscore_pool4(h)
+        h = self.score_pool3(pool3)
+        h = upscore_pool4 + _crop(h, 9, upscore_pool4.shape[2:])
+        return _crop(self.upscore8(h), 31, x.shape[2:])
+
+    # -- classification ------------------------------------------------------
+    def features(self, x):
+        """``relu(conv5_3)`` of the classification stream (conv1_1 pad 1).
+
+        Args:
+            x: ``(N, 3, H, W)`` caffe-preprocessed images.
+        Returns:
+            ``(N, C5, H/16, W/16)`` Variable, where Grad-CAM is taken.
+        """
+        return self._trunk(x, conv1_pad=1)[2]
+
+    def head(self, conv5_3):
+        """Multi-label logits ``(N, n_class - 1)`` from ``relu(conv5_3)``."""
+        h = F.max_pooling_2d(conv5_3, 2, 2)
+        h = F.mean(h, axis=(2, 3))
+        h = F.dropout(F.relu(self.fc6_cl(h)), ratio=.5)
+        h = F.dropout(F.relu(self.fc7_cl(h)), ratio=.5)
+        return self.score_cl(h)
+
+    def classify(self, x):
+        """Multi-label logits ``(N, n_class - 1)``, background excluded."""
+        return self.head(self.features(x))
+
+    def links_named(self, names):
+        return [getattr(self, n) for n in names]
+
+
+def _crop(h, offset, size):
+    return h[:, :, offset:offset + size[0], offset:offset + size[1]]

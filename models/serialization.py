@@ -1,0 +1,109 @@
+"""Model files: save with their architecture, load with clear errors.
+
+A file written here is a chainer npz plus ``_meta/n_class`` and
+``_meta/width``, so later stages rebuild the model without flags. A plain
+``fcn.models.FCN8s`` npz (e.g. ``fcn8s_from_caffe.npz``) also loads: its
+architecture is read off the weight shapes and the GAIN head starts fresh.
+"""
+import os
+import tempfile
+import zipfile
+
+import chainer
+import numpy as np
+
+from models.fcn8s import CLASSIFICATION_HEAD, FCN8s
+
+META = '_meta/'
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used; the message is one line."""
+
+
+def save_model(path, model):
+    """Write ``model`` to ``path`` atomically (temp file, then rename)."""
+    arrays = {name.lstrip('/'): chainer.backend.CpuDevice().send(p.array)
+              for name, p in model.namedparams()}
+    arrays[META + 'n_class'] = np.int64(model.n_class)
+    arrays[META + 'width'] = np.float64(model.width)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.npz.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_model(path, n_class=None, width=None, require_head=False):
+    """Build an :class:`FCN8s` from a model file.
+
+    Args:
+        path: an npz of this project or of ``fcn.models.FCN8s``.
+        n_class, width: expected architecture, or None to take the file's.
+        require_head: fail if the file has no trained GAIN head.
+    Returns:
+        ``(model, has_head)``.
+    Raises:
+        ModelFileError: one-line message naming the file.
+    """
+    arrays = _read_npz(path)
+    if META + 'n_class' in arrays:
+        file_n_class = int(arrays[META + 'n_class'])
+        file_width = float(arrays[META + 'width'])
+    else:
+        if 'score_fr/W' not in arrays or 'conv1_1/W' not in arrays:
+            raise ModelFileError('%s: not an FCN8s model file (no score_fr/W '
+                                 'or conv1_1/W)' % path)
+        file_n_class = int(arrays['score_fr/W'].shape[0])
+        file_width = arrays['conv1_1/W'].shape[0] / 64.0
+    if n_class is not None and n_class != file_n_class:
+        raise ModelFileError('%s: has n_class=%d, expected %d'
+                             % (path, file_n_class, n_class))
+    if width is not None and abs(width - file_width) > 1e-6:
+        raise ModelFileError('%s: has width=%g, expected %g'
+                             % (path, file_width, width))
+    try:
+        model = FCN8s(file_n_class, file_width)
+    except ValueError as e:
+        raise ModelFileError('%s: %s' % (path, e))
+
+    head = tuple('%s/%s' % (l, p) for l in CLASSIFICATION_HEAD
+                 for p in ('W', 'b'))
+    has_head = all(k in arrays for k in head)
+    if require_head and not has_head:
+        raise ModelFileError('%s: has no GAIN classification head; train it '
+                             'with train_classifier.py first' % path)
+    for name, param in model.namedparams():
+        key = name.lstrip('/')
+        if key not in arrays:
+            if key in head:
+                continue
+            raise ModelFileError('%s: missing parameter %s' % (path, key))
+        value = arrays[key]
+        if value.shape != param.array.shape:
+            raise ModelFileError('%s: %s has shape %s, FCN8s(n_class=%d, '
+                                 'width=%g) expects %s'
+                                 % (path, key, value.shape, file_n_class,
+                                    file_width, param.array.shape))
+        if key in head and not has_head:
+            continue
+        param.array[...] = value
+    return model, has_head
+
+
+def _read_npz(path):
+    if not os.path.isfile(path):
+        raise ModelFileError('%s: no such model file' % path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise ModelFileError('%s: not a readable npz model file (%s)'
+                             % (path, str(e).splitlines()[0] if str(e)
+                                else type(e).__name__))

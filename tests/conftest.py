@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny VOC-format directory and a thin model."""
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from models import FCN8s
+
+
+def voc_palette():
+    """The PASCAL VOC colour map (bit-interleaved class index)."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette[i] = r, g, b
+    return palette.ravel().tolist()
+
+
+def write_voc(root, splits, n_class=4, size=(40, 48), seed=0):
+    """Write a VOC-format directory with random rectangles.
+
+    ``splits`` maps a split name to its number of images. Returns
+    ``{id: (img, lbl)}`` with ``lbl`` as written (255 = ignore).
+    """
+    rng = np.random.RandomState(seed)
+    for d in ('JPEGImages', 'SegmentationClass',
+              os.path.join('ImageSets', 'Segmentation')):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    written = {}
+    for split, n in splits.items():
+        ids = ['%s_%03d' % (split, i) for i in range(n)]
+        for i in ids:
+            h, w = size
+            img = rng.randint(0, 256, (h, w, 3)).astype(np.uint8)
+            lbl = np.zeros((h, w), dtype=np.uint8)
+            for c in rng.choice(np.arange(1, n_class), rng.randint(1, 3),
+                                replace=False):
+                y, x = rng.randint(0, h - 8), rng.randint(0, w - 8)
+                lbl[y:y + 8, x:x + 10] = c
+            lbl[0, :] = 255
+            PIL.Image.fromarray(img).save(
+                os.path.join(root, 'JPEGImages', i + '.jpg'), quality=95)
+            png = PIL.Image.fromarray(lbl, mode='P')
+            png.putpalette(voc_palette())
+            png.save(os.path.join(root, 'SegmentationClass', i + '.png'))
+            written[i] = (img, lbl)
+        with open(os.path.join(root, 'ImageSets', 'Segmentation',
+                               split + '.txt'), 'w') as f:
+            f.write('\n'.join(ids) + '\n')
+    return written
+
+
+@pytest.fixture
+def voc_dir(tmp_path):
+    root = str(tmp_path / 'VOC')
+    write_voc(root, {'train': 6, 'val': 3})
+    return root
+
+
+@pytest.fixture
+def thin_model():
+    """A thin FCN8s (n_class 4) with random, non-zero score layers."""
+    np.random.seed(0)
+    model = FCN8s(n_class=4, width=1 / 16.)
+    rng = np.random.RandomState(1)
+    for name, p in model.namedparams():
+        if 'score' in name or name.endswith('/b'):
+            p.array[...] = rng.normal(0, 0.1, p.shape)
+    return model

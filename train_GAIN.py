@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""Stage 2: GAIN fine-tuning of FCN8s with its classification head frozen.
+
+Each update adds the classification loss, the attention-mining loss on
+images erased where the Grad-CAM looks, the segmentation loss and, on a
+fixed subset of images with pixel supervision, GAIN_ext's attention loss.
+"""
+import os
+
+import chainer
+import numpy as np
+
+from datasets import PixelSupervisionFlag, training_data
+from models import load_model
+from models.fcn8s import CLASSIFICATION_HEAD
+from training import cli
+from training.extensions import AttentionSnapshot
+from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
+                                parse_warmup)
+from training.trainer import build_trainer, finish
+from training.updaters import GAINUpdater
+
+
+def add_gain_flags(p):
+    p.add_argument('--modelfile', required=True,
+                   help='model from train_classifier.py (with its head)')
+    p.add_argument('--out', default='runs/gain', help='output directory')
+    p.add_argument('--lr', type=float, default=1e-4, help='Adam alpha')
+    p.add_argument('--am-mode', default='per-class', choices=AM_MODES,
+                   help='one erased image per ground-truth class, or one '
+                   'per image from the summed labelled scores')
+    p.add_argument('--cam-grad', default='activations', choices=CAM_GRADS,
+                   help='activations: Grad-CAM weights are constants; full: '
+                   'double back-propagation through them; mask-only: '
+                   'L_am trains only through the mask')
+    p.add_argument('--am-score', default='sigmoid', choices=AM_SCORES,
+                   help='score of the erased class in L_am')
+    p.add_argument('--sigma', type=float, default=0.5,
+                   help='soft-mask threshold, in (0, 1)')
+    p.add_argument('--omega', type=cli.positive(float), default=10.0,
+                   help='soft-mask sharpness')
+    for term, default in (('cl', 1.0), ('am', 1.0), ('seg', 1.0),
+                          ('ext', 0.0)):
+        p.add_argument('--%s-weight' % term, type=float, default=default,
+                       help='weight of L_%s' % term)
+    p.add_argument('--ext-images', default='0',
+                   help='images with pixel supervision for GAIN_ext: a '
+                   'count N or a fraction in (0, 1)')
+    p.add_argument('--am-warmup', default='0',
+                   help='L_am off for N iterations (or Ne epochs)')
+    p.add_argument('--ext-warmup', default='0',
+                   help='L_ext off for N iterations (or Ne epochs)')
+    p.add_argument('--attention-interval', type=int, default=50,
+                   help='iterations between attention pictures')
+
+
+def pick_ext_images(n_images, spec, seed):
+    """Indices of the pixel-supervised images, fixed by ``seed``."""
+    try:
+        value = float(spec)
+    except ValueError:
+        raise cli.UsageError('--ext-images must be a count or a fraction, '
+                             'got %r' % spec)
+    n = int(round(value * n_images)) if 0 < value < 1 else int(value)
+    if value < 0 or n > n_images or (value >= 1 and value != int(value)):
+        raise cli.UsageError('--ext-images %s: must be a fraction in (0, 1) '
+                             'or a count in 0..%d' % (spec, n_images))
+    rng = np.random.RandomState(seed)
+    return np.sort(rng.choice(n_images, n, replace=False))
+
+
+def main():
+    p = cli.parser(__doc__)
+    add_gain_flags(p)
+    args = p.parse_args()
+    if not 0 < args.sigma < 1:
+        raise cli.UsageError('--sigma must be in (0, 1), got %g' % args.sigma)
+    weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
+                   ext=args.ext_weight)
+    if any(w < 0 for w in weights.values()):
+        raise cli.UsageError('loss weights must be >= 0, got %s' % weights)
+    try:
+        am_warmup, ext_warmup = (parse_warmup(args.am_warmup),
+                                 parse_warmup(args.ext_warmup))
+    except ValueError as e:
+        raise cli.UsageError(str(e))
+
+    device, stop, train, val = cli.prepare(args, default_iterations=200)
+    model, _ = load_model(args.modelfile, n_class=train.n_class,
+                          require_head=True)
+    for name in CLASSIFICATION_HEAD:
+        getattr(model, name).disable_update()
+    model.to_device(device)
+
+    ext_idx = pick_ext_images(len(train), args.ext_images, args.seed)
+    with open(os.path.join(args.out, 'ext_images.txt'), 'w') as f:
+        f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
+    loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
+                    args.sigma, args.omega, weights, am_warmup, ext_warmup)
+    optimizer = chainer.optimizers.Adam(alpha=args.lr)
+    optimizer.setup(loss)
+
+    train_it = chainer.iterators.SerialIterator(
+        PixelSupervisionFlag(training_data(train, flip=True), ext_idx),
+        args.batch_size)
+    updater = GAINUpdater(train_it, optimizer, device=device)
+    evaluator = None
+    shown = training_data(val if val is not None else train)
+    shown = [shown[i] for i in range(min(4, len(shown)))]
+    if val is not None:
+        _, val_it = cli.iterators(train, val, args.batch_size)
+        evaluator = chainer.training.extensions.Evaluator(
+            val_it, loss, eval_func=loss.evaluate, device=device)
+    cli.write_config(args.out, args, n_class=model.n_class,
+                     width=model.width, data_dir=train.data_dir,
+                     ext_image_ids=[train.ids[i] for i in ext_idx])
+    terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
+    plots = {'loss_' + t.split('/')[1]: [t] for t in terms}
+    plots['loss_val'] = ['validation/main/cl', 'validation/main/seg']
+    trainer = build_trainer(updater, stop, args.out,
+                            terms + ['validation/main/seg'], plots, evaluator)
+    trainer.extend(AttentionSnapshot(model, shown, args.sigma, args.omega),
+                   trigger=(args.attention_interval, 'iteration'))
+    finish(trainer, model, args.out)
+
+
+if __name__ == '__main__':
+    cli.run(main)

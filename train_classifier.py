@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Stage 1: train the GAIN classification head on a frozen FCN8s trunk.
+
+The head (GAP of pool5 -> fc6_cl -> fc7_cl -> score_cl) learns multi-label
+image classification with sigmoid cross-entropy; every trunk parameter stays
+bit-identical.
+"""
+import chainer
+
+from models import load_model
+from models.fcn8s import CLASSIFICATION_HEAD
+from training import cli
+from training.losses import ClassificationLoss
+from training.trainer import build_trainer, finish
+
+
+def freeze_all_but(model, names):
+    """Disable the update of every link of ``model`` outside ``names``."""
+    for link in model.children():
+        if link.name not in names:
+            link.disable_update()
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument('--modelfile', required=True,
+                   help='FCN8s npz (fcn\'s or one of this project\'s)')
+    p.add_argument('--out', default='runs/classifier',
+                   help='output directory')
+    p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
+    args = p.parse_args()
+
+    device, stop, train, val = cli.prepare(args, default_iterations=500)
+    model, _ = load_model(args.modelfile, n_class=train.n_class)
+    freeze_all_but(model, CLASSIFICATION_HEAD)
+    model.to_device(device)
+    loss = ClassificationLoss(model)
+    optimizer = chainer.optimizers.Adam(alpha=args.lr)
+    optimizer.setup(loss)
+
+    train_it, val_it = cli.iterators(train, val, args.batch_size)
+    updater = chainer.training.StandardUpdater(train_it, optimizer,
+                                               device=device)
+    evaluator = (chainer.training.extensions.Evaluator(val_it, loss,
+                                                       device=device)
+                 if val_it else None)
+    cli.write_config(args.out, args, n_class=model.n_class,
+                     width=model.width, data_dir=train.data_dir)
+    keys = ['main/loss', 'validation/main/loss', 'main/accuracy',
+            'validation/main/accuracy']
+    trainer = build_trainer(updater, stop, args.out, keys,
+                            {'loss': keys[:2], 'accuracy': keys[2:]},
+                            evaluator)
+    finish(trainer, model, args.out)
+
+
+if __name__ == '__main__':
+    cli.run(main)

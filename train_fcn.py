@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Train FCN8s for segmentation (the stand-in for the pretrained FCN8s).
+
+On the embedded dataset a thin FCN8s (``--width``) is trained from scratch;
+``--modelfile`` starts from an existing FCN8s instead (e.g. fcn's
+``fcn8s_from_caffe.npz``).
+"""
+import chainer
+
+from models import FCN8s, load_model
+from training import cli
+from training.losses import SegmentationLoss
+from training.trainer import build_trainer, finish
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument('--out', default='runs/fcn', help='output directory')
+    p.add_argument('--modelfile', default=None,
+                   help='FCN8s npz to start from (default: train from '
+                   'scratch)')
+    p.add_argument('--width', type=cli.positive(float), default=0.125,
+                   help='channel multiplier of a model trained from scratch')
+    p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
+    p.add_argument('--weight-decay', type=float, default=1e-4)
+    args = p.parse_args()
+
+    device, stop, train, val = cli.prepare(args, default_iterations=1000)
+    if args.modelfile:
+        model, _ = load_model(args.modelfile, n_class=train.n_class)
+    else:
+        model = FCN8s(train.n_class, args.width)
+    model.to_device(device)
+    loss = SegmentationLoss(model)
+    optimizer = chainer.optimizers.Adam(alpha=args.lr)
+    optimizer.setup(loss)
+    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(args.weight_decay))
+
+    train_it, val_it = cli.iterators(train, val, args.batch_size)
+    updater = chainer.training.StandardUpdater(train_it, optimizer,
+                                               device=device)
+    evaluator = (chainer.training.extensions.Evaluator(val_it, loss,
+                                                       device=device)
+                 if val_it else None)
+    cli.write_config(args.out, args, n_class=model.n_class,
+                     width=model.width, data_dir=train.data_dir)
+    trainer = build_trainer(
+        updater, stop, args.out, ['main/loss', 'validation/main/loss'],
+        {'loss': ['main/loss', 'validation/main/loss']}, evaluator)
+    finish(trainer, model, args.out)
+
+
+if __name__ == '__main__':
+    cli.run(main)

@@ -1,0 +1,1 @@
+"""What the training and evaluation scripts share."""

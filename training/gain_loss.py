@@ -1,0 +1,161 @@
+"""The GAIN objective on FCN8s: classification, attention mining, GAIN_ext
+and segmentation terms of one batch."""
+import chainer
+import chainer.functions as F
+
+from models import cam_from_features, normalize_cam
+from models.gain import erase, soft_mask
+
+AM_MODES = ('per-class', 'joint')
+CAM_GRADS = ('activations', 'full', 'mask-only')
+AM_SCORES = ('sigmoid', 'softmax')
+
+
+class GAINLoss(chainer.Chain):
+    """``l_cl L_cl + l_am L_am + l_seg L_seg + l_ext L_ext`` of a batch.
+
+    Args:
+        model (FCN8s): the network (its head should be frozen).
+        am_mode: ``'per-class'``: one CAM and one erased image per
+            ground-truth class; ``'joint'``: one CAM of the summed labelled
+            scores and one erased image per image.
+        cam_grad: how the attention map is differentiated:
+            ``'activations'``: Grad-CAM weights are constants, gradients reach
+            the trunk through A and through the attention-mining pass;
+            ``'full'``: the weights too (double back-propagation);
+            ``'mask-only'``: the attention-mining pass's own parameter
+            gradients are dropped, L_am trains only through the mask.
+        am_score: ``'sigmoid'`` (the paper) or ``'softmax'`` scores of the
+            erased image.
+        sigma, omega: soft-mask threshold and sharpness.
+        weights: dict of ``cl``, ``am``, ``seg``, ``ext`` loss weights.
+        am_warmup, ext_warmup: ``(value, 'iteration' | 'epoch')`` during
+            which the term is off.
+
+    ``forward(x, lbl, labels, ext)`` takes images ``(N, 3, H, W)``, label
+    maps ``(N, H, W)`` (-1 ignored), multi-hot labels ``(N, K)`` and a bool
+    ``(N,)`` marking the images with pixel supervision, and reports
+    ``cl``, ``am``, ``ext``, ``seg`` and ``loss``.
+    """
+
+    def __init__(self, model, am_mode='per-class', cam_grad='activations',
+                 am_score='sigmoid', sigma=0.5, omega=10.0, weights=None,
+                 am_warmup=(0, 'iteration'), ext_warmup=(0, 'iteration')):
+        super().__init__()
+        if am_mode not in AM_MODES:
+            raise ValueError('am_mode must be one of %s' % (AM_MODES,))
+        if cam_grad not in CAM_GRADS:
+            raise ValueError('cam_grad must be one of %s' % (CAM_GRADS,))
+        if am_score not in AM_SCORES:
+            raise ValueError('am_score must be one of %s' % (AM_SCORES,))
+        self.am_mode, self.cam_grad, self.am_score = am_mode, cam_grad, am_score
+        self.sigma, self.omega = sigma, omega
+        self.weights = dict(cl=1.0, am=1.0, seg=1.0, ext=0.0)
+        self.weights.update(weights or {})
+        self.warmup = dict(am=am_warmup, ext=ext_warmup)
+        self.progress = dict(iteration=0, epoch=0.0)  # set by the updater
+        with self.init_scope():
+            self.model = model
+
+    def active(self, term):
+        if self.weights[term] == 0:
+            return False
+        value, unit = self.warmup.get(term, (0, 'iteration'))
+        return self.progress[unit] >= value
+
+    def forward(self, x, lbl, labels, ext):
+        model, xp = self.model, self.model.xp
+        features = model.features(x)
+        terms = {'cl': F.sigmoid_cross_entropy(model.head(features), labels)}
+        zero = chainer.Variable(xp.zeros((), dtype=x.dtype))
+        terms['am'] = terms['ext'] = zero
+        if self.active('am') or self.active('ext'):
+            terms.update(self.attention_terms(x, lbl, labels, ext, features))
+        terms['seg'] = (F.softmax_cross_entropy(model.segment(x), lbl)
+                        if self.weights['seg'] else zero)
+        loss = sum(self.weights[k] * v for k, v in terms.items())
+        chainer.report(dict(terms, loss=loss), self)
+        return loss
+
+    def attention_terms(self, x, lbl, labels, ext, features):
+        """L_am and L_ext; 0 for a batch without foreground labels."""
+        xp = self.model.xp
+        labels = xp.asarray(labels)
+        if self.am_mode == 'per-class':
+            rows, cls = xp.nonzero(labels)
+            targets = xp.zeros((len(rows), labels.shape[1]), x.dtype)
+            targets[xp.arange(len(rows)), cls] = 1
+        else:
+            rows = xp.nonzero(labels.any(axis=1))[0]
+            targets = labels[rows].astype(x.dtype)
+        out = {}
+        if len(rows) == 0:
+            return out
+        cam = cam_from_features(self.model, features[rows], targets,
+                                x.shape[2:],
+                                double_backprop=self.cam_grad == 'full')
+        cam = normalize_cam(cam)
+        if self.active('am'):
+            erased = erase(x[rows], soft_mask(cam, self.sigma, self.omega))
+            out['am'] = self.attention_mining(erased, targets)
+        ext_rows = xp.asarray(ext)[rows]
+        if self.active('ext') and ext_rows.any():
+            out['ext'] = self.pixel_supervision(cam, lbl[rows], targets,
+                                                ext_rows)
+        return out
+
+    def attention_mining(self, erased, targets):
+        """Mean score of the erased classes on the erased images."""
+        def loss_of(scores):
+            if self.am_score == 'softmax':
+                p = F.softmax(scores)
+            else:
+                p = F.sigmoid(scores)
+            return F.sum(p * targets) / float(targets.sum())
+
+        if self.cam_grad != 'mask-only':
+            return loss_of(self.model.classify(erased))
+        # Value of L_am, gradient only through the mask: the erased image
+        # becomes a leaf of the attention-mining pass, and the loss is
+        # linearised around it.
+        leaf = chainer.Variable(erased.array)
+        loss = loss_of(self.model.classify(leaf))
+        g, = chainer.grad([loss], [leaf])
+        return (F.sum(erased * g.array) +
+                (loss.array - (erased.array * g.array).sum()))
+
+    def pixel_supervision(self, cam, lbl, targets, ext_rows):
+        """``mean (A_norm - H)^2`` over the labelled pixels of the images
+        with pixel supervision; ``H`` is the mask of the CAM's classes."""
+        xp = self.model.xp
+        fg = lbl[:, None] == (xp.arange(targets.shape[1]) + 1)[None, :,
+                                                                None, None]
+        target = (fg * targets[:, :, None, None].astype(bool)).any(axis=1)
+        weight = ((lbl >= 0) & ext_rows[:, None, None]).astype(cam.dtype)
+        return F.sum((cam - target.astype(cam.dtype)) ** 2 * weight) / \
+            max(float(weight.sum()), 1.0)
+
+    def evaluate(self, x, lbl, labels, ext=None):
+        """Validation terms that need no gradient: ``cl`` and ``seg``."""
+        chainer.report({
+            'cl': F.sigmoid_cross_entropy(self.model.classify(x), labels),
+            'seg': F.softmax_cross_entropy(self.model.segment(x), lbl)}, self)
+
+
+def parse_warmup(text):
+    """``'100'`` or ``'100i'`` -> ``(100, 'iteration')``; ``'2e'`` ->
+    ``(2.0, 'epoch')``."""
+    text = str(text).strip()
+    try:
+        if text.endswith('e'):
+            value, unit = float(text[:-1]), 'epoch'
+        else:
+            value, unit = int(text.rstrip('i')), 'iteration'
+    except ValueError:
+        raise ValueError('warm-up must be N (iterations) or Ne (epochs), '
+                         'got %r' % text)
+    if value < 0:
+        raise ValueError('warm-up must be >= 0, got %r' % text)
+    return value, unit
+
+
