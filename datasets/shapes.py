@@ -73,6 +73,7 @@ OBJECT_DIAMETER = (0.18, 0.36)  # fraction of the image side
 BAND_WIDTH = (0.22, 0.30)       # fraction of the image side
 CORE = 0.2, 0.32, 0.68          # cue_core geometry (fractions of the side)
 SUPERSAMPLE = 4
+OWN_FILES = ('JPEGImages', 'SegmentationClass', 'ImageSets', 'meta.json')
 DEFAULTS = dict(size=96, n_train=600, n_val=100, n_test=200, bias=0.9)
 
 
@@ -325,12 +326,16 @@ def ensure(root=None, seed=0, **kwargs):
     A directory whose meta.json has this version and these parameters is
     reused as is. Otherwise the dataset is generated in a temporary sibling
     directory and renamed into place, so an interrupted run never leaves a
-    half-written directory that looks valid.
+    half-written directory that looks valid. An existing ``root`` holding
+    anything but dataset files is never replaced (FileExistsError).
     """
     params = _params(seed=seed, **kwargs)
     root = os.path.abspath(root or default_root(params['seed']))
     if _is_current(root, params):
         return root
+    if os.path.isdir(root) and not set(os.listdir(root)) <= set(OWN_FILES):
+        raise FileExistsError('%s holds files that are not a shapes dataset; '
+                              'not replacing it' % root)
     parent, name = os.path.split(root)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix='.%s.tmp-' % name, dir=parent)
