@@ -1,0 +1,145 @@
+#!/usr/bin/env python
+"""Pseudo segmentation labels from Grad-CAM attention (weak supervision).
+
+For each image of ``--split`` the normalised CAMs of its image-level
+(ground-truth) classes are computed; a pixel whose highest map is
+``>= --high`` takes that class, ``< --low`` is background 0, in between
+is 255 (ignore). ``--out`` becomes a VOC-format directory:
+
+* ``SegmentationClass/<id>.png``: palette PNG (mode P, VOC palette);
+* ``ImageSets/Segmentation/<split>.txt``;
+* ``JPEGImages/<id>.jpg``: symlinks to the source images (copies where
+  links are not possible);
+
+so ``--dataset voc --data-dir OUT --split SPLIT`` trains on it (the class
+names are then VOC's; labels 0..n_class-1 of any dataset fit). The pseudo
+labels' mIoU against the ground truth, counted on the pixels they label
+(not 255, nor ignored in the ground truth), and the share of pixels they
+label are printed and written to ``OUT/pseudo_labels.json``.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import PIL.Image
+
+from datasets import get_dataset
+from datasets.shapes import voc_palette
+from evaluate import batches, to_input
+from metrics import (class_cams, confusion_matrix, gt_classes, pseudo_label,
+                     segmentation_scores)
+from models import load_model
+from training import cli
+
+
+def write_label_png(path, label):
+    """``(H, W)`` uint8 labels -> palette PNG (mode P), atomically."""
+    png = PIL.Image.fromarray(label, mode='P')
+    png.putpalette(voc_palette())
+    png.save(path + '.tmp', format='PNG')
+    os.replace(path + '.tmp', path)
+
+
+def link_image(src, dst):
+    """Symlink ``dst`` -> ``src`` (absolute), or copy if linking fails."""
+    if os.path.lexists(dst):
+        os.remove(dst)
+    try:
+        os.symlink(os.path.abspath(src), dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def label_scores(hist, n_labelled, n_pixels):
+    """Summary of the accumulated ``hist`` of labelled pixels."""
+    scores = (segmentation_scores(hist) if hist.sum() else
+              dict(mean_iu=None, iu=[None] * len(hist), accuracy=None))
+    return dict(mean_iu=scores['mean_iu'], iu=scores['iu'],
+                accuracy=scores['accuracy'],
+                labelled_share=n_labelled / max(n_pixels, 1),
+                labelled_pixels=int(n_labelled), pixels=int(n_pixels))
+
+
+def main():
+    p = cli.parser(__doc__, training=False)
+    p.add_argument('--modelfile', required=True,
+                   help='model whose Grad-CAM makes the labels (with its '
+                   'classification head)')
+    p.add_argument('--split', default='train', help='split to label')
+    p.add_argument('--out', required=True,
+                   help='output VOC-format directory')
+    p.add_argument('--low', type=float, default=0.3,
+                   help='normalised CAM below which a pixel is background')
+    p.add_argument('--high', type=float, default=0.6,
+                   help='normalised CAM from which a pixel takes the class')
+    p.add_argument('--batch-size', type=cli.positive(int), default=8)
+    args = p.parse_args()
+    if not 0 <= args.low <= args.high <= 1:
+        raise cli.UsageError('need 0 <= --low <= --high <= 1, got %g, %g'
+                             % (args.low, args.high))
+
+    device = cli.get_device(args.device)
+    cli.set_seed(args.seed, device)
+    dataset = get_dataset(args.dataset, args.data_dir, args.split)
+    if os.path.realpath(args.out) == os.path.realpath(dataset.data_dir):
+        raise cli.UsageError('--out %s is the source dataset; pick another '
+                             'directory' % args.out)
+    model, _ = load_model(args.modelfile, n_class=dataset.n_class,
+                          require_head=True)
+    model.to_device(device)
+
+    split_name = os.path.splitext(os.path.basename(args.split))[0]
+    dirs = {d: os.path.join(args.out, d) for d in (
+        'SegmentationClass', 'JPEGImages',
+        os.path.join('ImageSets', 'Segmentation'))}
+    for d in dirs.values():
+        os.makedirs(d, exist_ok=True)
+
+    n = dataset.n_class
+    hist = np.zeros((n, n), np.int64)
+    n_labelled = n_pixels = 0
+    index = 0
+    for batch in batches(dataset, args.batch_size):
+        classes = [gt_classes(lbl, n) for _, lbl in batch]
+        cams = class_cams(model, to_input([img for img, _ in batch], device),
+                          classes)
+        for (_, lbl), cam, cls in zip(batch, cams, classes):
+            image_id = dataset.ids[index]
+            label = pseudo_label(cam, cls, args.low, args.high)
+            write_label_png(os.path.join(dirs['SegmentationClass'],
+                                         image_id + '.png'), label)
+            link_image(dataset.image_files[index],
+                       os.path.join(dirs['JPEGImages'], image_id + '.jpg'))
+            labelled = label != 255
+            hist += confusion_matrix(np.where(labelled, lbl, -1), label, n)
+            n_labelled += int(labelled.sum())
+            n_pixels += label.size
+            index += 1
+
+    list_file = os.path.join(dirs[os.path.join('ImageSets', 'Segmentation')],
+                             split_name + '.txt')
+    with open(list_file + '.tmp', 'w') as f:
+        f.write('\n'.join(dataset.ids) + '\n')
+    os.replace(list_file + '.tmp', list_file)
+
+    report = label_scores(hist, n_labelled, n_pixels)
+    report.update(modelfile=args.modelfile, dataset=args.dataset,
+                  data_dir=dataset.data_dir, split=args.split,
+                  low=args.low, high=args.high, images=len(dataset),
+                  class_names=list(dataset.class_names))
+    cli.write_config(args.out, args, data_dir=dataset.data_dir)
+    path = os.path.join(args.out, 'pseudo_labels.json')
+    with open(path + '.tmp', 'w') as f:
+        json.dump(report, f, indent=2)
+    os.replace(path + '.tmp', path)
+    miou = report['mean_iu']
+    print('%d pseudo labels in %s: mIoU %s on the labelled pixels, '
+          '%.2f%% of the pixels labelled (low %g, high %g)'
+          % (len(dataset), args.out,
+             '-' if miou is None else '%.2f%%' % (100 * miou),
+             100 * report['labelled_share'], args.low, args.high))
+
+
+if __name__ == '__main__':
+    cli.run(main)

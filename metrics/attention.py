@@ -1,0 +1,214 @@
+"""Attention quality: how well the Grad-CAM of each ground-truth class
+covers that class's pixels.
+
+All maps here are min-max normalised Grad-CAMs (:func:`class_cams`), one per
+(image, ground-truth class) pair; classes are label values ``1..n_class-1``.
+
+* **Attention mIoU** (the weakly supervised "seed" metric): a pixel takes
+  the class of the highest map if that map reaches ``tau`` (``>= tau``),
+  else background; mean IU of that segmentation against the ground truth
+  over the split (ignore pixels skipped), for every ``tau`` of
+  :data:`TAUS`. The best ``tau`` flatters each model with its own
+  threshold, so a fixed ``tau`` (default 0.5, the soft-mask threshold
+  ``--sigma`` that GAIN trains its attention against) is reported too.
+* **Energy**: the share of a map's mass that lies on the pixels of its
+  class, ``sum(cam[lbl == c]) / sum(cam[lbl != ignore])``; ignore pixels
+  count on neither side. A flat (all-zero) map has energy 0.
+* **Pointing game**: a hit when the map's argmax pixel is a pixel of its
+  class. The argmax on an ignore pixel (-1) is a hit when a pixel of the
+  class lies within :data:`POINTING_TOLERANCE` pixels (the width of VOC's
+  void band around object outlines), otherwise it is not counted at all
+  (VOC also marks whole difficult objects as void, and we cannot tell what
+  they are); ignore pixels are never misses. A flat map is a miss.
+
+Energy and pointing are averaged per class, then over the classes that
+occur (like mAP and mean IU).
+"""
+import chainer
+import numpy as np
+
+from datasets.voc import image_labels
+from metrics.segmentation import segmentation_scores
+from models.grad_cam import cam_from_features, normalize_cam
+
+TAUS = np.round(np.arange(1, 20) * 0.05, 2)  # 0.05, 0.10, ..., 0.95
+DEFAULT_TAU = 0.5
+POINTING_TOLERANCE = 5
+IGNORE = -1
+
+
+def gt_classes(lbl, n_class):
+    """Foreground classes ``(C,)`` int (label values) present in ``lbl``."""
+    return np.flatnonzero(image_labels(lbl, n_class)) + 1
+
+
+def class_cams(model, x, classes):
+    """Normalised Grad-CAMs of the given classes of each image, in one
+    batched call (features once, one head back-propagation per batch).
+
+    Args:
+        model (FCN8s): the network (with its classification head).
+        x: ``(N, 3, H, W)`` preprocessed images on the model's device.
+        classes: ``N`` sequences of label values ``1..n_class-1``.
+    Returns:
+        list of ``N`` float32 numpy arrays ``(C_i, H, W)`` in [0, 1], the
+        maps in the order of ``classes[i]``.
+    """
+    xp = model.xp
+    n, size = len(x), tuple(x.shape[2:])
+    image = [i for i, cs in enumerate(classes) for _ in cs]
+    target = [int(c) - 1 for cs in classes for c in cs]
+    if not image:
+        return [np.zeros((0,) + size, np.float32) for _ in range(n)]
+    with chainer.using_config('train', False):
+        with chainer.no_backprop_mode():
+            feats = model.features(x).array
+        cam = cam_from_features(model, feats[xp.asarray(image)],
+                                xp.asarray(target, dtype=np.int32), size)
+        with chainer.no_backprop_mode():
+            cam = normalize_cam(cam).array
+    cam = chainer.backend.CpuDevice().send(cam).astype(np.float32)
+    bounds = np.cumsum([0] + [len(cs) for cs in classes])
+    return [cam[bounds[i]:bounds[i + 1]] for i in range(n)]
+
+
+def top_map(cams, classes):
+    """``(best, arg)``: the highest value ``(H, W)`` and its class
+    ``(H, W)`` int32 of maps ``(C, H, W)`` of label values ``(C,)``; with
+    no map, zeros (background)."""
+    cams = np.asarray(cams)
+    if len(cams) == 0:
+        shape = cams.shape[1:]
+        return np.zeros(shape, np.float32), np.zeros(shape, np.int32)
+    return (cams.max(axis=0),
+            np.asarray(classes, np.int32)[cams.argmax(axis=0)])
+
+
+def attention_segmentation(cams, classes, tau):
+    """``(H, W)`` int32: the class of the highest map where it is
+    ``>= tau``, else background 0."""
+    best, arg = top_map(cams, classes)
+    return np.where(best >= np.float32(tau), arg, 0).astype(np.int32)
+
+
+def pseudo_label(cams, classes, low, high):
+    """``(H, W)`` uint8 VOC label: the class of the highest map where it is
+    ``>= high``, background where ``< low``, 255 (ignore) in between."""
+    best, arg = top_map(cams, classes)
+    out = np.full(best.shape, 255, np.uint8)
+    out[best < low] = 0
+    out[best >= high] = arg[best >= high]
+    return out
+
+
+def energy_inside(cam, lbl, c):
+    """Share of the mass of ``cam`` ``(H, W)`` on pixels of class ``c``,
+    ignore pixels of ``lbl`` ``(H, W)`` excluded; 0 for a flat map."""
+    valid = lbl != IGNORE
+    total = float(cam[valid].sum())
+    return float(cam[lbl == c].sum()) / total if total > 0 else 0.0
+
+
+def pointing_hit(cam, lbl, c, tolerance=POINTING_TOLERANCE):
+    """Pointing game for one map: True (hit), False (miss) or None (the
+    peak is on an ignore pixel away from the class: not counted)."""
+    if cam.max() <= 0:
+        return False
+    y, x = np.unravel_index(int(cam.argmax()), cam.shape)
+    if lbl[y, x] != IGNORE:
+        return bool(lbl[y, x] == c)
+    r = tolerance
+    near = lbl[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1]
+    return True if (near == c).any() else None
+
+
+class AttentionMetrics(object):
+    """Accumulator of attention mIoU (tau sweep), energy and pointing game.
+
+    ``add(lbl, outputs)`` takes the label ``(H, W)`` and
+    ``outputs['cams']`` ``(C, H, W)`` normalised maps of the classes
+    ``outputs['cam_classes']`` ``(C,)`` (see :func:`class_cams`).
+    """
+
+    needs_cams = True
+
+    def __init__(self, n_class, taus=TAUS, tau=DEFAULT_TAU,
+                 tolerance=POINTING_TOLERANCE):
+        self.n_class, self.tolerance = n_class, tolerance
+        self.taus = np.sort(np.asarray(taus, dtype=np.float32))
+        self.tau = float(tau)
+        # sweep[k, t, a]: pixels of truth t whose top class a has a map that
+        # reaches exactly the k lowest thresholds (predicted a for tau_j,
+        # j < k, background above); fixed[r, t, a]: r = reaches self.tau.
+        self.sweep = np.zeros((len(self.taus) + 1, n_class, n_class),
+                              np.int64)
+        self.fixed = np.zeros((2, n_class, n_class), np.int64)
+        self.energy = np.zeros((2, n_class - 1))    # sum, count
+        self.pointing = np.zeros((2, n_class - 1))  # hits, counted
+
+    def add(self, lbl, outputs):
+        cams, classes = outputs['cams'], outputs['cam_classes']
+        best, arg = top_map(cams, classes)
+        keep = (lbl >= 0) & (lbl < self.n_class)
+        best, arg, truth = best[keep], arg[keep], lbl[keep]
+        k = np.searchsorted(self.taus, best, side='right')
+        reached = (best >= np.float32(self.tau)).astype(np.int64)
+        for hist, index in ((self.sweep, k), (self.fixed, reached)):
+            flat = (index * self.n_class + truth) * self.n_class + arg
+            hist += np.bincount(flat, minlength=hist.size).reshape(
+                hist.shape)
+        for cam, c in zip(cams, classes):
+            self.energy[:, c - 1] += energy_inside(cam, lbl, c), 1
+            hit = pointing_hit(cam, lbl, c, self.tolerance)
+            if hit is not None:
+                self.pointing[:, c - 1] += float(hit), 1
+
+    def hists(self):
+        """Confusion matrices ``(T + 1, n, n)``: one per sweep threshold,
+        then the fixed ``tau``'s."""
+        hists = [_threshold_hist(self.sweep[j + 1:].sum(0),
+                                 self.sweep[:j + 1].sum(0))
+                 for j in range(len(self.taus))]
+        hists.append(_threshold_hist(self.fixed[1], self.fixed[0]))
+        return np.stack(hists)
+
+    def result(self):
+        scores = [segmentation_scores(h) for h in self.hists()]
+        curve = [s['mean_iu'] for s in scores[:-1]]
+        best = int(np.nanargmax(curve)) if not np.all(np.isnan(curve)) \
+            else 0
+        energy = _ratio(*self.energy)
+        pointing = _ratio(*self.pointing)
+        return dict(
+            attention_miou=curve[best],
+            attention_tau=round(float(self.taus[best]), 4),
+            attention_miou_fixed=scores[-1]['mean_iu'],
+            attention_fixed_tau=self.tau,
+            attention_curve=dict(tau=[round(float(t), 4) for t in self.taus],
+                                 miou=curve),
+            attention_iu=scores[best]['iu'],
+            energy=_nanmean(energy), energy_class=_nones(energy),
+            pointing=_nanmean(pointing), pointing_class=_nones(pointing),
+            pointing_counted=int(self.pointing[1].sum()),
+            cam_pairs=int(self.energy[1].sum()))
+
+
+def _threshold_hist(reached, below):
+    """Confusion matrix of pixels that ``reached`` the threshold (predicted
+    their top class) plus those ``below`` it (predicted background)."""
+    hist = reached.copy()
+    hist[:, 0] += below.sum(axis=1)
+    return hist
+
+
+def _ratio(num, den):
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
+def _nanmean(a):
+    return None if np.all(np.isnan(a)) else float(np.nanmean(a))
+
+
+def _nones(a):
+    return [None if np.isnan(v) else float(v) for v in a]

@@ -1,0 +1,131 @@
+"""make_pseudo_labels.py: VOC-format output, thresholds, report."""
+import json
+import os
+import sys
+
+import chainer
+import numpy as np
+import PIL.Image
+import pytest
+
+import make_pseudo_labels
+from conftest import voc_palette, write_voc
+from datasets import get_dataset, preprocess
+from models import FCN8s, grad_cam, load_model, normalize_cam, save_model
+from training import cli
+
+
+@pytest.fixture
+def setup(tmp_path):
+    voc = str(tmp_path / 'VOC')
+    written = write_voc(voc, {'train': 4})
+    np.random.seed(0)
+    model = FCN8s(21, width=1 / 16.)
+    path = str(tmp_path / 'm' / 'model.npz')
+    save_model(path, model)
+    return voc, written, path
+
+
+def run_main(argv, monkeypatch):
+    monkeypatch.setattr(sys, 'argv', ['make_pseudo_labels.py'] + argv)
+    cli.run(make_pseudo_labels.main)
+
+
+def expected_label(model, img, lbl, low, high):
+    """The threshold rule, from per-class Grad-CAMs computed one by one."""
+    classes = sorted(set(np.unique(lbl).tolist()) - {0, 255})
+    out = np.zeros(lbl.shape, np.uint8)
+    if not classes:
+        return out
+    with chainer.using_config('train', False):
+        cams = np.stack([normalize_cam(grad_cam(
+            model, preprocess(img)[None], np.array([c - 1]))).array[0]
+            for c in classes])
+    best, arg = cams.max(0), np.array(classes)[cams.argmax(0)]
+    out[(best >= low) & (best < high)] = 255
+    out[best >= high] = arg[best >= high]
+    return out
+
+
+def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
+                                                monkeypatch, capsys):
+    voc, written, modelfile = setup
+    out = str(tmp_path / 'pseudo')
+    run_main(['--dataset', 'voc', '--data-dir', voc, '--split', 'train',
+              '--modelfile', modelfile, '--out', out, '--low', '0.3',
+              '--high', '0.6', '--batch-size', '3'], monkeypatch)
+    assert 'mIoU' in capsys.readouterr().out
+    with open(os.path.join(out, 'ImageSets', 'Segmentation',
+                           'train.txt')) as f:
+        assert f.read().split() == sorted(written)
+
+    model, _ = load_model(modelfile)
+    source = get_dataset('voc', voc, 'train')
+    inter, union = np.zeros(21), np.zeros(21)
+    labelled = total = 0
+    for i, image_id in enumerate(source.ids):
+        img, _ = source[i]  # the decoded JPEG, as the script reads it
+        gt = written[image_id][1]
+        with PIL.Image.open(os.path.join(out, 'SegmentationClass',
+                                         image_id + '.png')) as png:
+            assert png.mode == 'P'
+            assert png.getpalette()[:768] == voc_palette()
+            label = np.asarray(png)
+        np.testing.assert_array_equal(
+            label, expected_label(model, img, gt, 0.3, 0.6))
+        src = os.path.join(out, 'JPEGImages', image_id + '.jpg')
+        assert os.path.samefile(src, os.path.join(voc, 'JPEGImages',
+                                                  image_id + '.jpg'))
+        keep = (label != 255) & (gt != 255)
+        for c in range(21):
+            t, p = keep & (gt == c), keep & (label == c)
+            inter[c] += (t & p).sum()
+            union[c] += (t | p).sum()
+        labelled += (label != 255).sum()
+        total += label.size
+
+    assert 0 < labelled < total  # the three outcomes all occur
+    assert inter[1:].sum() + (union[1:] - inter[1:]).sum() > 0
+    with open(os.path.join(out, 'pseudo_labels.json')) as f:
+        report = json.load(f)
+    assert report['mean_iu'] == pytest.approx(
+        np.mean(inter[union > 0] / union[union > 0]))
+    assert report['labelled_share'] == pytest.approx(labelled / total)
+    assert (report['low'], report['high']) == (0.3, 0.6)
+
+    # The output is itself a VOC-format dataset.
+    dataset = get_dataset('voc', out, 'train')
+    img, lbl = dataset[0]
+    assert img.shape == written[dataset.ids[0]][0].shape
+    assert set(np.unique(lbl).tolist()) <= {-1, 0} | set(
+        np.unique(written[dataset.ids[0]][1]).tolist())
+
+
+def test_no_ignore_band_when_low_equals_high(setup, tmp_path, monkeypatch):
+    voc, written, modelfile = setup
+    out = str(tmp_path / 'pseudo')
+    run_main(['--dataset', 'voc', '--data-dir', voc, '--split', 'train',
+              '--modelfile', modelfile, '--out', out, '--low', '0.5',
+              '--high', '0.5'], monkeypatch)
+    with open(os.path.join(out, 'pseudo_labels.json')) as f:
+        assert json.load(f)['labelled_share'] == 1.0
+
+
+@pytest.mark.parametrize('extra', [['--low', '0.7', '--high', '0.2'],
+                                   ['--out-is-data'],
+                                   ['--modelfile-missing']])
+def test_bad_input_is_one_line_error(setup, tmp_path, monkeypatch, capsys,
+                                     extra):
+    voc, _, modelfile = setup
+    out = str(tmp_path / 'pseudo')
+    if extra == ['--out-is-data']:
+        extra, out = [], voc
+    if extra == ['--modelfile-missing']:
+        extra, modelfile = [], str(tmp_path / 'missing.npz')
+    with pytest.raises(SystemExit) as e:
+        run_main(['--dataset', 'voc', '--data-dir', voc, '--modelfile',
+                  modelfile, '--out', out] + extra, monkeypatch)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1
+    assert not os.path.exists(os.path.join(voc, 'pseudo_labels.json'))
