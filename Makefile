@@ -7,25 +7,27 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup test demo bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(if $(GPU),$(VENV)/.cupy-$(GPU))
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "setuptools>=65,<70" wheel
 	$(PY) -m pip install -q --no-build-isolation -r requirements.txt
-ifneq ($(GPU),)
-	$(PY) -m pip install -q "cupy-$(GPU)==13.6.0"
-endif
 	touch $(STAMP)
+
+# Optional GPU support: make setup GPU=cuda12x (or cuda11x, cuda13x).
+$(VENV)/.cupy-%: $(STAMP)
+	$(PY) -m pip install -q "cupy-$*==13.6.0"
+	touch $@
 
 test: setup
 	$(PY) -m pytest -q tests
 
 demo: setup
-	$(PY) scripts/demo.py
+	$(PY) demo.py $(DEMO_ARGS)
 
 bench: setup
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -17,7 +17,7 @@ from training import cli
 from training.extensions import AttentionSnapshot
 from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
                                 parse_warmup)
-from training.trainer import build_trainer, finish
+from training.trainer import build_trainer, finish, make_optimizer
 from training.updaters import GAINUpdater
 
 
@@ -77,7 +77,7 @@ def main():
         raise cli.UsageError('--sigma must be in (0, 1), got %g' % args.sigma)
     weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
                    ext=args.ext_weight)
-    if any(w < 0 for w in weights.values()):
+    if not all(w >= 0 for w in weights.values()):
         raise cli.UsageError('loss weights must be >= 0, got %s' % weights)
     try:
         am_warmup, ext_warmup = (parse_warmup(args.am_warmup),
@@ -88,8 +88,6 @@ def main():
     device, stop, train, val = cli.prepare(args, default_iterations=200)
     model, _ = load_model(args.modelfile, n_class=train.n_class,
                           require_head=True)
-    for name in CLASSIFICATION_HEAD:
-        getattr(model, name).disable_update()
     model.to_device(device)
 
     ext_idx = pick_ext_images(len(train), args.ext_images, args.seed)
@@ -97,16 +95,18 @@ def main():
         f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
                     args.sigma, args.omega, weights, am_warmup, ext_warmup)
-    optimizer = chainer.optimizers.Adam(alpha=args.lr)
-    optimizer.setup(loss)
+    optimizer = make_optimizer(loss, args.lr,
+                               model.links_named(CLASSIFICATION_HEAD))
 
-    train_it = chainer.iterators.SerialIterator(
+    train_it = cli.train_iterator(
         PixelSupervisionFlag(training_data(train, flip=True), ext_idx),
         args.batch_size)
     updater = GAINUpdater(train_it, optimizer, device=device)
     evaluator = None
     shown = training_data(val if val is not None else train)
-    shown = [shown[i] for i in range(min(4, len(shown)))]
+    # Up to 4 pictures of one size (they are stacked into one batch).
+    shown = [shown[i] for i in range(min(16, len(shown)))]
+    shown = [e for e in shown if e[0].shape == shown[0][0].shape][:4]
     if val is not None:
         _, val_it = cli.iterators(train, val, args.batch_size)
         evaluator = chainer.training.extensions.Evaluator(
@@ -118,7 +118,8 @@ def main():
     plots = {'loss_' + t.split('/')[1]: [t] for t in terms}
     plots['loss_val'] = ['validation/main/cl', 'validation/main/seg']
     trainer = build_trainer(updater, stop, args.out,
-                            terms + ['validation/main/seg'], plots, evaluator)
+                            terms + ['validation/main/seg'], plots, evaluator,
+                            **cli.trainer_options(args))
     trainer.extend(AttentionSnapshot(model, shown, args.sigma, args.omega),
                    trigger=(args.attention_interval, 'iteration'))
     finish(trainer, model, args.out)

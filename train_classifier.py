@@ -11,14 +11,7 @@ from models import load_model
 from models.fcn8s import CLASSIFICATION_HEAD
 from training import cli
 from training.losses import ClassificationLoss
-from training.trainer import build_trainer, finish
-
-
-def freeze_all_but(model, names):
-    """Disable the update of every link of ``model`` outside ``names``."""
-    for link in model.children():
-        if link.name not in names:
-            link.disable_update()
+from training.trainer import build_trainer, finish, make_optimizer
 
 
 def main():
@@ -32,11 +25,10 @@ def main():
 
     device, stop, train, val = cli.prepare(args, default_iterations=500)
     model, _ = load_model(args.modelfile, n_class=train.n_class)
-    freeze_all_but(model, CLASSIFICATION_HEAD)
     model.to_device(device)
     loss = ClassificationLoss(model)
-    optimizer = chainer.optimizers.Adam(alpha=args.lr)
-    optimizer.setup(loss)
+    trunk = [l for l in model.children() if l.name not in CLASSIFICATION_HEAD]
+    optimizer = make_optimizer(loss, args.lr, trunk)
 
     train_it, val_it = cli.iterators(train, val, args.batch_size)
     updater = chainer.training.StandardUpdater(train_it, optimizer,
@@ -50,7 +42,7 @@ def main():
             'validation/main/accuracy']
     trainer = build_trainer(updater, stop, args.out, keys,
                             {'loss': keys[:2], 'accuracy': keys[2:]},
-                            evaluator)
+                            evaluator, **cli.trainer_options(args))
     finish(trainer, model, args.out)
 
 

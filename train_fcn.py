@@ -10,7 +10,7 @@ import chainer
 from models import FCN8s, load_model
 from training import cli
 from training.losses import SegmentationLoss
-from training.trainer import build_trainer, finish
+from training.trainer import build_trainer, finish, make_optimizer
 
 
 def main():
@@ -19,22 +19,25 @@ def main():
     p.add_argument('--modelfile', default=None,
                    help='FCN8s npz to start from (default: train from '
                    'scratch)')
-    p.add_argument('--width', type=cli.positive(float), default=0.125,
+    p.add_argument('--width', type=cli.positive(float), default=0.0625,
                    help='channel multiplier of a model trained from scratch')
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
     p.add_argument('--weight-decay', type=float, default=1e-4)
+    p.add_argument('--cls-weight', type=float, default=0.0,
+                   help='weight of a multi-label classification loss of the '
+                   'GAIN head trained with the trunk (0: segmentation only)')
     args = p.parse_args()
 
     device, stop, train, val = cli.prepare(args, default_iterations=1000)
     if args.modelfile:
-        model, _ = load_model(args.modelfile, n_class=train.n_class)
+        model, _ = load_model(args.modelfile, n_class=train.n_class,
+                              width=cli.given(args, 'width'))
     else:
         model = FCN8s(train.n_class, args.width)
     model.to_device(device)
-    loss = SegmentationLoss(model)
-    optimizer = chainer.optimizers.Adam(alpha=args.lr)
-    optimizer.setup(loss)
-    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(args.weight_decay))
+    loss = SegmentationLoss(model, args.cls_weight)
+    optimizer = make_optimizer(loss, args.lr,
+                               weight_decay=args.weight_decay)
 
     train_it, val_it = cli.iterators(train, val, args.batch_size)
     updater = chainer.training.StandardUpdater(train_it, optimizer,
@@ -44,9 +47,11 @@ def main():
                  if val_it else None)
     cli.write_config(args.out, args, n_class=model.n_class,
                      width=model.width, data_dir=train.data_dir)
-    trainer = build_trainer(
-        updater, stop, args.out, ['main/loss', 'validation/main/loss'],
-        {'loss': ['main/loss', 'validation/main/loss']}, evaluator)
+    keys = ['main/loss', 'validation/main/loss']
+    if args.cls_weight:
+        keys += ['main/seg', 'main/cl']
+    trainer = build_trainer(updater, stop, args.out, keys, {'loss': keys},
+                            evaluator, **cli.trainer_options(args))
     finish(trainer, model, args.out)
 
 

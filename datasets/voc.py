@@ -13,8 +13,15 @@ Accepted layouts under ``data_dir``:
 ``split`` may also be a path to a list file; ``seg11valid`` (the split of
 the published FCN8s table) is taken from the fcn package if the directory
 does not have it.
+
+Every problem with the files (a missing or unreadable image, a truncated
+JPEG or PNG, labels outside the classes, image and label of different
+sizes, an empty split...) is a :class:`DatasetError` whose one-line message
+names the file.
 """
+import contextlib
 import os
+import sys
 
 import chainer
 import numpy as np
@@ -30,6 +37,51 @@ VOC_CLASS_NAMES = (
 
 class DatasetError(ValueError):
     """A dataset that cannot be read; the message is one line naming it."""
+
+
+_ON_MISSING = ['error']
+
+
+@contextlib.contextmanager
+def missing_files(policy):
+    """Within it, :class:`VOCSegmentation` either fails on split entries
+    without files (``'error'``, the default) or drops them with a warning
+    (``'skip'``, for ``--skip-bad``; they are listed in ``missing``)."""
+    if policy not in ('error', 'skip'):
+        raise ValueError('policy must be error or skip, got %r' % policy)
+    _ON_MISSING.append(policy)
+    try:
+        yield
+    finally:
+        _ON_MISSING.pop()
+
+
+def _reason(e, path=None):
+    """One line describing an exception raised while decoding ``path``
+    (without repeating the path)."""
+    text = str(e).strip().splitlines()
+    text = text[0] if text else ''
+    if path:
+        text = text.replace(" '%s'" % path, '').replace(' %s' % path, '')
+    return '%s: %s' % (type(e).__name__, text) if text else type(e).__name__
+
+
+def _decode(path, what, read):
+    """``read(PIL image)`` of the image file ``path``; any failure to open
+    or decode it is a DatasetError naming the file."""
+    try:
+        with PIL.Image.open(path) as im:
+            return read(im)
+    except DatasetError:
+        raise
+    except FileNotFoundError:
+        raise DatasetError('%s: %s file does not exist' % (path, what))
+    except PIL.Image.DecompressionBombError as e:
+        raise DatasetError('%s: %s too large to decode (%s)'
+                           % (path, what, _reason(e, path)))
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError...
+        raise DatasetError('%s: not a readable %s (%s)'
+                           % (path, what, _reason(e, path)))
 
 
 def _seg11valid_file():
@@ -66,29 +118,71 @@ def _find_layout(data_dir):
                        % data_dir)
 
 
-def read_label(path):
-    """Label map ``(H, W)`` int32 with 255 turned into ``IGNORE`` (-1)."""
-    if path.endswith('.mat'):
-        import scipy.io
+LABEL_MODES = ('P', 'L', 'I', 'I;16', 'I;16L', 'I;16B')
+
+
+def _read_mat_label(path):
+    import scipy.io
+    try:
         mat = scipy.io.loadmat(path)
-        lbl = mat['GTcls'][0]['Segmentation'][0].astype(np.int32)
+        lbl = np.asarray(mat['GTcls'][0]['Segmentation'][0])
+    except FileNotFoundError:
+        raise DatasetError('%s: label file does not exist' % path)
+    except Exception as e:
+        raise DatasetError('%s: not a readable SBD label file (%s)'
+                           % (path, _reason(e, path)))
+    if lbl.ndim != 2 or lbl.dtype.kind not in 'iub':
+        raise DatasetError('%s: label is not an integer map (%s %s)'
+                           % (path, lbl.dtype, lbl.shape))
+    return lbl.astype(np.int32)
+
+
+def read_label(path):
+    """Label map ``(H, W)`` int32 with 255 turned into ``IGNORE`` (-1).
+
+    Palette or grayscale PNGs (8 or 16 bit) whose values are the class
+    indices, or SBD ``.mat`` files.
+    """
+    if path.endswith('.mat'):
+        lbl = _read_mat_label(path)
     else:
-        with PIL.Image.open(path) as im:
-            if im.mode not in ('P', 'L'):
+        def read(im):
+            if im.mode not in LABEL_MODES:
                 raise DatasetError('%s: label PNG must be a palette or '
                                    'grayscale image, got mode %s'
                                    % (path, im.mode))
-            lbl = np.asarray(im, dtype=np.int32)
+            return np.array(im, dtype=np.int32)
+        lbl = _decode(path, 'label image', read)
     lbl = lbl.copy()
     lbl[lbl == 255] = IGNORE
     return lbl
 
 
+def _to_rgb(im):
+    """RGB uint8 array of any PIL mode; 16-bit and float grayscale are
+    scaled to 8 bits rather than clipped."""
+    if im.mode in ('I', 'I;16', 'I;16L', 'I;16B', 'F'):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode == 'F' and a.size and np.nanmax(a) <= 1:
+            a = a * 255
+        elif a.size and np.nanmax(a) > 255:
+            a = a / 257.0
+        a = np.clip(np.nan_to_num(a), 0, 255).round().astype(np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    return np.asarray(im.convert('RGB'), dtype=np.uint8)
+
+
 def read_image(path):
-    """RGB image ``(H, W, 3)`` uint8 (grayscale, RGBA, CMYK, palette are
-    converted)."""
-    with PIL.Image.open(path) as im:
-        return np.asarray(im.convert('RGB'), dtype=np.uint8)
+    """RGB image ``(H, W, 3)`` uint8 (grayscale, RGBA, CMYK, palette,
+    16-bit are converted).
+
+    Raises:
+        DatasetError: missing, unreadable or truncated file, naming it.
+    """
+    img = _decode(path, 'image', _to_rgb)
+    if img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
+        raise DatasetError('%s: image has no pixels (%s)' % (path, img.shape))
+    return img
 
 
 class VOCSegmentation(chainer.dataset.DatasetMixin):
@@ -104,27 +198,44 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
     """
 
     def __init__(self, data_dir, split='train', class_names=VOC_CLASS_NAMES):
-        if not os.path.isdir(data_dir):
+        if not os.path.exists(data_dir):
             raise DatasetError('%s: data directory does not exist' % data_dir)
+        if not os.path.isdir(data_dir):
+            raise DatasetError('%s: data directory is a file' % data_dir)
         self.data_dir = data_dir
         self.split = split
         self.class_names = tuple(class_names)
         image_dir, label_dir, ext = _find_layout(data_dir)
         split_file = _find_split_file(data_dir, split)
-        with open(split_file) as f:
-            ids = [line.split()[0] for line in f if line.strip()]
+        try:
+            with open(split_file, encoding='utf-8') as f:
+                ids = [line.split()[0] for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise DatasetError('%s: unreadable split file (%s)'
+                               % (split_file, _reason(e)))
         if not ids:
             raise DatasetError('%s: split %r is empty' % (split_file, split))
-        self.ids = ids
-        self.image_files = [os.path.join(data_dir, image_dir, i + '.jpg')
-                            for i in ids]
-        self.label_files = [os.path.join(data_dir, label_dir, i + ext)
-                            for i in ids]
-        missing = [p for p in self.image_files + self.label_files
-                   if not os.path.isfile(p)]
+        files = [(i, os.path.join(data_dir, image_dir, i + '.jpg'),
+                  os.path.join(data_dir, label_dir, i + ext)) for i in ids]
+        missing = [f for f in files
+                   if not (os.path.isfile(f[1]) and os.path.isfile(f[2]))]
+        self.missing = []     # ids dropped for missing files (--skip-bad)
         if missing:
-            raise DatasetError('%s: split %r names %d missing files, e.g. %s'
-                               % (split_file, split, len(missing), missing[0]))
+            first = [p for p in missing[0][1:] if not os.path.isfile(p)][0]
+            if _ON_MISSING[-1] == 'error' or len(missing) == len(files):
+                raise DatasetError(
+                    '%s: split %r names %d of %d images without their files,'
+                    ' e.g. %s' % (split_file, split, len(missing),
+                                  len(files), first))
+            print('warning: %s: skipping %d of %d images without their '
+                  'files, e.g. %s' % (split_file, len(missing), len(files),
+                                      first), file=sys.stderr)
+            self.missing = [f[0] for f in missing]
+            dropped = set(self.missing)
+            files = [f for f in files if f[0] not in dropped]
+        self.ids = [f[0] for f in files]
+        self.image_files = [f[1] for f in files]
+        self.label_files = [f[2] for f in files]
 
     @property
     def n_class(self):
@@ -137,9 +248,10 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
         img = read_image(self.image_files[i])
         lbl = read_label(self.label_files[i])
         if img.shape[:2] != lbl.shape:
-            raise DatasetError('%s: image is %dx%d but its label is %dx%d'
+            raise DatasetError('%s: image is %dx%d but its label %s is %dx%d'
                                % (self.image_files[i], img.shape[0],
-                                  img.shape[1], lbl.shape[0], lbl.shape[1]))
+                                  img.shape[1], self.label_files[i],
+                                  lbl.shape[0], lbl.shape[1]))
         bad = (lbl >= self.n_class) | (lbl < IGNORE)
         if bad.any():
             raise DatasetError('%s: label values %s outside 0..%d and 255'

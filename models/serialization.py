@@ -54,8 +54,12 @@ def load_model(path, n_class=None, width=None, require_head=False):
     """
     arrays = _read_npz(path)
     if META + 'n_class' in arrays:
-        file_n_class = int(arrays[META + 'n_class'])
-        file_width = float(arrays[META + 'width'])
+        try:
+            file_n_class = int(arrays[META + 'n_class'])
+            file_width = float(arrays[META + 'width'])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError('%s: unreadable architecture record %s (%s)'
+                                 % (path, META, _first_line(e)))
     else:
         if 'score_fr/W' not in arrays or 'conv1_1/W' not in arrays:
             raise ModelFileError('%s: not an FCN8s model file (no score_fr/W '
@@ -93,17 +97,35 @@ def load_model(path, n_class=None, width=None, require_head=False):
                                     file_width, param.array.shape))
         if key in head and not has_head:
             continue
+        if value.dtype.kind not in 'fiub':
+            raise ModelFileError('%s: %s is not numeric (%s)'
+                                 % (path, key, value.dtype))
+        if not np.isfinite(value).all():
+            raise ModelFileError('%s: %s holds NaN or inf values'
+                                 % (path, key))
         param.array[...] = value
     return model, has_head
 
 
+def _first_line(e):
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
 def _read_npz(path):
+    if os.path.isdir(path):
+        raise ModelFileError('%s: is a directory, not a model file' % path)
     if not os.path.isfile(path):
         raise ModelFileError('%s: no such model file' % path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError('a single array, not an npz archive')
+        with npz:
             return {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise ModelFileError('%s: not a readable npz model file (%s)'
-                             % (path, str(e).splitlines()[0] if str(e)
-                                else type(e).__name__))
+                             % (path, _first_line(e)))
+    except Exception as e:  # zlib.error, struct.error... of a damaged file
+        raise ModelFileError('%s: not a readable npz model file (%s: %s)'
+                             % (path, type(e).__name__, _first_line(e)))

@@ -73,3 +73,22 @@ def thin_model():
         if 'score' in name or name.endswith('/b'):
             p.array[...] = rng.normal(0, 0.1, p.shape)
     return model
+
+
+def run_script(script, argv, monkeypatch, capsys):
+    """``(exit status, stderr)`` of ``<script>.main`` run in-process under
+    ``cli.run`` with ``argv``; no traceback may reach the output."""
+    import importlib
+    import sys
+    from training import cli
+    monkeypatch.setattr(sys, 'argv', [script + '.py'] + [str(a)
+                                                         for a in argv])
+    module = importlib.import_module(script)
+    try:
+        cli.run(module.main)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    assert 'Traceback' not in out + err
+    return code, err

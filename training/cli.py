@@ -2,6 +2,7 @@
 output directories, config files and one-line errors."""
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -13,6 +14,7 @@ import numpy as np
 
 from datasets import DATASETS, DatasetError
 from models import ModelFileError
+from training.guards import TrainingStopped
 
 USER_ERRORS = (ModelFileError, DatasetError)
 
@@ -21,9 +23,17 @@ class UsageError(ValueError):
     """A bad flag or path; reported as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line (``error: ...``), exit status 2, like every
+    other user error."""
+
+    def error(self, message):
+        self.exit(2, 'error: %s (see %s --help)\n' % (message, self.prog))
+
+
 def parser(description, training=True):
     """Argument parser with the flags every script takes."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--device', default='-1',
@@ -49,8 +59,35 @@ def parser(description, training=True):
         p.add_argument('--batch-size', type=int, default=8,
                        help='images per update')
         p.add_argument('--force', action='store_true',
-                       help='overwrite a finished run in --out')
+                       help='start over in --out, removing its model.npz '
+                       'and snapshots (a finished run is never overwritten '
+                       'without it)')
+        p.add_argument('--resume', nargs='?', const='latest', default=None,
+                       metavar='SNAPSHOT',
+                       help='continue from the newest good snapshot in --out '
+                       '(fail if there is none; also continues a finished '
+                       'run, e.g. with more --iterations), or from the '
+                       'given snapshot file. Without it a rerun with the '
+                       'same --out resumes when it finds a snapshot')
+        p.add_argument('--snapshot-interval', type=int, default=100,
+                       help='iterations between snapshots of the whole '
+                       'trainer (one is also taken at the end and on '
+                       'SIGINT/SIGTERM)')
+        p.add_argument('--skip-bad', action='store_true',
+                       help='skip unreadable or inconsistent samples (and '
+                       'split entries without files) with a warning, '
+                       'counted as bad_samples in the log, instead of '
+                       'stopping on the first one')
     return p
+
+
+def given(args, name):
+    """``args.<name>`` if its flag is on the command line, else None (to
+    tell a default from an explicit value)."""
+    flag = '--' + name.replace('_', '-')
+    if any(a == flag or a.startswith(flag + '=') for a in sys.argv[1:]):
+        return getattr(args, name)
+    return None
 
 
 def positive(kind):
@@ -85,13 +122,42 @@ def set_seed(seed, device=None):
         device.xp.random.seed(seed)
 
 
+def _finite(value):
+    return value is not None and math.isfinite(value)
+
+
+def check_flags(args):
+    """UsageError for a numeric flag out of range (NaN and inf included);
+    flags a script does not have are skipped."""
+    def get(name):
+        return getattr(args, name, None)
+
+    for name in ('iterations', 'batch_size', 'snapshot_interval',
+                 'attention_interval'):
+        if get(name) is not None and get(name) <= 0:
+            raise UsageError('--%s must be > 0, got %d'
+                             % (name.replace('_', '-'), get(name)))
+    for name in ('epochs', 'lr', 'omega'):
+        if get(name) is not None and not (_finite(get(name)) and
+                                          get(name) > 0):
+            raise UsageError('--%s must be a finite number > 0, got %g'
+                             % (name, get(name)))
+    for name in ('weight_decay', 'cl_weight', 'am_weight', 'seg_weight',
+                 'ext_weight'):
+        if get(name) is not None and not (_finite(get(name)) and
+                                          get(name) >= 0):
+            raise UsageError('--%s must be a finite number >= 0, got %g'
+                             % (name.replace('_', '-'), get(name)))
+    if get('sigma') is not None and not 0 < get('sigma') < 1:
+        raise UsageError('--sigma must be in (0, 1), got %g' % get('sigma'))
+    if get('width') is not None and not 0 < get('width') <= 1:
+        raise UsageError('--width must be in (0, 1], got %g' % get('width'))
+    if get('resume') is not None and get('force'):
+        raise UsageError('--resume and --force contradict each other')
+
+
 def stop_trigger(args, default_iterations):
-    if args.iterations is not None and args.iterations <= 0:
-        raise UsageError('--iterations must be > 0, got %d' % args.iterations)
-    if args.epochs is not None and args.epochs <= 0:
-        raise UsageError('--epochs must be > 0, got %g' % args.epochs)
-    if args.batch_size <= 0:
-        raise UsageError('--batch-size must be > 0, got %d' % args.batch_size)
+    check_flags(args)
     if args.iterations is not None:
         return args.iterations, 'iteration'
     if args.epochs is not None:
@@ -99,12 +165,27 @@ def stop_trigger(args, default_iterations):
     return default_iterations, 'iteration'
 
 
-def prepare_out(out, force, product='model.npz'):
-    """Create ``out``; refuse to reuse one that holds a finished run."""
-    if os.path.exists(os.path.join(out, product)) and not force:
+def prepare_out(out, force, product='model.npz', resume=None):
+    """Create ``out``; refuse to reuse one that holds a finished run unless
+    ``force`` (start over: its product and snapshots are removed) or
+    ``resume`` (continue it)."""
+    from training.snapshots import list_snapshots
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError('--out %s is a file, not a directory' % out)
+    finished = os.path.exists(os.path.join(out, product))
+    if finished and not force and resume is None:
         raise UsageError('--out %s already holds a finished run (%s); pass '
-                         '--force to overwrite it' % (out, product))
-    os.makedirs(out, exist_ok=True)
+                         '--force to overwrite it or --resume to continue '
+                         'it' % (out, product))
+    try:
+        if force:
+            for _, path in list_snapshots(out):
+                os.remove(path)
+            if finished:
+                os.remove(os.path.join(out, product))
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UsageError('--out %s: %s' % (out, e.strerror or e))
 
 
 def write_config(out, args, **extra):
@@ -130,39 +211,69 @@ def write_config(out, args, **extra):
 
 
 def run(main):
-    """Run ``main()``; user errors become one line on stderr, exit 2."""
+    """Run ``main()``; user errors become one line on stderr, exit 2;
+    a training stopped on purpose (non-finite loss: 3, SIGINT/SIGTERM:
+    128 + signal number, after a snapshot) one line too."""
     try:
         main()
     except (UsageError,) + USER_ERRORS as e:
-        print('error: %s' % e, file=sys.stderr)
+        print('error: %s' % _one_line(e), file=sys.stderr)
         sys.exit(2)
+    except TrainingStopped as e:
+        print('%s: %s' % (e.prefix, _one_line(e)), file=sys.stderr)
+        sys.exit(e.exit_status)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         sys.exit(130)
 
 
+def _one_line(e):
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 def prepare(args, default_iterations):
     """Check flags, make ``--out``, pick the device, seed everything and
-    open the datasets. Returns ``(device, stop_trigger, train, val)``."""
+    open the datasets (wrapped in :class:`training.guards.SkipBadSamples`
+    with ``--skip-bad``). Returns ``(device, stop_trigger, train, val)``."""
     from datasets import get_dataset
+    from datasets.voc import missing_files
+    from training.guards import SkipBadSamples
     stop = stop_trigger(args, default_iterations)
-    if getattr(args, 'lr', 1) <= 0:
-        raise UsageError('--lr must be > 0, got %g' % args.lr)
-    prepare_out(args.out, args.force)
+    prepare_out(args.out, args.force, resume=getattr(args, 'resume', None))
     device = get_device(args.device)
     set_seed(args.seed, device)
-    train = get_dataset(args.dataset, args.data_dir, args.split)
-    val = (get_dataset(args.dataset, args.data_dir, args.val_split)
-           if args.val_split else None)
+    skip = getattr(args, 'skip_bad', False)
+    with missing_files('skip' if skip else 'error'):
+        train = get_dataset(args.dataset, args.data_dir, args.split)
+        val = (get_dataset(args.dataset, args.data_dir, args.val_split)
+               if args.val_split else None)
+    if skip:
+        train = SkipBadSamples(train, 'train')
+        val = SkipBadSamples(val, 'val') if val is not None else None
     return device, stop, train, val
+
+
+def trainer_options(args):
+    """The keyword arguments of :func:`training.trainer.build_trainer`
+    that come from the shared flags."""
+    return dict(snapshot_interval=args.snapshot_interval,
+                resume=args.resume, force=args.force)
+
+
+def train_iterator(dataset, batch_size):
+    """Shuffled iterator over a training dataset that refuses batches of
+    mixed image sizes with a one-line error."""
+    from training.guards import SameSizeIterator
+    return SameSizeIterator(dataset, batch_size)
 
 
 def iterators(train, val, batch_size):
     """Shuffled, flipped training iterator and a one-pass val iterator over
     ``(x, lbl, labels)`` examples."""
-    from chainer.iterators import SerialIterator
     from datasets import training_data
-    train_it = SerialIterator(training_data(train, flip=True), batch_size)
-    val_it = (SerialIterator(training_data(val), batch_size, repeat=False,
-                             shuffle=False) if val is not None else None)
+    from training.guards import SameSizeIterator
+    train_it = train_iterator(training_data(train, flip=True), batch_size)
+    val_it = (SameSizeIterator(training_data(val), batch_size, repeat=False,
+                               shuffle=False) if val is not None else None)
     return train_it, val_it

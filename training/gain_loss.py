@@ -73,7 +73,8 @@ class GAINLoss(chainer.Chain):
             terms.update(self.attention_terms(x, lbl, labels, ext, features))
         terms['seg'] = (F.softmax_cross_entropy(model.segment(x), lbl)
                         if self.weights['seg'] else zero)
-        loss = sum(self.weights[k] * v for k, v in terms.items())
+        loss = sum((self.weights[k] * v for k, v in terms.items()
+                    if self.weights[k]), zero)
         chainer.report(dict(terms, loss=loss), self)
         return loss
 

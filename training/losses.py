@@ -8,15 +8,24 @@ import chainer.functions as F
 
 
 class SegmentationLoss(chainer.Chain):
-    """Pixel-wise softmax cross-entropy of ``model.segment``, ignoring -1."""
+    """Pixel-wise softmax cross-entropy of ``model.segment``, ignoring -1,
+    plus ``cls_weight`` times the multi-label loss of ``model.classify``
+    (multi-task training of a trunk from scratch, the stand-in for the
+    ImageNet-pretrained trunk of the published FCN8s)."""
 
-    def __init__(self, model):
+    def __init__(self, model, cls_weight=0.0):
         super().__init__()
+        self.cls_weight = cls_weight
         with self.init_scope():
             self.model = model
 
     def forward(self, x, lbl, labels):
-        loss = F.softmax_cross_entropy(self.model.segment(x), lbl)
+        seg = F.softmax_cross_entropy(self.model.segment(x), lbl)
+        loss = seg
+        if self.cls_weight:
+            cl = F.sigmoid_cross_entropy(self.model.classify(x), labels)
+            loss = seg + self.cls_weight * cl
+            chainer.report({'seg': seg, 'cl': cl}, self)
         chainer.report({'loss': loss}, self)
         return loss
 

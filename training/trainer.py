@@ -3,24 +3,57 @@ import os
 
 from chainer import training
 from chainer.training import extensions
+from chainer.training.triggers import IntervalTrigger
 
 from models import save_model
+from training.guards import (BadSampleCount, FiniteLoss, SkipBadSamples,
+                             check_finite_params, find_wrapped)
+from training.snapshots import Snapshot
+
+
+class StopTrigger(IntervalTrigger):
+    """Stops once ``period`` iterations or epochs are done.
+
+    chainer's IntervalTrigger fires when the count *crosses* a multiple of
+    the period, so a run resumed from a snapshot at or past the end (e.g.
+    ``--resume`` with fewer ``--iterations``) would go on to the next
+    multiple; this one compares the progress itself.
+    """
+
+    def __call__(self, trainer):
+        updater = trainer.updater
+        done = (updater.iteration if self.unit == 'iteration'
+                else updater.epoch_detail)
+        return done >= self.period
 
 
 def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
-                  log_interval=10, snapshot_interval=100):
+                  log_interval=10, snapshot_interval=100, resume=None,
+                  force=False, eval_interval=100, n_retains=2):
     """A Trainer with LogReport, PrintReport, ProgressBar, one PlotReport
-    PNG per entry of ``plots`` (``{name: [keys]}``), the learning rate and
-    resumable snapshots (a rerun in the same ``out`` continues from the
-    latest one)."""
-    trainer = training.Trainer(updater, stop, out=out)
+    PNG per entry of ``plots`` (``{name: [keys]}``), the learning rate,
+    a stop on a non-finite loss and resumable snapshots (see
+    :mod:`training.snapshots`: a rerun in the same ``out`` continues from
+    the newest good one; ``resume`` and ``force`` as the flags, see
+    :func:`training.cli.trainer_options`)."""
+    trainer = training.Trainer(updater, StopTrigger(*stop), out=out)
+    if stop[1] == 'iteration':  # short runs still log, plot and validate
+        log_interval = max(1, min(log_interval, int(stop[0])))
+        eval_interval = max(1, min(eval_interval, int(stop[0])))
     log = (log_interval, 'iteration')
     optimizer = updater.get_optimizer('main')
+    snapshot = Snapshot(snapshot_interval, stop, n_retains, resume, force)
+    trainer.extend(FiniteLoss(describe_last_good=snapshot.describe_last_good))
     trainer.extend(extensions.observe_value(
         'lr', lambda _: optimizer.alpha if hasattr(optimizer, 'alpha')
         else optimizer.lr), trigger=log)
+    iterators = [updater.get_iterator('main')]
     if evaluator is not None:
-        trainer.extend(evaluator, trigger=(snapshot_interval, 'iteration'))
+        trainer.extend(evaluator, trigger=(eval_interval, 'iteration'))
+        iterators.append(evaluator.get_iterator('main'))
+    skippers = [s for s in (find_wrapped(it.dataset, SkipBadSamples)
+                            for it in iterators) if s is not None]
+    trainer.extend(BadSampleCount(skippers), trigger=log)
     trainer.extend(extensions.LogReport(trigger=log))
     trainer.extend(extensions.PrintReport(
         ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time']))
@@ -28,12 +61,29 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     for name, keys in plots.items():
         trainer.extend(extensions.PlotReport(
             keys, 'iteration', trigger=log, filename=name + '.png'))
-    trainer.extend(extensions.snapshot(n_retains=2, autoload=True),
-                   trigger=(snapshot_interval, 'iteration'))
+    trainer.extend(snapshot)
     return trainer
 
 
 def finish(trainer, model, out):
-    """Run the trainer and write ``out/model.npz``."""
-    trainer.run()
+    """Run the trainer and write ``out/model.npz`` (never from NaN or inf
+    weights). Errors inside the loop (a bad sample, a non-finite loss, an
+    interruption) propagate as they are, without chainer's traceback
+    dump, for :func:`training.cli.run` to report in one line."""
+    trainer.run(show_loop_exception_msg=False)
+    check_finite_params(model, 'model.npz not written')
     save_model(os.path.join(out, 'model.npz'), model)
+
+
+def make_optimizer(loss, lr, frozen=(), weight_decay=0):
+    """Adam (``alpha=lr``) over the parameters of ``loss``; the links in
+    ``frozen`` are never updated (their parameters stay bit-identical),
+    ``weight_decay`` > 0 adds a WeightDecay hook."""
+    import chainer
+    optimizer = chainer.optimizers.Adam(alpha=lr)
+    optimizer.setup(loss)
+    for link in frozen:      # after setup: it creates the update rules
+        link.disable_update()
+    if weight_decay:
+        optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
+    return optimizer

@@ -1,0 +1,220 @@
+"""Guards of a training run: stop on a non-finite loss, skip bad samples
+on request, refuse batches of mixed image sizes.
+
+Every failure here is an exception whose message is one line; the scripts
+(``training.cli.run``) print it and exit with ``exit_status``.
+"""
+import sys
+
+import chainer
+import numpy as np
+from chainer.iterators import SerialIterator
+from chainer.training import extension
+
+from datasets import DatasetError
+
+
+class TrainingStopped(RuntimeError):
+    """Training ended early on purpose; the message is one line."""
+    exit_status = 3
+    prefix = 'error'
+
+
+class NonFiniteError(TrainingStopped):
+    """A loss term or a weight became NaN or infinite."""
+
+
+class Interrupted(TrainingStopped):
+    """SIGINT or SIGTERM: a snapshot was written, rerun to resume."""
+    prefix = 'interrupted'
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.exit_status = 128 + int(signum)
+
+
+class SnapshotError(TrainingStopped):
+    """No snapshot can be resumed from (explicit ``--resume`` or one that
+    does not fit this run)."""
+    exit_status = 2
+
+
+def _to_numpy(value):
+    if isinstance(value, chainer.Variable):
+        value = value.array
+    if hasattr(value, 'get'):        # cupy
+        value = value.get()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None                   # not a number: not checked
+
+
+def _show(value):
+    return '%.4g' % value if value.size == 1 else 'array'
+
+
+def nonfinite_params(link):
+    """Names of the parameters of ``link`` holding NaN or inf."""
+    bad = []
+    for name, p in link.namedparams():
+        if p.array is None:
+            continue
+        xp = chainer.backend.get_array_module(p.array)
+        if not bool(xp.isfinite(p.array).all()):
+            bad.append(name)
+    return bad
+
+
+def check_finite_params(link, what):
+    """Raise :class:`NonFiniteError` if a weight of ``link`` is not finite;
+    ``what`` says what is refused (e.g. ``'model.npz not written'``)."""
+    bad = nonfinite_params(link)
+    if bad:
+        raise NonFiniteError('%d parameters hold NaN or inf (e.g. %s); %s'
+                             % (len(bad), bad[0], what))
+
+
+class FiniteLoss(extension.Extension):
+    """Stops training at the first iteration whose reported loss terms
+    (every ``main/*`` value) are not finite, before anything of that
+    iteration is snapshotted or saved.
+
+    Args:
+        describe_last_good: callable returning a phrase about the snapshot
+            training can go back to (for the message).
+    """
+    trigger = 1, 'iteration'
+    priority = extension.PRIORITY_WRITER + 50   # before every other one
+
+    def __init__(self, prefix='main/', describe_last_good=None):
+        self.prefix = prefix
+        self.describe_last_good = describe_last_good
+
+    def __call__(self, trainer):
+        terms = {k: _to_numpy(v) for k, v in trainer.observation.items()
+                 if k.startswith(self.prefix)}
+        terms = {k: v for k, v in terms.items() if v is not None}
+        bad = sorted(k for k, v in terms.items() if not np.isfinite(v).all())
+        if not bad:
+            return
+        values = ', '.join('%s=%s' % (k, _show(terms[k]))
+                           for k in sorted(terms))
+        last = (self.describe_last_good() if self.describe_last_good
+                else 'no snapshot')
+        raise NonFiniteError(
+            'iteration %d: non-finite loss %s (%s); training stopped, '
+            'model.npz not written; %s'
+            % (trainer.updater.iteration, ', '.join(bad), values, last))
+
+
+class SkipBadSamples(chainer.dataset.DatasetMixin):
+    """A dataset whose unreadable examples are replaced by the next good
+    one, with a warning per bad file (``--skip-bad``).
+
+    Without it a :class:`DatasetError` stops the run naming the file. The
+    replacement is deterministic, so resumed runs draw the same batches.
+    Attributes of the wrapped dataset (``n_class``, ``ids``...) show
+    through.
+    """
+
+    def __init__(self, dataset, name='train', stream=None):
+        self.dataset = dataset
+        self.name = name
+        self.bad = {}         # index -> message
+        self.stream = stream
+
+    def __getattr__(self, attr):
+        if attr == 'dataset':
+            raise AttributeError(attr)
+        return getattr(self.dataset, attr)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    @property
+    def n_bad(self):
+        return len(self.bad) + len(getattr(self.dataset, 'missing', ()))
+
+    def get_example(self, i):
+        n = len(self.dataset)
+        for k in range(n):
+            j = (i + k) % n
+            if j in self.bad:
+                continue
+            try:
+                return self.dataset[j]
+            except DatasetError as e:
+                self.bad[j] = str(e)
+                print('warning: skipping a bad %s sample (%d so far): %s'
+                      % (self.name, len(self.bad), e),
+                      file=self.stream or sys.stderr)
+        raise DatasetError('every one of the %d %s samples is bad (e.g. %s)'
+                           % (n, self.name, next(iter(self.bad.values()))))
+
+
+def find_wrapped(dataset, cls):
+    """The first ``cls`` instance in a chain of dataset wrappers
+    (``TransformDataset``, ``PixelSupervisionFlag``...), or None."""
+    seen = 0
+    while dataset is not None and seen < 16:
+        if isinstance(dataset, cls):
+            return dataset
+        attrs = getattr(dataset, '__dict__', {})
+        dataset = attrs.get('dataset', attrs.get('_dataset'))
+        seen += 1
+    return None
+
+
+class BadSampleCount(extension.Extension):
+    """Reports ``bad_samples`` (skipped so far, over the given
+    :class:`SkipBadSamples`) to the log, and keeps the count across a
+    resume. Registered with or without ``--skip-bad`` (then it does
+    nothing), so that a run can be resumed with the flag added."""
+    trigger = 10, 'iteration'
+    priority = extension.PRIORITY_WRITER
+
+    def __init__(self, skippers):
+        self.skippers = list(skippers)
+
+    def __call__(self, trainer):
+        if self.skippers:
+            chainer.report({'bad_samples':
+                            sum(s.n_bad for s in self.skippers)})
+
+    def serialize(self, serializer):
+        for k, s in enumerate(self.skippers):
+            if isinstance(serializer, chainer.serializer.Serializer):
+                serializer('bad%d' % k, np.array(sorted(s.bad), np.int64))
+                continue
+            try:
+                seen = serializer('bad%d' % k, None)
+            except KeyError:      # a snapshot taken without --skip-bad
+                continue
+            for j in np.asarray(seen).ravel().tolist():
+                s.bad.setdefault(int(j), 'seen before the resume')
+
+    def finalize(self):
+        n = sum(s.n_bad for s in self.skippers)
+        if n:
+            print('warning: %d bad samples were skipped (see the warnings '
+                  'above and bad_samples in the log)' % n, file=sys.stderr)
+
+
+class SameSizeIterator(SerialIterator):
+    """SerialIterator that refuses a batch of images of different sizes
+    with a one-line :class:`DatasetError` instead of a failure deep in
+    ``concat_examples``."""
+
+    def __next__(self):
+        batch = super().__next__()
+        shapes = sorted({tuple(np.shape(example[0])[-2:])
+                         for example in batch})
+        if len(shapes) > 1:
+            raise DatasetError(
+                'a batch of %d images mixes the sizes %s; the images of '
+                'this dataset differ in size, use --batch-size 1'
+                % (len(batch), ', '.join('%dx%d' % s for s in shapes)))
+        return batch
+
+    next = __next__
