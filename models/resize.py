@@ -6,6 +6,7 @@ and batched on CPU and GPU.
 """
 import functools
 
+import chainer
 import chainer.functions as F
 import numpy as np
 
@@ -35,15 +36,23 @@ def resize_bilinear(x, size):
     """
     n, h, w = x.shape
     H, W = size
-    xp = _xp(x)
-    mh = xp.asarray(interpolation_matrix(H, h))
-    mw = xp.asarray(interpolation_matrix(W, w))
+    device = chainer.backend.get_device_from_array(
+        x.array if isinstance(x, chainer.Variable) else x)
+    mh, mw = (_on_device(device, *shape) for shape in ((H, h), (W, w)))
     y = F.matmul(F.reshape(x, (n * h, w)), mw, transb=True)        # (N h, W)
     y = F.transpose(F.reshape(y, (n, h, W)), (0, 2, 1))            # (N, W, h)
     y = F.matmul(F.reshape(y, (n * W, h)), mh, transb=True)        # (N W, H)
     return F.transpose(F.reshape(y, (n, W, H)), (0, 2, 1))
 
 
-def _xp(x):
-    import chainer
-    return chainer.backend.get_array_module(x)
+_DEVICE_MATRICES = {}
+
+
+def _on_device(device, n_out, n_in):
+    """:func:`interpolation_matrix` on ``device``, sent there once."""
+    if device.xp is np:
+        return interpolation_matrix(n_out, n_in)
+    key = (str(device), n_out, n_in)
+    if key not in _DEVICE_MATRICES:
+        _DEVICE_MATRICES[key] = device.send(interpolation_matrix(n_out, n_in))
+    return _DEVICE_MATRICES[key]

@@ -2,7 +2,6 @@
 non-zero exit, never a traceback. The scripts run in-process through
 ``cli.run`` (an exception that it does not turn into an exit fails the
 test); two cases also run as real processes."""
-import importlib
 import os
 import subprocess
 import sys
@@ -11,28 +10,15 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from conftest import voc_palette, write_voc
+from conftest import run_script, voc_palette, write_voc
 from models import FCN8s, ModelFileError, grad_cam, load_model, save_model
 from models.fcn8s import CLASSIFICATION_HEAD
-from training import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_VOC = 21
 
 
-def run(script, argv, monkeypatch, capsys):
-    """``(exit status, stderr)`` of ``script.main`` under ``cli.run``."""
-    monkeypatch.setattr(sys, 'argv', [script + '.py'] + [str(a)
-                                                         for a in argv])
-    module = importlib.import_module(script)
-    try:
-        cli.run(module.main)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    assert 'Traceback' not in out + err
-    return code, err
+run = run_script
 
 
 def error_line(err):

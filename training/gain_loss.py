@@ -112,7 +112,7 @@ class GAINLoss(chainer.Chain):
                 p = F.softmax(scores)
             else:
                 p = F.sigmoid(scores)
-            return F.sum(p * targets) / float(targets.sum())
+            return F.sum(p * targets) / targets.sum()  # no host sync
 
         if self.cam_grad != 'mask-only':
             return loss_of(self.model.classify(erased))
@@ -134,7 +134,7 @@ class GAINLoss(chainer.Chain):
         target = (fg * targets[:, :, None, None].astype(bool)).any(axis=1)
         weight = ((lbl >= 0) & ext_rows[:, None, None]).astype(cam.dtype)
         return F.sum((cam - target.astype(cam.dtype)) ** 2 * weight) / \
-            max(float(weight.sum()), 1.0)
+            xp.maximum(weight.sum(), 1)
 
     def evaluate(self, x, lbl, labels, ext=None):
         """Validation terms that need no gradient: ``cl`` and ``seg``."""

@@ -1,0 +1,1 @@
+"""Benchmarks of the training steps and inference paths (``make bench``)."""

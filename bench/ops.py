@@ -1,0 +1,144 @@
+"""The measured operations: each builds a model, a batch and a closure that
+runs one step (training) or one call (inference) on a device."""
+import copy
+
+import chainer
+import numpy as np
+
+from models import FCN8s, grad_cam
+from models.fcn8s import CLASSIFICATION_HEAD
+from training.gain_loss import AM_MODES, CAM_GRADS, GAINLoss
+from training.losses import ClassificationLoss, SegmentationLoss
+from training.trainer import make_optimizer
+
+N_CLASS = 21              # PASCAL VOC: background + 20 labels
+LABELS_PER_IMAGE = (2, 3, 1)   # image i has LABELS_PER_IMAGE[i % 3] labels
+
+GAIN_OPS = ['gain_%s_%s' % (m, g) for m in AM_MODES for g in CAM_GRADS]
+TRAIN_OPS = ['seg_step', 'cls_step'] + GAIN_OPS
+INFER_OPS = ['classify', 'grad_cam', 'evaluate']
+OPS = TRAIN_OPS + INFER_OPS
+
+DESCRIPTION = {
+    'seg_step': 'FCN8s segmentation step (fwd+bwd+Adam)',
+    'cls_step': 'classifier-stage step (trunk frozen)',
+    'classify': 'classify forward (train=False)',
+    'grad_cam': 'Grad-CAM inference (grad_cam, train=False)',
+    'evaluate': 'evaluate: segment + classify forward',
+}
+for _name in GAIN_OPS:
+    _m, _g = _name[5:].rsplit('_', 1)
+    DESCRIPTION[_name] = 'GAIN step am_mode=%s cam_grad=%s' % (_m, _g)
+
+
+def gain_mode(op):
+    """``'gain_per-class_full'`` -> ``('per-class', 'full')``."""
+    return tuple(op[len('gain_'):].rsplit('_', 1))
+
+
+def make_model(width, n_class=N_CLASS, seed=0):
+    """FCN8s with random weights; the zero-initialised score layers get
+    small random values so that every path carries non-zero gradients."""
+    np.random.seed(seed)
+    model = FCN8s(n_class=n_class, width=width)
+    rng = np.random.RandomState(seed + 1)
+    for name, p in model.namedparams():
+        if 'score' in name and p.array.ndim > 1:
+            p.array[...] = rng.normal(0, 0.01, p.shape)
+    return model
+
+
+def make_batch(batch, size, n_class=N_CLASS, seed=0):
+    """Random caffe-like images, label maps with one block per labelled
+    class (row 0 ignored), multi-hot labels (1-3 per image, see
+    ``LABELS_PER_IMAGE``) and pixel-supervision flags (all False)."""
+    rng = np.random.RandomState(seed)
+    h = w = size
+    x = rng.normal(0, 60, (batch, 3, h, w)).astype(np.float32)
+    lbl = np.zeros((batch, h, w), dtype=np.int32)
+    labels = np.zeros((batch, n_class - 1), dtype=np.int32)
+    for i in range(batch):
+        k = LABELS_PER_IMAGE[i % len(LABELS_PER_IMAGE)]
+        for c in rng.choice(n_class - 1, k, replace=False):
+            labels[i, c] = 1
+            bh, bw = max(1, h // 3), max(1, w // 3)
+            y0, x0 = rng.randint(0, h - bh + 1), rng.randint(0, w - bw + 1)
+            lbl[i, y0:y0 + bh, x0:x0 + bw] = c + 1
+    lbl[:, 0] = -1
+    ext = np.zeros(batch, dtype=bool)
+    return x, lbl, labels, ext
+
+
+class Op(object):
+    """``run()``: one step/call; ``loss``/``optimizer`` for training ops
+    (dtype checks), ``info`` for the report."""
+
+    def __init__(self, run, loss=None, optimizer=None, info=None):
+        self.run, self.loss, self.optimizer = run, loss, optimizer
+        self.info = info or {}
+
+
+def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
+    """An :class:`Op` of name ``op`` (see ``OPS``) on ``model`` (already on
+    ``device``) and ``batch`` (numpy, sent to ``device`` here, once).
+
+    ``share``: an Op of the same name whose loss and optimizer (its Adam
+    state) this one uses, e.g. a warm-up on smaller images.
+    ``optimizers``: a dict through which the ops of one process share their
+    Adam optimizers (one per set of frozen links; chainer keeps the update
+    rule on the parameter, so the classifier stage, whose frozen links
+    differ, trains a copy of the model)."""
+    x, lbl, labels, ext = (device.send(a) for a in batch)
+    info = dict(images=int(len(batch[0])), labels=int(batch[2].sum()))
+
+    def setup(make_loss, frozen, key):
+        if share is not None:
+            return share.loss, share.optimizer
+        loss = make_loss()
+        if optimizers is None:
+            return loss, make_optimizer(loss, lr, frozen)
+        if key not in optimizers:
+            optimizers[key] = make_optimizer(loss, lr, frozen)
+        return loss, optimizers[key]
+
+    head = model.links_named(CLASSIFICATION_HEAD)
+    if op == 'seg_step':
+        # The head gets no gradient here: freezing it changes nothing.
+        loss, opt = setup(lambda: SegmentationLoss(model), head, 'train')
+        return Op(lambda: opt.update(loss, x, lbl, labels), loss, opt, info)
+    if op == 'cls_step':
+        if optimizers is not None:
+            if 'cls_model' not in optimizers:
+                optimizers['cls_model'] = copy.deepcopy(model)
+            model = optimizers['cls_model']
+        frozen = [l for l in model.children()
+                  if l.name not in CLASSIFICATION_HEAD]
+        loss, opt = setup(lambda: ClassificationLoss(model, True), frozen,
+                          'cls')
+        return Op(lambda: opt.update(loss, x, lbl, labels), loss, opt, info)
+    if op in GAIN_OPS:
+        am_mode, cam_grad = gain_mode(op)
+        loss, opt = setup(lambda: GAINLoss(model, am_mode=am_mode,
+                                           cam_grad=cam_grad), head, 'train')
+        info['erased_images'] = (info['labels'] if am_mode == 'per-class'
+                                 else int(batch[2].any(axis=1).sum()))
+        return Op(lambda: opt.update(loss, x, lbl, labels, ext), loss, opt,
+                  info)
+    if op == 'classify':
+        def run():
+            with chainer.using_config('train', False), \
+                    chainer.no_backprop_mode():
+                return model.classify(x)
+        return Op(run, info=info)
+    if op == 'grad_cam':
+        def run():
+            with chainer.using_config('train', False):
+                return grad_cam(model, x, labels)
+        return Op(run, info=info)
+    if op == 'evaluate':
+        import evaluate
+
+        def run():
+            return evaluate.predict(model, None, device, x)
+        return Op(run, info=info)
+    raise ValueError('unknown op %r (one of %s)' % (op, ', '.join(OPS)))
