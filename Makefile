@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 GPU    ?=
+MPI    ?=
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup test demo bench clean
 
-setup: $(STAMP) $(if $(GPU),$(VENV)/.cupy-$(GPU))
+setup: $(STAMP) $(if $(GPU),$(VENV)/.cupy-$(GPU)) $(if $(MPI),$(VENV)/.mpi)
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +19,12 @@ $(STAMP): requirements.txt
 # Optional GPU support: make setup GPU=cuda12x (or cuda11x, cuda13x).
 $(VENV)/.cupy-%: $(STAMP)
 	$(PY) -m pip install -q "cupy-$*==13.6.0"
+	touch $@
+
+# Optional data-parallel training (--communicator): make setup MPI=1 adds
+# mpi4py; it needs an MPI (Debian: apt-get install openmpi-bin libopenmpi-dev).
+$(VENV)/.mpi: requirements-mpi.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-mpi.txt
 	touch $@
 
 test: setup

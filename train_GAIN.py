@@ -13,7 +13,7 @@ import numpy as np
 from datasets import PixelSupervisionFlag, training_data
 from models import load_model
 from models.fcn8s import CLASSIFICATION_HEAD
-from training import cli
+from training import cli, distributed
 from training.extensions import AttentionSnapshot
 from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
                                 parse_warmup)
@@ -91,8 +91,9 @@ def main():
     model.to_device(device)
 
     ext_idx = pick_ext_images(len(train), args.ext_images, args.seed)
-    with open(os.path.join(args.out, 'ext_images.txt'), 'w') as f:
-        f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
+    if distributed.is_writer():
+        with open(os.path.join(args.out, 'ext_images.txt'), 'w') as f:
+            f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
                     args.sigma, args.omega, weights, am_warmup, ext_warmup)
     optimizer = make_optimizer(loss, args.lr,
@@ -120,8 +121,10 @@ def main():
     trainer = build_trainer(updater, stop, args.out,
                             terms + ['validation/main/seg'], plots, evaluator,
                             **cli.trainer_options(args))
-    trainer.extend(AttentionSnapshot(model, shown, args.sigma, args.omega),
-                   trigger=(args.attention_interval, 'iteration'))
+    if distributed.is_writer():
+        trainer.extend(AttentionSnapshot(model, shown, args.sigma,
+                                         args.omega),
+                       trigger=(args.attention_interval, 'iteration'))
     finish(trainer, model, args.out)
 
 

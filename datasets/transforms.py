@@ -31,7 +31,8 @@ class SegmentationTransform(object):
     multi-hot ``(n_class - 1,)`` image labels of the classes in ``lbl``.
 
     With ``flip`` a random horizontal flip is drawn from ``numpy.random``
-    (seeded by the scripts) for training.
+    (seeded by the scripts) for training; like dropout, it is a train-mode
+    augmentation: none while ``chainer.config.train`` is off.
     """
 
     def __init__(self, n_class, flip=False):
@@ -40,7 +41,7 @@ class SegmentationTransform(object):
 
     def __call__(self, example):
         img, lbl = example
-        if self.flip and np.random.rand() < 0.5:
+        if self.flip and chainer.config.train and np.random.rand() < 0.5:
             img, lbl = img[:, ::-1], lbl[:, ::-1]
         return (preprocess(img), np.ascontiguousarray(lbl, dtype=np.int32),
                 image_labels(lbl, self.n_class))

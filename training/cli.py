@@ -14,6 +14,7 @@ import numpy as np
 
 from datasets import DATASETS, DatasetError
 from models import ModelFileError
+from training import distributed
 from training.guards import TrainingStopped
 
 USER_ERRORS = (ModelFileError, DatasetError)
@@ -57,7 +58,8 @@ def parser(description, training=True):
         p.add_argument('--epochs', type=float, default=None,
                        help='number of passes over the training split')
         p.add_argument('--batch-size', type=int, default=8,
-                       help='images per update')
+                       help='images per update (per rank with '
+                       '--communicator)')
         p.add_argument('--force', action='store_true',
                        help='start over in --out, removing its model.npz '
                        'and snapshots (a finished run is never overwritten '
@@ -78,6 +80,19 @@ def parser(description, training=True):
                        'split entries without files) with a warning, '
                        'counted as bad_samples in the log, instead of '
                        'stopping on the first one')
+        p.add_argument('--communicator', default=None,
+                       choices=distributed.COMMUNICATORS,
+                       help='data-parallel training on ChainerMN, run under '
+                       'mpiexec -n K (naive on CPUs, pure_nccl on GPUs; '
+                       'needs mpi4py and an MPI): each rank takes a shard '
+                       'of the data and --batch-size images per step')
+        # Debugging: train mode off (no dropout, no random flips), to
+        # compare runs step by step (tests/test_distributed.py).
+        p.add_argument('--deterministic', action='store_true',
+                       help=argparse.SUPPRESS)
+        # Debugging: every rank writes its final weights to DIR/rank<N>.npz.
+        p.add_argument('--rank-weights', default=None, metavar='DIR',
+                       help=argparse.SUPPRESS)
     return p
 
 
@@ -189,7 +204,18 @@ def prepare_out(out, force, product='model.npz', resume=None):
 
 
 def write_config(out, args, **extra):
-    """Write the run's full configuration to ``out/config.json``."""
+    """Write the run's full configuration to ``out/config.json`` (rank 0
+    of a data-parallel run, which also prints and records the effective
+    batch size)."""
+    context = distributed.current()
+    if context.distributed:
+        extra.update(context.describe(args))
+        if context.is_writer:
+            print(context.summary(args), flush=True)
+    return context.on_writer(_write_config, out, args, **extra)
+
+
+def _write_config(out, args, **extra):
     config = dict(vars(args))
     config.update(extra)
     config['command'] = ' '.join([os.path.basename(sys.argv[0])] +
@@ -217,14 +243,27 @@ def run(main):
     try:
         main()
     except (UsageError,) + USER_ERRORS as e:
-        print('error: %s' % _one_line(e), file=sys.stderr)
-        sys.exit(2)
+        _fail('error: %s' % _one_line(e), 2, e)
     except TrainingStopped as e:
-        print('%s: %s' % (e.prefix, _one_line(e)), file=sys.stderr)
-        sys.exit(e.exit_status)
-    except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
-        sys.exit(130)
+        _fail('%s: %s' % (e.prefix, _one_line(e)), e.exit_status, e)
+    except KeyboardInterrupt as e:
+        _fail('interrupted', 130, e)
+
+
+def _fail(line, status, e):
+    """Report and exit. In a data-parallel run an error that every rank
+    raised together (``every_rank``) is reported by rank 0 and the ranks
+    exit; one of a single rank names it and aborts the job, whose other
+    ranks would wait for it forever."""
+    context = distributed.current()
+    together = getattr(e, 'every_rank', False)
+    if context.size > 1 and not together:
+        line += ' (rank %d of %d)' % (context.rank, context.size)
+    if context.is_writer or not together:
+        print(line, file=sys.stderr)
+    if not together:
+        context.abort(status)
+    sys.exit(status)
 
 
 def _one_line(e):
@@ -233,16 +272,22 @@ def _one_line(e):
 
 
 def prepare(args, default_iterations):
-    """Check flags, make ``--out``, pick the device, seed everything and
-    open the datasets (wrapped in :class:`training.guards.SkipBadSamples`
-    with ``--skip-bad``). Returns ``(device, stop_trigger, train, val)``."""
+    """Check flags, join the data-parallel run (``--communicator``, see
+    :mod:`training.distributed`), make ``--out`` (rank 0), pick the device,
+    seed everything (per rank) and open the datasets (wrapped in
+    :class:`training.guards.SkipBadSamples` with ``--skip-bad``). Returns
+    ``(device, stop_trigger, train, val)``."""
     from datasets import get_dataset
     from datasets.voc import missing_files
     from training.guards import SkipBadSamples
     stop = stop_trigger(args, default_iterations)
-    prepare_out(args.out, args.force, resume=getattr(args, 'resume', None))
-    device = get_device(args.device)
-    set_seed(args.seed, device)
+    context = distributed.setup(args)   # --communicator: see distributed.py
+    context.on_writer(prepare_out, args.out, args.force,
+                      resume=getattr(args, 'resume', None))
+    device = context.device = get_device(context.device_spec(args.device))
+    set_seed(context.rank_seed(), device)
+    if getattr(args, 'deterministic', False):
+        chainer.global_config.train = False    # no dropout, no flips
     skip = getattr(args, 'skip_bad', False)
     with missing_files('skip' if skip else 'error'):
         train = get_dataset(args.dataset, args.data_dir, args.split)
@@ -262,9 +307,11 @@ def trainer_options(args):
 
 
 def train_iterator(dataset, batch_size):
-    """Shuffled iterator over a training dataset that refuses batches of
-    mixed image sizes with a one-line error."""
+    """Shuffled iterator over a training dataset (this rank's shard in a
+    data-parallel run) that refuses batches of mixed image sizes with a
+    one-line error."""
     from training.guards import SameSizeIterator
+    dataset = distributed.current().scatter(dataset, shuffle=True)
     return SameSizeIterator(dataset, batch_size)
 
 
@@ -274,6 +321,7 @@ def iterators(train, val, batch_size):
     from datasets import training_data
     from training.guards import SameSizeIterator
     train_it = train_iterator(training_data(train, flip=True), batch_size)
-    val_it = (SameSizeIterator(training_data(val), batch_size, repeat=False,
-                               shuffle=False) if val is not None else None)
+    val_it = (SameSizeIterator(
+        distributed.current().scatter(training_data(val)), batch_size,
+        repeat=False, shuffle=False) if val is not None else None)
     return train_it, val_it

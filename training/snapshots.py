@@ -16,7 +16,11 @@ but the newest ``n_retains``. :class:`Snapshot` wraps it and replaces its
   deleted) and the previous one is used;
 * it also snapshots at the end of training and, on SIGINT or SIGTERM, at
   the end of the current iteration, then stops with :class:`Interrupted`;
-* it refuses to write a snapshot of non-finite weights.
+* it refuses to write a snapshot of non-finite weights;
+* in a data-parallel run only rank 0 reads and writes snapshots: the one it
+  resumes from is broadcast to every rank, and a signal received by any
+  rank stops all of them after the same iteration (see
+  :mod:`training.distributed`).
 """
 import os
 import random
@@ -31,7 +35,8 @@ from chainer.serializers import npz
 from chainer.training import extension, extensions
 from chainer.training.extensions import snapshot_writers
 
-from training.guards import (Interrupted, SnapshotError, check_finite_params)
+from training.guards import (Interrupted, NonFiniteError, SnapshotError,
+                             check_finite_params)
 
 PREFIX = 'snapshot_iter_'
 FILENAME = PREFIX + '{.updater.iteration}.npz'
@@ -121,13 +126,15 @@ class Snapshot(extension.Extension):
             there is one; ``'latest'`` to require one; a path to resume from
             that file (no fallback).
         force (bool): start from scratch, ignore existing snapshots.
+        context: the :class:`training.distributed.Context` of a
+            data-parallel run, else None.
     """
     trigger = 1, 'iteration'
     priority = -100
     name = 'snapshot'
 
     def __init__(self, interval, stop=None, n_retains=2, resume=None,
-                 force=False, stream=None):
+                 force=False, stream=None, context=None):
         if interval <= 0:
             raise ValueError('snapshot interval must be > 0')
         self.interval = int(interval)
@@ -135,6 +142,8 @@ class Snapshot(extension.Extension):
         self.resume = resume
         self.force = force
         self.stream = stream
+        self.context = context
+        self.writes = context is None or context.is_writer
         self.last = None          # iteration of the last snapshot written
         self.signal = None
         self._handlers = {}
@@ -152,8 +161,13 @@ class Snapshot(extension.Extension):
         self._out = trainer.out
         self._target = trainer.updater.get_optimizer('main').target
         if not self.force:
-            self._load(trainer)
-        self._inner.initialize(trainer)      # registers the n_retains clean-up
+            if self.context is None:
+                self._load(trainer)
+            # rank 0 picks and loads one, every rank gets the same state
+            elif self.context.resume(trainer, self._load) is not None:
+                self.last = trainer.updater.iteration
+        if self.writes:
+            self._inner.initialize(trainer)  # registers the n_retains clean-up
         self._install_handlers()
 
     def _load(self, trainer):
@@ -192,13 +206,14 @@ class Snapshot(extension.Extension):
                               'snapshot; kept as %s'
                               % (p, os.path.basename(kept)))
             self._say('resuming from %s (iteration %d)' % (path, it))
-            return
+            return arrays
         if self.resume == 'latest':
             raise SnapshotError('--resume: no usable snapshot in %s'
                                 % trainer.out)
         if candidates:
             self._say('warning: no usable snapshot in %s; starting from '
                       'scratch' % trainer.out)
+        return None
 
     # -- every iteration -----------------------------------------------------
     def _at_end(self, trainer):
@@ -210,21 +225,32 @@ class Snapshot(extension.Extension):
                 else updater.epoch_detail >= value)
 
     def __call__(self, trainer):
+        if self.context is not None:
+            self.signal = self.context.any_signal(self.signal)
         it = trainer.updater.iteration
         due = (it % self.interval == 0 or self.signal is not None or
                self._at_end(trainer))
+        # Weights and signal are the same on every rank of a data-parallel
+        # run: the ranks stop here together (``every_rank``).
         if due and it != self.last:
-            check_finite_params(self._target,
-                                'snapshot of iteration %d not written; %s'
-                                % (it, self.describe_last_good()))
-            self._inner(trainer)
+            try:
+                check_finite_params(self._target,
+                                    'snapshot of iteration %d not written; '
+                                    '%s' % (it, self.describe_last_good()))
+            except NonFiniteError as e:
+                e.every_rank = self.context is not None
+                raise
+            if self.writes:
+                self._inner(trainer)
             self.last = it
         if self.signal is not None:
             name = signal.Signals(self.signal).name
-            raise Interrupted(
+            e = Interrupted(
                 '%s at iteration %d; saved %s; run the same command again to '
                 'resume' % (name, it, os.path.join(
                     trainer.out, FILENAME.format(trainer))), self.signal)
+            e.every_rank = self.context is not None
+            raise e
 
     def describe_last_good(self):
         found = list_snapshots(self._out) if self._out else []

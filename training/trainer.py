@@ -6,6 +6,7 @@ from chainer.training import extensions
 from chainer.training.triggers import IntervalTrigger
 
 from models import save_model
+from training import distributed
 from training.guards import (BadSampleCount, FiniteLoss, SkipBadSamples,
                              check_finite_params, find_wrapped)
 from training.snapshots import Snapshot
@@ -35,25 +36,38 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     a stop on a non-finite loss and resumable snapshots (see
     :mod:`training.snapshots`: a rerun in the same ``out`` continues from
     the newest good one; ``resume`` and ``force`` as the flags, see
-    :func:`training.cli.trainer_options`)."""
+    :func:`training.cli.trainer_options`).
+
+    In a data-parallel run (:mod:`training.distributed`) the evaluator is
+    averaged over the ranks, so are the ``main/`` terms of
+    ``report_keys``, and only rank 0 logs, prints, plots and writes
+    snapshots."""
+    context = distributed.current()
     trainer = training.Trainer(updater, StopTrigger(*stop), out=out)
     if stop[1] == 'iteration':  # short runs still log, plot and validate
         log_interval = max(1, min(log_interval, int(stop[0])))
         eval_interval = max(1, min(eval_interval, int(stop[0])))
     log = (log_interval, 'iteration')
     optimizer = updater.get_optimizer('main')
-    snapshot = Snapshot(snapshot_interval, stop, n_retains, resume, force)
+    snapshot = Snapshot(snapshot_interval, stop, n_retains, resume, force,
+                        context=context if context.distributed else None)
     trainer.extend(FiniteLoss(describe_last_good=snapshot.describe_last_good))
-    trainer.extend(extensions.observe_value(
-        'lr', lambda _: optimizer.alpha if hasattr(optimizer, 'alpha')
-        else optimizer.lr), trigger=log)
+    context.aggregate(trainer, [k for k in report_keys
+                                if k.startswith('main/')])
     iterators = [updater.get_iterator('main')]
     if evaluator is not None:
-        trainer.extend(evaluator, trigger=(eval_interval, 'iteration'))
+        trainer.extend(context.wrap_evaluator(evaluator),
+                       trigger=(eval_interval, 'iteration'))
         iterators.append(evaluator.get_iterator('main'))
     skippers = [s for s in (find_wrapped(it.dataset, SkipBadSamples)
                             for it in iterators) if s is not None]
     trainer.extend(BadSampleCount(skippers), trigger=log)
+    trainer.extend(snapshot)
+    if not context.is_writer:
+        return trainer
+    trainer.extend(extensions.observe_value(
+        'lr', lambda _: optimizer.alpha if hasattr(optimizer, 'alpha')
+        else optimizer.lr), trigger=log)
     trainer.extend(extensions.LogReport(trigger=log))
     trainer.extend(extensions.PrintReport(
         ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time']))
@@ -61,24 +75,29 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     for name, keys in plots.items():
         trainer.extend(extensions.PlotReport(
             keys, 'iteration', trigger=log, filename=name + '.png'))
-    trainer.extend(snapshot)
     return trainer
 
 
 def finish(trainer, model, out):
     """Run the trainer and write ``out/model.npz`` (never from NaN or inf
-    weights). Errors inside the loop (a bad sample, a non-finite loss, an
-    interruption) propagate as they are, without chainer's traceback
-    dump, for :func:`training.cli.run` to report in one line."""
+    weights; rank 0 of a data-parallel run). Errors inside the loop (a bad
+    sample, a non-finite loss, an interruption) propagate as they are,
+    without chainer's traceback dump, for :func:`training.cli.run` to
+    report in one line."""
     trainer.run(show_loop_exception_msg=False)
     check_finite_params(model, 'model.npz not written')
-    save_model(os.path.join(out, 'model.npz'), model)
+    context = distributed.current()
+    context.dump_weights(model)
+    if context.is_writer:
+        save_model(os.path.join(out, 'model.npz'), model)
 
 
 def make_optimizer(loss, lr, frozen=(), weight_decay=0):
     """Adam (``alpha=lr``) over the parameters of ``loss``; the links in
     ``frozen`` are never updated (their parameters stay bit-identical),
-    ``weight_decay`` > 0 adds a WeightDecay hook."""
+    ``weight_decay`` > 0 adds a WeightDecay hook. In a data-parallel run
+    it is ChainerMN's multi-node optimizer (gradients averaged over the
+    ranks, rank 0's weights broadcast first)."""
     import chainer
     optimizer = chainer.optimizers.Adam(alpha=lr)
     optimizer.setup(loss)
@@ -86,4 +105,4 @@ def make_optimizer(loss, lr, frozen=(), weight_decay=0):
         link.disable_update()
     if weight_decay:
         optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
-    return optimizer
+    return distributed.current().wrap_optimizer(optimizer)
