@@ -7,7 +7,6 @@ fixed subset of images with pixel supervision, GAIN_ext's attention loss.
 """
 import os
 
-import chainer
 import numpy as np
 
 from datasets import PixelSupervisionFlag, training_data
@@ -17,7 +16,8 @@ from training import cli, distributed
 from training.extensions import AttentionSnapshot
 from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
                                 parse_warmup)
-from training.trainer import build_trainer, finish, make_optimizer
+from training.trainer import (build_trainer, finish, make_evaluator,
+                              make_optimizer)
 from training.updaters import GAINUpdater
 
 
@@ -103,15 +103,12 @@ def main():
         PixelSupervisionFlag(training_data(train, flip=True), ext_idx),
         args.batch_size)
     updater = GAINUpdater(train_it, optimizer, device=device)
-    evaluator = None
     shown = training_data(val if val is not None else train)
     # Up to 4 pictures of one size (they are stacked into one batch).
     shown = [shown[i] for i in range(min(16, len(shown)))]
     shown = [e for e in shown if e[0].shape == shown[0][0].shape][:4]
-    if val is not None:
-        _, val_it = cli.iterators(train, val, args.batch_size)
-        evaluator = chainer.training.extensions.Evaluator(
-            val_it, loss, eval_func=loss.evaluate, device=device)
+    evaluator = make_evaluator(cli.val_iterator(val, args.batch_size), loss,
+                               device, loss.evaluate)
     cli.write_config(args.out, args, n_class=model.n_class,
                      width=model.width, data_dir=train.data_dir,
                      ext_image_ids=[train.ids[i] for i in ext_idx])

@@ -3,39 +3,52 @@
 
 The head (GAP of pool5 -> fc6_cl -> fc7_cl -> score_cl) learns multi-label
 image classification with sigmoid cross-entropy; every trunk parameter stays
-bit-identical.
+bit-identical. With ``--train-trunk`` the trunk learns too (classification
+pre-training of a model trained from scratch).
 """
 import chainer
 
-from models import load_model
+from models import FCN8s, load_model
 from models.fcn8s import CLASSIFICATION_HEAD
 from training import cli
 from training.losses import ClassificationLoss
-from training.trainer import build_trainer, finish, make_optimizer
+from training.trainer import (build_trainer, finish, make_evaluator,
+                              make_optimizer)
 
 
 def main():
     p = cli.parser(__doc__)
-    p.add_argument('--modelfile', required=True,
-                   help='FCN8s npz (fcn\'s or one of this project\'s)')
+    p.add_argument('--modelfile', default=None,
+                   help='FCN8s npz (fcn\'s or one of this project\'s); '
+                   'without it a fresh FCN8s of --width, with --train-trunk')
+    p.add_argument('--width', type=float, default=0.0625,
+                   help='channel multiplier of a fresh model')
+    p.add_argument('--train-trunk', action='store_true',
+                   help='train the trunk too: classification pre-training '
+                   'from scratch, the stand-in for ImageNet pre-training')
     p.add_argument('--out', default='runs/classifier',
                    help='output directory')
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
     args = p.parse_args()
 
     device, stop, train, val = cli.prepare(args, default_iterations=500)
-    model, _ = load_model(args.modelfile, n_class=train.n_class)
+    if args.modelfile:
+        model, _ = load_model(args.modelfile, n_class=train.n_class)
+    elif args.train_trunk:
+        model = FCN8s(train.n_class, args.width)
+    else:
+        raise cli.UsageError('--modelfile is required unless --train-trunk '
+                             'trains a fresh model')
     model.to_device(device)
-    loss = ClassificationLoss(model)
+    loss = ClassificationLoss(model, frozen_trunk=not args.train_trunk)
     trunk = [l for l in model.children() if l.name not in CLASSIFICATION_HEAD]
-    optimizer = make_optimizer(loss, args.lr, trunk)
+    optimizer = make_optimizer(loss, args.lr,
+                               () if args.train_trunk else trunk)
 
     train_it, val_it = cli.iterators(train, val, args.batch_size)
     updater = chainer.training.StandardUpdater(train_it, optimizer,
                                                device=device)
-    evaluator = (chainer.training.extensions.Evaluator(val_it, loss,
-                                                       device=device)
-                 if val_it else None)
+    evaluator = make_evaluator(val_it, loss, device)
     cli.write_config(args.out, args, n_class=model.n_class,
                      width=model.width, data_dir=train.data_dir)
     keys = ['main/loss', 'validation/main/loss', 'main/accuracy',

@@ -10,7 +10,8 @@ import chainer
 from models import FCN8s, load_model
 from training import cli
 from training.losses import SegmentationLoss
-from training.trainer import build_trainer, finish, make_optimizer
+from training.trainer import (build_trainer, finish, make_evaluator,
+                              make_optimizer)
 
 
 def main():
@@ -42,9 +43,7 @@ def main():
     train_it, val_it = cli.iterators(train, val, args.batch_size)
     updater = chainer.training.StandardUpdater(train_it, optimizer,
                                                device=device)
-    evaluator = (chainer.training.extensions.Evaluator(val_it, loss,
-                                                       device=device)
-                 if val_it else None)
+    evaluator = make_evaluator(val_it, loss, device)
     cli.write_config(args.out, args, n_class=model.n_class,
                      width=model.width, data_dir=train.data_dir)
     keys = ['main/loss', 'validation/main/loss']

@@ -65,8 +65,12 @@ class FCN8s(chainer.Chain):
         conv = dict(initialW=chainer.initializers.HeNormal())
         zero = dict(initialW=chainer.initializers.Zero())
         up = dict(nobias=True, initialW=BilinearDeconvWeight())
+        # The input is in pixel units (mean-subtracted, std ~60), not unit
+        # variance: scale conv1_1 so that a model trained from scratch
+        # starts with activations, and logits, of order one.
+        pixels = dict(initialW=chainer.initializers.HeNormal(scale=1 / 60.))
         with self.init_scope():
-            self.conv1_1 = L.Convolution2D(3, c1, 3, 1, 100, **conv)
+            self.conv1_1 = L.Convolution2D(3, c1, 3, 1, 100, **pixels)
             self.conv1_2 = L.Convolution2D(c1, c1, 3, 1, 1, **conv)
             self.conv2_1 = L.Convolution2D(c1, c2, 3, 1, 1, **conv)
             self.conv2_2 = L.Convolution2D(c2, c2, 3, 1, 1, **conv)

@@ -168,3 +168,27 @@ def test_tiny_voc_written_images_read_back(tmp_path):
         assert img.shape == src_img.shape and img.dtype == np.uint8
         decoded = np.asarray(PIL.Image.open(dataset.image_files[i]))
         assert np.array_equal(img, decoded)  # RGB order, no resampling
+
+
+def test_pretraining_options_train_the_trunk(setup, tmp_path, monkeypatch,
+                                             capsys):
+    """train_classifier --train-trunk (no model file) and train_fcn
+    --cls-weight both move the trunk and the head."""
+    pre = str(tmp_path / 'pre')
+    code, err = run_script('train_classifier', common(setup, pre) + [
+        '--train-trunk', '--width', 0.0625, '--iterations', 2], monkeypatch,
+        capsys)
+    assert code == 0, err
+    fcn_out = str(tmp_path / 'fcn')
+    code, err = run_script('train_fcn', common(setup, fcn_out) + [
+        '--modelfile', pre + '/model.npz', '--cls-weight', 1,
+        '--iterations', 2], monkeypatch, capsys)
+    assert code == 0, err
+    a, b = params(pre + '/model.npz'), params(fcn_out + '/model.npz')
+    for name in ('/conv1_1/W', '/score_fr/W', '/fc6_cl/W', '/score_cl/W'):
+        assert not np.array_equal(a[name], b[name]), name
+    log = json.load(open(os.path.join(fcn_out, 'log')))
+    assert {'main/seg', 'main/cl'} <= set(log[-1])
+    code, err = run_script('train_classifier', common(
+        setup, str(tmp_path / 'x')), monkeypatch, capsys)
+    assert code != 0 and '--modelfile is required' in err

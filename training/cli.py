@@ -315,13 +315,19 @@ def train_iterator(dataset, batch_size):
     return SameSizeIterator(dataset, batch_size)
 
 
+def val_iterator(val, batch_size):
+    """One pass over this rank's shard of a val split (None without one)."""
+    from datasets import training_data
+    from training.guards import SameSizeIterator
+    if val is None:
+        return None
+    return SameSizeIterator(distributed.current().scatter(training_data(val)),
+                            batch_size, repeat=False, shuffle=False)
+
+
 def iterators(train, val, batch_size):
     """Shuffled, flipped training iterator and a one-pass val iterator over
     ``(x, lbl, labels)`` examples."""
     from datasets import training_data
-    from training.guards import SameSizeIterator
-    train_it = train_iterator(training_data(train, flip=True), batch_size)
-    val_it = (SameSizeIterator(
-        distributed.current().scatter(training_data(val)), batch_size,
-        repeat=False, shuffle=False) if val is not None else None)
-    return train_it, val_it
+    return (train_iterator(training_data(train, flip=True), batch_size),
+            val_iterator(val, batch_size))

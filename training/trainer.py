@@ -106,3 +106,12 @@ def make_optimizer(loss, lr, frozen=(), weight_decay=0):
     if weight_decay:
         optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
     return distributed.current().wrap_optimizer(optimizer)
+
+
+def make_evaluator(val_it, loss, device, eval_func=None):
+    """An Evaluator of ``loss`` (or ``eval_func``) over ``val_it``; None
+    without a validation iterator."""
+    if val_it is None:
+        return None
+    return extensions.Evaluator(val_it, loss, device=device,
+                                eval_func=eval_func)
