@@ -120,7 +120,7 @@ def main():
             step('3/4 train_GAIN (%s, seed %d)' % (kind, seed),
                  'train_GAIN.py', run, '--modelfile', cls + '/model.npz',
                  '--iterations', args.gain_iterations, '--batch-size', 8,
-                 '--lr', args.gain_lr, '--seed', seed,
+                 '--lr', args.gain_lr, '--seed', seed, '--val-split', '',
                  '--attention-interval', 20, *extra)
             runs.setdefault(kind, []).append(run)
 

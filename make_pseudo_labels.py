@@ -25,7 +25,7 @@ import numpy as np
 import PIL.Image
 
 from datasets import get_dataset
-from datasets.shapes import voc_palette
+from datasets.voc import voc_palette
 from evaluate import batches, to_input
 from metrics import (class_cams, confusion_matrix, gt_classes, pseudo_label,
                      segmentation_scores)

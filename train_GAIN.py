@@ -109,9 +109,8 @@ def main():
     shown = [e for e in shown if e[0].shape == shown[0][0].shape][:4]
     evaluator = make_evaluator(cli.val_iterator(val, args.batch_size), loss,
                                device, loss.evaluate)
-    cli.write_config(args.out, args, n_class=model.n_class,
-                     width=model.width, data_dir=train.data_dir,
-                     ext_image_ids=[train.ids[i] for i in ext_idx])
+    cli.write_run_config(args, model, train,
+                         ext_image_ids=[train.ids[i] for i in ext_idx])
     terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
     plots = {'loss_' + t.split('/')[1]: [t] for t in terms}
     plots['loss_val'] = ['validation/main/cl', 'validation/main/seg']

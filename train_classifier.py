@@ -49,8 +49,7 @@ def main():
     updater = chainer.training.StandardUpdater(train_it, optimizer,
                                                device=device)
     evaluator = make_evaluator(val_it, loss, device)
-    cli.write_config(args.out, args, n_class=model.n_class,
-                     width=model.width, data_dir=train.data_dir)
+    cli.write_run_config(args, model, train)
     keys = ['main/loss', 'validation/main/loss', 'main/accuracy',
             'validation/main/accuracy']
     trainer = build_trainer(updater, stop, args.out, keys,

@@ -27,7 +27,7 @@ import matplotlib.patches as mpatches  # NOQA
 import matplotlib.pyplot as plt  # NOQA
 
 from datasets import VOC_CLASS_NAMES, get_dataset  # NOQA
-from datasets.shapes import voc_palette  # NOQA
+from datasets.voc import voc_palette  # NOQA
 from datasets.voc import read_image  # NOQA
 from evaluate import DEFAULT_SPLIT, predict, to_input  # NOQA
 from metrics import class_cams, gt_classes  # NOQA

@@ -59,6 +59,8 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageDraw
 
+from datasets.voc import voc_palette
+
 VERSION = 1
 CLASS_NAMES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
 CUE_NAMES = ('water', 'sunset', 'hedge', 'curtain', 'brick')
@@ -75,21 +77,6 @@ CORE = 0.2, 0.32, 0.68          # cue_core geometry (fractions of the side)
 SUPERSAMPLE = 4
 OWN_FILES = ('JPEGImages', 'SegmentationClass', 'ImageSets', 'meta.json')
 DEFAULTS = dict(size=96, n_train=600, n_val=100, n_test=200, bias=0.9)
-
-
-def voc_palette():
-    """Standard PASCAL VOC colour map: list of 768 ints (256 RGB)."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 def cue_core(cue, size):

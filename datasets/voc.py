@@ -35,6 +35,21 @@ VOC_CLASS_NAMES = (
     'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
 
 
+def voc_palette():
+    """Standard PASCAL VOC colour map: list of 768 ints (256 RGB)."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
 class DatasetError(ValueError):
     """A dataset that cannot be read; the message is one line naming it."""
 

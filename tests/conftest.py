@@ -5,21 +5,18 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from datasets.voc import voc_palette  # NOQA (re-exported to the tests)
 from models import FCN8s
 
 
-def voc_palette():
-    """The PASCAL VOC colour map (bit-interleaved class index)."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for i in range(256):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette[i] = r, g, b
-    return palette.ravel().tolist()
+def write_example(root, image_id, img, lbl):
+    """``JPEGImages/<id>.jpg`` and the palette PNG
+    ``SegmentationClass/<id>.png`` of one example under ``root``."""
+    PIL.Image.fromarray(img).save(
+        os.path.join(root, 'JPEGImages', image_id + '.jpg'), quality=95)
+    png = PIL.Image.fromarray(lbl, mode='P')
+    png.putpalette(voc_palette())
+    png.save(os.path.join(root, 'SegmentationClass', image_id + '.png'))
 
 
 def write_voc(root, splits, n_class=4, size=(40, 48), seed=0):
@@ -44,11 +41,7 @@ def write_voc(root, splits, n_class=4, size=(40, 48), seed=0):
                 y, x = rng.randint(0, h - 8), rng.randint(0, w - 8)
                 lbl[y:y + 8, x:x + 10] = c
             lbl[0, :] = 255
-            PIL.Image.fromarray(img).save(
-                os.path.join(root, 'JPEGImages', i + '.jpg'), quality=95)
-            png = PIL.Image.fromarray(lbl, mode='P')
-            png.putpalette(voc_palette())
-            png.save(os.path.join(root, 'SegmentationClass', i + '.png'))
+            write_example(root, i, img, lbl)
             written[i] = (img, lbl)
         with open(os.path.join(root, 'ImageSets', 'Segmentation',
                                split + '.txt'), 'w') as f:

@@ -15,10 +15,9 @@ import sys
 
 import chainer
 import numpy as np
-import PIL.Image
 import pytest
 
-from conftest import run_script, voc_palette, write_voc
+from conftest import run_script, write_example, write_voc
 from models import FCN8s, load_model, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,11 +75,7 @@ def write_one_class_voc(root, n, size=(40, 48), seed=0):
         lbl[y:y + 12, x:x + 14] = 1 + k % 3
         img[y:y + 12, x:x + 14] //= 2
         lbl[0, :] = 255
-        PIL.Image.fromarray(img).save(
-            os.path.join(root, 'JPEGImages', i + '.jpg'), quality=95)
-        png = PIL.Image.fromarray(lbl, mode='P')
-        png.putpalette(voc_palette())
-        png.save(os.path.join(root, 'SegmentationClass', i + '.png'))
+        write_example(root, i, img, lbl)
     with open(os.path.join(root, 'ImageSets', 'Segmentation',
                            'train.txt'), 'w') as f:
         f.write('\n'.join(ids) + '\n')

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import run_script, write_voc
 from datasets import VOCSegmentation, preprocess
+from datasets.voc import voc_palette
 from evaluate import evaluate_model
 from models import FCN8s, load_model, save_model
 from models.fcn8s import CLASSIFICATION_HEAD
@@ -192,3 +193,13 @@ def test_pretraining_options_train_the_trunk(setup, tmp_path, monkeypatch,
     code, err = run_script('train_classifier', common(
         setup, str(tmp_path / 'x')), monkeypatch, capsys)
     assert code != 0 and '--modelfile is required' in err
+
+
+def test_voc_palette_colours():
+    """The colours VOC's label PNGs use (devkit's VOClabelcolormap)."""
+    palette = np.array(voc_palette()).reshape(256, 3)
+    assert palette[0].tolist() == [0, 0, 0]
+    assert palette[1].tolist() == [128, 0, 0]        # aeroplane
+    assert palette[15].tolist() == [192, 128, 128]   # person
+    assert palette[20].tolist() == [0, 64, 128]      # tvmonitor
+    assert palette[255].tolist() == [224, 224, 192]  # void

@@ -236,6 +236,13 @@ def _write_config(out, args, **extra):
     return config
 
 
+def write_run_config(args, model, train, **extra):
+    """``write_config`` with the architecture and the data of a training
+    run."""
+    return write_config(args.out, args, n_class=model.n_class,
+                        width=model.width, data_dir=train.data_dir, **extra)
+
+
 def run(main):
     """Run ``main()``; user errors become one line on stderr, exit 2;
     a training stopped on purpose (non-finite loss: 3, SIGINT/SIGTERM:
