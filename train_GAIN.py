@@ -73,12 +73,8 @@ def main():
     p = cli.parser(__doc__)
     add_gain_flags(p)
     args = p.parse_args()
-    if not 0 < args.sigma < 1:
-        raise cli.UsageError('--sigma must be in (0, 1), got %g' % args.sigma)
     weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
-                   ext=args.ext_weight)
-    if not all(w >= 0 for w in weights.values()):
-        raise cli.UsageError('loss weights must be >= 0, got %s' % weights)
+                   ext=args.ext_weight)  # ranges checked by cli.prepare
     try:
         am_warmup, ext_warmup = (parse_warmup(args.am_warmup),
                                  parse_warmup(args.ext_warmup))

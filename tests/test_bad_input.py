@@ -302,7 +302,7 @@ def test_tiny_images_through_fcn8s(thin_model, size):
     ('train_GAIN', ['--sigma', '0'], '--sigma must be in (0, 1)'),
     ('train_GAIN', ['--sigma', 'nan'], '--sigma must be in (0, 1)'),
     ('train_GAIN', ['--omega', 'inf'], '--omega must be'),
-    ('train_GAIN', ['--am-weight', 'nan'], 'loss weights must be >= 0'),
+    ('train_GAIN', ['--am-weight', 'nan'], '--am-weight must be a finite number >= 0'),
     ('train_GAIN', ['--attention-interval', '0'],
      '--attention-interval must be > 0'),
     ('train_GAIN', ['--ext-images', '7.5'], '--ext-images 7.5'),
