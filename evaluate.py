@@ -22,7 +22,7 @@ import sys
 import chainer
 import numpy as np
 
-from datasets import get_dataset, preprocess
+from datasets import get_dataset, image_labels, preprocess
 from metrics import (AttentionMetrics, class_cams, confusion_matrix,
                      gt_classes, mean_average_precision, segmentation_scores)
 from metrics.attention import DEFAULT_TAU
@@ -70,11 +70,8 @@ class ClassificationMetrics(object):
         self.n_class, self.scores, self.labels = n_class, [], []
 
     def add(self, lbl, outputs):
-        present = np.zeros(self.n_class - 1, dtype=np.int32)
-        fg = np.unique(lbl)
-        present[fg[(fg > 0) & (fg < self.n_class)] - 1] = 1
         self.scores.append(outputs['logits'])
-        self.labels.append(present)
+        self.labels.append(image_labels(lbl, self.n_class))
 
     def result(self):
         m, aps = mean_average_precision(np.stack(self.scores),

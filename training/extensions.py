@@ -9,7 +9,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # NOQA
 
 from datasets import deprocess  # NOQA
-from models import grad_cam, normalize_cam  # NOQA
+from models import cam_from_features, normalize_cam  # NOQA
 from models.gain import erase, soft_mask  # NOQA
 
 
@@ -22,9 +22,13 @@ def attention_rows(model, x, labels, sigma, omega):
         list of ``(img, cam, mask, erased_img)`` numpy arrays.
     """
     with chainer.using_config('train', False):
-        cam = normalize_cam(grad_cam(model, x, labels))
-        mask = soft_mask(cam, sigma, omega)
-        erased = erase(x, mask)
+        with chainer.no_backprop_mode():  # only the head needs a graph
+            features = model.features(x).array
+        cam = normalize_cam(cam_from_features(model, features, labels,
+                                              x.shape[2:]))
+        with chainer.no_backprop_mode():
+            mask = soft_mask(cam, sigma, omega)
+            erased = erase(x, mask)
     to_cpu = chainer.backend.CpuDevice().send
     cam, mask, erased, x = (to_cpu(v.array if hasattr(v, 'array') else v)
                             for v in (cam, mask, erased, x))
