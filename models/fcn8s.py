@@ -47,6 +47,9 @@ class FCN8s(chainer.Chain):
             published FCN8s).
     """
 
+    #: Input pixels per cell of ``features`` (four 2x2 max poolings).
+    feature_stride = 16
+
     def __init__(self, n_class=21, width=1.0):
         super().__init__()
         if n_class < 2:
@@ -149,7 +152,9 @@ class FCN8s(chainer.Chain):
         Args:
             x: ``(N, 3, H, W)`` caffe-preprocessed images.
         Returns:
-            ``(N, C5, H/16, W/16)`` Variable, where Grad-CAM is taken.
+            ``(N, C5, ceil(H/16), ceil(W/16))`` Variable, where Grad-CAM is
+            taken; cell ``(i, j)`` is centred on pixel
+            ``(16 i + 7.5, 16 j + 7.5)``.
         """
         return self._trunk(x, conv1_pad=1)[2]
 

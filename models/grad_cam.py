@@ -45,16 +45,26 @@ def cam_from_features(model, conv5_3, targets, size, double_backprop=False):
     weights = F.mean(gA, axis=(2, 3), keepdims=True)
     cam = F.relu(F.sum(F.broadcast_to(weights, conv5_3.shape) * conv5_3,
                        axis=1))
-    return resize_bilinear(cam, size)
+    return resize_bilinear(cam, size, stride=model.feature_stride)
 
 
 def normalize_cam(cam, eps=1e-5):
     """Min-max normalise each map of ``(N, H, W)`` to [0, 1]; a flat map
-    becomes 0 instead of dividing by zero."""
+    becomes 0 instead of dividing by zero.
+
+    The minimum and the maximum each take their gradient through one
+    element, as those of distinct values would. ``F.min``/``F.max`` give
+    it to every tied element, and an up-sampled map ties whole blocks of
+    pixels wherever its extreme lies in a border cell (edge clamping
+    copies one value onto them): the gradient would be that many times
+    too large.
+    """
     n = cam.shape[0]
     flat = F.reshape(cam, (n, -1))
-    lo = F.min(flat, axis=1, keepdims=True)
-    hi = F.max(flat, axis=1, keepdims=True)
+    xp = chainer.backend.get_array_module(flat)
+    lo, hi = (F.select_item(flat, pick(flat.array, axis=1).astype(np.int32))
+              for pick in (xp.argmin, xp.argmax))
+    lo, hi = F.expand_dims(lo, 1), F.expand_dims(hi, 1)
     out = (flat - F.broadcast_to(lo, flat.shape)) / F.broadcast_to(
         hi - lo + eps, flat.shape)
     return F.reshape(out, cam.shape)

@@ -12,11 +12,17 @@ import numpy as np
 
 
 @functools.lru_cache(maxsize=64)
-def interpolation_matrix(n_out, n_in):
-    """``(n_out, n_in)`` float32 matrix of half-pixel bilinear weights
-    (the convention of PIL, OpenCV and ``align_corners=False``)."""
+def interpolation_matrix(n_out, n_in, stride=None):
+    """``(n_out, n_in)`` float32 matrix of half-pixel bilinear weights.
+
+    Output pixel ``i`` samples the input at ``(i + 0.5) / stride - 0.5``,
+    clamped to the input (the convention of PIL, OpenCV and
+    ``align_corners=False``). ``stride`` (output pixels per input cell)
+    defaults to ``n_out / n_in``: the input is stretched over the output.
+    """
+    stride = n_out / n_in if stride is None else stride
     m = np.zeros((n_out, n_in), dtype=np.float32)
-    src = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    src = (np.arange(n_out) + 0.5) / stride - 0.5
     src = np.clip(src, 0, n_in - 1)
     lo = np.floor(src).astype(int)
     hi = np.minimum(lo + 1, n_in - 1)
@@ -27,18 +33,24 @@ def interpolation_matrix(n_out, n_in):
     return m
 
 
-def resize_bilinear(x, size):
+def resize_bilinear(x, size, stride=None):
     """Bilinear resize of maps ``(N, h, w)`` to ``(N, H, W)``.
 
     Args:
         x: ``(N, h, w)`` Variable or array.
         size: ``(H, W)``.
+        stride: output pixels per input cell, or None to stretch ``(h, w)``
+            over ``(H, W)``. A feature map of stride 16 covers
+            ``(16 h, 16 w)`` pixels, more than ``(H, W)`` when the image
+            side is not a multiple of 16; with ``stride=16`` its cell
+            ``(i, j)`` lands on pixel ``(16 i + 7.5, 16 j + 7.5)``.
     """
     n, h, w = x.shape
     H, W = size
-    device = chainer.backend.get_device_from_array(
-        x.array if isinstance(x, chainer.Variable) else x)
-    mh, mw = (_on_device(device, *shape) for shape in ((H, h), (W, w)))
+    array = x.array if isinstance(x, chainer.Variable) else x
+    device = chainer.backend.get_device_from_array(array)
+    mh, mw = (_on_device(device, array.dtype, n_out, n_in, stride)
+              for n_out, n_in in ((H, h), (W, w)))
     y = F.matmul(F.reshape(x, (n * h, w)), mw, transb=True)        # (N h, W)
     y = F.transpose(F.reshape(y, (n, h, W)), (0, 2, 1))            # (N, W, h)
     y = F.matmul(F.reshape(y, (n * W, h)), mh, transb=True)        # (N W, H)
@@ -48,11 +60,11 @@ def resize_bilinear(x, size):
 _DEVICE_MATRICES = {}
 
 
-def _on_device(device, n_out, n_in):
-    """:func:`interpolation_matrix` on ``device``, sent there once."""
-    if device.xp is np:
-        return interpolation_matrix(n_out, n_in)
-    key = (str(device), n_out, n_in)
+def _on_device(device, dtype, n_out, n_in, stride):
+    """:func:`interpolation_matrix` in ``dtype`` on ``device``, made and
+    sent there once."""
+    key = (str(device), np.dtype(dtype).str, n_out, n_in, stride)
     if key not in _DEVICE_MATRICES:
-        _DEVICE_MATRICES[key] = device.send(interpolation_matrix(n_out, n_in))
+        m = interpolation_matrix(n_out, n_in, stride).astype(dtype)
+        _DEVICE_MATRICES[key] = device.send(m)
     return _DEVICE_MATRICES[key]

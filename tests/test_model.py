@@ -54,6 +54,30 @@ def test_resize_matches_pil_bilinear():
         np.testing.assert_allclose(o, pil, atol=1e-5)
 
 
+def test_cells_land_on_their_pixels_on_any_image_size(thin_model):
+    """On VOC's 375x500 the conv5_3 cells are 16-pixel cells (24 x 32 of
+    them cover 384 x 512 pixels), not a grid stretched over the image:
+    cell (i, j) peaks at pixel (16 i + 7.5, 16 j + 7.5), and the map equals
+    PIL's x16 up-sampling cropped to the image."""
+    x = np.zeros((1, 3, 375, 500), dtype=np.float32)
+    with chainer.using_config('train', False):
+        assert thin_model.features(x).shape == (1, 32, 24, 32)
+        assert grad_cam(thin_model, x, np.array([0])).shape == (1, 375, 500)
+    cell = np.zeros((1, 24, 32), np.float32)
+    cell[0, 20, 29] = 1
+    up = resize_bilinear(cell, (375, 500), stride=16).array[0]
+    rows, cols = np.nonzero(up == up.max())
+    assert set(rows) == {16 * 20 + 7, 16 * 20 + 8}
+    assert set(cols) == {16 * 29 + 7, 16 * 29 + 8}
+    rng = np.random.RandomState(0)
+    maps = rng.rand(24, 32).astype(np.float32)
+    pil = np.asarray(PIL.Image.fromarray(maps, mode='F').resize(
+        (512, 384), PIL.Image.BILINEAR))[:375, :500]
+    np.testing.assert_allclose(
+        resize_bilinear(maps[None], (375, 500), stride=16).array[0], pil,
+        atol=1e-5)
+
+
 def numpy_head(model, a):
     """Head logits in float64 numpy (eval mode), ``a`` ``(B, C, h, w)``."""
     b, c, h, w = a.shape
@@ -68,17 +92,17 @@ def numpy_head(model, a):
 
 
 def test_grad_cam_matches_finite_differences(thin_model):
-    """Grad-CAM = ReLU(sum_k mean(dS/dA_k) A_k), up-sampled; dS/dA by
-    central differences of a numpy re-implementation of the head. The
-    activations are drawn without ties so that max pooling is
-    differentiable at them."""
+    """Grad-CAM = ReLU(sum_k mean(dS/dA_k) A_k), up-sampled by 16 (PIL)
+    and cropped to an image of 60 x 50; dS/dA by central differences of a
+    numpy re-implementation of the head. The activations are drawn without
+    ties so that max pooling is differentiable at them."""
     model = thin_model
     rng = np.random.RandomState(2)
     a = rng.uniform(0.1, 2.0, (2, 32, 4, 4))
     labels = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.int32)
     cams = cam_from_features(model, a.astype(np.float32), labels,
-                             (64, 64)).array
-    assert cams.shape == (2, 64, 64)
+                             (60, 50)).array
+    assert cams.shape == (2, 60, 50)
     eps = 1e-4
     for n in range(2):
         steps = np.eye(a[n].size).reshape((-1,) + a[n].shape) * eps
@@ -90,6 +114,7 @@ def test_grad_cam_matches_finite_differences(thin_model):
         expected = np.asarray(PIL.Image.fromarray(
             cam.astype(np.float32), mode='F').resize((64, 64),
                                                      PIL.Image.BILINEAR))
+        expected = expected[:60, :50]
         np.testing.assert_allclose(cams[n], expected, rtol=1e-3,
                                    atol=1e-4 * cam.max())
 
