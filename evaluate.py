@@ -9,7 +9,9 @@ Grad-CAM attention (see ``metrics/attention.py``):
   ``--tau`` (default 0.5, GAIN's soft-mask threshold ``--sigma``) so that
   models are also compared at one threshold;
 * Energy: share of each CAM's mass on its class's pixels;
-* Pointing: share of CAMs whose peak lies on their class.
+* Pointing: share of CAMs whose peak lies on their class;
+* Zero CAMs: share of flat (all-zero) CAMs; a model above 20 % is marked
+  ``(!)``: its head finds no class evidence at conv5_3.
 
 One markdown row per ``--modelfile``; everything is also written to
 ``--out/metrics.json``, the tau curves to ``--out/attention_miou.png``.
@@ -35,7 +37,9 @@ COLUMNS = [('accuracy', 'Accuracy'), ('accuracy_class', 'Accuracy Class'),
 ATTENTION_COLUMNS = [('attention_miou', 'Attention mIoU'),
                      ('attention_tau', 'best tau', 1),
                      ('attention_miou_fixed', 'Attention mIoU @tau'),
-                     ('energy', 'Energy'), ('pointing', 'Pointing')]
+                     ('energy', 'Energy'), ('pointing', 'Pointing'),
+                     ('zero_cams', 'Zero CAMs')]
+ZERO_CAMS_MARK = 0.2
 DEFAULT_SPLIT = {'shapes': 'test', 'voc': 'seg11valid'}
 
 
@@ -247,7 +251,7 @@ def main():
         for c in ATTENTION_COLUMNS])
     results = {}
     for name, path, (model, has_head) in zip(names, args.modelfile, loaded):
-        if not has_head:
+        if not has_head or model.head_trained_by == []:
             print('warning: %s has no trained classification head; its mAP '
                   'and attention columns are of a random head' % path,
                   file=sys.stderr)
@@ -259,7 +263,16 @@ def main():
         results[name] = evaluate_model(model, dataset, device,
                                        args.batch_size, metrics)
         results[name]['modelfile'] = path
-    table = markdown_table([(n, results[n]) for n in names], columns)
+    rows = []
+    for name in names:
+        zero = results[name].get('zero_cams')
+        if zero is not None and zero > ZERO_CAMS_MARK:
+            print('warning: %s: %.0f %% of its Grad-CAMs are all zero (no '
+                  'class evidence at conv5_3); marked (!)'
+                  % (name, 100 * zero), file=sys.stderr)
+        rows.append((name + (' (!)' if zero and zero > ZERO_CAMS_MARK
+                             else ''), results[name]))
+    table = markdown_table(rows, columns)
     print(table)
     diff = None
     if compare:

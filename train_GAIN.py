@@ -6,14 +6,16 @@ images erased where the Grad-CAM looks, the segmentation loss and, on a
 fixed subset of images with pixel supervision, GAIN_ext's attention loss.
 """
 import os
+import sys
 
+import chainer
 import numpy as np
 
 from datasets import PixelSupervisionFlag, training_data
 from models import load_model
 from models.fcn8s import CLASSIFICATION_HEAD
 from training import cli, distributed
-from training.extensions import AttentionSnapshot
+from training.extensions import AttentionEvaluator, AttentionSnapshot
 from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
                                 parse_warmup)
 from training.trainer import (build_trainer, finish, make_evaluator,
@@ -50,8 +52,41 @@ def add_gain_flags(p):
                    help='L_am off for N iterations (or Ne epochs)')
     p.add_argument('--ext-warmup', default='0',
                    help='L_ext off for N iterations (or Ne epochs)')
+    p.add_argument('--head-dropout', action='store_true',
+                   help='keep the frozen head\'s dropout in the L_cl and '
+                   'attention-mining passes (default: off, as in GAIN)')
     p.add_argument('--attention-interval', type=int, default=50,
                    help='iterations between attention pictures')
+    p.add_argument('--attention-val-images', type=int, default=200,
+                   help='validation images (the first N of --val-split, '
+                   'else of --split) whose attention quality is checked at '
+                   'the start and reported at every validation')
+
+
+ZERO_CAM_WARNING = 0.2
+
+
+def check_attention(evaluator, modelfile):
+    """Print the share of flat (all-zero) Grad-CAMs of the validation
+    images; warn loudly above :data:`ZERO_CAM_WARNING`."""
+    with chainer.using_config('train', False):
+        quality = evaluator.evaluate()
+    share = quality['zero_cams']
+    if share is None:
+        return
+    print('attention at start (%d validation images): %.1f %% of the '
+          'labelled (image, class) pairs have an all-zero Grad-CAM; pointing '
+          'game %.1f %%, energy in mask %.1f %%'
+          % (evaluator.n_images, 100 * share, 100 * (quality['pointing'] or 0),
+             100 * (quality['energy'] or 0)), flush=True)
+    if share > ZERO_CAM_WARNING:
+        print('WARNING: %.0f %% of the Grad-CAMs of %s are all zero (more '
+              'than %.0f %%): its head finds no class evidence at conv5_3, '
+              'and GAIN has nothing to train on there. Is its trunk trained '
+              'for classification (train_fcn.py --cls-weight) and its head '
+              'trained (train_classifier.py)?'
+              % (100 * share, modelfile, 100 * ZERO_CAM_WARNING),
+              file=sys.stderr, flush=True)
 
 
 def pick_ext_images(n_images, spec, seed):
@@ -81,9 +116,23 @@ def main():
     except ValueError as e:
         raise cli.UsageError(str(e))
 
+    try:
+        ext_images = float(args.ext_images)
+    except ValueError:
+        raise cli.UsageError('--ext-images must be a count or a fraction, '
+                             'got %r' % args.ext_images)
+    if (ext_images > 0) != (args.ext_weight > 0):
+        raise cli.UsageError(
+            'GAIN_ext needs both --ext-images (pixel-supervised images) and '
+            '--ext-weight (> 0); got --ext-images %s --ext-weight %g'
+            % (args.ext_images, args.ext_weight))
+
     device, stop, train, val = cli.prepare(args, default_iterations=200)
     model, _ = load_model(args.modelfile, n_class=train.n_class,
                           require_head=True)
+    if model.head_trained_by is None:
+        print('warning: %s does not record which stage trained its head'
+              % args.modelfile, file=sys.stderr)
     model.to_device(device)
 
     ext_idx = pick_ext_images(len(train), args.ext_images, args.seed)
@@ -91,7 +140,8 @@ def main():
         with open(os.path.join(args.out, 'ext_images.txt'), 'w') as f:
             f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
-                    args.sigma, args.omega, weights, am_warmup, ext_warmup)
+                    args.sigma, args.omega, weights, am_warmup, ext_warmup,
+                    args.head_dropout)
     optimizer = make_optimizer(loss, args.lr,
                                model.links_named(CLASSIFICATION_HEAD))
 
@@ -110,8 +160,21 @@ def main():
     terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
     plots = {'loss_' + t.split('/')[1]: [t] for t in terms}
     plots['loss_val'] = ['validation/main/cl', 'validation/main/seg']
-    trainer = build_trainer(updater, stop, args.out,
-                            terms + ['validation/main/seg'], plots, evaluator,
+    report = terms + ['validation/main/seg']
+    validators = []
+    if distributed.is_writer():
+        # the training split stands in for a missing validation split
+        attention = AttentionEvaluator(
+            model, val if val is not None else train,
+            args.attention_val_images, args.batch_size)
+        check_attention(attention, args.modelfile)
+        if val is not None:
+            validators.append(attention)
+            report += ['validation/main/pointing', 'validation/main/energy']
+            plots['attention_val'] = ['validation/main/' + k
+                                      for k in AttentionEvaluator.KEYS]
+    trainer = build_trainer(updater, stop, args.out, report, plots,
+                            evaluator, validators=validators,
                             **cli.trainer_options(args))
     if distributed.is_writer():
         trainer.extend(AttentionSnapshot(model, shown, args.sigma,

@@ -2,9 +2,10 @@
 """Stage 1: train the GAIN classification head on a frozen FCN8s trunk.
 
 The head (GAP of pool5 -> fc6_cl -> fc7_cl -> score_cl) learns multi-label
-image classification with sigmoid cross-entropy; every trunk parameter stays
-bit-identical. With ``--train-trunk`` the trunk learns too (classification
-pre-training of a model trained from scratch).
+image classification with sigmoid cross-entropy from a fresh start (a head
+in the model file is discarded unless ``--keep-head``); every trunk
+parameter stays bit-identical. With ``--train-trunk`` the trunk learns too
+(classification pre-training of a model trained from scratch).
 """
 import chainer
 
@@ -26,6 +27,9 @@ def main():
     p.add_argument('--train-trunk', action='store_true',
                    help='train the trunk too: classification pre-training '
                    'from scratch, the stand-in for ImageNet pre-training')
+    p.add_argument('--keep-head', action='store_true',
+                   help='continue from the head in --modelfile instead of '
+                   'a fresh one')
     p.add_argument('--out', default='runs/classifier',
                    help='output directory')
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
@@ -33,12 +37,16 @@ def main():
 
     device, stop, train, val = cli.prepare(args, default_iterations=500)
     if args.modelfile:
-        model, _ = load_model(args.modelfile, n_class=train.n_class)
+        model, has_head = load_model(args.modelfile, n_class=train.n_class)
+        if not (args.keep_head and has_head):
+            model.reset_head()
     elif args.train_trunk:
         model = FCN8s(train.n_class, args.width)
     else:
         raise cli.UsageError('--modelfile is required unless --train-trunk '
                              'trains a fresh model')
+    model.head_trained_by = (model.head_trained_by or []) + [
+        'train_classifier.py' + (' --train-trunk' if args.train_trunk else '')]
     model.to_device(device)
     loss = ClassificationLoss(model, frozen_trunk=not args.train_trunk)
     trunk = [l for l in model.children() if l.name not in CLASSIFICATION_HEAD]

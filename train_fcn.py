@@ -9,9 +9,9 @@ import chainer
 
 from models import FCN8s, load_model
 from training import cli
+from training.extensions import MeanIUEvaluator
 from training.losses import SegmentationLoss
-from training.trainer import (build_trainer, finish, make_evaluator,
-                              make_optimizer)
+from training.trainer import build_trainer, finish, make_optimizer
 
 
 def main():
@@ -35,6 +35,9 @@ def main():
                               width=cli.given(args, 'width'))
     else:
         model = FCN8s(train.n_class, args.width)
+    if args.cls_weight:
+        model.head_trained_by.append('train_fcn.py --cls-weight %g'
+                                     % args.cls_weight)
     model.to_device(device)
     loss = SegmentationLoss(model, args.cls_weight)
     optimizer = make_optimizer(loss, args.lr,
@@ -43,12 +46,17 @@ def main():
     train_it, val_it = cli.iterators(train, val, args.batch_size)
     updater = chainer.training.StandardUpdater(train_it, optimizer,
                                                device=device)
-    evaluator = make_evaluator(val_it, loss, device)
+    evaluator = (MeanIUEvaluator(val_it, loss, device=device)
+                 if val_it is not None else None)
     cli.write_run_config(args, model, train)
     keys = ['main/loss', 'validation/main/loss']
     if args.cls_weight:
         keys += ['main/seg', 'main/cl']
-    trainer = build_trainer(updater, stop, args.out, keys, {'loss': keys},
+    plots = {'loss': keys}
+    if evaluator is not None:
+        keys.append('validation/main/mean_iu')
+        plots['mean_iu'] = ['validation/main/mean_iu']
+    trainer = build_trainer(updater, stop, args.out, keys, plots,
                             evaluator, **cli.trainer_options(args))
     finish(trainer, model, args.out)
 

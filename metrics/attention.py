@@ -23,6 +23,11 @@ All maps here are min-max normalised Grad-CAMs (:func:`class_cams`), one per
 
 Energy and pointing are averaged per class, then over the classes that
 occur (like mAP and mean IU).
+
+* **Zero CAMs**: the share of maps that are flat (all zero before the
+  normalisation): the head's gradient finds nothing of the class at
+  conv5_3. A classifier whose CAMs are mostly flat gives GAIN nothing to
+  train on.
 """
 import chainer
 import numpy as np
@@ -145,6 +150,7 @@ class AttentionMetrics(object):
         self.fixed = np.zeros((2, n_class, n_class), np.int64)
         self.energy = np.zeros((2, n_class - 1))    # sum, count
         self.pointing = np.zeros((2, n_class - 1))  # hits, counted
+        self.flat = 0
 
     def add(self, lbl, outputs):
         cams, classes = outputs['cams'], outputs['cam_classes']
@@ -158,6 +164,7 @@ class AttentionMetrics(object):
             hist += np.bincount(flat, minlength=hist.size).reshape(
                 hist.shape)
         for cam, c in zip(cams, classes):
+            self.flat += int(cam.max() <= 0)
             self.energy[:, c - 1] += energy_inside(cam, lbl, c), 1
             hit = pointing_hit(cam, lbl, c, self.tolerance)
             if hit is not None:
@@ -190,7 +197,9 @@ class AttentionMetrics(object):
             energy=_nanmean(energy), energy_class=_nones(energy),
             pointing=_nanmean(pointing), pointing_class=_nones(pointing),
             pointing_counted=int(self.pointing[1].sum()),
-            cam_pairs=int(self.energy[1].sum()))
+            cam_pairs=int(self.energy[1].sum()),
+            zero_cams=(self.flat / self.energy[1].sum()
+                       if self.energy[1].sum() else None))
 
 
 def _threshold_hist(reached, below):

@@ -16,6 +16,7 @@ TRUNK = ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2',
 SEGMENTATION_HEAD = ('fc6', 'fc7', 'score_fr', 'score_pool3', 'score_pool4',
                      'upscore2', 'upscore_pool4', 'upscore8')
 CLASSIFICATION_HEAD = ('fc6_cl', 'fc7_cl', 'score_cl')
+HEAD_INIT = chainer.initializers.LeCunNormal()
 
 
 class BilinearDeconvWeight(chainer.initializer.Initializer):
@@ -97,9 +98,21 @@ class FCN8s(chainer.Chain):
             self.upscore8 = L.Deconvolution2D(
                 n_class, n_class, 16, 8, 0, **up)
             # GAIN head: GAP(pool5) -> fc6_cl -> fc7_cl -> score_cl.
-            self.fc6_cl = L.Linear(c5, c6)
-            self.fc7_cl = L.Linear(c6, c6)
-            self.score_cl = L.Linear(c6, n_class - 1)
+            self.fc6_cl = L.Linear(c5, c6, initialW=HEAD_INIT)
+            self.fc7_cl = L.Linear(c6, c6, initialW=HEAD_INIT)
+            self.score_cl = L.Linear(c6, n_class - 1, initialW=HEAD_INIT)
+        #: The training stages that trained the classification head, oldest
+        #: first (saved in model files); empty while it holds its random
+        #: initial weights.
+        self.head_trained_by = []
+
+    def reset_head(self):
+        """Draw fresh initial weights for the classification head."""
+        for name in CLASSIFICATION_HEAD:
+            link = getattr(self, name)
+            HEAD_INIT(link.W.array)
+            link.b.array[...] = 0
+        self.head_trained_by = []
 
     # -- trunk ---------------------------------------------------------------
     def _trunk(self, x, conv1_pad):

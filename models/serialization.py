@@ -1,10 +1,13 @@
 """Model files: save with their architecture, load with clear errors.
 
 A file written here is a chainer npz plus ``_meta/n_class`` and
-``_meta/width``, so later stages rebuild the model without flags. A plain
+``_meta/width``, so later stages rebuild the model without flags, and
+``_meta/head_trained_by``, a JSON list of the training stages that trained
+the classification head (empty: the head holds its random start). A plain
 ``fcn.models.FCN8s`` npz (e.g. ``fcn8s_from_caffe.npz``) also loads: its
 architecture is read off the weight shapes and the GAIN head starts fresh.
 """
+import json
 import os
 import tempfile
 import zipfile
@@ -27,6 +30,8 @@ def save_model(path, model):
               for name, p in model.namedparams()}
     arrays[META + 'n_class'] = np.int64(model.n_class)
     arrays[META + 'width'] = np.float64(model.width)
+    arrays[META + 'head_trained_by'] = np.array(
+        json.dumps(model.head_trained_by))
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix='.npz.tmp')
@@ -46,9 +51,11 @@ def load_model(path, n_class=None, width=None, require_head=False):
     Args:
         path: an npz of this project or of ``fcn.models.FCN8s``.
         n_class, width: expected architecture, or None to take the file's.
-        require_head: fail if the file has no trained GAIN head.
+        require_head: fail if the file has no GAIN head or records that
+            no training stage trained it.
     Returns:
-        ``(model, has_head)``.
+        ``(model, has_head)``; ``model.head_trained_by`` is the file's
+        record (None for a file of this project that predates it).
     Raises:
         ModelFileError: one-line message naming the file.
     """
@@ -83,6 +90,11 @@ def load_model(path, n_class=None, width=None, require_head=False):
     if require_head and not has_head:
         raise ModelFileError('%s: has no GAIN classification head; train it '
                              'with train_classifier.py first' % path)
+    model.head_trained_by = _head_record(path, arrays) if has_head else []
+    if require_head and model.head_trained_by == []:
+        raise ModelFileError('%s: its classification head was never trained '
+                             '(it holds its random start); train it with '
+                             'train_classifier.py first' % path)
     for name, param in model.namedparams():
         key = name.lstrip('/')
         if key not in arrays:
@@ -105,6 +117,21 @@ def load_model(path, n_class=None, width=None, require_head=False):
                                  % (path, key))
         param.array[...] = value
     return model, has_head
+
+
+def _head_record(path, arrays):
+    key = META + 'head_trained_by'
+    if key not in arrays:
+        return None
+    try:
+        record = json.loads(str(arrays[key]))
+        if not (isinstance(record, list) and
+                all(isinstance(r, str) for r in record)):
+            raise ValueError('not a list of stage names')
+    except ValueError as e:
+        raise ModelFileError('%s: unreadable %s (%s)'
+                             % (path, key, _first_line(e)))
+    return record
 
 
 def _first_line(e):

@@ -197,6 +197,7 @@ def save_thin_models(directory, names, n_class=21):
         for pname, p in model.namedparams():
             if 'score' in pname or pname.endswith('/b'):
                 p.array[...] = rng.normal(0, 0.1, p.shape)
+        model.head_trained_by = ['a test fixture']
         path = os.path.join(directory, name, 'model.npz')
         save_model(path, model)
         paths.append(path)

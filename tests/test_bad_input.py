@@ -35,7 +35,10 @@ def files(tmp_path_factory):
     write_voc(voc, {'train': 4, 'val': 2}, size=(32, 40))
     np.random.seed(0)
     model = FCN8s(N_VOC, 1 / 16.)
-    paths = dict(voc=voc, good=str(base / 'good.npz'))
+    paths = dict(voc=voc, good=str(base / 'good.npz'),
+                 untrained=str(base / 'untrained.npz'))
+    save_model(paths['untrained'], model)     # a head at its random start
+    model.head_trained_by = ['a test fixture']
     save_model(paths['good'], model)
     arrays = dict(np.load(paths['good']))
     fcn_style = {k: v for k, v in arrays.items()
@@ -73,6 +76,8 @@ def files(tmp_path_factory):
     ('n5', 'train_classifier', 'has n_class=5, expected 21'),
     ('nan', 'train_classifier', 'fc7/b holds NaN or inf'),
     ('nohead', 'train_GAIN', 'has no GAIN classification head'),
+    ('untrained', 'train_GAIN', 'classification head was never trained'),
+    ('untrained', 'make_pseudo_labels', 'head was never trained'),
     ('n5', 'train_fcn', 'has n_class=5'),
 ])
 def test_bad_modelfile(files, tmp_path, monkeypatch, capsys, name, script,
@@ -305,7 +310,11 @@ def test_tiny_images_through_fcn8s(thin_model, size):
     ('train_GAIN', ['--am-weight', 'nan'], '--am-weight must be a finite number >= 0'),
     ('train_GAIN', ['--attention-interval', '0'],
      '--attention-interval must be > 0'),
-    ('train_GAIN', ['--ext-images', '7.5'], '--ext-images 7.5'),
+    ('train_GAIN', ['--ext-images', '7.5', '--ext-weight', '1'],
+     '--ext-images 7.5'),
+    ('train_GAIN', ['--ext-images', '20'], 'GAIN_ext needs both'),
+    ('train_GAIN', ['--ext-weight', '1'], 'GAIN_ext needs both'),
+    ('train_GAIN', ['--ext-images', 'abc'], '--ext-images must be'),
 ])
 def test_flags_out_of_range(files, tmp_path, monkeypatch, capsys, script,
                             flags, message):

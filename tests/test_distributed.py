@@ -93,6 +93,7 @@ def setup(tmp_path_factory):
     for name, p in model.namedparams():   # a head that scores something
         if 'score' in name:
             p.array[...] = rng.normal(0, 0.1, p.shape)
+    model.head_trained_by = ['a test fixture']
     modelfile = str(base / 'model.npz')
     save_model(modelfile, model)
     return dict(voc=voc, model=modelfile, base=base)
@@ -126,11 +127,16 @@ def max_diff(a, b):
 def test_two_ranks_equal_one_process_over_the_global_batch(
         setup, tmp_path, monkeypatch, capsys):
     """4 training images, 2 ranks x batch 2 (each rank's batch is its whole
-    shard) against one process x batch 4: every step covers the same 4
+    shard) against one process x batch 4: the step covers the same 4
     images whatever the order. --deterministic turns dropout and flips
-    off, the only random draws of a step."""
+    off, the only random draws of a step. One step: after it the runs
+    differ by float rounding only, and later steps can pass ReLU and
+    max-pooling kinks on different sides (a weight difference of 4e-8 was
+    seen to change a gradient element by 1e-3), which Adam's sign-like
+    steps turn into differences of ~lr that say nothing about the ranks'
+    arithmetic."""
     two, dump = str(tmp_path / 'two'), str(tmp_path / 'ranks')
-    done = run_ranks(2, gain_args(setup, two, 2) + [
+    done = run_ranks(2, gain_args(setup, two, 2, iterations=1) + [
         '--deterministic', '--rank-weights', dump])
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert 'Traceback' not in done.stderr
@@ -140,18 +146,19 @@ def test_two_ranks_equal_one_process_over_the_global_batch(
     assert config['ranks'] == 2 and config['effective_batch_size'] == 4
     assert config['batch_size'] == 2 and config['communicator'] == 'naive'
     log = json.load(open(os.path.join(two, 'log')))
-    assert log[-1]['iteration'] == 3 and 'validation/main/seg' in log[-1]
+    assert log[-1]['iteration'] == 1 and 'validation/main/seg' in log[-1]
 
     rank0, rank1 = params(dump + '/rank0.npz'), params(dump + '/rank1.npz')
     assert max_diff(rank0, rank1) == 0          # the same weights, bit for bit
     assert max_diff(rank0, params(two + '/model.npz')) == 0
     start = params(setup['model'])
-    assert max_diff(rank0, start) > 2.5e-4      # 3 Adam steps of lr 1e-4
+    assert max_diff(rank0, start) > 5e-5        # an Adam step of lr 1e-4
 
     one = str(tmp_path / 'one')
     # --deterministic turns train mode off for the process: back on after
     monkeypatch.setattr(chainer.global_config, 'train', True)
-    code, err = run_script('train_GAIN', gain_args(setup, one, 4) + [
+    code, err = run_script('train_GAIN', gain_args(setup, one, 4,
+                                                   iterations=1) + [
         '--deterministic'], monkeypatch, capsys)
     assert code == 0, err
     single = params(one + '/model.npz')

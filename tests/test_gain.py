@@ -138,6 +138,18 @@ def test_per_class_equals_joint_on_one_label_images(thin_model):
     assert values['joint']['am'] > 0 and values['joint']['ext'] > 0
 
 
+def test_frozen_head_runs_without_dropout(thin_model):
+    """In train mode the L_cl and attention-mining passes through the frozen
+    head are deterministic unless head_dropout; the Grad-CAM never draws."""
+    data = batch([[1, 0, 0], [0, 1, 1]])
+    for head_dropout in (False, True):
+        loss = GAINLoss(thin_model, weights=dict(cl=1, am=1, seg=0, ext=0),
+                        head_dropout=head_dropout)
+        with chainer.using_config('train', True):
+            first, second = (observe(loss, *data)[1] for _ in range(2))
+        assert (first == second) != head_dropout, (first, second)
+
+
 def test_images_without_foreground(thin_model):
     x, lbl, labels, ext = batch([[0, 0, 0], [0, 1, 0]])
     lbl[0] = 0

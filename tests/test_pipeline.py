@@ -203,3 +203,99 @@ def test_voc_palette_colours():
     assert palette[15].tolist() == [192, 128, 128]   # person
     assert palette[20].tolist() == [0, 64, 128]      # tvmonitor
     assert palette[255].tolist() == [224, 224, 192]  # void
+
+
+def test_head_record_through_the_stages(setup, tmp_path, monkeypatch,
+                                        capsys):
+    """train_fcn records a head it trained (--cls-weight); train_classifier
+    draws a fresh head unless --keep-head and records itself; train_GAIN
+    refuses a head that no stage trained."""
+    def stage(script, out, *extra):
+        code, err = run_script(script, common(setup, str(out)) + [
+            '--iterations', 1, '--val-split', ''] + list(extra),
+            monkeypatch, capsys)
+        return code, err, str(out) + '/model.npz'
+
+    code, _, seg_only = stage('train_fcn', tmp_path / 'seg', '--width',
+                              1 / 16.)
+    assert code == 0 and load_model(seg_only)[0].head_trained_by == []
+    code, err, _ = stage('train_GAIN', tmp_path / 'gain', '--modelfile',
+                         seg_only)
+    assert code == 2 and 'head was never trained' in err
+    assert not os.path.exists(tmp_path / 'gain' / 'model.npz')
+
+    code, _, multi = stage('train_fcn', tmp_path / 'multi', '--width',
+                           1 / 16., '--cls-weight', 1)
+    first = load_model(multi)[0]
+    assert code == 0
+    assert first.head_trained_by == ['train_fcn.py --cls-weight 1']
+    for keep in (False, True):
+        code, err, path = stage(
+            'train_classifier', tmp_path / ('cls%d' % keep), '--modelfile',
+            multi, '--lr', 1e-9, *(['--keep-head'] if keep else []))
+        assert code == 0, err
+        model = load_model(path)[0]
+        assert model.head_trained_by == (
+            first.head_trained_by if keep else []) + ['train_classifier.py']
+        moved = max(float(np.abs(getattr(model, n).W.array -
+                                 getattr(first, n).W.array).max())
+                    for n in CLASSIFICATION_HEAD)
+        assert (moved < 1e-6) == keep, moved   # lr 1e-9: a fresh head moved
+
+
+def test_validation_figures_equal_evaluate(setup, tmp_path, monkeypatch,
+                                           capsys):
+    """train_fcn's validation mean IU and train_GAIN's validation pointing
+    game, energy and attention mIoU are evaluate.py's figures of the final
+    model on the val split."""
+    from metrics import AttentionMetrics
+    from evaluate import ClassificationMetrics, SegmentationMetrics
+    val = VOCSegmentation(setup['voc'], 'val')
+    device = chainer.get_device('@numpy')
+    fcn_out, gain = str(tmp_path / 'fcn'), str(tmp_path / 'gain')
+    code, err = run_script('train_fcn', common(setup, fcn_out) + [
+        '--width', 1 / 16., '--cls-weight', 1, '--iterations', 3],
+        monkeypatch, capsys)
+    assert code == 0, err
+    log = json.load(open(os.path.join(fcn_out, 'log')))
+    ours = evaluate_model(load_model(fcn_out + '/model.npz')[0], val, device,
+                          metrics=[SegmentationMetrics(N_VOC)])
+    assert log[-1]['validation/main/mean_iu'] == pytest.approx(
+        ours['mean_iu'], rel=1e-6)
+
+    code, err = run_script('train_GAIN', common(setup, gain) + [
+        '--modelfile', fcn_out + '/model.npz', '--iterations', 3],
+        monkeypatch, capsys)
+    assert code == 0, err
+    log = json.load(open(os.path.join(gain, 'log')))
+    ours = evaluate_model(load_model(gain + '/model.npz')[0], val, device,
+                          metrics=[ClassificationMetrics(N_VOC),
+                                   AttentionMetrics(N_VOC)])
+    for key in ('pointing', 'energy', 'attention_miou'):
+        assert log[-1]['validation/main/' + key] == pytest.approx(
+            ours[key], rel=1e-5), key
+
+
+def test_flat_grad_cams_are_flagged(setup, tmp_path, monkeypatch, capsys):
+    """A head without class evidence at conv5_3 (zero score layer: every
+    Grad-CAM is flat) is reported at the start of train_GAIN and marked by
+    evaluate.py."""
+    model = load_model(setup['project'])[0]
+    model.score_cl.W.array[...] = 0
+    model.head_trained_by = ['a test fixture']
+    flat = str(tmp_path / 'flat.npz')
+    save_model(flat, model)
+    code, err = run_script('train_GAIN', common(setup, str(
+        tmp_path / 'gain')) + ['--modelfile', flat, '--iterations', 1],
+        monkeypatch, capsys)
+    assert code == 0, err
+    assert 'WARNING: 100 %% of the Grad-CAMs of %s are all zero' % flat in err
+    code, err = run_script('evaluate', [
+        '--dataset', 'voc', '--data-dir', setup['voc'], '--split', 'val',
+        '--modelfile', flat, '--names', 'flat', '--out',
+        str(tmp_path / 'eval')], monkeypatch, capsys)
+    assert code == 0, err
+    assert 'flat: 100 % of its Grad-CAMs are all zero' in err
+    metrics = json.load(open(tmp_path / 'eval' / 'metrics.json'))
+    assert metrics['models']['flat']['zero_cams'] == 1.0
+    assert '| flat (!) |' in open(tmp_path / 'eval' / 'metrics.md').read()

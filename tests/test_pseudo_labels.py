@@ -21,6 +21,7 @@ def setup(tmp_path):
     written = write_voc(voc, {'train': 4})
     np.random.seed(0)
     model = FCN8s(21, width=1 / 16.)
+    model.head_trained_by = ['a test fixture']
     path = str(tmp_path / 'm' / 'model.npz')
     save_model(path, model)
     return voc, written, path

@@ -30,7 +30,7 @@ class Toy(chainer.Chain):
     ``poison_at``: the call that makes a bias infinite behind a finite
     reported loss."""
 
-    n_class, width = 2, 1.0
+    n_class, width, head_trained_by = 2, 1.0, []
 
     def __init__(self, n_in=3, bad_at=None, signal_at=None, poison_at=None):
         super().__init__()

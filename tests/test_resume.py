@@ -103,6 +103,9 @@ def test_interrupted_killed_and_resumed_run_matches_uninterrupted(tmp_path):
     a, b = np.load(str(ref / 'model.npz')), np.load(str(out / 'model.npz'))
     assert sorted(a.files) == sorted(b.files)
     for k in a.files:
+        if a[k].dtype.kind == 'U':       # the _meta records
+            assert b[k] == a[k], k
+            continue
         np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6,
                                    err_msg=k)
     assert log_without_times(out) == log_without_times(ref)

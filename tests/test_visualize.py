@@ -20,7 +20,9 @@ def save_thin_models(directory, names, n_class=21):
     for seed, name in enumerate(names):
         np.random.seed(seed)
         path = os.path.join(directory, name, 'model.npz')
-        save_model(path, FCN8s(n_class, width=1 / 16.))
+        model = FCN8s(n_class, width=1 / 16.)
+        model.head_trained_by = ['a test fixture']
+        save_model(path, model)
         paths.append(path)
     return paths
 

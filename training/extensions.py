@@ -1,16 +1,88 @@
-"""Trainer extensions: a picture of the attention during training."""
+"""Trainer extensions: validation of segmentation and attention quality, and
+a picture of the attention during training."""
+import itertools
 import os
 
 import chainer
 import matplotlib
 import numpy as np
+from chainer.training import extension, extensions
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # NOQA
 
-from datasets import deprocess  # NOQA
+from datasets import deprocess, preprocess  # NOQA
+from metrics import AttentionMetrics, class_cams, gt_classes  # NOQA
+from metrics import segmentation_scores  # NOQA
 from models import cam_from_features, normalize_cam  # NOQA
 from models.gain import erase, soft_mask  # NOQA
+
+
+class MeanIUEvaluator(extensions.Evaluator):
+    """Evaluator of a :class:`training.losses.SegmentationLoss` that also
+    reports ``validation/main/mean_iu``, the mean IU of the whole pass
+    (from one confusion matrix, not a mean over batches; with
+    ``--communicator`` the mean of the ranks' shards)."""
+
+    def evaluate(self):
+        loss = self.get_target('main')
+        n = loss.model.n_class
+        loss.confusion = np.zeros((n, n), np.int64)
+        try:
+            result = super().evaluate()
+            result['validation/main/mean_iu'] = segmentation_scores(
+                loss.confusion)['mean_iu']
+        finally:
+            loss.confusion = None
+        return result
+
+
+class AttentionEvaluator(extension.Extension):
+    """Attention quality on a fixed set of validation images: reports
+    ``validation/main/`` ``pointing``, ``energy``, ``attention_miou`` (best
+    tau) and ``zero_cams`` (the share of flat maps), as defined in
+    :mod:`metrics.attention`, over the Grad-CAMs of every labelled
+    (image, class) pair.
+
+    Args:
+        model (FCN8s): the network.
+        dataset: raw ``(img, lbl)`` examples with ``n_class``; the first
+            ``n_images`` are used.
+        batch_size (int): images per Grad-CAM batch (consecutive images of
+            one size).
+    """
+    trigger = 100, 'iteration'
+    priority = extension.PRIORITY_WRITER
+    KEYS = ('pointing', 'energy', 'attention_miou', 'zero_cams')
+
+    def __init__(self, model, dataset, n_images=200, batch_size=8):
+        self.model = model
+        self.n_class = dataset.n_class
+        examples = [dataset[i] for i in range(min(n_images, len(dataset)))]
+        self.n_images = len(examples)
+        self.batches = []
+        for _, group in itertools.groupby(examples,
+                                          key=lambda e: e[0].shape):
+            group = list(group)
+            self.batches += [group[i:i + batch_size]
+                             for i in range(0, len(group), batch_size)]
+
+    def evaluate(self):
+        """``{key: value}`` of :data:`KEYS` (None where undefined)."""
+        metrics = AttentionMetrics(self.n_class)
+        for batch in self.batches:
+            x = self.model.device.send(
+                np.stack([preprocess(img) for img, _ in batch]))
+            classes = [gt_classes(lbl, self.n_class) for _, lbl in batch]
+            cams = class_cams(self.model, x, classes)
+            for (_, lbl), cam, cs in zip(batch, cams, classes):
+                metrics.add(lbl, dict(cams=cam, cam_classes=cs))
+        result = metrics.result()
+        return {k: result[k] for k in self.KEYS}
+
+    def __call__(self, trainer):
+        chainer.report({'validation/main/' + k: v
+                        for k, v in self.evaluate().items() if v is not None})
 
 
 def attention_rows(model, x, labels, sigma, omega):

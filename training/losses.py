@@ -6,21 +6,35 @@ Each takes a batch ``(x, lbl, labels)`` (see
 import chainer
 import chainer.functions as F
 
+from metrics import confusion_matrix
+
 
 class SegmentationLoss(chainer.Chain):
     """Pixel-wise softmax cross-entropy of ``model.segment``, ignoring -1,
     plus ``cls_weight`` times the multi-label loss of ``model.classify``
     (multi-task training of a trunk from scratch, the stand-in for the
-    ImageNet-pretrained trunk of the published FCN8s)."""
+    ImageNet-pretrained trunk of the published FCN8s).
+
+    While ``confusion`` is an ``(n_class, n_class)`` array (set by
+    :class:`training.extensions.MeanIUEvaluator`), each forward adds the
+    confusion matrix of its predictions to it.
+    """
 
     def __init__(self, model, cls_weight=0.0):
         super().__init__()
         self.cls_weight = cls_weight
+        self.confusion = None
         with self.init_scope():
             self.model = model
 
     def forward(self, x, lbl, labels):
-        seg = F.softmax_cross_entropy(self.model.segment(x), lbl)
+        score = self.model.segment(x)
+        if self.confusion is not None:
+            to_cpu = chainer.backend.CpuDevice().send
+            self.confusion += confusion_matrix(
+                to_cpu(lbl), to_cpu(score.array.argmax(axis=1)),
+                len(self.confusion))
+        seg = F.softmax_cross_entropy(score, lbl)
         loss = seg
         if self.cls_weight:
             cl = F.sigmoid_cross_entropy(self.model.classify(x), labels)

@@ -30,13 +30,15 @@ class StopTrigger(IntervalTrigger):
 
 def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                   log_interval=10, snapshot_interval=100, resume=None,
-                  force=False, eval_interval=100, n_retains=2):
+                  force=False, eval_interval=100, n_retains=2,
+                  validators=()):
     """A Trainer with LogReport, PrintReport, ProgressBar, one PlotReport
     PNG per entry of ``plots`` (``{name: [keys]}``), the learning rate,
     a stop on a non-finite loss and resumable snapshots (see
     :mod:`training.snapshots`: a rerun in the same ``out`` continues from
     the newest good one; ``resume`` and ``force`` as the flags, see
-    :func:`training.cli.trainer_options`).
+    :func:`training.cli.trainer_options`). ``validators`` are further
+    extensions that run when the evaluator does.
 
     In a data-parallel run (:mod:`training.distributed`) the evaluator is
     averaged over the ranks, so are the ``main/`` terms of
@@ -59,6 +61,8 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
         trainer.extend(context.wrap_evaluator(evaluator),
                        trigger=(eval_interval, 'iteration'))
         iterators.append(evaluator.get_iterator('main'))
+    for validator in validators:
+        trainer.extend(validator, trigger=(eval_interval, 'iteration'))
     skippers = [s for s in (find_wrapped(it.dataset, SkipBadSamples)
                             for it in iterators) if s is not None]
     trainer.extend(BadSampleCount(skippers), trigger=log)
