@@ -60,7 +60,7 @@ def files(tmp_path_factory):
 @pytest.mark.parametrize('name,script,message', [
     ('missing', 'train_classifier', 'no such model file'),
     ('dir', 'train_classifier', 'is a directory'),
-    ('text', 'train_classifier', 'not a readable npz model file'),
+    ('text', 'train_classifier', 'not a model file (not an npz archive)'),
     ('truncated', 'train_classifier', 'not a readable npz model file'),
     ('npy', 'train_classifier', 'a single array'),
     ('vgg', 'train_classifier', 'not an FCN8s model file'),
