@@ -87,9 +87,6 @@ def main():
     model.to_device(device)
 
     ext_idx = pick_ext_images(len(train), args.ext_images, args.seed)
-    if distributed.is_writer():
-        with open(os.path.join(args.out, 'ext_images.txt'), 'w') as f:
-            f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
                     args.sigma, args.omega, weights, am_warmup, ext_warmup)
     optimizer = make_optimizer(loss, args.lr,
@@ -107,6 +104,9 @@ def main():
                                device, loss.evaluate)
     cli.write_run_config(args, model, train,
                          ext_image_ids=[train.ids[i] for i in ext_idx])
+    if distributed.is_writer():
+        with open(os.path.join(args.out, 'ext_images.txt'), 'w') as f:
+            f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
     terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
     plots = {'loss_' + t.split('/')[1]: [t] for t in terms}
     plots['loss_val'] = ['validation/main/cl', 'validation/main/seg']

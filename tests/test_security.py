@@ -3,18 +3,28 @@ and model files are data, never code; nothing is written outside --out;
 nothing finished is deleted before the new run's inputs are checked and it
 has something to replace it with; one run per --out; config.json describes
 the run that happened; odd flags, images and lists are one-line errors."""
+import errno
+import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from conftest import error_line, run_script, write_voc
+from conftest import error_line, read_tree, run_script, write_voc
 from models import FCN8s, save_model
 from test_reliability import toy_trainer
+from training import outdir
 from training.guards import SnapshotError
 from training.snapshots import _save_synced, list_snapshots
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1',
+           MKL_NUM_THREADS='1')
 
 
 @pytest.fixture(scope='module')
@@ -29,11 +39,24 @@ def files(tmp_path_factory):
     return dict(voc=voc, model=model)
 
 
+def fcn_args(voc, out, *extra):
+    return ['--dataset', 'voc', '--data-dir', voc, '--out', out,
+            '--iterations', 2, '--batch-size', 2, '--val-split', '',
+            '--width', 1 / 16., '--snapshot-interval', 1] + list(extra)
+
+
 def gain_args(files, out, *extra):
     return ['--dataset', 'voc', '--data-dir', files['voc'], '--out', out,
             '--modelfile', files['model'], '--iterations', 2,
             '--batch-size', 2, '--val-split', '', '--snapshot-interval', 1,
             '--attention-interval', 1] + list(extra)
+
+
+def finished_fcn(files, out, monkeypatch, capsys):
+    code, err = run_script('train_fcn', fcn_args(files['voc'], out),
+                           monkeypatch, capsys)
+    assert code == 0, err
+    return read_tree(str(out))
 
 
 # -- 1. snapshots and model files are data ----------------------------------
@@ -127,6 +150,296 @@ def test_snapshots_of_a_gain_run_hold_only_plain_arrays(files, tmp_path,
         assert kinds <= set('biufU'), kinds
 
 
+# -- 2. ids and output paths stay inside ------------------------------------
+def test_output_paths_stay_under_out(tmp_path):
+    out = str(tmp_path / 'out')
+    os.makedirs(out)
+    os.symlink(str(tmp_path), os.path.join(out, 'link'))
+    for names in [('..', 'x.png'), ('a/../../x.png',), ('/etc/x.png',),
+                  ('link', 'x.png'), ('..',), ('.',)]:
+        with pytest.raises(outdir.OutputError, match='outside --out'):
+            outdir.output_path(out, *names)
+    path = outdir.output_path(out, 'cams', 'sub/x.npz')
+    assert path == os.path.join(out, 'cams', 'sub', 'x.npz')
+    assert os.path.isdir(os.path.dirname(path))
+
+
+# -- 3. --force checks every input first, replaces only at the end ----------
+@pytest.mark.parametrize('bad', [
+    ['--data-dir', '/nonexistent/typo'],
+    ['--modelfile', '/nonexistent/model.npz'],
+    ['--device', '@nonexistent:0'],
+    ['--width', '0.5', '--modelfile', 'FILE'],   # model of another width
+    ['--split', 'broken'],                       # fails in the first step
+])
+def test_force_with_a_bad_input_leaves_the_finished_run_intact(
+        files, tmp_path, monkeypatch, capsys, bad):
+    out = tmp_path / 'keep'
+    before = finished_fcn(files, out, monkeypatch, capsys)
+    assert 'model.npz' in before and 'snapshot_iter_2.npz' in before
+    voc = files['voc']
+    if bad == ['--split', 'broken']:
+        voc = str(tmp_path / 'VOC')
+        shutil.copytree(files['voc'], voc)
+        split = os.path.join(voc, 'ImageSets', 'Segmentation', 'broken.txt')
+        with open(split, 'w') as f:
+            f.write('train_000\ntrain_001\n')
+        open(os.path.join(voc, 'JPEGImages', 'train_001.jpg'), 'wb').write(
+            b'not a jpeg')
+    bad = [files['model'] if a == 'FILE' else a for a in bad]
+    code, err = run_script('train_fcn', fcn_args(voc, out, '--force', *bad),
+                           monkeypatch, capsys)
+    assert code == 2, err
+    error_line(err)
+    assert read_tree(str(out)) == before
+
+
+def test_force_replaces_the_old_run_only_when_the_new_one_is_done(
+        files, tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'gain'
+    code, err = run_script('train_GAIN', gain_args(files, out, '--iterations',
+                                                   3), monkeypatch, capsys)
+    assert code == 0, err
+    assert (out / 'attention' / 'iter_000003.png').exists()
+    code, err = run_script('train_GAIN', gain_args(files, out, '--force'),
+                           monkeypatch, capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(str(out / 'attention'))) == [
+        'iter_000001.png', 'iter_000002.png']        # no stale iter_3
+    assert [it for it, _ in list_snapshots(str(out))] == [1, 2]
+    assert not (out / outdir.STAGING).exists()
+    assert json.load(open(str(out / 'config.json')))['iterations'] == 2
+
+
+def test_a_killed_force_run_gives_the_old_run_back(files, tmp_path,
+                                                   monkeypatch, capsys):
+    """kill -9 after the old run was moved aside, before the new one wrote
+    anything: the next run on --out puts it back."""
+    out = str(tmp_path / 'keep')
+    before = finished_fcn(files, out, monkeypatch, capsys)
+    claim = outdir.claim_training(out, force=True)
+    claim.start_over()
+    open(os.path.join(out, 'config.json'), 'w').write('{"new": 1}')
+    assert not os.path.exists(os.path.join(out, 'model.npz'))
+    os.close(claim.fd)                  # what kill -9 leaves behind
+    outdir._claims.remove(claim)
+    code, err = run_script('train_fcn', fcn_args(files['voc'], out),
+                           monkeypatch, capsys)
+    assert code == 2 and 'already holds a finished run' in error_line(err)
+    assert read_tree(out) == before
+
+
+@pytest.mark.parametrize('script', ['train_classifier', 'train_GAIN'])
+def test_an_out_holding_the_input_model_is_refused(files, tmp_path,
+                                                   monkeypatch, capsys,
+                                                   script):
+    out = tmp_path / 'keep2'
+    out.mkdir()
+    model = str(out / 'model.npz')
+    shutil.copy(files['model'], model)
+    before = read_tree(str(out))
+    code, err = run_script(script, ['--dataset', 'voc', '--data-dir',
+                                    files['voc'], '--out', out,
+                                    '--modelfile', model, '--force'],
+                           monkeypatch, capsys)
+    assert code == 2
+    assert 'holds the input --modelfile %s' % model in error_line(err)
+    assert read_tree(str(out)) == before
+
+
+# -- 4. make_pseudo_labels: a non-empty --out only with --force -------------
+def test_pseudo_labels_refuse_a_non_empty_out_unless_force(
+        files, tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / 'other_voc')
+    write_voc(out, {'train': 2}, seed=5)
+    open(os.path.join(out, 'notes.txt'), 'w').write('mine')
+    before = read_tree(out)
+    argv = ['--dataset', 'voc', '--data-dir', files['voc'], '--split',
+            'train', '--out', out, '--modelfile', files['model']]
+    code, err = run_script('make_pseudo_labels', argv, monkeypatch, capsys)
+    assert code == 2 and 'is not empty; pass --force' in error_line(err)
+    assert read_tree(out) == before
+    code, err = run_script('make_pseudo_labels', argv[:-1] + [
+        str(tmp_path / 'missing.npz'), '--force'], monkeypatch, capsys)
+    assert code == 2 and read_tree(out) == before
+    code, err = run_script('make_pseudo_labels', argv + ['--force'],
+                           monkeypatch, capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(os.path.join(out, 'SegmentationClass'))) == [
+        'train_%03d.png' % i for i in range(4)]
+    assert open(os.path.join(out, 'notes.txt')).read() == 'mine'
+    assert not os.path.exists(os.path.join(out, outdir.STAGING))
+
+
+@pytest.mark.parametrize('script', ['make_pseudo_labels', 'evaluate',
+                                    'visualize'])
+def test_tools_never_write_into_a_training_run(files, tmp_path, monkeypatch,
+                                               capsys, script):
+    out = tmp_path / 'fcn'
+    before = finished_fcn(files, out, monkeypatch, capsys)
+    argv = {'make_pseudo_labels': ['--modelfile', files['model'], '--force'],
+            'evaluate': ['--modelfile', files['model']],
+            'visualize': ['--pretrained', files['model'], '--trained',
+                          files['model']]}[script]
+    code, err = run_script(script, ['--dataset', 'voc', '--data-dir',
+                                    files['voc'], '--split', 'train',
+                                    '--out', out] + argv, monkeypatch, capsys)
+    assert code == 2
+    assert 'holds a training run (model.npz)' in error_line(err)
+    assert read_tree(str(out)) == before
+
+
+# -- 5. one run per --out ----------------------------------------------------
+def test_a_second_run_on_a_locked_out_is_refused(files, tmp_path):
+    out = str(tmp_path / 'run')
+
+    def train(iterations):
+        return [sys.executable, 'train_fcn.py'] + [str(a) for a in fcn_args(
+            files['voc'], out, '--iterations', iterations,
+            '--snapshot-interval', 2, '--batch-size', 1)]
+    command = train(100000)
+    first = subprocess.Popen(command, cwd=ROOT, env=ENV,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not list_snapshots(out):
+            assert first.poll() is None, first.stderr.read()
+            assert time.time() < deadline, 'no snapshot written'
+            time.sleep(0.05)
+        second = subprocess.run(command, cwd=ROOT, env=ENV,
+                                capture_output=True, text=True, timeout=120)
+        assert first.poll() is None           # still training
+    finally:
+        first.kill()                          # kill -9
+        first.wait()
+    assert second.returncode == 2
+    assert second.stderr.strip() == (
+        'error: --out %s is in use by another run (pid %d); wait for it to '
+        'end or pick another --out' % (out, first.pid))
+    # The kernel released the lock of the killed run: a rerun resumes it.
+    last = max(it for it, _ in list_snapshots(out))
+    third = subprocess.run(train(last + 1), cwd=ROOT, env=ENV,
+                           capture_output=True, text=True, timeout=120)
+    assert third.returncode == 0, third.stderr
+    assert os.path.exists(os.path.join(out, 'model.npz'))
+    assert not os.path.exists(os.path.join(out, outdir.LOCK))
+
+
+# -- 6. config.json describes the run that happened -------------------------
+def test_a_resume_with_other_training_flags_is_refused_naming_them(
+        files, tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'fcn'
+    finished_fcn(files, out, monkeypatch, capsys)
+    config = (out / 'config.json').read_bytes()
+    code, err = run_script('train_fcn', fcn_args(
+        files['voc'], out, '--resume', '--iterations', 3, '--lr', 0.01,
+        '--modelfile', files['model'], '--width', 1 / 16.),
+        monkeypatch, capsys)
+    line = error_line(err)
+    assert code == 2
+    assert '--lr 0.01 (was 0.001)' in line
+    assert '--modelfile %s (was null)' % files['model'] in line
+    assert (out / 'config.json').read_bytes() == config
+    # Going on for longer is a resume of the same run.
+    code, err = run_script('train_fcn', fcn_args(
+        files['voc'], out, '--resume', '--iterations', 3),
+        monkeypatch, capsys)
+    assert code == 0, err
+    assert json.load(open(str(out / 'config.json')))['iterations'] == 3
+
+
+def test_evaluate_writes_its_own_out_and_checks_it_first(
+        files, tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'eval'
+    argv = ['--dataset', 'voc', '--data-dir', files['voc'], '--split',
+            'train', '--no-attention', '--out', out]
+    code, err = run_script('evaluate', argv + ['--modelfile', files['model']],
+                           monkeypatch, capsys)
+    assert code == 0, err
+    assert json.load(open(str(out / 'config.json')))['command'].startswith(
+        'evaluate.py')
+    code, err = run_script('evaluate', argv + ['--modelfile', files['model']],
+                           monkeypatch, capsys)            # its own: fine
+    assert code == 0, err
+    (out / 'config.json').write_text('{"command": "make_pseudo_labels.py"}')
+    before = read_tree(str(out))
+    code, err = run_script('evaluate', argv + ['--modelfile',
+                                               str(tmp_path / 'no.npz')],
+                           monkeypatch, capsys)
+    assert code == 2 and ('holds the config.json of a make_pseudo_labels.py '
+                          'run') in error_line(err)
+    assert read_tree(str(out)) == before
+
+
+# -- 8. one-line errors -----------------------------------------------------
+def test_a_read_only_out_is_refused_before_training(files, tmp_path,
+                                                    monkeypatch, capsys):
+    out = tmp_path / 'ro'
+    out.mkdir()
+    out.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    if os.geteuid() == 0:     # root writes anyway: the kernel's answer
+        real_open = os.open
+
+        def read_only(path, *args, **kwargs):
+            if str(path).startswith(str(out)):
+                raise PermissionError(errno.EACCES, 'Permission denied',
+                                      path)
+            return real_open(path, *args, **kwargs)
+        monkeypatch.setattr(outdir.os, 'open', read_only)
+    code, err = run_script('train_fcn', fcn_args(files['voc'], out),
+                           monkeypatch, capsys)
+    monkeypatch.undo()
+    assert code == 2
+    assert error_line(err) == ('error: --out %s is not writable (Permission '
+                               'denied)' % out)
+    assert os.listdir(str(out)) == []
+
+
+@pytest.mark.parametrize('script', ['evaluate', 'visualize',
+                                    'make_pseudo_labels'])
+def test_an_out_that_is_a_file_is_refused_before_the_work(
+        files, tmp_path, monkeypatch, capsys, script):
+    out = tmp_path / 'out'
+    out.write_text('keep')
+    model = files['model']
+    if script != 'make_pseudo_labels':   # checked before any model is read
+        model = str(tmp_path / 'missing.npz')
+    argv = {'evaluate': ['--modelfile', model],
+            'visualize': ['--pretrained', model, '--trained', model],
+            'make_pseudo_labels': ['--modelfile', model]}[script]
+    code, err = run_script(script, ['--dataset', 'voc', '--data-dir',
+                                    files['voc'], '--split', 'train',
+                                    '--out', out] + argv, monkeypatch, capsys)
+    assert code == 2
+    assert error_line(err) == 'error: --out %s is a file, not a directory' \
+        % out
+    assert out.read_text() == 'keep'
+
+
+# -- 9. temporaries of a killed write ----------------------------------------
+def test_stale_temporaries_are_removed_at_start(files, tmp_path,
+                                                monkeypatch, capsys):
+    out = tmp_path / 'fcn'
+    finished_fcn(files, out, monkeypatch, capsys)
+    stale = [out / 'tmpsnapshot_iter_4.npzab_c1234' / 'snapshot_iter_4.npz',
+             out / 'tmpq9_x8z7w.npz.tmp', out / 'log1a2b3c4d' / 'log.json',
+             out / 'config.json.tmp']
+    kept = [out / 'tmpmine' / 'data.txt', out / 'notes.tmp',
+            out / 'log_archive' / 'old.txt']
+    for path in stale + kept:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b'x' * 10)
+    code, err = run_script('train_fcn', fcn_args(files['voc'], out,
+                                                 '--resume', '--iterations',
+                                                 3), monkeypatch, capsys)
+    assert code == 0, err
+    assert not any(p.exists() for p in stale)
+    assert not (out / 'tmpsnapshot_iter_4.npzab_c1234').exists()
+    assert not (out / 'log1a2b3c4d').exists()
+    assert all(p.read_bytes() == b'x' * 10 for p in kept)
+
+
 # -- 10. small ones ----------------------------------------------------------
 @pytest.mark.parametrize('umask,mode', [(0o022, 0o644), (0o027, 0o640)])
 def test_model_files_follow_the_umask(tmp_path, umask, mode):
@@ -147,3 +460,21 @@ def test_a_text_file_is_not_a_model_file(files, tmp_path, monkeypatch,
     assert code == 2
     assert error_line(err) == ('error: %s: not a model file (not an npz '
                                'archive)' % path)
+
+
+@pytest.mark.parametrize('where', ['before-training', 'in-the-loop'])
+def test_a_failed_run_leaves_no_out_it_created(files, tmp_path, monkeypatch,
+                                               capsys, where):
+    voc = str(tmp_path / 'VOC')
+    shutil.copytree(files['voc'], voc)
+    if where == 'before-training':
+        shutil.rmtree(os.path.join(voc, 'SegmentationClass'))
+    else:
+        open(os.path.join(voc, 'JPEGImages', 'train_001.jpg'), 'wb').write(
+            b'broken')
+    out = tmp_path / 'new' / 'run'
+    code, err = run_script('train_fcn', fcn_args(voc, out,
+                                                 '--snapshot-interval', 5),
+                           monkeypatch, capsys)
+    assert code == 2, err
+    assert not (tmp_path / 'new').exists()
