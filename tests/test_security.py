@@ -13,9 +13,12 @@ import sys
 import time
 
 import numpy as np
+import PIL.Image
 import pytest
 
 from conftest import error_line, read_tree, run_script, write_voc
+from datasets import DatasetError, VOCSegmentation
+from datasets.voc import read_image
 from models import FCN8s, save_model
 from test_reliability import toy_trainer
 from training import outdir
@@ -151,6 +154,91 @@ def test_snapshots_of_a_gain_run_hold_only_plain_arrays(files, tmp_path,
 
 
 # -- 2. ids and output paths stay inside ------------------------------------
+@pytest.mark.parametrize('line,problem', [
+    ('../../victim/v', "has a '..' component"),
+    ('a/../../x', "has a '..' component"),
+    ('/etc/passwd', 'is an absolute path'),
+    ('x\0y', 'holds a NUL character'),
+    ('/JPEGImages/../../x.jpg /SegmentationClass/x.png',
+     "has a '..' component"),
+])
+def test_ids_outside_the_dataset_are_refused_naming_the_line(tmp_path, line,
+                                                            problem):
+    root = str(tmp_path / 'VOC')
+    write_voc(root, {'train': 2})
+    split = os.path.join(root, 'ImageSets', 'Segmentation', 'train.txt')
+    with open(split, 'a') as f:
+        f.write(line + '\n')
+    with pytest.raises(DatasetError) as e:
+        VOCSegmentation(root, 'train')
+    assert str(e.value).startswith('%s line 3: ' % split)
+    assert problem in str(e.value) and '\n' not in str(e.value)
+
+
+def victim_voc(tmp_path):
+    """A VOC dir whose train list names ``../../victim/v`` (a real image
+    and label outside the dataset); returns the victim directory."""
+    root = str(tmp_path / 'data' / 'VOC')
+    write_voc(root, {'train': 2}, n_class=21)
+    victim = str(tmp_path / 'data' / 'victim')
+    os.makedirs(victim)
+    for ext in ('.jpg', '.png'):
+        shutil.copy(os.path.join(root, 'JPEGImages' if ext == '.jpg' else
+                                 'SegmentationClass', 'train_000' + ext),
+                    os.path.join(victim, 'v' + ext))
+    with open(os.path.join(root, 'ImageSets', 'Segmentation', 'train.txt'),
+              'a') as f:
+        f.write('../../victim/v\n')
+    return root, victim
+
+
+@pytest.mark.parametrize('script', ['make_pseudo_labels', 'visualize'])
+def test_a_dotdot_id_leaves_files_outside_out_byte_identical(
+        files, tmp_path, monkeypatch, capsys, script):
+    root, victim = victim_voc(tmp_path)
+    before = read_tree(victim)
+    if script == 'make_pseudo_labels':
+        argv = ['--modelfile', files['model']]
+    else:
+        argv = ['--pretrained', files['model'], '--trained', files['model'],
+                '--save-cams', '--all']
+    code, err = run_script(script, ['--dataset', 'voc', '--data-dir', root,
+                                    '--split', 'train',
+                                    '--out', tmp_path / 'out'] + argv,
+                           monkeypatch, capsys)
+    assert code == 2 and "line 3: '../../victim/v'" in error_line(err)
+    assert read_tree(victim) == before
+    assert not any(os.path.islink(os.path.join(victim, n))
+                   for n in os.listdir(victim))
+
+
+def test_ids_with_subfolders_work_in_visualize_and_pseudo_labels(
+        files, tmp_path, monkeypatch, capsys):
+    root = str(tmp_path / 'VOC')
+    write_voc(root, {'train': 2}, n_class=21)
+    for d, ext in (('JPEGImages', '.jpg'), ('SegmentationClass', '.png')):
+        os.makedirs(os.path.join(root, d, 'sub'))
+        os.rename(os.path.join(root, d, 'train_001' + ext),
+                  os.path.join(root, d, 'sub', 'x' + ext))
+    with open(os.path.join(root, 'ImageSets', 'Segmentation', 'train.txt'),
+              'w') as f:
+        f.write('train_000\nsub/x\n')
+    common = ['--dataset', 'voc', '--data-dir', root, '--split', 'train']
+    vis, pseudo = tmp_path / 'vis', tmp_path / 'pseudo'
+    code, err = run_script('visualize', common + [
+        '--out', vis, '--pretrained', files['model'], '--trained',
+        files['model'], '--save-cams'], monkeypatch, capsys)
+    assert code == 0, err
+    assert (vis / 'sub' / 'x.png').is_file()
+    assert (vis / 'cams' / 'sub' / 'x.npz').is_file()
+    code, err = run_script('make_pseudo_labels', common + [
+        '--out', pseudo, '--modelfile', files['model']], monkeypatch, capsys)
+    assert code == 0, err
+    assert (pseudo / 'SegmentationClass' / 'sub' / 'x.png').is_file()
+    assert os.path.samefile(str(pseudo / 'JPEGImages' / 'sub' / 'x.jpg'),
+                            os.path.join(root, 'JPEGImages', 'sub', 'x.jpg'))
+
+
 def test_output_paths_stay_under_out(tmp_path):
     out = str(tmp_path / 'out')
     os.makedirs(out)
@@ -372,6 +460,38 @@ def test_evaluate_writes_its_own_out_and_checks_it_first(
     assert read_tree(str(out)) == before
 
 
+# -- 7. 16-bit images --------------------------------------------------------
+def write_gray16(path, values):
+    PIL.Image.fromarray(np.asarray(values, np.uint16)).save(path)
+
+
+def test_16_bit_images_are_scaled_by_their_bit_depth(tmp_path):
+    ramp = np.arange(0, 4096, 16).reshape(16, 16)           # 12-bit data
+    write_gray16(str(tmp_path / 'twelve.png'), ramp)
+    img = read_image(str(tmp_path / 'twelve.png'))
+    np.testing.assert_array_equal(img[:, :, 0],
+                                  np.round(ramp * 255 / 65535.))
+    # Two images one value apart are scaled alike.
+    a, b = np.full((4, 4), 7), np.full((4, 4), 7)
+    a[0, 0], b[0, 0] = 255, 256
+    write_gray16(str(tmp_path / 'a.png'), a)
+    write_gray16(str(tmp_path / 'b.png'), b)
+    ia, ib = (read_image(str(tmp_path / n))[:, :, 0] for n in ('a.png',
+                                                              'b.png'))
+    np.testing.assert_array_equal(ia[1:], ib[1:])
+    assert ia[0, 0] == ib[0, 0] == 1
+
+
+@pytest.mark.parametrize('mode', ['I', 'F'])
+def test_images_without_a_fixed_range_are_refused(tmp_path, mode):
+    path = str(tmp_path / 'x.tif')
+    PIL.Image.fromarray(np.ones((4, 4), {'I': np.int32,
+                                         'F': np.float32}[mode])).save(path)
+    with pytest.raises(DatasetError) as e:
+        read_image(path)
+    assert str(e.value).startswith(path + ': image of mode %s' % mode)
+
+
 # -- 8. one-line errors -----------------------------------------------------
 def test_a_read_only_out_is_refused_before_training(files, tmp_path,
                                                     monkeypatch, capsys):
@@ -449,6 +569,38 @@ def test_model_files_follow_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(str(tmp_path / 'model.npz')).st_mode) == mode
+
+
+def test_a_split_list_with_a_byte_order_mark(tmp_path):
+    root = str(tmp_path / 'VOC')
+    write_voc(root, {'train': 2})
+    split = os.path.join(root, 'ImageSets', 'Segmentation', 'train.txt')
+    with open(split, 'w', encoding='utf-8-sig') as f:
+        f.write('train_000\ntrain_001\n')
+    dataset = VOCSegmentation(root, 'train')
+    assert dataset.ids == ['train_000', 'train_001']
+    dataset[0]
+
+
+def test_a_deeplab_train_aug_list(tmp_path):
+    """Both label folders exist (VOC2012 plus SegmentationClassAug): the
+    label named on the line is used."""
+    root = str(tmp_path / 'VOC')
+    written = write_voc(root, {'train': 2})
+    shutil.copytree(os.path.join(root, 'SegmentationClass'),
+                    os.path.join(root, 'SegmentationClassAug'))
+    os.remove(os.path.join(root, 'SegmentationClass', 'train_001.png'))
+    with open(os.path.join(root, 'train_aug.txt'), 'w') as f:
+        f.write(''.join('/JPEGImages/%s.jpg /SegmentationClassAug/%s.png\n'
+                        % (i, i) for i in sorted(written)))
+    dataset = VOCSegmentation(root, 'train_aug')
+    assert dataset.ids == ['train_000', 'train_001']
+    assert dataset.label_files[1] == os.path.join(
+        root, 'SegmentationClassAug', 'train_001.png')
+    lbl = dataset[1][1]
+    np.testing.assert_array_equal(
+        lbl, np.where(written['train_001'][1] == 255, -1,
+                      written['train_001'][1]))
 
 
 def test_a_text_file_is_not_a_model_file(files, tmp_path, monkeypatch,
