@@ -20,6 +20,7 @@ import numpy as np
 
 from datasets import get_dataset, preprocess, shapes
 from models import load_model
+from training import cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -91,7 +92,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('--out', default=os.path.join(HERE, 'runs', 'demo'))
     p.add_argument('--media', default=os.path.join(HERE, 'media'))
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    p.add_argument('--seeds', type=cli.seed, nargs='+', default=[0, 1])
     p.add_argument('--width', type=float, default=0.0625)
     p.add_argument('--fcn-iterations', type=int, default=250)
     p.add_argument('--classifier-iterations', type=int, default=200)

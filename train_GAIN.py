@@ -61,10 +61,10 @@ def pick_ext_images(n_images, spec, seed):
     except ValueError:
         raise cli.UsageError('--ext-images must be a count or a fraction, '
                              'got %r' % spec)
-    n = int(round(value * n_images)) if 0 < value < 1 else int(value)
-    if value < 0 or n > n_images or (value >= 1 and value != int(value)):
+    if not (0 <= value <= n_images and (value < 1 or value == int(value))):
         raise cli.UsageError('--ext-images %s: must be a fraction in (0, 1) '
                              'or a count in 0..%d' % (spec, n_images))
+    n = int(round(value * n_images)) if 0 < value < 1 else int(value)
     rng = np.random.RandomState(seed)
     return np.sort(rng.choice(n_images, n, replace=False))
 

@@ -22,8 +22,9 @@ from datasets.voc import read_image
 from models import FCN8s, save_model
 from test_reliability import toy_trainer
 from training import outdir
-from training.guards import SnapshotError
-from training.snapshots import _save_synced, list_snapshots
+from training.guards import SnapshotError, WriteFailed
+from training.snapshots import _save_synced, list_snapshots, read_snapshot
+from training.trainer import finish
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1',
@@ -493,6 +494,47 @@ def test_images_without_a_fixed_range_are_refused(tmp_path, mode):
 
 
 # -- 8. one-line errors -----------------------------------------------------
+@pytest.mark.parametrize('script', ['train_fcn', 'train_classifier',
+                                    'train_GAIN', 'evaluate', 'visualize',
+                                    'make_pseudo_labels'])
+@pytest.mark.parametrize('seed', ['-1', '4294967296'])
+def test_seeds_out_of_range(files, tmp_path, monkeypatch, capsys, script,
+                            seed):
+    model = files['model']
+    argv = ['--seed', seed, '--out', tmp_path / 'out'] + (
+        ['--pretrained', model, '--trained', model] if script == 'visualize'
+        else [] if script == 'train_fcn' else ['--modelfile', model])
+    code, err = run_script(script, argv, monkeypatch, capsys)
+    assert code == 2
+    assert 'argument --seed: must be in 0..4294967295, got %s' % seed in \
+        error_line(err)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_demo_seeds_out_of_range(monkeypatch, capsys):
+    import demo
+    monkeypatch.setattr(sys, 'argv', ['demo.py', '--seeds', '0', '-1'])
+    with pytest.raises(SystemExit) as e:
+        demo.main()
+    assert e.value.code == 2
+    assert 'must be in 0..4294967295, got -1' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('flags,message', [
+    (['--ext-images', 'nan'], '--ext-images nan: must be'),
+    (['--ext-images', 'inf'], '--ext-images inf: must be'),
+    (['--am-warmup', 'nane'], "warm-up must be a finite number >= 0, got "
+                              "'nane'"),
+    (['--ext-warmup', 'infe'], 'warm-up must be a finite number'),
+])
+def test_gain_flags_that_are_not_numbers(files, tmp_path, monkeypatch,
+                                         capsys, flags, message):
+    code, err = run_script('train_GAIN', gain_args(files, tmp_path / 'g',
+                                                   *flags),
+                           monkeypatch, capsys)
+    assert code == 2 and message in error_line(err)
+
+
 def test_a_read_only_out_is_refused_before_training(files, tmp_path,
                                                     monkeypatch, capsys):
     out = tmp_path / 'ro'
@@ -516,6 +558,30 @@ def test_a_read_only_out_is_refused_before_training(files, tmp_path,
     assert os.listdir(str(out)) == []
 
 
+def test_a_full_disk_stops_training_and_keeps_older_snapshots(
+        tmp_path, monkeypatch):
+    import training.snapshots
+    real_savez = np.savez
+
+    def savez(f, **arrays):
+        if int(arrays['updater/iteration']) == 6:
+            f.write(b'partial')
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        real_savez(f, **arrays)
+    monkeypatch.setattr(training.snapshots.np, 'savez', savez)
+    trainer, model = toy_trainer(tmp_path, iterations=9)
+    with pytest.raises(WriteFailed) as e:
+        finish(trainer, model, str(tmp_path))
+    message = str(e.value)
+    assert 'No space left on device' in message and '\n' not in message
+    assert ('the snapshots written before are kept (newest: %s)'
+            % (tmp_path / 'snapshot_iter_3.npz')) in message
+    assert list_snapshots(str(tmp_path)) == [
+        (3, str(tmp_path / 'snapshot_iter_3.npz'))]
+    assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('tmp')]
+    read_snapshot(str(tmp_path / 'snapshot_iter_3.npz'))
+
+
 @pytest.mark.parametrize('script', ['evaluate', 'visualize',
                                     'make_pseudo_labels'])
 def test_an_out_that_is_a_file_is_refused_before_the_work(
@@ -535,6 +601,39 @@ def test_an_out_that_is_a_file_is_refused_before_the_work(
     assert error_line(err) == 'error: --out %s is a file, not a directory' \
         % out
     assert out.read_text() == 'keep'
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused(files, tmp_path,
+                                                      monkeypatch, capsys):
+    import training.guards
+    monkeypatch.setattr(training.guards, 'available_memory',
+                        lambda device: 10 ** 5)
+    out = tmp_path / 'fcn'
+    code, err = run_script('train_fcn', fcn_args(files['voc'], out),
+                           monkeypatch, capsys)
+    line = error_line(err)
+    assert code == 2
+    assert line.startswith('error: --batch-size 2: a training step on 32x40 '
+                           'images needs at least ')
+    assert 'use a smaller --batch-size' in line
+    assert not out.exists()
+
+
+def test_out_of_memory_in_a_step_names_the_batch_size(files, tmp_path,
+                                                      monkeypatch, capsys):
+    import chainer
+
+    def update_core(self):
+        raise MemoryError()
+    monkeypatch.setattr(chainer.training.StandardUpdater, 'update_core',
+                        update_core)
+    code, err = run_script('train_fcn', fcn_args(files['voc'],
+                                                 tmp_path / 'fcn'),
+                           monkeypatch, capsys)
+    assert code == 2
+    assert error_line(err) == ('error: out of memory in a training step on '
+                               'images of 32x40 with --batch-size 2; use a '
+                               'smaller --batch-size')
 
 
 # -- 9. temporaries of a killed write ----------------------------------------

@@ -18,6 +18,7 @@ from training import distributed, outdir
 from training.guards import TrainingStopped
 
 USER_ERRORS = (ModelFileError, DatasetError, outdir.OutputError)
+SEED_MAX = 2 ** 32 - 1
 # Flags that may differ when a run is resumed: how long it goes on, where
 # it runs and how often it saves. Every other one shapes the training.
 RESUMABLE = ('iterations', 'epochs', 'resume', 'force', 'device',
@@ -51,7 +52,7 @@ def parser(description, training=True):
     p.add_argument('--data-dir', default=None,
                    help='dataset root (default: the generated shapes cache, '
                    'or ~/data/datasets/VOC/VOCdevkit/VOC2012)')
-    p.add_argument('--seed', type=int, default=0,
+    p.add_argument('--seed', type=seed, default=0,
                    help='seed of every random draw (same seed, same '
                    'numbers on CPU)')
     if training:
@@ -108,6 +109,15 @@ def given(args, name):
     if any(a == flag or a.startswith(flag + '=') for a in sys.argv[1:]):
         return getattr(args, name)
     return None
+
+
+def seed(text):
+    """argparse type: a seed of numpy's global generator, 0..2**32-1."""
+    value = int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError('must be in 0..%d, got %s'
+                                         % (SEED_MAX, text))
+    return value
 
 
 def positive(kind):

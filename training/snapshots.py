@@ -258,7 +258,12 @@ class Snapshot(extension.Extension):
                 e.every_rank = self.context is not None
                 raise
             if self.writes:
-                self._inner(trainer)
+                try:
+                    self._inner(trainer)
+                except OSError as e:     # e.g. a full disk: name the file
+                    e.filename = e.filename or os.path.join(
+                        trainer.out, FILENAME.format(trainer))
+                    raise
             self.last = it
         if self.signal is not None:
             name = signal.Signals(self.signal).name
