@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from training import cli
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 STAND_IN = os.path.join(HERE, 'models', 'pretrained', 'fcn8s_shapes_v1.npz')
 PRESETS = {
@@ -314,7 +316,7 @@ def main():
         p.add_argument('--' + key.replace('_', '-'), default=None,
                        type=float if key in ('width', 'gain_lr', 'ext_weight')
                        else int, help='override the preset\'s %s' % key)
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1],
+    p.add_argument('--seeds', type=cli.seed, nargs='+', default=[0, 1],
                    help='seeds of the GAIN and GAIN_ext runs')
     p.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
                    help='GAIN runs at a time (CPU; 1 on a GPU)')

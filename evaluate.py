@@ -29,7 +29,7 @@ from metrics import (AttentionMetrics, class_cams, confusion_matrix,
                      gt_classes, mean_average_precision, segmentation_scores)
 from metrics.attention import DEFAULT_TAU
 from models import load_model
-from training import cli
+from training import cli, outdir
 
 # (key, title[, scale]): values are shown as scale * value, 2 decimals.
 COLUMNS = [('accuracy', 'Accuracy'), ('accuracy_class', 'Accuracy Class'),
@@ -239,6 +239,7 @@ def main():
                              % ', '.join(names))
     compare = ([resolve_model(r, names) for r in args.compare]
                if args.compare else None)
+    outdir.claim_report(args.out, writes_config=True)
 
     device = cli.get_device(args.device)
     cli.set_seed(args.seed, device)

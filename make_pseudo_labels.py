@@ -30,7 +30,7 @@ from evaluate import batches, to_input
 from metrics import (class_cams, confusion_matrix, gt_classes, pseudo_label,
                      segmentation_scores)
 from models import load_model
-from training import cli
+from training import cli, outdir
 
 
 def write_label_png(path, label):
@@ -68,7 +68,12 @@ def main():
                    'classification head)')
     p.add_argument('--split', default='train', help='split to label')
     p.add_argument('--out', required=True,
-                   help='output VOC-format directory')
+                   help='output VOC-format directory (empty or new)')
+    p.add_argument('--force', action='store_true',
+                   help='replace what this tool writes in a non-empty '
+                   '--out (JPEGImages, SegmentationClass, ImageSets, '
+                   'config.json, pseudo_labels.json); the old files are '
+                   'deleted only once the new labels are written')
     p.add_argument('--low', type=float, default=0.3,
                    help='normalised CAM below which a pixel is background')
     p.add_argument('--high', type=float, default=0.6,
@@ -82,11 +87,11 @@ def main():
     device = cli.get_device(args.device)
     cli.set_seed(args.seed, device)
     dataset = get_dataset(args.dataset, args.data_dir, args.split)
-    if os.path.realpath(args.out) == os.path.realpath(dataset.data_dir):
-        raise cli.UsageError('--out %s is the source dataset; pick another '
-                             'directory' % args.out)
     model, _ = load_model(args.modelfile, n_class=dataset.n_class,
                           require_head=True)
+    outdir.claim_dataset(args.out, args.force,
+                         [('--data-dir', dataset.data_dir),
+                          ('--modelfile', args.modelfile)])
     model.to_device(device)
 
     split_name = os.path.splitext(os.path.basename(args.split))[0]
@@ -107,10 +112,10 @@ def main():
         for (_, lbl), cam, cls in zip(batch, cams, classes):
             image_id = dataset.ids[index]
             label = pseudo_label(cam, cls, args.low, args.high)
-            write_label_png(os.path.join(dirs['SegmentationClass'],
-                                         image_id + '.png'), label)
-            link_image(dataset.image_files[index],
-                       os.path.join(dirs['JPEGImages'], image_id + '.jpg'))
+            write_label_png(outdir.output_path(
+                args.out, 'SegmentationClass', image_id + '.png'), label)
+            link_image(dataset.image_files[index], outdir.output_path(
+                args.out, 'JPEGImages', image_id + '.jpg'))
             labelled = label != 255
             hist += confusion_matrix(np.where(labelled, lbl, -1), label, n)
             n_labelled += int(labelled.sum())

@@ -96,10 +96,10 @@ def pick_ext_images(n_images, spec, seed):
     except ValueError:
         raise cli.UsageError('--ext-images must be a count or a fraction, '
                              'got %r' % spec)
-    n = int(round(value * n_images)) if 0 < value < 1 else int(value)
-    if value < 0 or n > n_images or (value >= 1 and value != int(value)):
+    if not (0 <= value <= n_images and (value < 1 or value == int(value))):
         raise cli.UsageError('--ext-images %s: must be a fraction in (0, 1) '
                              'or a count in 0..%d' % (spec, n_images))
+    n = int(round(value * n_images)) if 0 < value < 1 else int(value)
     rng = np.random.RandomState(seed)
     return np.sort(rng.choice(n_images, n, replace=False))
 
@@ -136,9 +136,6 @@ def main():
     model.to_device(device)
 
     ext_idx = pick_ext_images(len(train), args.ext_images, args.seed)
-    if distributed.is_writer():
-        with open(os.path.join(args.out, 'ext_images.txt'), 'w') as f:
-            f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
                     args.sigma, args.omega, weights, am_warmup, ext_warmup,
                     args.head_dropout)
@@ -157,6 +154,9 @@ def main():
                                device, loss.evaluate)
     cli.write_run_config(args, model, train,
                          ext_image_ids=[train.ids[i] for i in ext_idx])
+    if distributed.is_writer():
+        with open(os.path.join(args.out, 'ext_images.txt'), 'w') as f:
+            f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
     terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
     plots = {'loss_' + t.split('/')[1]: [t] for t in terms}
     plots['loss_val'] = ['validation/main/cl', 'validation/main/seg']

@@ -32,7 +32,7 @@ from datasets.voc import read_image  # NOQA
 from evaluate import DEFAULT_SPLIT, predict, to_input  # NOQA
 from metrics import class_cams, gt_classes  # NOQA
 from models import load_model  # NOQA
-from training import cli  # NOQA
+from training import cli, outdir  # NOQA
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 PALETTE = np.asarray(voc_palette(), np.uint8).reshape(256, 3)
@@ -238,6 +238,7 @@ def main():
     p.add_argument('--save-cams', action='store_true',
                    help='also write the maps to --out/cams/<id>.npz')
     args = p.parse_args()
+    outdir.claim_report(args.out)
 
     device = cli.get_device(args.device)
     cli.set_seed(args.seed, device)
@@ -266,10 +267,10 @@ def main():
         if wanted is not None and not len(result['classes']):
             continue  # none of the requested classes in this image
         stem = image_id if image_id != 'overview' else 'overview_image'
-        plot_image(os.path.join(args.out, stem + '.png'), image_id, img,
-                   lbl, result, class_names)
+        plot_image(outdir.output_path(args.out, stem + '.png'), image_id,
+                   img, lbl, result, class_names)
         if args.save_cams:
-            save_cams(os.path.join(args.out, 'cams', stem + '.npz'),
+            save_cams(outdir.output_path(args.out, 'cams', stem + '.npz'),
                       result, class_names)
         if len(result['classes']) and len(overview) < OVERVIEW_ROWS:
             overview.append((image_id, img, result))

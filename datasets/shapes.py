@@ -403,6 +403,8 @@ def main(argv=None):
     for k, v in DEFAULTS.items():
         ap.add_argument('--' + k.replace('_', '-'), type=type(v), default=v)
     args = vars(ap.parse_args(argv))
+    if args['seed'] < 0:
+        ap.error('--seed must be >= 0, got %d' % args['seed'])
     root = ensure(args.pop('out'), **args)
     print(root)
     for split in SPLITS:

@@ -12,7 +12,11 @@ Accepted layouts under ``data_dir``:
 
 ``split`` may also be a path to a list file; ``seg11valid`` (the split of
 the published FCN8s table) is taken from the fcn package if the directory
-does not have it.
+does not have it. A list names one image per line: its id (the first
+word), or the image and label paths of DeepLab's ``train_aug.txt``
+(``/JPEGImages/x.jpg /SegmentationClassAug/x.png``). Ids and paths are
+relative names inside the dataset (subfolders allowed); an absolute one,
+a ``..`` component or a NUL is refused naming the list file and line.
 
 Every problem with the files (a missing or unreadable image, a truncated
 JPEG or PNG, labels outside the classes, image and label of different
@@ -173,17 +177,19 @@ def read_label(path):
     return lbl
 
 
-def _to_rgb(im):
-    """RGB uint8 array of any PIL mode; 16-bit and float grayscale are
-    scaled to 8 bits rather than clipped."""
-    if im.mode in ('I', 'I;16', 'I;16L', 'I;16B', 'F'):
-        a = np.asarray(im, dtype=np.float64)
-        if im.mode == 'F' and a.size and np.nanmax(a) <= 1:
-            a = a * 255
-        elif a.size and np.nanmax(a) > 255:
-            a = a / 257.0
-        a = np.clip(np.nan_to_num(a), 0, 255).round().astype(np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2)
+def _to_rgb(im, path):
+    """RGB uint8 array of any PIL mode. 16-bit grayscale is scaled by its
+    bit depth (65535 -> 255), whatever the values in the file; 32-bit
+    integer and float images, which have no fixed range, are refused."""
+    if im.mode.startswith('I;16'):
+        a = (np.asarray(im, dtype=np.float64) / 257.0).round()
+        return np.repeat(a.astype(np.uint8)[:, :, None], 3, axis=2)
+    if im.mode in ('I', 'F'):
+        raise DatasetError('%s: image of mode %s (32-bit %s) has no fixed '
+                           'range to scale to 8 bits; convert it to 8 or 16 '
+                           'bits per channel'
+                           % (path, im.mode, 'integers' if im.mode == 'I'
+                              else 'floats'))
     return np.asarray(im.convert('RGB'), dtype=np.uint8)
 
 
@@ -194,10 +200,55 @@ def read_image(path):
     Raises:
         DatasetError: missing, unreadable or truncated file, naming it.
     """
-    img = _decode(path, 'image', _to_rgb)
+    img = _decode(path, 'image', lambda im: _to_rgb(im, path))
     if img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
         raise DatasetError('%s: image has no pixels (%s)' % (path, img.shape))
     return img
+
+
+def _relative_name(name, split_file, line):
+    """``name`` if it is a relative name inside the dataset."""
+    if '\0' in name:
+        problem = 'holds a NUL character'
+    elif name.startswith('/') or os.path.isabs(name):
+        problem = 'is an absolute path'
+    elif '..' in name.split('/'):
+        problem = "has a '..' component"
+    else:
+        return name
+    raise DatasetError('%s line %d: %r %s; ids are relative names inside '
+                       'the dataset' % (split_file, line, name, problem))
+
+
+def _read_split(split_file, data_dir, image_dir, label_dir, ext):
+    """``[(id, image file, label file)]`` of a list file (see the module
+    docstring); a UTF-8 byte order mark is ignored."""
+    try:
+        with open(split_file, encoding='utf-8-sig') as f:
+            lines = f.read().split('\n')
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError('%s: unreadable split file (%s)'
+                           % (split_file, _reason(e)))
+    entries = []
+    for number, line in enumerate(lines, 1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) > 1 and words[0].lower().endswith('.jpg'):
+            # DeepLab's train_aug.txt: image and label paths
+            image, label = (_relative_name(w.lstrip('/'), split_file, number)
+                            for w in words[:2])
+            parts = os.path.splitext(image)[0].split('/')
+            image_id = '/'.join(parts[1:] if parts[0] == image_dir and
+                                len(parts) > 1 else parts)
+            entries.append((image_id, os.path.join(data_dir, image),
+                            os.path.join(data_dir, label)))
+            continue
+        image_id = _relative_name(words[0], split_file, number)
+        entries.append((image_id,
+                        os.path.join(data_dir, image_dir, image_id + '.jpg'),
+                        os.path.join(data_dir, label_dir, image_id + ext)))
+    return entries
 
 
 class VOCSegmentation(chainer.dataset.DatasetMixin):
@@ -222,16 +273,9 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
         self.class_names = tuple(class_names)
         image_dir, label_dir, ext = _find_layout(data_dir)
         split_file = _find_split_file(data_dir, split)
-        try:
-            with open(split_file, encoding='utf-8') as f:
-                ids = [line.split()[0] for line in f if line.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise DatasetError('%s: unreadable split file (%s)'
-                               % (split_file, _reason(e)))
-        if not ids:
+        files = _read_split(split_file, data_dir, image_dir, label_dir, ext)
+        if not files:
             raise DatasetError('%s: split %r is empty' % (split_file, split))
-        files = [(i, os.path.join(data_dir, image_dir, i + '.jpg'),
-                  os.path.join(data_dir, label_dir, i + ext)) for i in ids]
         missing = [f for f in files
                    if not (os.path.isfile(f[1]) and os.path.isfile(f[2]))]
         self.missing = []     # ids dropped for missing files (--skip-bad)

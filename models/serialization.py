@@ -18,6 +18,8 @@ import numpy as np
 from models.fcn8s import CLASSIFICATION_HEAD, FCN8s
 
 META = '_meta/'
+_NPZ_MAGIC = b'PK\x03\x04'
+_NPY_MAGIC = b'\x93NUMPY'
 
 
 class ModelFileError(ValueError):
@@ -36,6 +38,7 @@ def save_model(path, model):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix='.npz.tmp')
     try:
+        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp's 0600, like open()'s
         with os.fdopen(fd, 'wb') as f:
             np.savez(f, **arrays)
         os.replace(tmp, path)
@@ -134,6 +137,12 @@ def _head_record(path, arrays):
     return record
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _first_line(e):
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
@@ -145,10 +154,18 @@ def _read_npz(path):
     if not os.path.isfile(path):
         raise ModelFileError('%s: no such model file' % path)
     try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ValueError('a single array, not an npz archive')
-        with npz:
+        with open(path, 'rb') as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise ModelFileError('%s: unreadable (%s)' % (path, e.strerror or e))
+    if magic.startswith(_NPY_MAGIC):
+        raise ModelFileError('%s: not a model file (a single array, not an '
+                             'npz archive)' % path)
+    if not magic.startswith(_NPZ_MAGIC):
+        raise ModelFileError('%s: not a model file (%s)' % (
+            path, 'empty' if not magic else 'not an npz archive'))
+    try:
+        with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise ModelFileError('%s: not a readable npz model file (%s)'

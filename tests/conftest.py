@@ -68,6 +68,24 @@ def thin_model():
     return model
 
 
+def read_tree(root):
+    """{relative path: bytes} of every file under root."""
+    out = {}
+    for d, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(d, n)
+            with open(p, 'rb') as f:
+                out[os.path.relpath(p, root)] = f.read()
+    return out
+
+
+def error_line(err):
+    """The one ``error: ...`` line of a script's stderr."""
+    lines = [l for l in err.splitlines() if l.startswith('error:')]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 def run_script(script, argv, monkeypatch, capsys):
     """``(exit status, stderr)`` of ``<script>.main`` run in-process under
     ``cli.run`` with ``argv``; no traceback may reach the output."""

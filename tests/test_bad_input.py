@@ -10,7 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from conftest import run_script, voc_palette, write_voc
+from conftest import error_line, run_script, voc_palette, write_voc
 from models import FCN8s, ModelFileError, grad_cam, load_model, save_model
 from models.fcn8s import CLASSIFICATION_HEAD
 
@@ -19,12 +19,6 @@ N_VOC = 21
 
 
 run = run_script
-
-
-def error_line(err):
-    lines = [l for l in err.splitlines() if l.startswith('error:')]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture(scope='module')
@@ -69,7 +63,7 @@ def files(tmp_path_factory):
 @pytest.mark.parametrize('name,script,message', [
     ('missing', 'train_classifier', 'no such model file'),
     ('dir', 'train_classifier', 'is a directory'),
-    ('text', 'train_classifier', 'not a readable npz model file'),
+    ('text', 'train_classifier', 'not a model file (not an npz archive)'),
     ('truncated', 'train_classifier', 'not a readable npz model file'),
     ('npy', 'train_classifier', 'a single array'),
     ('vgg', 'train_classifier', 'not an FCN8s model file'),

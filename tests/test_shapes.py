@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import read_tree
 from datasets import shapes
 
 SIZE = 96
@@ -25,17 +26,6 @@ def load(root, id_):
     jpg = Image.open(os.path.join(root, 'JPEGImages', id_ + '.jpg'))
     png = Image.open(os.path.join(root, 'SegmentationClass', id_ + '.png'))
     return np.asarray(jpg), jpg.mode, png
-
-
-def files(root):
-    """{relative path: bytes} of every file under root."""
-    out = {}
-    for d, _, names in os.walk(root):
-        for n in names:
-            p = os.path.join(d, n)
-            with open(p, 'rb') as f:
-                out[os.path.relpath(p, root)] = f.read()
-    return out
 
 
 def split_ids(root, split):
@@ -63,7 +53,7 @@ def test_same_seed_byte_identical_other_seed_differs(tmp_path):
     shapes.generate(a, seed=3, **SMALL)
     shapes.generate(b, seed=3, **SMALL)
     shapes.generate(c, seed=4, **SMALL)
-    fa, fb, fc = files(a), files(b), files(c)
+    fa, fb, fc = read_tree(a), read_tree(b), read_tree(c)
     assert len(fa) == 6 + 3 + 6 + 6 + 3 + 6 + 3 + 1
     assert fa == fb
     assert sorted(fa) == sorted(fc)
@@ -75,7 +65,7 @@ def test_image_does_not_depend_on_split_sizes(tmp_path):
     a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
     shapes.generate(a, seed=3, **SMALL)
     shapes.generate(b, seed=3, size=SIZE, n_train=2, n_val=3, n_test=0)
-    fa, fb = files(a), files(b)
+    fa, fb = read_tree(a), read_tree(b)
     for k in fb:
         if k.endswith(('.jpg', '.png')):
             assert fa[k] == fb[k], k
@@ -258,7 +248,7 @@ def test_ensure_replaces_half_written_directory(tmp_path):
     assert (root / 'meta.json').exists()
     ref = str(tmp_path / 'ref')
     shapes.generate(ref, seed=0, **TINY)
-    assert files(str(root)) == files(ref)
+    assert read_tree(str(root)) == read_tree(ref)
 
 
 def test_ensure_refuses_to_replace_foreign_directory(tmp_path):

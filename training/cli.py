@@ -14,10 +14,16 @@ import numpy as np
 
 from datasets import DATASETS, DatasetError
 from models import ModelFileError
-from training import distributed
+from training import distributed, outdir
 from training.guards import TrainingStopped
 
-USER_ERRORS = (ModelFileError, DatasetError)
+USER_ERRORS = (ModelFileError, DatasetError, outdir.OutputError)
+SEED_MAX = 2 ** 32 - 1
+# Flags that may differ when a run is resumed: how long it goes on, where
+# it runs and how often it saves. Every other one shapes the training.
+RESUMABLE = ('iterations', 'epochs', 'resume', 'force', 'device',
+             'snapshot_interval', 'skip_bad', 'attention_interval',
+             'communicator', 'rank_weights')
 
 
 class UsageError(ValueError):
@@ -46,7 +52,7 @@ def parser(description, training=True):
     p.add_argument('--data-dir', default=None,
                    help='dataset root (default: the generated shapes cache, '
                    'or ~/data/datasets/VOC/VOCdevkit/VOC2012)')
-    p.add_argument('--seed', type=int, default=0,
+    p.add_argument('--seed', type=seed, default=0,
                    help='seed of every random draw (same seed, same '
                    'numbers on CPU)')
     if training:
@@ -103,6 +109,15 @@ def given(args, name):
     if any(a == flag or a.startswith(flag + '=') for a in sys.argv[1:]):
         return getattr(args, name)
     return None
+
+
+def seed(text):
+    """argparse type: a seed of numpy's global generator, 0..2**32-1."""
+    value = int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError('must be in 0..%d, got %s'
+                                         % (SEED_MAX, text))
+    return value
 
 
 def positive(kind):
@@ -180,27 +195,12 @@ def stop_trigger(args, default_iterations):
     return default_iterations, 'iteration'
 
 
-def prepare_out(out, force, product='model.npz', resume=None):
-    """Create ``out``; refuse to reuse one that holds a finished run unless
-    ``force`` (start over: its product and snapshots are removed) or
-    ``resume`` (continue it)."""
-    from training.snapshots import list_snapshots
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError('--out %s is a file, not a directory' % out)
-    finished = os.path.exists(os.path.join(out, product))
-    if finished and not force and resume is None:
-        raise UsageError('--out %s already holds a finished run (%s); pass '
-                         '--force to overwrite it or --resume to continue '
-                         'it' % (out, product))
-    try:
-        if force:
-            for _, path in list_snapshots(out):
-                os.remove(path)
-            if finished:
-                os.remove(os.path.join(out, product))
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise UsageError('--out %s: %s' % (out, e.strerror or e))
+def prepare_out(out, force, resume=None, modelfile=None):
+    """Create and lock ``out``; refuse one that holds a finished run
+    unless ``force`` or ``resume``, or that holds ``modelfile`` (see
+    :func:`training.outdir.claim_training`). Nothing is removed here:
+    ``--force`` moves the old run aside in :func:`write_run_config`."""
+    outdir.claim_training(out, force, resume, modelfile)
 
 
 def write_config(out, args, **extra):
@@ -238,23 +238,82 @@ def _write_config(out, args, **extra):
 
 def write_run_config(args, model, train, **extra):
     """``write_config`` with the architecture and the data of a training
-    run."""
-    return write_config(args.out, args, n_class=model.n_class,
-                        width=model.width, data_dir=train.data_dir, **extra)
+    run, once every input is checked: a resume whose training flags differ
+    from the run's config.json is refused (UsageError naming them); with
+    ``--force`` the old run is moved aside now (:mod:`training.outdir`)."""
+    extra.update(n_class=model.n_class, width=model.width,
+                 data_dir=train.data_dir)
+    distributed.current().on_writer(_begin_run, args, extra)
+    return write_config(args.out, args, **extra)
+
+
+def _begin_run(args, extra):
+    from training.snapshots import list_snapshots
+    if args.force:
+        claim = outdir.claimed(args.out)
+        if claim is not None:
+            claim.start_over()
+    elif args.resume is not None or list_snapshots(args.out):
+        changed = changed_flags(args.out, args, extra)
+        if changed:
+            raise UsageError(
+                '--out %s holds a run trained with other flags: %s; '
+                'resuming it would mix two runs: rerun with the flags of its '
+                'config.json, or pass --force to start over'
+                % (args.out, ', '.join(changed)))
+
+
+def _short(value):
+    if isinstance(value, str):
+        return value
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + '...'
+
+
+def changed_flags(out, args, extra):
+    """``--flag NEW (was OLD)`` for each flag of ``args`` and entry of
+    ``extra`` that shapes the training (not in :data:`RESUMABLE`) and
+    differs from ``out/config.json``; [] without a readable one."""
+    try:
+        with open(os.path.join(out, 'config.json')) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    new = json.loads(json.dumps(dict(vars(args), **extra), default=str))
+    changed = []
+    for key in sorted(set(new) & set(old) - set(RESUMABLE)):
+        a, b = old[key], new[key]
+        if a == b or (isinstance(a, str) and isinstance(b, str) and
+                      os.path.realpath(a) == os.path.realpath(b)):
+            continue
+        name = '--' + key.replace('_', '-') if key in vars(args) else key
+        changed.append('%s %s (was %s)' % (name, _short(b), _short(a)))
+    return changed
 
 
 def run(main):
     """Run ``main()``; user errors become one line on stderr, exit 2;
     a training stopped on purpose (non-finite loss: 3, SIGINT/SIGTERM:
-    128 + signal number, after a snapshot) one line too."""
+    128 + signal number, after a snapshot) one line too, and so does a
+    file that cannot be written (exit 1). Then the ``--out`` it claimed is
+    released (:func:`training.outdir.release_all`)."""
+    ok = False
     try:
         main()
+        ok = True
     except (UsageError,) + USER_ERRORS as e:
         _fail('error: %s' % _one_line(e), 2, e)
     except TrainingStopped as e:
         _fail('%s: %s' % (e.prefix, _one_line(e)), e.exit_status, e)
     except KeyboardInterrupt as e:
         _fail('interrupted', 130, e)
+    except OSError as e:        # a file that cannot be written (disk full)
+        _fail('error: %s%s' % (e.filename + ': ' if e.filename else '',
+                               e.strerror or _one_line(e)), 1, e)
+    finally:
+        outdir.release_all(ok)
 
 
 def _fail(line, status, e):
@@ -290,7 +349,8 @@ def prepare(args, default_iterations):
     stop = stop_trigger(args, default_iterations)
     context = distributed.setup(args)   # --communicator: see distributed.py
     context.on_writer(prepare_out, args.out, args.force,
-                      resume=getattr(args, 'resume', None))
+                      resume=getattr(args, 'resume', None),
+                      modelfile=getattr(args, 'modelfile', None))
     device = context.device = get_device(context.device_spec(args.device))
     set_seed(context.rank_seed(), device)
     if getattr(args, 'deterministic', False):

@@ -172,8 +172,9 @@ def parse_warmup(text):
     except ValueError:
         raise ValueError('warm-up must be N (iterations) or Ne (epochs), '
                          'got %r' % text)
-    if value < 0:
-        raise ValueError('warm-up must be >= 0, got %r' % text)
+    if not value >= 0 or value == float('inf'):
+        raise ValueError('warm-up must be a finite number >= 0, got %r'
+                         % text)
     return value, unit
 
 

@@ -17,6 +17,12 @@ but the newest ``n_retains``. :class:`Snapshot` wraps it and replaces its
 * it also snapshots at the end of training and, on SIGINT or SIGTERM, at
   the end of the current iteration, then stops with :class:`Interrupted`;
 * it refuses to write a snapshot of non-finite weights;
+* snapshots are data, never code: every value is a plain array (the RNG
+  states as integer arrays, chainer's iterator state as numbers, its logs
+  as JSON strings), a state that npz could only store as pickled data
+  (an object array, e.g. a None) is refused when writing, and reading
+  never unpickles (``allow_pickle=False``: a file holding an object array
+  is refused in one line, or set aside as corrupt like any other);
 * in a data-parallel run only rank 0 reads and writes snapshots: the one it
   resumes from is broadcast to every rank, and a signal received by any
   rank stops all of them after the same iteration (see
@@ -76,11 +82,15 @@ def read_snapshot(path):
         raise CorruptSnapshot('unreadable (%s)' % _first_line(e))
     if magic != _ZIP_MAGIC:
         raise CorruptSnapshot('not an npz file' if magic else 'empty file')
+    arrays, key = {}, None
     try:
-        # Members of object dtype (None values) are pickled by chainer.
-        with np.load(path, allow_pickle=True) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as e:  # zipfile, zlib, numpy and pickle errors alike
+        with np.load(path, allow_pickle=False) as f:
+            for key in f.files:
+                arrays[key] = f[key]
+    except Exception as e:  # zipfile, zlib and numpy errors alike
+        if isinstance(e, ValueError) and 'allow_pickle' in str(e):
+            raise CorruptSnapshot('unsafe: it holds pickled data (object '
+                                  'array %s), which is never loaded' % key)
         raise CorruptSnapshot('truncated or corrupt (%s: %s)'
                               % (type(e).__name__, _first_line(e)))
     if 'updater/iteration' not in arrays:
@@ -103,12 +113,19 @@ def set_aside(path, suffix):
     return new
 
 
-def _save_synced(path, target):
-    """``save_npz`` that reaches the disk before the writer's rename;
-    uncompressed (float weights hardly compress, and zlib took most of the
-    time of a snapshot; members still carry their CRC)."""
+def _save_synced(path, arrays):
+    """``save_npz`` of the serialized trainer (the dict of arrays that
+    chainer's snapshot passes) that refuses to pickle and reaches the disk
+    before the writer's rename; uncompressed (float weights hardly
+    compress, and zlib took most of the time of a snapshot; members still
+    carry their CRC)."""
+    pickled = sorted(k for k, v in arrays.items() if v.dtype.hasobject)
+    if pickled:
+        raise SnapshotError('snapshot not written: %s is not a plain array '
+                            '(e.g. None), which npz could only store as '
+                            'pickled data' % pickled[0])
     with open(path, 'wb') as f:
-        npz.save_npz(f, target, compression=False)
+        np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
 
@@ -241,7 +258,12 @@ class Snapshot(extension.Extension):
                 e.every_rank = self.context is not None
                 raise
             if self.writes:
-                self._inner(trainer)
+                try:
+                    self._inner(trainer)
+                except OSError as e:     # e.g. a full disk: name the file
+                    e.filename = e.filename or os.path.join(
+                        trainer.out, FILENAME.format(trainer))
+                    raise
             self.last = it
         if self.signal is not None:
             name = signal.Signals(self.signal).name

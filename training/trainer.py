@@ -1,15 +1,17 @@
 """The Trainer every training script builds: logging, plots, snapshots."""
 import os
 
+import chainer
 from chainer import training
 from chainer.training import extensions
 from chainer.training.triggers import IntervalTrigger
 
-from models import save_model
+from models import FCN8s, save_model
 from training import distributed
-from training.guards import (BadSampleCount, FiniteLoss, SkipBadSamples,
+from training.guards import (BadSampleCount, FiniteLoss, OutOfMemory,
+                             SkipBadSamples, WriteFailed, check_batch_fits,
                              check_finite_params, find_wrapped)
-from training.snapshots import Snapshot
+from training.snapshots import Snapshot, list_snapshots
 
 
 class StopTrigger(IntervalTrigger):
@@ -87,13 +89,35 @@ def finish(trainer, model, out):
     weights; rank 0 of a data-parallel run). Errors inside the loop (a bad
     sample, a non-finite loss, an interruption) propagate as they are,
     without chainer's traceback dump, for :func:`training.cli.run` to
-    report in one line."""
-    trainer.run(show_loop_exception_msg=False)
-    check_finite_params(model, 'model.npz not written')
+    report in one line; so do a batch that does not fit in memory (refused
+    before the first step when it surely cannot) and a file that cannot
+    be written (a full disk: the snapshots already written are kept)."""
+    iterator = trainer.updater.get_iterator('main')
+    with chainer.using_config('train', False):     # no random flip drawn
+        shape = iterator.dataset[0][0].shape[-2:]
+    if isinstance(model, FCN8s):
+        check_batch_fits(model, shape, iterator.batch_size, model.device)
     context = distributed.current()
-    context.dump_weights(model)
-    if context.is_writer:
-        save_model(os.path.join(out, 'model.npz'), model)
+    try:
+        trainer.run(show_loop_exception_msg=False)
+        check_finite_params(model, 'model.npz not written')
+        context.dump_weights(model)
+        if context.is_writer:
+            save_model(os.path.join(out, 'model.npz'), model)
+    except MemoryError:
+        raise OutOfMemory(
+            'out of memory in a training step on images of %s with '
+            '--batch-size %d; use a smaller --batch-size'
+            % ('x'.join(map(str, shape)), iterator.batch_size))
+    except OSError as e:
+        found = list_snapshots(out)
+        raise WriteFailed(
+            'cannot write %s (%s) at iteration %d; training stopped; %s'
+            % (e.filename or 'a file of the run', e.strerror or e,
+               trainer.updater.iteration,
+               'the snapshots written before are kept (newest: %s), '
+               'rerun the same command to resume from it' % found[-1][1]
+               if found else 'no snapshot was written yet'))
 
 
 def make_optimizer(loss, lr, frozen=(), weight_decay=0):
@@ -102,7 +126,6 @@ def make_optimizer(loss, lr, frozen=(), weight_decay=0):
     ``weight_decay`` > 0 adds a WeightDecay hook. In a data-parallel run
     it is ChainerMN's multi-node optimizer (gradients averaged over the
     ranks, rank 0's weights broadcast first)."""
-    import chainer
     optimizer = chainer.optimizers.Adam(alpha=lr)
     optimizer.setup(loss)
     for link in frozen:      # after setup: it creates the update rules
