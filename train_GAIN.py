@@ -5,6 +5,7 @@ Each update adds the classification loss, the attention-mining loss on
 images erased where the Grad-CAM looks, the segmentation loss and, on a
 fixed subset of images with pixel supervision, GAIN_ext's attention loss.
 """
+import math
 import os
 import sys
 
@@ -89,16 +90,27 @@ def check_attention(evaluator, modelfile):
               file=sys.stderr, flush=True)
 
 
-def pick_ext_images(n_images, spec, seed):
-    """Indices of the pixel-supervised images, fixed by ``seed``."""
+def parse_ext_images(spec):
+    """``--ext-images`` as a number: a fraction in (0, 1) or a whole
+    count."""
     try:
         value = float(spec)
     except ValueError:
         raise cli.UsageError('--ext-images must be a count or a fraction, '
                              'got %r' % spec)
-    if not (0 <= value <= n_images and (value < 1 or value == int(value))):
+    if not (math.isfinite(value) and value >= 0 and
+            (value < 1 or value == int(value))):
         raise cli.UsageError('--ext-images %s: must be a fraction in (0, 1) '
-                             'or a count in 0..%d' % (spec, n_images))
+                             'or a whole count' % spec)
+    return value
+
+
+def pick_ext_images(n_images, value, seed):
+    """Indices of the pixel-supervised images, fixed by ``seed``; ``value``
+    from :func:`parse_ext_images`."""
+    if value > n_images:
+        raise cli.UsageError('--ext-images %g: must be a fraction in (0, 1) '
+                             'or a count in 0..%d' % (value, n_images))
     n = int(round(value * n_images)) if 0 < value < 1 else int(value)
     rng = np.random.RandomState(seed)
     return np.sort(rng.choice(n_images, n, replace=False))
@@ -116,11 +128,7 @@ def main():
     except ValueError as e:
         raise cli.UsageError(str(e))
 
-    try:
-        ext_images = float(args.ext_images)
-    except ValueError:
-        raise cli.UsageError('--ext-images must be a count or a fraction, '
-                             'got %r' % args.ext_images)
+    ext_images = parse_ext_images(args.ext_images)
     if (ext_images > 0) != (args.ext_weight > 0):
         raise cli.UsageError(
             'GAIN_ext needs both --ext-images (pixel-supervised images) and '
@@ -135,7 +143,7 @@ def main():
               % args.modelfile, file=sys.stderr)
     model.to_device(device)
 
-    ext_idx = pick_ext_images(len(train), args.ext_images, args.seed)
+    ext_idx = pick_ext_images(len(train), ext_images, args.seed)
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
                     args.sigma, args.omega, weights, am_warmup, ext_warmup,
                     args.head_dropout)

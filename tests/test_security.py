@@ -38,8 +38,9 @@ def files(tmp_path_factory):
     voc = str(base / 'VOC')
     write_voc(voc, {'train': 4, 'val': 2}, size=(32, 40))
     np.random.seed(0)
-    model = str(base / 'model.npz')
-    save_model(model, FCN8s(21, 1 / 16.))
+    model, classifier = str(base / 'model.npz'), FCN8s(21, 1 / 16.)
+    classifier.head_trained_by = ['a test fixture']
+    save_model(model, classifier)
     return dict(voc=voc, model=model)
 
 
