@@ -31,12 +31,16 @@ def run_main(argv, monkeypatch):
     cli.run(make_pseudo_labels.main)
 
 
-def expected_label(model, img, lbl, low, high):
-    """The threshold rule, from per-class Grad-CAMs computed one by one."""
+def expected_label(model, img, lbl, low, high, eps=1e-4):
+    """The threshold rule, from per-class Grad-CAMs computed one by one,
+    and the pixels where float rounding may decide: within ``eps`` of a
+    threshold, or with two classes within ``eps`` of each other at the top.
+    The script computes its maps in batches, whose rounding differs with
+    the BLAS build and the CPU."""
     classes = sorted(set(np.unique(lbl).tolist()) - {0, 255})
     out = np.zeros(lbl.shape, np.uint8)
     if not classes:
-        return out
+        return out, np.zeros(lbl.shape, bool)
     with chainer.using_config('train', False):
         cams = np.stack([normalize_cam(grad_cam(
             model, preprocess(img)[None], np.array([c - 1]))).array[0]
@@ -44,7 +48,10 @@ def expected_label(model, img, lbl, low, high):
     best, arg = cams.max(0), np.array(classes)[cams.argmax(0)]
     out[(best >= low) & (best < high)] = 255
     out[best >= high] = arg[best >= high]
-    return out
+    second = np.sort(cams, 0)[-2] if len(classes) > 1 else best - 1
+    uncertain = ((np.abs(best - low) < eps) | (np.abs(best - high) < eps) |
+                 ((best >= high - eps) & (best - second < eps)))
+    return out, uncertain
 
 
 def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
@@ -71,8 +78,12 @@ def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
             assert png.mode == 'P'
             assert png.getpalette()[:768] == voc_palette()
             label = np.asarray(png)
-        np.testing.assert_array_equal(
-            label, expected_label(model, img, gt, 0.3, 0.6))
+        expected, uncertain = expected_label(model, img, gt, 0.3, 0.6)
+        assert uncertain.mean() < 0.01
+        np.testing.assert_array_equal(label[~uncertain],
+                                      expected[~uncertain])
+        assert set(label[uncertain].tolist()) <= {0, 255} | set(
+            np.unique(gt).tolist())
         src = os.path.join(out, 'JPEGImages', image_id + '.jpg')
         assert os.path.samefile(src, os.path.join(voc, 'JPEGImages',
                                                   image_id + '.jpg'))
