@@ -1,4 +1,5 @@
 """Datasets: the VOC-format reader and the embedded ``shapes`` dataset."""
+import chainer_compat  # NOQA: before chainer (Python 3.12)
 import os
 
 from chainer.datasets import TransformDataset
