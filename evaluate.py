@@ -28,6 +28,7 @@ from metrics import (AttentionMetrics, class_cams, confusion_matrix,
 from metrics.attention import DEFAULT_TAU
 from models import load_model
 from training import cli
+from training.progress import progress
 
 # (key, title[, scale]): values are shown as scale * value, 2 decimals.
 COLUMNS = [('accuracy', 'Accuracy'), ('accuracy_class', 'Accuracy Class'),
@@ -95,9 +96,10 @@ def predict(model, imgs, device, x=None):
     return to_cpu(seg), to_cpu(logits)
 
 
-def evaluate_model(model, dataset, device, batch_size=8, metrics=None):
-    """Run ``model`` over ``dataset`` once and return the metrics' results
-    merged in one dict.
+def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
+                   desc='evaluate'):
+    """Run ``model`` over ``dataset`` once (progress on stderr, labelled
+    ``desc``) and return the metrics' results merged in one dict.
 
     Each metric gets ``add(lbl, outputs)`` per image with ``outputs``:
     ``segmentation`` ``(H, W)``, ``logits`` ``(K,)`` and, when a metric has
@@ -107,6 +109,7 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None):
     metrics = metrics or [SegmentationMetrics(dataset.n_class),
                           ClassificationMetrics(dataset.n_class)]
     needs_cams = any(getattr(m, 'needs_cams', False) for m in metrics)
+    shown = progress(len(dataset), desc)
     for batch in batches(dataset, batch_size):
         x = to_input([img for img, _ in batch], device)
         seg, logits = predict(model, None, device, x)
@@ -118,6 +121,8 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None):
                 outputs.update(cams=cams[i], cam_classes=classes[i])
             for m in metrics:
                 m.add(lbl, outputs)
+        shown.update(len(batch))
+    shown.close()
     result = {}
     for m in metrics:
         result.update(m.result())
@@ -257,7 +262,8 @@ def main():
         if not args.no_attention:
             metrics.append(AttentionMetrics(dataset.n_class, tau=args.tau))
         results[name] = evaluate_model(model, dataset, device,
-                                       args.batch_size, metrics)
+                                       args.batch_size, metrics,
+                                       'evaluate %s' % name)
         results[name]['modelfile'] = path
     table = markdown_table([(n, results[n]) for n in names], columns)
     print(table)

@@ -31,6 +31,7 @@ from metrics import (class_cams, confusion_matrix, gt_classes, pseudo_label,
                      segmentation_scores)
 from models import load_model
 from training import cli
+from training.progress import progress
 
 
 def write_label_png(path, label):
@@ -100,6 +101,7 @@ def main():
     hist = np.zeros((n, n), np.int64)
     n_labelled = n_pixels = 0
     index = 0
+    shown = progress(len(dataset), 'pseudo labels')
     for batch in batches(dataset, args.batch_size):
         classes = [gt_classes(lbl, n) for _, lbl in batch]
         cams = class_cams(model, to_input([img for img, _ in batch], device),
@@ -116,6 +118,8 @@ def main():
             n_labelled += int(labelled.sum())
             n_pixels += label.size
             index += 1
+        shown.update(len(batch))
+    shown.close()
 
     list_file = os.path.join(dirs[os.path.join('ImageSets', 'Segmentation')],
                              split_name + '.txt')

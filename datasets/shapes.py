@@ -60,6 +60,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from datasets.voc import voc_palette
+from training.progress import progress
 
 VERSION = 1
 CLASS_NAMES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
@@ -267,6 +268,8 @@ def generate(root, seed=0, size=96, n_train=600, n_val=100, n_test=200,
         os.makedirs(d, exist_ok=True)
     palette = voc_palette()
     images = {}
+    shown = progress(sum(params['n_' + s] for s in SPLITS),
+                     'generating the shapes dataset')
     for s, split in enumerate(SPLITS):
         ids = ['%s_%05d' % (split, i) for i in range(params['n_' + split])]
         for i, id_ in enumerate(ids):
@@ -280,9 +283,11 @@ def generate(root, seed=0, size=96, n_train=600, n_val=100, n_test=200,
             png.putpalette(palette)
             png.save(os.path.join(dirs['SegmentationClass'], id_ + '.png'))
             images[id_] = dict(split=split, **info)
+            shown.update()
         with open(os.path.join(dirs['ImageSets/Segmentation'],
                                split + '.txt'), 'w') as f:
             f.write(''.join(id_ + '\n' for id_ in ids))
+    shown.close()
     meta = dict(version=VERSION, params=params, class_names=CLASS_NAMES,
                 cue_names=CUE_NAMES, cue_of_class=dict(
                     zip(CLASS_NAMES[1:], CUE_NAMES)),

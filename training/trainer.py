@@ -9,6 +9,7 @@ from models import save_model
 from training import distributed
 from training.guards import (BadSampleCount, FiniteLoss, SkipBadSamples,
                              check_finite_params, find_wrapped)
+from training.progress import TrainingProgress, report_stream
 from training.snapshots import Snapshot
 
 
@@ -31,7 +32,7 @@ class StopTrigger(IntervalTrigger):
 def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                   log_interval=10, snapshot_interval=100, resume=None,
                   force=False, eval_interval=100, n_retains=2):
-    """A Trainer with LogReport, PrintReport, ProgressBar, one PlotReport
+    """A Trainer with LogReport, PrintReport, TrainingProgress, one PlotReport
     PNG per entry of ``plots`` (``{name: [keys]}``), the learning rate,
     a stop on a non-finite loss and resumable snapshots (see
     :mod:`training.snapshots`: a rerun in the same ``out`` continues from
@@ -70,8 +71,9 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
         else optimizer.lr), trigger=log)
     trainer.extend(extensions.LogReport(trigger=log))
     trainer.extend(extensions.PrintReport(
-        ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time']))
-    trainer.extend(extensions.ProgressBar(update_interval=log_interval))
+        ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time'],
+        out=report_stream()))
+    trainer.extend(TrainingProgress(log_interval))
     for name, keys in plots.items():
         trainer.extend(extensions.PlotReport(
             keys, 'iteration', trigger=log, filename=name + '.png'))
