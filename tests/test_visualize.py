@@ -149,3 +149,32 @@ def test_unknown_class_and_empty_folder_are_usage_errors(setup, tmp_path,
                       '--out', str(tmp_path / 'vis')] + extra, monkeypatch)
         assert e.value.code == 2
         assert capsys.readouterr().err.startswith('error: ')
+
+
+def test_unreadable_own_images_are_skipped_and_counted(setup, tmp_path,
+                                                       monkeypatch, capsys):
+    voc, written, (a, b) = setup
+    folder = tmp_path / 'mine'
+    folder.mkdir()
+    PIL.Image.fromarray(written['val_000'][0]).save(str(folder / 'a.jpg'))
+    (folder / 'b.jpg').write_bytes(b'not a jpeg')
+    (folder / 'c.png').write_bytes(b'\x89PNG\r\n\x1a\n truncated')
+    out = str(tmp_path / 'vis')
+    args = ['--dataset', 'voc', '--pretrained', a, '--trained', b,
+            '--out', out, '--images', str(folder)]
+    run_main(args, monkeypatch)
+    stdout, err = capsys.readouterr()
+    assert sorted(os.listdir(out)) == ['a.png', 'overview.png']
+    assert 'wrote 1 images' in stdout
+    assert 'skipped 2 unreadable files' in stdout
+    warnings = [l for l in err.splitlines() if l.startswith('warning: ')]
+    assert len(warnings) == 2
+    assert 'b.jpg' in warnings[0] and 'c.png' in warnings[1]
+    assert 'Traceback' not in err
+
+    (folder / 'a.jpg').write_bytes(b'')
+    with pytest.raises(SystemExit) as e:
+        run_main(args, monkeypatch)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith('error: --images %s: none of its 3' % folder)
