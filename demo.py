@@ -88,17 +88,31 @@ def results_table(rows):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument('--out', default=os.path.join(HERE, 'runs', 'demo'))
-    p.add_argument('--media', default=os.path.join(HERE, 'media'))
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
-    p.add_argument('--width', type=float, default=0.0625)
-    p.add_argument('--fcn-iterations', type=int, default=250)
-    p.add_argument('--classifier-iterations', type=int, default=200)
-    p.add_argument('--gain-lr', type=float, default=3e-4)
-    p.add_argument('--ext-weight', type=float, default=10)
-    p.add_argument('--gain-iterations', type=int, default=35)
-    p.add_argument('--ext-images', type=int, default=60)
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--out', default=os.path.join(HERE, 'runs', 'demo'),
+                   help='directory of the runs (a step whose model.npz is '
+                   'there is reused)')
+    p.add_argument('--media', default=os.path.join(HERE, 'media'),
+                   help='where RESULTS.md and the pictures go')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1],
+                   help='one GAIN and one GAIN_ext run per seed')
+    p.add_argument('--width', type=float, default=0.0625,
+                   help='channel multiplier of the FCN8s trained from '
+                   'scratch')
+    p.add_argument('--fcn-iterations', type=int, default=250,
+                   help='updates of train_fcn.py')
+    p.add_argument('--classifier-iterations', type=int, default=200,
+                   help='updates of train_classifier.py')
+    p.add_argument('--gain-lr', type=float, default=3e-4,
+                   help='Adam alpha of train_GAIN.py')
+    p.add_argument('--ext-weight', type=float, default=10,
+                   help='weight of L_ext in the GAIN_ext runs')
+    p.add_argument('--gain-iterations', type=int, default=35,
+                   help='updates of each train_GAIN.py run')
+    p.add_argument('--ext-images', type=int, default=60,
+                   help='pixel-supervised images of the GAIN_ext runs')
     args = p.parse_args()
     start = time.time()
     out = args.out

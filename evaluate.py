@@ -216,7 +216,9 @@ def main():
     p.add_argument('--split', default=None,
                    help='split to evaluate (default: test for shapes, '
                    'seg11valid for voc)')
-    p.add_argument('--batch-size', type=cli.positive(int), default=8)
+    p.add_argument('--batch-size', type=cli.positive(int), default=8,
+                   help='images per forward pass (consecutive images of '
+                   'one size)')
     p.add_argument('--tau', type=float, default=DEFAULT_TAU,
                    help='fixed CAM threshold of the "Attention mIoU @tau" '
                    'column (GAIN\'s soft-mask threshold sigma), in (0, 1)')

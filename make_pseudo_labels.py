@@ -74,7 +74,9 @@ def main():
                    help='normalised CAM below which a pixel is background')
     p.add_argument('--high', type=float, default=0.6,
                    help='normalised CAM from which a pixel takes the class')
-    p.add_argument('--batch-size', type=cli.positive(int), default=8)
+    p.add_argument('--batch-size', type=cli.positive(int), default=8,
+                   help='images per forward pass (consecutive images of '
+                   'one size)')
     args = p.parse_args()
     if not 0 <= args.low <= args.high <= 1:
         raise cli.UsageError('need 0 <= --low <= --high <= 1, got %g, %g'

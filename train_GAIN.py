@@ -21,6 +21,9 @@ from training.trainer import (build_trainer, finish, make_evaluator,
 from training.updaters import GAINUpdater
 
 
+ITERATIONS = 200  # without --iterations or --epochs
+
+
 def add_gain_flags(p):
     p.add_argument('--modelfile', required=True,
                    help='model from train_classifier.py (with its head)')
@@ -69,19 +72,26 @@ def pick_ext_images(n_images, spec, seed):
     return np.sort(rng.choice(n_images, n, replace=False))
 
 
+def warmup_flag(args, name):
+    """:func:`parse_warmup` of a flag; a bad value is a UsageError naming
+    the flag."""
+    try:
+        return parse_warmup(getattr(args, name))
+    except ValueError as e:
+        raise cli.UsageError('--%s: %s' % (name.replace('_', '-'), e))
+
+
 def main():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, iterations=ITERATIONS)
     add_gain_flags(p)
     args = p.parse_args()
     weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
                    ext=args.ext_weight)  # ranges checked by cli.prepare
-    try:
-        am_warmup, ext_warmup = (parse_warmup(args.am_warmup),
-                                 parse_warmup(args.ext_warmup))
-    except ValueError as e:
-        raise cli.UsageError(str(e))
+    am_warmup, ext_warmup = (warmup_flag(args, 'am_warmup'),
+                             warmup_flag(args, 'ext_warmup'))
 
-    device, stop, train, val = cli.prepare(args, default_iterations=200)
+    device, stop, train, val = cli.prepare(args,
+                                           default_iterations=ITERATIONS)
     model, _ = load_model(args.modelfile, n_class=train.n_class,
                           require_head=True)
     model.to_device(device)

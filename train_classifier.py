@@ -16,8 +16,11 @@ from training.trainer import (build_trainer, finish, make_evaluator,
                               make_optimizer)
 
 
+ITERATIONS = 500  # without --iterations or --epochs
+
+
 def main():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, iterations=ITERATIONS)
     p.add_argument('--modelfile', default=None,
                    help='FCN8s npz (fcn\'s or one of this project\'s); '
                    'without it a fresh FCN8s of --width, with --train-trunk')
@@ -31,7 +34,8 @@ def main():
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
     args = p.parse_args()
 
-    device, stop, train, val = cli.prepare(args, default_iterations=500)
+    device, stop, train, val = cli.prepare(args,
+                                           default_iterations=ITERATIONS)
     if args.modelfile:
         model, _ = load_model(args.modelfile, n_class=train.n_class)
     elif args.train_trunk:

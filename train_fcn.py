@@ -14,8 +14,11 @@ from training.trainer import (build_trainer, finish, make_evaluator,
                               make_optimizer)
 
 
+ITERATIONS = 1000  # without --iterations or --epochs
+
+
 def main():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, iterations=ITERATIONS)
     p.add_argument('--out', default='runs/fcn', help='output directory')
     p.add_argument('--modelfile', default=None,
                    help='FCN8s npz to start from (default: train from '
@@ -23,13 +26,15 @@ def main():
     p.add_argument('--width', type=cli.positive(float), default=0.0625,
                    help='channel multiplier of a model trained from scratch')
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
-    p.add_argument('--weight-decay', type=float, default=1e-4)
+    p.add_argument('--weight-decay', type=float, default=1e-4,
+                   help='L2 weight decay added to every gradient')
     p.add_argument('--cls-weight', type=float, default=0.0,
                    help='weight of a multi-label classification loss of the '
                    'GAIN head trained with the trunk (0: segmentation only)')
     args = p.parse_args()
 
-    device, stop, train, val = cli.prepare(args, default_iterations=1000)
+    device, stop, train, val = cli.prepare(args,
+                                           default_iterations=ITERATIONS)
     if args.modelfile:
         model, _ = load_model(args.modelfile, n_class=train.n_class,
                               width=cli.given(args, 'width'))

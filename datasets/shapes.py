@@ -78,6 +78,12 @@ CORE = 0.2, 0.32, 0.68          # cue_core geometry (fractions of the side)
 SUPERSAMPLE = 4
 OWN_FILES = ('JPEGImages', 'SegmentationClass', 'ImageSets', 'meta.json')
 DEFAULTS = dict(size=96, n_train=600, n_val=100, n_test=200, bias=0.9)
+FLAG_HELP = dict(size='side of the square images in pixels (>= 48)',
+                 n_train='images in the train split',
+                 n_val='images in the val split',
+                 n_test='images in the test split (cues independent of '
+                 'the classes)',
+                 bias='P(cue | its class) in train and val, in [0, 1]')
 
 
 def cue_core(cue, size):
@@ -402,13 +408,20 @@ def format_statistics(stats, split):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--out', help='directory (default: data/shapes-seed<S>)')
-    ap.add_argument('--seed', type=int, default=0)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] + ' Generates it (or reuses '
+        'one made with the same parameters) and prints its bias statistics.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument('--out', default=argparse.SUPPRESS,
+                    help='directory (default: data/shapes-seed<S> in the '
+                    'project)')
+    ap.add_argument('--seed', type=int, default=0,
+                    help='seed of every image (same seed, same files)')
     for k, v in DEFAULTS.items():
-        ap.add_argument('--' + k.replace('_', '-'), type=type(v), default=v)
+        ap.add_argument('--' + k.replace('_', '-'), type=type(v), default=v,
+                        help=FLAG_HELP[k])
     args = vars(ap.parse_args(argv))
-    root = ensure(args.pop('out'), **args)
+    root = ensure(args.pop('out', None), **args)
     print(root)
     for split in SPLITS:
         print(format_statistics(bias_statistics(root, split), split))

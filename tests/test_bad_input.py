@@ -66,8 +66,8 @@ def files(tmp_path_factory):
 @pytest.mark.parametrize('name,script,message', [
     ('missing', 'train_classifier', 'no such model file'),
     ('dir', 'train_classifier', 'is a directory'),
-    ('text', 'train_classifier', 'not a readable npz model file'),
-    ('truncated', 'train_classifier', 'not a readable npz model file'),
+    ('text', 'train_classifier', 'not a model file (not an npz archive)'),
+    ('truncated', 'train_classifier', 'not a model file'),
     ('npy', 'train_classifier', 'a single array'),
     ('vgg', 'train_classifier', 'not an FCN8s model file'),
     ('n5', 'train_classifier', 'has n_class=5, expected 21'),
@@ -306,6 +306,8 @@ def test_tiny_images_through_fcn8s(thin_model, size):
     ('train_GAIN', ['--attention-interval', '0'],
      '--attention-interval must be > 0'),
     ('train_GAIN', ['--ext-images', '7.5'], '--ext-images 7.5'),
+    ('train_GAIN', ['--am-warmup', '3x'], "--am-warmup: warm-up must be N"),
+    ('train_GAIN', ['--ext-warmup=-1'], '--ext-warmup: warm-up must be >= 0'),
 ])
 def test_flags_out_of_range(files, tmp_path, monkeypatch, capsys, script,
                             flags, message):

@@ -32,11 +32,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, 'error: %s (see %s --help)\n' % (message, self.prog))
 
 
-def parser(description, training=True):
-    """Argument parser with the flags every script takes."""
-    p = _Parser(
-        description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written; each flag's default once, after its
+    help, unless it has none (None, False) or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if (not action.option_strings or 'default' in text or
+                action.default in (None, argparse.SUPPRESS) or
+                action.default is False):
+            return text
+        return text + ' (default: %(default)s)'
+
+
+def parser(description, training=True, iterations=None):
+    """Argument parser with the flags every script takes; ``iterations``:
+    the length of a training run without --iterations or --epochs."""
+    p = _Parser(description=description, formatter_class=HelpFormatter)
     p.add_argument('--device', default='-1',
                    help='-1 for CPU, N for GPU N, or a chainer device '
                    'spec such as @numpy or @cupy:0')
@@ -54,7 +66,8 @@ def parser(description, training=True):
         p.add_argument('--val-split', default='val',
                        help='split evaluated during training ("" for none)')
         p.add_argument('--iterations', type=int, default=None,
-                       help='number of updates (overrides --epochs)')
+                       help='number of updates (default: %d unless --epochs '
+                       'is given; overrides --epochs)' % iterations)
         p.add_argument('--epochs', type=float, default=None,
                        help='number of passes over the training split')
         p.add_argument('--batch-size', type=int, default=8,
