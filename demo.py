@@ -172,9 +172,8 @@ def main():
                                                   'attention_miou.png'),
         'loss_fcn.png': os.path.join(fcn, 'loss.png'),
         'loss_classifier.png': os.path.join(cls, 'loss.png'),
-        'loss_gain_am.png': os.path.join(runs['GAIN'][0], 'loss_am.png'),
-        'loss_gain_ext.png': os.path.join(runs['GAIN_ext'][0],
-                                          'loss_ext.png'),
+        'loss_gain.png': os.path.join(runs['GAIN'][0], 'loss.png'),
+        'loss_gain_ext.png': os.path.join(runs['GAIN_ext'][0], 'loss.png'),
     }
     for name, src in pictures.items():
         shutil.copyfile(src, os.path.join(args.media, name))
@@ -210,7 +209,7 @@ Per run:
 ![attention mIoU against the threshold](attention_miou_vs_tau.png)
 
 Loss curves: [FCN8s](loss_fcn.png), [classifier](loss_classifier.png),
-[GAIN L_am](loss_gain_am.png), [GAIN_ext L_ext](loss_gain_ext.png).
+[GAIN](loss_gain.png), [GAIN_ext](loss_gain_ext.png).
 """ % (command, seconds, table, per_model)
     with open(os.path.join(args.media, 'RESULTS.md'), 'w') as f:
         f.write(text)

@@ -16,8 +16,9 @@ from training import cli, distributed
 from training.extensions import AttentionSnapshot
 from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
                                 parse_warmup)
-from training.trainer import (build_trainer, finish, make_evaluator,
-                              make_optimizer)
+from training.plots import term_panel
+from training.trainer import (build_trainer, every_and_last, finish,
+                              make_evaluator, make_optimizer)
 from training.updaters import GAINUpdater
 
 
@@ -110,23 +111,29 @@ def main():
         args.batch_size)
     updater = GAINUpdater(train_it, optimizer, device=device)
     shown = training_data(val if val is not None else train)
-    # Up to 4 pictures of one size (they are stacked into one batch).
+    # Up to 4 pictures of one size (they are stacked into one batch), with
+    # a class to erase where there is one.
     shown = [shown[i] for i in range(min(16, len(shown)))]
+    shown = [e for e in shown if e[2].any()] or shown[:1]
     shown = [e for e in shown if e[0].shape == shown[0][0].shape][:4]
     evaluator = make_evaluator(cli.val_iterator(val, args.batch_size), loss,
                                device, loss.evaluate)
     cli.write_run_config(args, model, train,
                          ext_image_ids=[train.ids[i] for i in ext_idx])
     terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
-    plots = {'loss_' + t.split('/')[1]: [t] for t in terms}
-    plots['loss_val'] = ['validation/main/cl', 'validation/main/seg']
+    panels = [term_panel(t.split('/')[1], [t, 'validation/' + t]
+                         if t in ('main/cl', 'main/seg') else [t])
+              for t in terms if weights.get(t.split('/')[1], 1)]
+    plots = {'loss': ('train_GAIN.py: GAIN fine-tuning, --am-mode %s'
+                      % args.am_mode, panels)}
     trainer = build_trainer(updater, stop, args.out,
                             terms + ['validation/main/seg'], plots, evaluator,
                             **cli.trainer_options(args))
     if distributed.is_writer():
         trainer.extend(AttentionSnapshot(model, shown, args.sigma,
-                                         args.omega),
-                       trigger=(args.attention_interval, 'iteration'))
+                                         args.omega, args.am_mode,
+                                         train.class_names),
+                       trigger=every_and_last(args.attention_interval))
     finish(trainer, model, args.out)
 
 

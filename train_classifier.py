@@ -12,6 +12,7 @@ from models import FCN8s, load_model
 from models.fcn8s import CLASSIFICATION_HEAD
 from training import cli
 from training.losses import ClassificationLoss
+from training.plots import term_panel
 from training.trainer import (build_trainer, finish, make_evaluator,
                               make_optimizer)
 
@@ -56,8 +57,10 @@ def main():
     cli.write_run_config(args, model, train)
     keys = ['main/loss', 'validation/main/loss', 'main/accuracy',
             'validation/main/accuracy']
-    trainer = build_trainer(updater, stop, args.out, keys,
-                            {'loss': keys[:2], 'accuracy': keys[2:]},
+    plots = {'loss': ('train_classifier.py: GAIN classification head',
+                      [term_panel('cl', keys[:2]),
+                       term_panel('accuracy', keys[2:])])}
+    trainer = build_trainer(updater, stop, args.out, keys, plots,
                             evaluator, **cli.trainer_options(args))
     finish(trainer, model, args.out)
 

@@ -10,6 +10,7 @@ import chainer
 from models import FCN8s, load_model
 from training import cli
 from training.losses import SegmentationLoss
+from training.plots import term_panel
 from training.trainer import (build_trainer, finish, make_evaluator,
                               make_optimizer)
 
@@ -51,9 +52,14 @@ def main():
     evaluator = make_evaluator(val_it, loss, device)
     cli.write_run_config(args, model, train)
     keys = ['main/loss', 'validation/main/loss']
+    panels = [term_panel('seg', keys)]
     if args.cls_weight:
         keys += ['main/seg', 'main/cl']
-    trainer = build_trainer(updater, stop, args.out, keys, {'loss': keys},
+        panels = [term_panel('loss', keys[:2]),
+                  term_panel('seg', ['main/seg']),
+                  term_panel('cl', ['main/cl'])]
+    plots = {'loss': ('train_fcn.py: FCN8s segmentation', panels)}
+    trainer = build_trainer(updater, stop, args.out, keys, plots,
                             evaluator, **cli.trainer_options(args))
     finish(trainer, model, args.out)
 

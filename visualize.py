@@ -34,6 +34,7 @@ from evaluate import DEFAULT_SPLIT, predict, to_input  # NOQA
 from metrics import class_cams, gt_classes  # NOQA
 from models import load_model  # NOQA
 from training import cli  # NOQA
+from training.plots import show_cam  # NOQA
 from training.progress import progress  # NOQA
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -135,10 +136,20 @@ def analyse(models, img, lbl, wanted, top, device):
 
 
 def _cam_panel(fig, ax, img, cam, title):
-    ax.imshow(img)
-    im = ax.imshow(cam, cmap='jet', vmin=0, vmax=1, alpha=0.5)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    show_cam(fig, ax, img, cam)
     ax.set_title(title, fontsize=9)
+
+
+def _label_legend(ax, lbl, class_names):
+    """Legend of the classes (and the ignore label) present in ``lbl``,
+    under the panel."""
+    values = np.unique(np.where(lbl < 0, 255, lbl))
+    names = dict(enumerate(class_names))
+    names[255] = 'ignore'
+    ax.legend(handles=[mpatches.Patch(color=PALETTE[v] / 255., label=names[v])
+                       for v in values if v in names],
+              loc='upper center', bbox_to_anchor=(0.5, 0.0), fontsize=7,
+              ncol=2, frameon=False)
 
 
 def _save(fig, path, dpi=80):
@@ -152,24 +163,21 @@ def plot_image(path, image_id, img, lbl, result, class_names):
     the trained model's segmentation."""
     classes = result['classes']
     rows = max(1, len(classes))
-    fig, axes = plt.subplots(rows, 5, figsize=(16, 3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 5, figsize=(16, 3 * rows + 0.8),
+                             squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     axes[0, 0].imshow(img)
     axes[0, 0].set_title(image_id, fontsize=9)
-    shown = set(np.unique(result['pred']).tolist())
     if lbl is not None:
         axes[0, 1].imshow(colorize(lbl))
         axes[0, 1].set_title('ground truth', fontsize=9)
-        shown |= set(np.unique(lbl[lbl >= 0]).tolist())
+        _label_legend(axes[0, 1], lbl, class_names)
     else:
         axes[0, 1].text(0.5, 0.5, 'no labels', ha='center', va='center')
     axes[0, 4].imshow(colorize(result['pred']))
     axes[0, 4].set_title('segmentation (after)', fontsize=9)
-    axes[0, 4].legend(handles=[
-        mpatches.Patch(color=PALETTE[c] / 255., label=class_names[c])
-        for c in sorted(shown) if c < len(class_names)],
-        loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    _label_legend(axes[0, 4], result['pred'], class_names)
     for r, c in enumerate(classes):
         for col, (when, cam, score) in enumerate(zip(
                 ('before', 'after'), result['cams'],

@@ -3,12 +3,12 @@ is not a terminal, a bar on one, and never an infinite speed."""
 import io
 
 import chainer
-import chainer.functions as F
 import numpy as np
 import pytest
 from chainer.training import extensions
 from tqdm import tqdm
 
+from conftest import Toy
 from training.progress import (PlainProgress, TrainingProgress, progress,
                                report_stream)
 
@@ -49,18 +49,6 @@ def test_terminal_gets_a_tqdm_bar():
     shown = progress(3, 'x', out=Terminal())
     assert isinstance(shown, tqdm)
     shown.close()
-
-
-class Toy(chainer.Link):
-    def __init__(self):
-        super().__init__()
-        with self.init_scope():
-            self.w = chainer.Parameter(np.ones(1, np.float32))
-
-    def forward(self, x):
-        loss = F.sum(self.w * x)
-        chainer.report({'loss': loss}, self)
-        return loss
 
 
 def run_toy(tmp_path, out, iterations=3):

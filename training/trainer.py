@@ -9,6 +9,7 @@ from models import save_model
 from training import distributed
 from training.guards import (BadSampleCount, FiniteLoss, SkipBadSamples,
                              check_finite_params, find_wrapped)
+from training.plots import PanelPlot
 from training.progress import TrainingProgress, report_stream
 from training.snapshots import Snapshot
 
@@ -29,11 +30,23 @@ class StopTrigger(IntervalTrigger):
         return done >= self.period
 
 
+def every_and_last(interval):
+    """A trigger that fires every ``interval`` iterations and at the last
+    iteration of the run, however short."""
+    every = IntervalTrigger(interval, 'iteration')
+
+    def trigger(trainer):
+        fired = every(trainer)  # called at each iteration: it counts
+        return fired or trainer.stop_trigger(trainer)
+    return trigger
+
+
 def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                   log_interval=10, snapshot_interval=100, resume=None,
                   force=False, eval_interval=100, n_retains=2):
-    """A Trainer with LogReport, PrintReport, TrainingProgress, one PlotReport
-    PNG per entry of ``plots`` (``{name: [keys]}``), the learning rate,
+    """A Trainer with LogReport, PrintReport, TrainingProgress, one figure
+    ``<name>.png`` per entry of ``plots`` (``{name: (title, [Panel])}``,
+    see :class:`training.plots.PanelPlot`), the learning rate,
     a stop on a non-finite loss and resumable snapshots (see
     :mod:`training.snapshots`: a rerun in the same ``out`` continues from
     the newest good one; ``resume`` and ``force`` as the flags, see
@@ -74,9 +87,8 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
         ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time'],
         out=report_stream()))
     trainer.extend(TrainingProgress(log_interval))
-    for name, keys in plots.items():
-        trainer.extend(extensions.PlotReport(
-            keys, 'iteration', trigger=log, filename=name + '.png'))
+    for name, (title, panels) in plots.items():
+        trainer.extend(PanelPlot(panels, name + '.png', title), trigger=log)
     return trainer
 
 
