@@ -10,12 +10,21 @@ is 255 (ignore). ``--out`` becomes a VOC-format directory:
 * ``ImageSets/Segmentation/<split>.txt``;
 * ``JPEGImages/<id>.jpg``: symlinks to the source images (copies where
   links are not possible);
+* ``class_names.txt``: the source's classes, background first, so that
+  ``--dataset voc --data-dir OUT`` reads them with the source's classes.
 
-so ``--dataset voc --data-dir OUT --split SPLIT`` trains on it (the class
-names are then VOC's; labels 0..n_class-1 of any dataset fit). The pseudo
-labels' mIoU against the ground truth, counted on the pixels they label
-(not 255, nor ignored in the ground truth), and the share of pixels they
-label are printed and written to ``OUT/pseudo_labels.json``.
+The pseudo labels' mIoU against the ground truth, counted on the pixels
+they label (not 255, nor ignored in the ground truth), and the share of
+pixels they label are printed and written to ``OUT/pseudo_labels.json``.
+
+Then train a segmentation network on them, validating on the real labels,
+and score it against the ground truth (the script prints these commands
+with its paths filled in):
+
+  python train_fcn.py --dataset voc --data-dir OUT --split SPLIT \
+      --val-data-dir SOURCE --val-split val --out runs/pseudo_fcn
+  python evaluate.py --dataset DATASET --data-dir SOURCE --no-attention \
+      --modelfile runs/pseudo_fcn/model.npz --out runs/pseudo_eval
 """
 import json
 import os
@@ -24,7 +33,7 @@ import shutil
 import numpy as np
 import PIL.Image
 
-from datasets import get_dataset
+from datasets import CLASS_NAMES_FILE, get_dataset
 from datasets.voc import voc_palette
 from evaluate import batches, to_input
 from metrics import (class_cams, confusion_matrix, gt_classes, pseudo_label,
@@ -32,6 +41,15 @@ from metrics import (class_cams, confusion_matrix, gt_classes, pseudo_label,
 from models import load_model
 from training import cli
 from training.progress import progress
+
+NEXT_STEPS = """\
+Train an FCN8s on them, validating on the real labels:
+  python train_fcn.py --dataset voc --data-dir %(out)s --split %(split)s \\
+      --val-data-dir %(source)s --val-split val --out runs/pseudo_fcn
+and score it against the ground truth:
+  python evaluate.py --dataset %(dataset)s --data-dir %(source)s \\
+      --no-attention --modelfile runs/pseudo_fcn/model.npz \\
+      --out runs/pseudo_eval"""
 
 
 def write_label_png(path, label):
@@ -125,9 +143,12 @@ def main():
 
     list_file = os.path.join(dirs[os.path.join('ImageSets', 'Segmentation')],
                              split_name + '.txt')
-    with open(list_file + '.tmp', 'w') as f:
-        f.write('\n'.join(dataset.ids) + '\n')
-    os.replace(list_file + '.tmp', list_file)
+    names_file = os.path.join(args.out, CLASS_NAMES_FILE)
+    for path, lines in ((list_file, dataset.ids),
+                        (names_file, dataset.class_names)):
+        with open(path + '.tmp', 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        os.replace(path + '.tmp', path)
 
     report = label_scores(hist, n_labelled, n_pixels)
     report.update(modelfile=args.modelfile, dataset=args.dataset,
@@ -145,6 +166,8 @@ def main():
           % (len(dataset), args.out,
              '-' if miou is None else '%.2f%%' % (100 * miou),
              100 * report['labelled_share'], args.low, args.high))
+    print(NEXT_STEPS % dict(out=args.out, split=split_name,
+                            source=dataset.data_dir, dataset=args.dataset))
 
 
 if __name__ == '__main__':

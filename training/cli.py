@@ -65,6 +65,10 @@ def parser(description, training=True, iterations=None):
         p.add_argument('--split', default='train', help='training split')
         p.add_argument('--val-split', default='val',
                        help='split evaluated during training ("" for none)')
+        p.add_argument('--val-data-dir', default=None,
+                       help='dataset root of --val-split (default: '
+                       '--data-dir), e.g. the real labels when training on '
+                       'pseudo labels')
         p.add_argument('--iterations', type=int, default=None,
                        help='number of updates (default: %d unless --epochs '
                        'is given; overrides --epochs)' % iterations)
@@ -311,7 +315,8 @@ def prepare(args, default_iterations):
     skip = getattr(args, 'skip_bad', False)
     with missing_files('skip' if skip else 'error'):
         train = get_dataset(args.dataset, args.data_dir, args.split)
-        val = (get_dataset(args.dataset, args.data_dir, args.val_split)
+        val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
+                           args.val_split, train.class_names)
                if args.val_split else None)
     if skip:
         train = SkipBadSamples(train, 'train')
