@@ -34,7 +34,7 @@ def progress(total, desc, unit='image', out=None):
     a context manager), written to ``out`` (default: stderr)."""
     out = out or sys.stderr
     if is_terminal(out):
-        return tqdm(total=total, desc=desc, unit=' ' + unit, file=out,
+        return tqdm(total=total, desc=desc, unit=unit, file=out,
                     dynamic_ncols=True)
     return PlainProgress(total, desc, unit, out)
 
