@@ -1,6 +1,8 @@
 # Two commands for users: `make demo` and `make test`. Both set up .venv first.
-PYTHON ?= python3
-VENV   := .venv
+# PYTHON: the interpreter of a new .venv (default: the first of python3,
+# python3.12, python3.11 and pyenv's 3.12 and 3.11 that is a supported one).
+PYTHON ?=
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
 GPU    ?=
 MPI    ?=
@@ -10,8 +12,31 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP) $(if $(GPU),$(VENV)/.cupy-$(GPU)) $(if $(MPI),$(VENV)/.mpi)
 
-$(STAMP): requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+# The interpreter of a new venv: the first of $(CANDIDATES) whose version is
+# supported (chainer 7.8.1 needs numpy<2, which has no wheels for 3.13).
+SUPPORTED  := 3.11 3.12
+CANDIDATES  = $(or $(PYTHON),python3 python3.12 python3.11 $(wildcard \
+    $(shell pyenv root 2>/dev/null)/versions/3.1[21].*/bin/python3))
+version = $(shell $(1) -c 'import platform; print(platform.python_version())' \
+    2>/dev/null)
+ifeq ($(wildcard $(PY)),)
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),setup)),)
+NEW_PYTHON := $(firstword $(foreach p,$(CANDIDATES),$(if $(filter \
+    $(SUPPORTED),$(basename $(call version,$(p)))),$(p))))
+ifeq ($(NEW_PYTHON),)
+$(error $(or $(PYTHON),python3) is $(or $(addprefix Python ,$(call \
+    version,$(or $(PYTHON),python3))),not a working interpreter); this \
+    project runs on Python 3.11 or 3.12 only (chainer 7.8.1 needs numpy<2, \
+    which has no wheels for 3.13 or newer): install one (pyenv install 3.12, \
+    or your system's python3.12 and python3.12-venv packages) and run \
+    make setup PYTHON=python3.12)
+endif
+endif
+endif
+
+$(STAMP): requirements.txt chainer_compat.py
+	test -x $(PY) || $(NEW_PYTHON) -m venv $(VENV)
+	$(PY) chainer_compat.py    # start-up hook: chainer on Python 3.12
 	$(PY) -m pip install -q "setuptools>=65,<70" wheel
 	$(PY) -m pip install -q --no-build-isolation -r requirements.txt
 	touch $(STAMP)

@@ -240,7 +240,8 @@ def write_media(args, results, pictures, seconds):
         for s, ok in zip(results['seeds'], oks)))
         for claim, oks in check_targets(results))
     text = RESULTS % dict(command=results['command'], seconds=seconds,
-                          summary=summary, per_run=per_run, checks=checks)
+                          summary=summary, per_run=per_run, checks=checks,
+                          seed=results['seeds'][0])
     with open(os.path.join(args.media, 'RESULTS.md'), 'w') as f:
         f.write(text)
     readme = os.path.join(HERE, 'README.md')
@@ -282,9 +283,10 @@ What the demo claims, per seed:
 ![attention mIoU against the threshold](attention_miou_vs_tau.png)
 
 Training curves: [stand-in FCN8s](loss_fcn.png),
-[classifier](loss_classifier.png), [GAIN L_am](loss_gain_am.png),
-[GAIN validation attention](attention_val_gain.png),
-[GAIN_ext L_ext](loss_gain_ext.png).
+[classifier](loss_classifier.png), [GAIN](loss_gain.png) (seed %(seed)d),
+[GAIN's validation attention](attention_val_gain.png),
+[GAIN_ext](loss_gain_ext.png); what GAIN erases at its last iteration:
+[image | CAM | mask | erased image](attention_during_gain.png).
 """
 
 README_SECTION = """`%(command)s`, %(seconds).0f s (percentages, mean ± std over the seeds;
@@ -422,10 +424,12 @@ def main():
         'attention_miou_vs_tau.png': os.path.join(evaluation,
                                                   'attention_miou.png'),
         'loss_classifier.png': os.path.join(cls.out, 'loss.png'),
-        'loss_gain_am.png': os.path.join(first, 'loss_am.png'),
+        'loss_gain.png': os.path.join(first, 'loss.png'),
         'attention_val_gain.png': os.path.join(first, 'attention_val.png'),
         'loss_gain_ext.png': os.path.join(runs['GAIN_ext'][0].out,
-                                          'loss_ext.png'),
+                                          'loss.png'),
+        'attention_during_gain.png': os.path.join(
+            first, 'attention', 'iter_%06d.png' % cfg['gain_iterations']),
     }
     if not shipped:
         pictures['loss_fcn.png'] = os.path.join(out, 'fcn', 'loss.png')

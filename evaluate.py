@@ -30,6 +30,7 @@ from metrics import (AttentionMetrics, class_cams, confusion_matrix,
 from metrics.attention import DEFAULT_TAU
 from models import load_model
 from training import cli, outdir
+from training.progress import progress
 
 # (key, title[, scale]): values are shown as scale * value, 2 decimals.
 COLUMNS = [('accuracy', 'Accuracy'), ('accuracy_class', 'Accuracy Class'),
@@ -99,9 +100,10 @@ def predict(model, imgs, device, x=None):
     return to_cpu(seg), to_cpu(logits)
 
 
-def evaluate_model(model, dataset, device, batch_size=8, metrics=None):
-    """Run ``model`` over ``dataset`` once and return the metrics' results
-    merged in one dict.
+def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
+                   desc='evaluate'):
+    """Run ``model`` over ``dataset`` once (progress on stderr, labelled
+    ``desc``) and return the metrics' results merged in one dict.
 
     Each metric gets ``add(lbl, outputs)`` per image with ``outputs``:
     ``segmentation`` ``(H, W)``, ``logits`` ``(K,)`` and, when a metric has
@@ -111,6 +113,7 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None):
     metrics = metrics or [SegmentationMetrics(dataset.n_class),
                           ClassificationMetrics(dataset.n_class)]
     needs_cams = any(getattr(m, 'needs_cams', False) for m in metrics)
+    shown = progress(len(dataset), desc)
     for batch in batches(dataset, batch_size):
         x = to_input([img for img, _ in batch], device)
         seg, logits = predict(model, None, device, x)
@@ -122,6 +125,8 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None):
                 outputs.update(cams=cams[i], cam_classes=classes[i])
             for m in metrics:
                 m.add(lbl, outputs)
+        shown.update(len(batch))
+    shown.close()
     result = {}
     for m in metrics:
         result.update(m.result())
@@ -215,7 +220,9 @@ def main():
     p.add_argument('--split', default=None,
                    help='split to evaluate (default: test for shapes, '
                    'seg11valid for voc)')
-    p.add_argument('--batch-size', type=cli.positive(int), default=8)
+    p.add_argument('--batch-size', type=cli.positive(int), default=8,
+                   help='images per forward pass (consecutive images of '
+                   'one size)')
     p.add_argument('--tau', type=float, default=DEFAULT_TAU,
                    help='fixed CAM threshold of the "Attention mIoU @tau" '
                    'column (GAIN\'s soft-mask threshold sigma), in (0, 1)')
@@ -262,7 +269,8 @@ def main():
         if not args.no_attention:
             metrics.append(AttentionMetrics(dataset.n_class, tau=args.tau))
         results[name] = evaluate_model(model, dataset, device,
-                                       args.batch_size, metrics)
+                                       args.batch_size, metrics,
+                                       'evaluate %s' % name)
         results[name]['modelfile'] = path
     rows = []
     for name in names:

@@ -10,12 +10,21 @@ is 255 (ignore). ``--out`` becomes a VOC-format directory:
 * ``ImageSets/Segmentation/<split>.txt``;
 * ``JPEGImages/<id>.jpg``: symlinks to the source images (copies where
   links are not possible);
+* ``class_names.txt``: the source's classes, background first, so that
+  ``--dataset voc --data-dir OUT`` reads them with the source's classes.
 
-so ``--dataset voc --data-dir OUT --split SPLIT`` trains on it (the class
-names are then VOC's; labels 0..n_class-1 of any dataset fit). The pseudo
-labels' mIoU against the ground truth, counted on the pixels they label
-(not 255, nor ignored in the ground truth), and the share of pixels they
-label are printed and written to ``OUT/pseudo_labels.json``.
+The pseudo labels' mIoU against the ground truth, counted on the pixels
+they label (not 255, nor ignored in the ground truth), and the share of
+pixels they label are printed and written to ``OUT/pseudo_labels.json``.
+
+Then train a segmentation network on them, validating on the real labels,
+and score it against the ground truth (the script prints these commands
+with its paths filled in):
+
+  python train_fcn.py --dataset voc --data-dir OUT --split SPLIT \
+      --val-data-dir SOURCE --val-split val --out runs/pseudo_fcn
+  python evaluate.py --dataset DATASET --data-dir SOURCE --no-attention \
+      --modelfile runs/pseudo_fcn/model.npz --out runs/pseudo_eval
 """
 import json
 import os
@@ -24,13 +33,23 @@ import shutil
 import numpy as np
 import PIL.Image
 
-from datasets import get_dataset
+from datasets import CLASS_NAMES_FILE, get_dataset
 from datasets.voc import voc_palette
 from evaluate import batches, to_input
 from metrics import (class_cams, confusion_matrix, gt_classes, pseudo_label,
                      segmentation_scores)
 from models import load_model
 from training import cli, outdir
+from training.progress import progress
+
+NEXT_STEPS = """\
+Train an FCN8s on them, validating on the real labels:
+  python train_fcn.py --dataset voc --data-dir %(out)s --split %(split)s \\
+      --val-data-dir %(source)s --val-split val --out runs/pseudo_fcn
+and score it against the ground truth:
+  python evaluate.py --dataset %(dataset)s --data-dir %(source)s \\
+      --no-attention --modelfile runs/pseudo_fcn/model.npz \\
+      --out runs/pseudo_eval"""
 
 
 def write_label_png(path, label):
@@ -78,7 +97,9 @@ def main():
                    help='normalised CAM below which a pixel is background')
     p.add_argument('--high', type=float, default=0.6,
                    help='normalised CAM from which a pixel takes the class')
-    p.add_argument('--batch-size', type=cli.positive(int), default=8)
+    p.add_argument('--batch-size', type=cli.positive(int), default=8,
+                   help='images per forward pass (consecutive images of '
+                   'one size)')
     args = p.parse_args()
     if not 0 <= args.low <= args.high <= 1:
         raise cli.UsageError('need 0 <= --low <= --high <= 1, got %g, %g'
@@ -105,6 +126,7 @@ def main():
     hist = np.zeros((n, n), np.int64)
     n_labelled = n_pixels = 0
     index = 0
+    shown = progress(len(dataset), 'pseudo labels')
     for batch in batches(dataset, args.batch_size):
         classes = [gt_classes(lbl, n) for _, lbl in batch]
         cams = class_cams(model, to_input([img for img, _ in batch], device),
@@ -121,12 +143,17 @@ def main():
             n_labelled += int(labelled.sum())
             n_pixels += label.size
             index += 1
+        shown.update(len(batch))
+    shown.close()
 
     list_file = os.path.join(dirs[os.path.join('ImageSets', 'Segmentation')],
                              split_name + '.txt')
-    with open(list_file + '.tmp', 'w') as f:
-        f.write('\n'.join(dataset.ids) + '\n')
-    os.replace(list_file + '.tmp', list_file)
+    names_file = os.path.join(args.out, CLASS_NAMES_FILE)
+    for path, lines in ((list_file, dataset.ids),
+                        (names_file, dataset.class_names)):
+        with open(path + '.tmp', 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        os.replace(path + '.tmp', path)
 
     report = label_scores(hist, n_labelled, n_pixels)
     report.update(modelfile=args.modelfile, dataset=args.dataset,
@@ -144,6 +171,8 @@ def main():
           % (len(dataset), args.out,
              '-' if miou is None else '%.2f%%' % (100 * miou),
              100 * report['labelled_share'], args.low, args.high))
+    print(NEXT_STEPS % dict(out=args.out, split=split_name,
+                            source=dataset.data_dir, dataset=args.dataset))
 
 
 if __name__ == '__main__':

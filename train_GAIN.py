@@ -19,9 +19,13 @@ from training import cli, distributed
 from training.extensions import AttentionEvaluator, AttentionSnapshot
 from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
                                 parse_warmup)
-from training.trainer import (build_trainer, finish, make_evaluator,
-                              make_optimizer)
+from training.plots import term_panel
+from training.trainer import (build_trainer, every_and_last, finish,
+                              make_evaluator, make_optimizer)
 from training.updaters import GAINUpdater
+
+
+ITERATIONS = 200  # without --iterations or --epochs
 
 
 def add_gain_flags(p):
@@ -116,17 +120,23 @@ def pick_ext_images(n_images, value, seed):
     return np.sort(rng.choice(n_images, n, replace=False))
 
 
+def warmup_flag(args, name):
+    """:func:`parse_warmup` of a flag; a bad value is a UsageError naming
+    the flag."""
+    try:
+        return parse_warmup(getattr(args, name))
+    except ValueError as e:
+        raise cli.UsageError('--%s: %s' % (name.replace('_', '-'), e))
+
+
 def main():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, iterations=ITERATIONS)
     add_gain_flags(p)
     args = p.parse_args()
     weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
                    ext=args.ext_weight)  # ranges checked by cli.prepare
-    try:
-        am_warmup, ext_warmup = (parse_warmup(args.am_warmup),
-                                 parse_warmup(args.ext_warmup))
-    except ValueError as e:
-        raise cli.UsageError(str(e))
+    am_warmup, ext_warmup = (warmup_flag(args, 'am_warmup'),
+                             warmup_flag(args, 'ext_warmup'))
 
     ext_images = parse_ext_images(args.ext_images)
     if (ext_images > 0) != (args.ext_weight > 0):
@@ -135,7 +145,8 @@ def main():
             '--ext-weight (> 0); got --ext-images %s --ext-weight %g'
             % (args.ext_images, args.ext_weight))
 
-    device, stop, train, val = cli.prepare(args, default_iterations=200)
+    device, stop, train, val = cli.prepare(args,
+                                           default_iterations=ITERATIONS)
     model, _ = load_model(args.modelfile, n_class=train.n_class,
                           require_head=True)
     if model.head_trained_by is None:
@@ -155,8 +166,10 @@ def main():
         args.batch_size)
     updater = GAINUpdater(train_it, optimizer, device=device)
     shown = training_data(val if val is not None else train)
-    # Up to 4 pictures of one size (they are stacked into one batch).
+    # Up to 4 pictures of one size (they are stacked into one batch), with
+    # a class to erase where there is one.
     shown = [shown[i] for i in range(min(16, len(shown)))]
+    shown = [e for e in shown if e[2].any()] or shown[:1]
     shown = [e for e in shown if e[0].shape == shown[0][0].shape][:4]
     evaluator = make_evaluator(cli.val_iterator(val, args.batch_size), loss,
                                device, loss.evaluate)
@@ -166,8 +179,11 @@ def main():
         with open(os.path.join(args.out, 'ext_images.txt'), 'w') as f:
             f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
     terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
-    plots = {'loss_' + t.split('/')[1]: [t] for t in terms}
-    plots['loss_val'] = ['validation/main/cl', 'validation/main/seg']
+    panels = [term_panel(t.split('/')[1], [t, 'validation/' + t]
+                         if t in ('main/cl', 'main/seg') else [t])
+              for t in terms if weights.get(t.split('/')[1], 1)]
+    plots = {'loss': ('train_GAIN.py: GAIN fine-tuning, --am-mode %s'
+                      % args.am_mode, panels)}
     report = terms + ['validation/main/seg']
     validators = []
     if distributed.is_writer():
@@ -179,15 +195,19 @@ def main():
         if val is not None:
             validators.append(attention)
             report += ['validation/main/pointing', 'validation/main/energy']
-            plots['attention_val'] = ['validation/main/' + k
-                                      for k in AttentionEvaluator.KEYS]
+            plots['attention_val'] = (
+                'train_GAIN.py: attention on %d validation images'
+                % attention.n_images,
+                [term_panel(k, ['validation/main/' + k])
+                 for k in AttentionEvaluator.KEYS])
     trainer = build_trainer(updater, stop, args.out, report, plots,
                             evaluator, validators=validators,
                             **cli.trainer_options(args))
     if distributed.is_writer():
         trainer.extend(AttentionSnapshot(model, shown, args.sigma,
-                                         args.omega),
-                       trigger=(args.attention_interval, 'iteration'))
+                                         args.omega, args.am_mode,
+                                         train.class_names),
+                       trigger=every_and_last(args.attention_interval))
     finish(trainer, model, args.out)
 
 

@@ -13,12 +13,16 @@ from models import FCN8s, load_model
 from models.fcn8s import CLASSIFICATION_HEAD
 from training import cli
 from training.losses import ClassificationLoss
+from training.plots import term_panel
 from training.trainer import (build_trainer, finish, make_evaluator,
                               make_optimizer)
 
 
+ITERATIONS = 500  # without --iterations or --epochs
+
+
 def main():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, iterations=ITERATIONS)
     p.add_argument('--modelfile', default=None,
                    help='FCN8s npz (fcn\'s or one of this project\'s); '
                    'without it a fresh FCN8s of --width, with --train-trunk')
@@ -35,7 +39,8 @@ def main():
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
     args = p.parse_args()
 
-    device, stop, train, val = cli.prepare(args, default_iterations=500)
+    device, stop, train, val = cli.prepare(args,
+                                           default_iterations=ITERATIONS)
     if args.modelfile:
         model, has_head = load_model(args.modelfile, n_class=train.n_class)
         if not (args.keep_head and has_head):
@@ -60,8 +65,10 @@ def main():
     cli.write_run_config(args, model, train)
     keys = ['main/loss', 'validation/main/loss', 'main/accuracy',
             'validation/main/accuracy']
-    trainer = build_trainer(updater, stop, args.out, keys,
-                            {'loss': keys[:2], 'accuracy': keys[2:]},
+    plots = {'loss': ('train_classifier.py: GAIN classification head',
+                      [term_panel('cl', keys[:2]),
+                       term_panel('accuracy', keys[2:])])}
+    trainer = build_trainer(updater, stop, args.out, keys, plots,
                             evaluator, **cli.trainer_options(args))
     finish(trainer, model, args.out)
 

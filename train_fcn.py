@@ -11,11 +11,15 @@ from models import FCN8s, load_model
 from training import cli
 from training.extensions import MeanIUEvaluator
 from training.losses import SegmentationLoss
+from training.plots import term_panel
 from training.trainer import build_trainer, finish, make_optimizer
 
 
+ITERATIONS = 1000  # without --iterations or --epochs
+
+
 def main():
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, iterations=ITERATIONS)
     p.add_argument('--out', default='runs/fcn', help='output directory')
     p.add_argument('--modelfile', default=None,
                    help='FCN8s npz to start from (default: train from '
@@ -23,13 +27,15 @@ def main():
     p.add_argument('--width', type=cli.positive(float), default=0.0625,
                    help='channel multiplier of a model trained from scratch')
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
-    p.add_argument('--weight-decay', type=float, default=1e-4)
+    p.add_argument('--weight-decay', type=float, default=1e-4,
+                   help='L2 weight decay added to every gradient')
     p.add_argument('--cls-weight', type=float, default=0.0,
                    help='weight of a multi-label classification loss of the '
                    'GAIN head trained with the trunk (0: segmentation only)')
     args = p.parse_args()
 
-    device, stop, train, val = cli.prepare(args, default_iterations=1000)
+    device, stop, train, val = cli.prepare(args,
+                                           default_iterations=ITERATIONS)
     if args.modelfile:
         model, _ = load_model(args.modelfile, n_class=train.n_class,
                               width=cli.given(args, 'width'))
@@ -50,12 +56,16 @@ def main():
                  if val_it is not None else None)
     cli.write_run_config(args, model, train)
     keys = ['main/loss', 'validation/main/loss']
+    panels = [term_panel('seg', keys)]
     if args.cls_weight:
         keys += ['main/seg', 'main/cl']
-    plots = {'loss': keys}
+        panels = [term_panel('loss', keys[:2]),
+                  term_panel('seg', ['main/seg']),
+                  term_panel('cl', ['main/cl'])]
     if evaluator is not None:
         keys.append('validation/main/mean_iu')
-        plots['mean_iu'] = ['validation/main/mean_iu']
+        panels.append(term_panel('mean_iu', ['validation/main/mean_iu']))
+    plots = {'loss': ('train_fcn.py: FCN8s segmentation', panels)}
     trainer = build_trainer(updater, stop, args.out, keys, plots,
                             evaluator, **cli.trainer_options(args))
     finish(trainer, model, args.out)

@@ -18,6 +18,7 @@ values, ``class_names`` and the sigmoid ``scores_before``/``scores_after``
 ``(C,)``.
 """
 import os
+import sys
 
 import matplotlib
 import numpy as np
@@ -26,13 +27,15 @@ matplotlib.use('Agg')
 import matplotlib.patches as mpatches  # NOQA
 import matplotlib.pyplot as plt  # NOQA
 
-from datasets import VOC_CLASS_NAMES, get_dataset  # NOQA
+from datasets import VOC_CLASS_NAMES, DatasetError, get_dataset  # NOQA
 from datasets.voc import voc_palette  # NOQA
 from datasets.voc import read_image  # NOQA
 from evaluate import DEFAULT_SPLIT, predict, to_input  # NOQA
 from metrics import class_cams, gt_classes  # NOQA
 from models import load_model  # NOQA
 from training import cli, outdir  # NOQA
+from training.plots import show_cam  # NOQA
+from training.progress import progress  # NOQA
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 PALETTE = np.asarray(voc_palette(), np.uint8).reshape(256, 3)
@@ -86,21 +89,21 @@ def list_images(folder):
              os.path.join(folder, f)) for s, f in zip(stems, files)]
 
 
-def examples(images, dataset):
-    """``(id, img, lbl or None)`` of the images of a folder or of a
-    dataset, lazily."""
-    if images:
-        for image_id, path in list_images(images):
+def examples(files, dataset):
+    """``(id, img, lbl or None, error)`` of the images ``files``
+    (``[(id, path)]``, see :func:`list_images`) or of a dataset, lazily;
+    ``error`` is None, or for an unreadable file the one-line reason (and
+    ``img`` None)."""
+    if files:
+        for image_id, path in files:
             try:
-                img = read_image(path)
-            except OSError as e:
-                raise cli.UsageError('%s: not a readable image (%s)'
-                                     % (path, e))
-            yield image_id, img, None
+                yield image_id, read_image(path), None, None
+            except DatasetError as e:
+                yield image_id, None, None, str(e)
         return
     for i in range(len(dataset)):
         img, lbl = dataset[i]
-        yield dataset.ids[i], img, lbl
+        yield dataset.ids[i], img, lbl, None
 
 
 def analyse(models, img, lbl, wanted, top, device):
@@ -133,10 +136,20 @@ def analyse(models, img, lbl, wanted, top, device):
 
 
 def _cam_panel(fig, ax, img, cam, title):
-    ax.imshow(img)
-    im = ax.imshow(cam, cmap='jet', vmin=0, vmax=1, alpha=0.5)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    show_cam(fig, ax, img, cam)
     ax.set_title(title, fontsize=9)
+
+
+def _label_legend(ax, lbl, class_names):
+    """Legend of the classes (and the ignore label) present in ``lbl``,
+    under the panel."""
+    values = np.unique(np.where(lbl < 0, 255, lbl))
+    names = dict(enumerate(class_names))
+    names[255] = 'ignore'
+    ax.legend(handles=[mpatches.Patch(color=PALETTE[v] / 255., label=names[v])
+                       for v in values if v in names],
+              loc='upper center', bbox_to_anchor=(0.5, 0.0), fontsize=7,
+              ncol=2, frameon=False)
 
 
 def _save(fig, path, dpi=80):
@@ -150,24 +163,21 @@ def plot_image(path, image_id, img, lbl, result, class_names):
     the trained model's segmentation."""
     classes = result['classes']
     rows = max(1, len(classes))
-    fig, axes = plt.subplots(rows, 5, figsize=(16, 3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 5, figsize=(16, 3 * rows + 0.8),
+                             squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     axes[0, 0].imshow(img)
     axes[0, 0].set_title(image_id, fontsize=9)
-    shown = set(np.unique(result['pred']).tolist())
     if lbl is not None:
         axes[0, 1].imshow(colorize(lbl))
         axes[0, 1].set_title('ground truth', fontsize=9)
-        shown |= set(np.unique(lbl[lbl >= 0]).tolist())
+        _label_legend(axes[0, 1], lbl, class_names)
     else:
         axes[0, 1].text(0.5, 0.5, 'no labels', ha='center', va='center')
     axes[0, 4].imshow(colorize(result['pred']))
     axes[0, 4].set_title('segmentation (after)', fontsize=9)
-    axes[0, 4].legend(handles=[
-        mpatches.Patch(color=PALETTE[c] / 255., label=class_names[c])
-        for c in sorted(shown) if c < len(class_names)],
-        loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    _label_legend(axes[0, 4], result['pred'], class_names)
     for r, c in enumerate(classes):
         for col, (when, cam, score) in enumerate(zip(
                 ('before', 'after'), result['cams'],
@@ -259,10 +269,19 @@ def main():
     if args.save_cams:
         os.makedirs(os.path.join(args.out, 'cams'), exist_ok=True)
     limit = None if args.all else args.num
-    overview, written = [], 0
-    for image_id, img, lbl in examples(args.images, dataset):
+    files = list_images(args.images) if args.images else None
+    n = len(files) if files else len(dataset)
+    shown = progress(n if limit is None or wanted is not None
+                     else min(limit, n), 'visualize')
+    overview, written, unreadable = [], 0, 0
+    for image_id, img, lbl, error in examples(files, dataset):
         if limit is not None and written >= limit:
             break
+        shown.update()
+        if error:
+            print('warning: %s; skipped' % error, file=sys.stderr)
+            unreadable += 1
+            continue
         result = analyse(models, img, lbl, wanted, args.top, device)
         if wanted is not None and not len(result['classes']):
             continue  # none of the requested classes in this image
@@ -275,11 +294,16 @@ def main():
         if len(result['classes']) and len(overview) < OVERVIEW_ROWS:
             overview.append((image_id, img, result))
         written += 1
+    shown.close()
     if overview:
         plot_overview(os.path.join(args.out, 'overview.png'), overview,
                       class_names)
-    print('wrote %d images%s to %s' % (
-        written, ' and overview.png' if overview else '', args.out))
+    if unreadable and not written:
+        raise cli.UsageError('--images %s: none of its %d jpg/png files is '
+                             'a readable image' % (args.images, unreadable))
+    print('wrote %d images%s to %s%s' % (
+        written, ' and overview.png' if overview else '', args.out,
+        '; skipped %d unreadable files' % unreadable if unreadable else ''))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
 """Datasets: the VOC-format reader and the embedded ``shapes`` dataset."""
+import chainer_compat  # NOQA: before chainer (Python 3.12)
 import os
 
 from chainer.datasets import TransformDataset
@@ -12,7 +13,28 @@ DATASETS = ('shapes', 'voc')
 DEFAULT_VOC_DIR = os.path.expanduser('~/data/datasets/VOC/VOCdevkit/VOC2012')
 
 
-def get_dataset(name, data_dir=None, split='train'):
+CLASS_NAMES_FILE = 'class_names.txt'
+
+
+def read_class_names(data_dir):
+    """The class names of ``data_dir/class_names.txt`` (one per line,
+    background first, as make_pseudo_labels.py writes them), or None
+    without that file."""
+    path = os.path.join(data_dir, CLASS_NAMES_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding='utf-8') as f:
+            names = tuple(line.strip() for line in f if line.strip())
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError('%s: unreadable (%s)' % (path, e))
+    if len(names) < 2:
+        raise DatasetError('%s: needs background and at least one class, '
+                           'one name a line' % path)
+    return names
+
+
+def get_dataset(name, data_dir=None, split='train', class_names=None):
     """The raw ``(img, lbl)`` dataset of a split.
 
     Args:
@@ -21,17 +43,27 @@ def get_dataset(name, data_dir=None, split='train'):
         data_dir: dataset root; default the shapes cache or
             ``~/data/datasets/VOC/VOCdevkit/VOC2012``.
         split: split name or list file.
+        class_names: the classes the split must have (a val split takes
+            its training split's); for ``voc`` by default those of
+            ``data_dir/class_names.txt``, else VOC's 21.
     """
     if name == 'shapes':
         from datasets import shapes
         if data_dir is None:
             data_dir = shapes.ensure()
-        return VOCSegmentation(data_dir, split, shapes.CLASS_NAMES)
-    if name == 'voc':
-        return VOCSegmentation(data_dir or DEFAULT_VOC_DIR, split,
-                               VOC_CLASS_NAMES)
-    raise DatasetError('--dataset must be one of %s, got %r'
-                       % (', '.join(DATASETS), name))
+        names = shapes.CLASS_NAMES
+    elif name == 'voc':
+        data_dir = data_dir or DEFAULT_VOC_DIR
+        names = (read_class_names(data_dir) or class_names or
+                 VOC_CLASS_NAMES)
+    else:
+        raise DatasetError('--dataset must be one of %s, got %r'
+                           % (', '.join(DATASETS), name))
+    if class_names is not None and tuple(class_names) != tuple(names):
+        raise DatasetError('%s: classes %s differ from the training '
+                           'data\'s %s' % (data_dir, ', '.join(names),
+                                            ', '.join(class_names)))
+    return VOCSegmentation(data_dir, split, names)
 
 
 def training_data(dataset, flip=False):

@@ -60,6 +60,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from datasets.voc import voc_palette
+from training.progress import progress
 
 VERSION = 1
 CLASS_NAMES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
@@ -77,6 +78,12 @@ CORE = 0.2, 0.32, 0.68          # cue_core geometry (fractions of the side)
 SUPERSAMPLE = 4
 OWN_FILES = ('JPEGImages', 'SegmentationClass', 'ImageSets', 'meta.json')
 DEFAULTS = dict(size=96, n_train=600, n_val=100, n_test=200, bias=0.9)
+FLAG_HELP = dict(size='side of the square images in pixels (>= 48)',
+                 n_train='images in the train split',
+                 n_val='images in the val split',
+                 n_test='images in the test split (cues independent of '
+                 'the classes)',
+                 bias='P(cue | its class) in train and val, in [0, 1]')
 
 
 def cue_core(cue, size):
@@ -267,6 +274,8 @@ def generate(root, seed=0, size=96, n_train=600, n_val=100, n_test=200,
         os.makedirs(d, exist_ok=True)
     palette = voc_palette()
     images = {}
+    shown = progress(sum(params['n_' + s] for s in SPLITS),
+                     'generating the shapes dataset')
     for s, split in enumerate(SPLITS):
         ids = ['%s_%05d' % (split, i) for i in range(params['n_' + split])]
         for i, id_ in enumerate(ids):
@@ -280,9 +289,11 @@ def generate(root, seed=0, size=96, n_train=600, n_val=100, n_test=200,
             png.putpalette(palette)
             png.save(os.path.join(dirs['SegmentationClass'], id_ + '.png'))
             images[id_] = dict(split=split, **info)
+            shown.update()
         with open(os.path.join(dirs['ImageSets/Segmentation'],
                                split + '.txt'), 'w') as f:
             f.write(''.join(id_ + '\n' for id_ in ids))
+    shown.close()
     meta = dict(version=VERSION, params=params, class_names=CLASS_NAMES,
                 cue_names=CUE_NAMES, cue_of_class=dict(
                     zip(CLASS_NAMES[1:], CUE_NAMES)),
@@ -397,15 +408,22 @@ def format_statistics(stats, split):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--out', help='directory (default: data/shapes-seed<S>)')
-    ap.add_argument('--seed', type=int, default=0)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] + ' Generates it (or reuses '
+        'one made with the same parameters) and prints its bias statistics.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument('--out', default=argparse.SUPPRESS,
+                    help='directory (default: data/shapes-seed<S> in the '
+                    'project)')
+    ap.add_argument('--seed', type=int, default=0,
+                    help='seed of every image (same seed, same files)')
     for k, v in DEFAULTS.items():
-        ap.add_argument('--' + k.replace('_', '-'), type=type(v), default=v)
+        ap.add_argument('--' + k.replace('_', '-'), type=type(v), default=v,
+                        help=FLAG_HELP[k])
     args = vars(ap.parse_args(argv))
     if args['seed'] < 0:
         ap.error('--seed must be >= 0, got %d' % args['seed'])
-    root = ensure(args.pop('out'), **args)
+    root = ensure(args.pop('out', None), **args)
     print(root)
     for split in SPLITS:
         print(format_statistics(bias_statistics(root, split), split))

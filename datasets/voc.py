@@ -40,18 +40,11 @@ VOC_CLASS_NAMES = (
 
 
 def voc_palette():
-    """Standard PASCAL VOC colour map: list of 768 ints (256 RGB)."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
+    """Standard PASCAL VOC colour map (the devkit's VOClabelcolormap, from
+    ``fcn.utils.label_colormap``): list of 768 ints (256 RGB)."""
+    import fcn.utils  # imports scipy and skimage: only when drawing
+    colours = fcn.utils.label_colormap(256) * 255
+    return [int(v) for v in colours.round().astype(np.uint8).ravel()]
 
 
 class DatasetError(ValueError):

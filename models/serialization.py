@@ -148,11 +148,19 @@ def _first_line(e):
     return text[0] if text else type(e).__name__
 
 
+def _is_npy(path):
+    with open(path, 'rb') as f:
+        return f.read(6) == b'\x93NUMPY'
+
+
 def _read_npz(path):
     if os.path.isdir(path):
         raise ModelFileError('%s: is a directory, not a model file' % path)
     if not os.path.isfile(path):
         raise ModelFileError('%s: no such model file' % path)
+    if not zipfile.is_zipfile(path) and not _is_npy(path):
+        raise ModelFileError('%s: not a model file (not an npz archive)'
+                             % path)
     try:
         with open(path, 'rb') as f:
             magic = f.read(6)

@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny VOC-format directory and a thin model."""
 import os
 
+import chainer
+import chainer.functions as F
 import numpy as np
 import PIL.Image
 import pytest
@@ -84,6 +86,18 @@ def error_line(err):
     lines = [l for l in err.splitlines() if l.startswith('error:')]
     assert len(lines) == 1, err
     return lines[0]
+class Toy(chainer.Link):
+    """A one-parameter link that reports its loss, for toy trainers."""
+
+    def __init__(self):
+        super().__init__()
+        with self.init_scope():
+            self.w = chainer.Parameter(np.ones(1, np.float32))
+
+    def forward(self, x):
+        loss = F.sum(self.w * x)
+        chainer.report({'loss': loss}, self)
+        return loss
 
 
 def run_script(script, argv, monkeypatch, capsys):

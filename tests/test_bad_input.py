@@ -64,7 +64,7 @@ def files(tmp_path_factory):
     ('missing', 'train_classifier', 'no such model file'),
     ('dir', 'train_classifier', 'is a directory'),
     ('text', 'train_classifier', 'not a model file (not an npz archive)'),
-    ('truncated', 'train_classifier', 'not a readable npz model file'),
+    ('truncated', 'train_classifier', 'not a model file'),
     ('npy', 'train_classifier', 'a single array'),
     ('vgg', 'train_classifier', 'not an FCN8s model file'),
     ('n5', 'train_classifier', 'has n_class=5, expected 21'),
@@ -309,6 +309,9 @@ def test_tiny_images_through_fcn8s(thin_model, size):
     ('train_GAIN', ['--ext-images', '20'], 'GAIN_ext needs both'),
     ('train_GAIN', ['--ext-weight', '1'], 'GAIN_ext needs both'),
     ('train_GAIN', ['--ext-images', 'abc'], '--ext-images must be'),
+    ('train_GAIN', ['--am-warmup', '3x'], "--am-warmup: warm-up must be N"),
+    ('train_GAIN', ['--ext-warmup=-1'],
+     '--ext-warmup: warm-up must be a finite number >= 0'),
 ])
 def test_flags_out_of_range(files, tmp_path, monkeypatch, capsys, script,
                             flags, message):

@@ -151,3 +151,58 @@ def test_unknown_class_and_empty_folder_are_usage_errors(setup, tmp_path,
                       '--out', str(tmp_path / 'vis')] + extra, monkeypatch)
         assert e.value.code == 2
         assert capsys.readouterr().err.startswith('error: ')
+
+
+def test_unreadable_own_images_are_skipped_and_counted(setup, tmp_path,
+                                                       monkeypatch, capsys):
+    voc, written, (a, b) = setup
+    folder = tmp_path / 'mine'
+    folder.mkdir()
+    PIL.Image.fromarray(written['val_000'][0]).save(str(folder / 'a.jpg'))
+    (folder / 'b.jpg').write_bytes(b'not a jpeg')
+    (folder / 'c.png').write_bytes(b'\x89PNG\r\n\x1a\n truncated')
+    out = str(tmp_path / 'vis')
+    args = ['--dataset', 'voc', '--pretrained', a, '--trained', b,
+            '--out', out, '--images', str(folder)]
+    run_main(args, monkeypatch)
+    stdout, err = capsys.readouterr()
+    assert sorted(os.listdir(out)) == ['a.png', 'overview.png']
+    assert 'wrote 1 images' in stdout
+    assert 'skipped 2 unreadable files' in stdout
+    warnings = [l for l in err.splitlines() if l.startswith('warning: ')]
+    assert len(warnings) == 2
+    assert 'b.jpg' in warnings[0] and 'c.png' in warnings[1]
+    assert 'Traceback' not in err
+
+    (folder / 'a.jpg').write_bytes(b'')
+    with pytest.raises(SystemExit) as e:
+        run_main(args, monkeypatch)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith('error: --images %s: none of its 3' % folder)
+
+
+def test_ground_truth_and_prediction_panels_have_legends(monkeypatch):
+    drawn = []
+    monkeypatch.setattr(visualize, '_save', lambda fig, path: drawn.append(
+        fig))
+    names = ('background', 'disc', 'square', 'ring')
+    lbl = np.zeros((8, 8), np.int32)
+    lbl[:2], lbl[2], lbl[5:] = 1, -1, 3
+    pred = np.zeros((8, 8), np.int64)
+    pred[4:] = 2
+    cam = np.linspace(0, 1, 64, dtype=np.float32).reshape(1, 8, 8)
+    result = dict(classes=np.array([1]), cams=[cam, cam * 0],
+                  scores=[np.array([0.7]), np.array([0.2])], pred=pred)
+    visualize.plot_image('x.png', 'x', np.zeros((8, 8, 3), np.uint8), lbl,
+                         result, names)
+    axes = drawn[0].axes
+
+    def legend(ax):
+        return [t.get_text() for t in ax.get_legend().get_texts()]
+    gt = [ax for ax in axes if ax.get_title() == 'ground truth'][0]
+    assert legend(gt) == ['background', 'disc', 'ring', 'ignore']
+    seg = [ax for ax in axes if ax.get_title() == 'segmentation (after)'][0]
+    assert legend(seg) == ['background', 'square']
+    after = [ax for ax in axes if ax.get_title().startswith('after')][0]
+    assert [t.get_text() for t in after.texts] == ['all-zero CAM']

@@ -38,11 +38,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, 'error: %s (see %s --help)\n' % (message, self.prog))
 
 
-def parser(description, training=True):
-    """Argument parser with the flags every script takes."""
-    p = _Parser(
-        description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written; each flag's default once, after its
+    help, unless it has none (None, False) or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if (not action.option_strings or 'default' in text or
+                action.default in (None, argparse.SUPPRESS) or
+                action.default is False):
+            return text
+        return text + ' (default: %(default)s)'
+
+
+def parser(description, training=True, iterations=None):
+    """Argument parser with the flags every script takes; ``iterations``:
+    the length of a training run without --iterations or --epochs."""
+    p = _Parser(description=description, formatter_class=HelpFormatter)
     p.add_argument('--device', default='-1',
                    help='-1 for CPU, N for GPU N, or a chainer device '
                    'spec such as @numpy or @cupy:0')
@@ -59,8 +71,13 @@ def parser(description, training=True):
         p.add_argument('--split', default='train', help='training split')
         p.add_argument('--val-split', default='val',
                        help='split evaluated during training ("" for none)')
+        p.add_argument('--val-data-dir', default=None,
+                       help='dataset root of --val-split (default: '
+                       '--data-dir), e.g. the real labels when training on '
+                       'pseudo labels')
         p.add_argument('--iterations', type=int, default=None,
-                       help='number of updates (overrides --epochs)')
+                       help='number of updates (default: %d unless --epochs '
+                       'is given; overrides --epochs)' % iterations)
         p.add_argument('--epochs', type=float, default=None,
                        help='number of passes over the training split')
         p.add_argument('--batch-size', type=int, default=8,
@@ -358,7 +375,8 @@ def prepare(args, default_iterations):
     skip = getattr(args, 'skip_bad', False)
     with missing_files('skip' if skip else 'error'):
         train = get_dataset(args.dataset, args.data_dir, args.split)
-        val = (get_dataset(args.dataset, args.data_dir, args.val_split)
+        val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
+                           args.val_split, train.class_names)
                if args.val_split else None)
     if skip:
         train = SkipBadSamples(train, 'train')

@@ -16,6 +16,7 @@ from metrics import AttentionMetrics, class_cams, gt_classes  # NOQA
 from metrics import segmentation_scores  # NOQA
 from models import cam_from_features, normalize_cam  # NOQA
 from models.gain import erase, soft_mask  # NOQA
+from training.plots import save_figure, show_cam  # NOQA
 
 
 class MeanIUEvaluator(extensions.Evaluator):
@@ -85,61 +86,89 @@ class AttentionEvaluator(extension.Extension):
                         for k, v in self.evaluate().items() if v is not None})
 
 
-def attention_rows(model, x, labels, sigma, omega):
-    """Image, normalised CAM, soft mask and erased image of each example.
+MAX_ROWS = 8
+
+
+def attention_rows(model, x, labels, sigma, omega, am_mode='joint'):
+    """Image, normalised CAM, soft mask and erased image of each CAM that
+    GAIN erases: one per (image, ground-truth class) in ``'per-class'``
+    mode, one per image for its classes together in ``'joint'`` mode;
+    images without a class have none.
 
     Args:
         x: ``(N, 3, H, W)`` preprocessed images; labels ``(N, K)`` multi-hot.
     Returns:
-        list of ``(img, cam, mask, erased_img)`` numpy arrays.
+        list of ``(classes, img, cam, mask, erased_img)`` numpy arrays;
+        ``classes``: the CAM's label indices (0-based columns of labels).
     """
+    to_cpu = chainer.backend.CpuDevice().send
+    xp, hot = model.xp, to_cpu(labels).astype(bool)
+    if am_mode == 'per-class':
+        image, cls = np.nonzero(hot)
+        targets = np.zeros((len(image), hot.shape[1]), x.dtype)
+        targets[np.arange(len(image)), cls] = 1
+    else:
+        image = np.flatnonzero(hot.any(axis=1))
+        targets = hot[image].astype(x.dtype)
+    if not len(image):
+        return []
+    x = x[xp.asarray(image)]
     with chainer.using_config('train', False):
         with chainer.no_backprop_mode():  # only the head needs a graph
             features = model.features(x).array
-        cam = normalize_cam(cam_from_features(model, features, labels,
+        cam = normalize_cam(cam_from_features(model, features,
+                                              xp.asarray(targets),
                                               x.shape[2:]))
         with chainer.no_backprop_mode():
             mask = soft_mask(cam, sigma, omega)
             erased = erase(x, mask)
-    to_cpu = chainer.backend.CpuDevice().send
     cam, mask, erased, x = (to_cpu(v.array if hasattr(v, 'array') else v)
                             for v in (cam, mask, erased, x))
-    return [(deprocess(x[i]), cam[i], mask[i], deprocess(erased[i]))
-            for i in range(len(x))]
+    return [(np.flatnonzero(targets[i]), deprocess(x[i]), cam[i], mask[i],
+             deprocess(erased[i])) for i in range(len(x))]
 
 
 def save_attention_grid(rows, path, title=''):
-    """One row per image: image | CAM | mask | erased image."""
-    fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2 * len(rows)),
-                             squeeze=False)
-    for r, (img, cam, mask, erased) in enumerate(rows):
-        panels = [(img, None), (cam, 'jet'), (mask, 'gray'), (erased, None)]
-        for c, (a, cmap) in enumerate(panels):
-            ax = axes[r, c]
-            if cmap:
-                ax.imshow(img)
-                ax.imshow(a, cmap=cmap, vmin=0, vmax=1, alpha=0.6)
-            else:
-                ax.imshow(a)
+    """One row per CAM, named by its class: image | CAM | mask | erased
+    image. ``rows``: ``(name, img, cam, mask, erased_img)``."""
+    if not rows:
+        fig, ax = plt.subplots(figsize=(4, 1.5))
+        ax.text(0.5, 0.5, 'no image with a class to erase', ha='center',
+                va='center')
+        ax.set_axis_off()
+    else:
+        fig, axes = plt.subplots(len(rows), 4, figsize=(9, 2.2 * len(rows)),
+                                 squeeze=False)
+    for r, (name, img, cam, mask, erased) in enumerate(rows):
+        axes[r, 0].imshow(img)
+        axes[r, 0].set_title(name, fontsize=10, fontweight='bold')
+        show_cam(fig, axes[r, 1], img, cam, alpha=0.6)
+        axes[r, 2].imshow(img)
+        axes[r, 2].imshow(mask, cmap='gray', vmin=0, vmax=1, alpha=0.6)
+        axes[r, 3].imshow(erased)
+        for c, ax in enumerate(axes[r]):
             ax.set_axis_off()
-            if r == 0:
-                ax.set_title(('image', 'CAM', 'mask T', 'erased I*')[c])
+            if r == 0 and c:
+                ax.set_title(('', 'Grad-CAM', 'mask T', 'erased I*')[c])
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path + '.tmp.png', dpi=80)
-    plt.close(fig)
-    os.replace(path + '.tmp.png', path)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    save_figure(fig, path)
 
 
 class AttentionSnapshot(chainer.training.Extension):
     """Writes ``out/attention/iter_<N>.png`` for a fixed set of examples
-    ``(x, lbl, labels, ...)`` so attention can be watched as it moves."""
+    ``(x, lbl, labels, ...)`` so attention can be watched as it moves: a
+    row per CAM that GAIN erases (``am_mode``), named by its classes (of
+    ``class_names``, background first), at most :data:`MAX_ROWS`."""
 
-    def __init__(self, model, examples, sigma=0.5, omega=10.0):
+    def __init__(self, model, examples, sigma=0.5, omega=10.0,
+                 am_mode='joint', class_names=None):
         self.model = model
         self.x = np.stack([e[0] for e in examples])
         self.labels = np.stack([e[2] for e in examples])
-        self.sigma, self.omega = sigma, omega
+        self.sigma, self.omega, self.am_mode = sigma, omega, am_mode
+        self.class_names = class_names or ['background'] + [
+            'class %d' % c for c in range(1, self.labels.shape[1] + 1)]
 
     def __call__(self, trainer):
         directory = os.path.join(trainer.out, 'attention')
@@ -147,8 +176,12 @@ class AttentionSnapshot(chainer.training.Extension):
         device = self.model.device
         rows = attention_rows(self.model, device.send(self.x),
                               device.send(self.labels), self.sigma,
-                              self.omega)
+                              self.omega, self.am_mode)[:MAX_ROWS]
+        named = [(' + '.join(self.class_names[c + 1] for c in classes),
+                  img, cam, mask, erased)
+                 for classes, img, cam, mask, erased in rows]
         it = trainer.updater.iteration
-        save_attention_grid(rows, os.path.join(directory,
-                                               'iter_%06d.png' % it),
-                            'iteration %d' % it)
+        save_attention_grid(named, os.path.join(directory,
+                                                'iter_%06d.png' % it),
+                            'iteration %d, --am-mode %s' % (it,
+                                                            self.am_mode))

@@ -11,6 +11,8 @@ from training import distributed
 from training.guards import (BadSampleCount, FiniteLoss, OutOfMemory,
                              SkipBadSamples, WriteFailed, check_batch_fits,
                              check_finite_params, find_wrapped)
+from training.plots import PanelPlot
+from training.progress import TrainingProgress, report_stream
 from training.snapshots import Snapshot, list_snapshots
 
 
@@ -30,12 +32,24 @@ class StopTrigger(IntervalTrigger):
         return done >= self.period
 
 
+def every_and_last(interval):
+    """A trigger that fires every ``interval`` iterations and at the last
+    iteration of the run, however short."""
+    every = IntervalTrigger(interval, 'iteration')
+
+    def trigger(trainer):
+        fired = every(trainer)  # called at each iteration: it counts
+        return fired or trainer.stop_trigger(trainer)
+    return trigger
+
+
 def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                   log_interval=10, snapshot_interval=100, resume=None,
                   force=False, eval_interval=100, n_retains=2,
                   validators=()):
-    """A Trainer with LogReport, PrintReport, ProgressBar, one PlotReport
-    PNG per entry of ``plots`` (``{name: [keys]}``), the learning rate,
+    """A Trainer with LogReport, PrintReport, TrainingProgress, one figure
+    ``<name>.png`` per entry of ``plots`` (``{name: (title, [Panel])}``,
+    see :class:`training.plots.PanelPlot`), the learning rate,
     a stop on a non-finite loss and resumable snapshots (see
     :mod:`training.snapshots`: a rerun in the same ``out`` continues from
     the newest good one; ``resume`` and ``force`` as the flags, see
@@ -76,11 +90,11 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
         else optimizer.lr), trigger=log)
     trainer.extend(extensions.LogReport(trigger=log))
     trainer.extend(extensions.PrintReport(
-        ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time']))
-    trainer.extend(extensions.ProgressBar(update_interval=log_interval))
-    for name, keys in plots.items():
-        trainer.extend(extensions.PlotReport(
-            keys, 'iteration', trigger=log, filename=name + '.png'))
+        ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time'],
+        out=report_stream()))
+    trainer.extend(TrainingProgress(log_interval))
+    for name, (title, panels) in plots.items():
+        trainer.extend(PanelPlot(panels, name + '.png', title), trigger=log)
     return trainer
 
 
