@@ -5,6 +5,7 @@ PYTHON ?=
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 GPU    ?=
+DEVICE ?=
 MPI    ?=
 STAMP  := $(VENV)/.installed
 
@@ -55,8 +56,9 @@ $(VENV)/.mpi: requirements-mpi.txt $(STAMP)
 test: setup
 	$(PY) -m pytest -q tests
 
+# make demo DEVICE=0: the larger GPU preset on GPU 0 (see demo.py --help).
 demo: setup
-	$(PY) demo.py $(DEMO_ARGS)
+	$(PY) demo.py $(if $(DEVICE),--device $(DEVICE)) $(DEMO_ARGS)
 
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
