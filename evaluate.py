@@ -275,12 +275,12 @@ def main():
     rows = []
     for name in names:
         zero = results[name].get('zero_cams')
-        if zero is not None and zero > ZERO_CAMS_MARK:
+        flagged = zero is not None and zero > ZERO_CAMS_MARK
+        if flagged:
             print('warning: %s: %.0f %% of its Grad-CAMs are all zero (no '
                   'class evidence at conv5_3); marked (!)'
                   % (name, 100 * zero), file=sys.stderr)
-        rows.append((name + (' (!)' if zero and zero > ZERO_CAMS_MARK
-                             else ''), results[name]))
+        rows.append((name + (' (!)' if flagged else ''), results[name]))
     table = markdown_table(rows, columns)
     print(table)
     diff = None

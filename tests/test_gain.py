@@ -225,3 +225,15 @@ def test_soft_mask_and_erasure_on_a_hand_made_map():
     # a fully attended pixel becomes the mean colour (0 after preprocessing)
     full = erase(x, np.ones((1, 1, 3), np.float32)).array
     np.testing.assert_array_equal(full, 0)
+
+
+def test_erased_cams_per_class_and_joint():
+    from models.gain import erased_cams
+    labels = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0]], np.int32)
+    rows, targets = erased_cams(labels, 'per-class', np.float32)
+    assert rows.tolist() == [0, 0, 2]
+    assert targets.tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
+    assert targets.dtype == np.float32
+    rows, targets = erased_cams(labels, 'joint', np.float32)
+    assert rows.tolist() == [0, 2]
+    assert targets.tolist() == [[1, 0, 1], [0, 1, 0]]

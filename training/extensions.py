@@ -15,7 +15,7 @@ from datasets import deprocess, preprocess  # NOQA
 from metrics import AttentionMetrics, class_cams, gt_classes  # NOQA
 from metrics import segmentation_scores  # NOQA
 from models import cam_from_features, normalize_cam  # NOQA
-from models.gain import erase, soft_mask  # NOQA
+from models.gain import erase, erased_cams, soft_mask  # NOQA
 from training.plots import save_figure, show_cam  # NOQA
 
 
@@ -102,14 +102,8 @@ def attention_rows(model, x, labels, sigma, omega, am_mode='joint'):
         ``classes``: the CAM's label indices (0-based columns of labels).
     """
     to_cpu = chainer.backend.CpuDevice().send
-    xp, hot = model.xp, to_cpu(labels).astype(bool)
-    if am_mode == 'per-class':
-        image, cls = np.nonzero(hot)
-        targets = np.zeros((len(image), hot.shape[1]), x.dtype)
-        targets[np.arange(len(image)), cls] = 1
-    else:
-        image = np.flatnonzero(hot.any(axis=1))
-        targets = hot[image].astype(x.dtype)
+    xp = model.xp
+    image, targets = erased_cams(to_cpu(labels), am_mode, x.dtype)
     if not len(image):
         return []
     x = x[xp.asarray(image)]

@@ -4,7 +4,7 @@ import chainer
 import chainer.functions as F
 
 from models import cam_from_features, normalize_cam
-from models.gain import erase, soft_mask
+from models.gain import erase, erased_cams, soft_mask
 
 AM_MODES = ('per-class', 'joint')
 CAM_GRADS = ('activations', 'full', 'mask-only')
@@ -96,14 +96,7 @@ class GAINLoss(chainer.Chain):
     def attention_terms(self, x, lbl, labels, ext, features):
         """L_am and L_ext; 0 for a batch without foreground labels."""
         xp = self.model.xp
-        labels = xp.asarray(labels)
-        if self.am_mode == 'per-class':
-            rows, cls = xp.nonzero(labels)
-            targets = xp.zeros((len(rows), labels.shape[1]), x.dtype)
-            targets[xp.arange(len(rows)), cls] = 1
-        else:
-            rows = xp.nonzero(labels.any(axis=1))[0]
-            targets = labels[rows].astype(x.dtype)
+        rows, targets = erased_cams(xp.asarray(labels), self.am_mode, x.dtype)
         out = {}
         if len(rows) == 0:
             return out
