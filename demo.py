@@ -26,7 +26,8 @@ import time
 
 import numpy as np
 
-from training import cli
+from runtime import flags
+from runtime.files import write_text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STAND_IN = os.path.join(HERE, 'models', 'pretrained', 'fcn8s_shapes_v1.npz')
@@ -155,7 +156,7 @@ def cue_reliance(model, data):
     it is not. A classifier that ignores the cues scores ~0.
     """
     import chainer
-    from datasets import preprocess
+    from datasets import preprocess_batch
     with open(os.path.join(data.data_dir, 'meta.json')) as f:
         meta = json.load(f)
     names = meta['class_names'][1:]
@@ -163,7 +164,7 @@ def cue_reliance(model, data):
     present = np.array([[n in e['classes'] for n in names] for e in entries])
     cue = np.array([[meta['cue_of_class'][n] in e['cues'] for n in names]
                     for e in entries])
-    x = np.stack([preprocess(data[i][0]) for i in range(len(data))])
+    x = preprocess_batch([data[i][0] for i in range(len(data))])
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         positive = np.concatenate([model.classify(x[i:i + 50]).array > 0
                                    for i in range(0, len(x), 50)])
@@ -229,8 +230,8 @@ def write_media(args, results, pictures, seconds):
     """``results.json``, the pictures and ``RESULTS.md`` in ``--media``;
     the README's results section when ``--media`` is the project's."""
     os.makedirs(args.media, exist_ok=True)
-    with open(os.path.join(args.media, 'results.json'), 'w') as f:
-        json.dump(results, f, indent=1, sort_keys=True)
+    write_text(os.path.join(args.media, 'results.json'),
+               json.dumps(results, indent=1, sort_keys=True))
     for name, src in pictures.items():
         shutil.copyfile(src, os.path.join(args.media, name))
     models, groups = results['models'], results['groups']
@@ -248,8 +249,7 @@ def write_media(args, results, pictures, seconds):
     text = RESULTS % dict(command=results['command'], seconds=seconds,
                           summary=summary, per_run=per_run, checks=checks,
                           seed=results['seeds'][0])
-    with open(os.path.join(args.media, 'RESULTS.md'), 'w') as f:
-        f.write(text)
+    write_text(os.path.join(args.media, 'RESULTS.md'), text)
     readme = os.path.join(HERE, 'README.md')
     if os.path.abspath(args.media) == os.path.join(HERE, 'media'):
         with open(readme) as f:
@@ -260,9 +260,7 @@ def write_media(args, results, pictures, seconds):
         new = re.sub(r'(<!-- demo results -->\n).*?(<!-- /demo results -->)',
                      lambda m: m.group(1) + section + m.group(2), old,
                      flags=re.S)
-        with open(readme + '.tmp', 'w') as f:
-            f.write(new)
-        os.replace(readme + '.tmp', readme)
+        write_text(readme, new)
     return summary, checks
 
 
@@ -324,7 +322,7 @@ def main():
         p.add_argument('--' + key.replace('_', '-'), default=None,
                        type=int if key.endswith('iterations') or
                        key == 'ext_images' else float, help='override the preset\'s %s' % key)
-    p.add_argument('--seeds', type=cli.seed, nargs='+', default=[0, 1],
+    p.add_argument('--seeds', type=flags.seed, nargs='+', default=[0, 1],
                    help='seeds of the GAIN and GAIN_ext runs')
     p.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
                    help='GAIN runs at a time (CPU; 1 on a GPU)')

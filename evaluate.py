@@ -21,16 +21,19 @@ import json
 import os
 import sys
 
-import chainer
-import numpy as np
-
-from datasets import get_dataset, image_labels, preprocess
-from metrics import (AttentionMetrics, class_cams, confusion_matrix,
-                     gt_classes, mean_average_precision, segmentation_scores)
+import datasets
+from datasets import TEST_SPLIT, batches, get_dataset, preprocess_batch
+from metrics import (AttentionMetrics, ClassificationMetrics,
+                     SegmentationMetrics, gt_classes)
 from metrics.attention import DEFAULT_TAU
-from models import load_model
-from training import cli, outdir
-from training.progress import progress
+from models import class_cams, load_model
+from runtime import cli, flags, outdir
+from runtime.config import write_config
+from runtime.device import get_device, set_seed
+from runtime.errors import UsageError
+from runtime.files import write_text
+from runtime.progress import progress
+from visualizations import attention_curves_figure, save_figure
 
 # (key, title[, scale]): values are shown as scale * value, 2 decimals.
 COLUMNS = [('accuracy', 'Accuracy'), ('accuracy_class', 'Accuracy Class'),
@@ -41,69 +44,13 @@ ATTENTION_COLUMNS = [('attention_miou', 'Attention mIoU'),
                      ('energy', 'Energy'), ('pointing', 'Pointing'),
                      ('zero_cams', 'Zero CAMs')]
 ZERO_CAMS_MARK = 0.2
-DEFAULT_SPLIT = {'shapes': 'test', 'voc': 'seg11valid'}
-
-
-def batches(dataset, batch_size):
-    """Lists of consecutive ``(img, lbl)`` examples of equal size."""
-    batch = []
-    for i in range(len(dataset)):
-        example = dataset[i]
-        if batch and (len(batch) == batch_size or
-                      batch[0][0].shape != example[0].shape):
-            yield batch
-            batch = []
-        batch.append(example)
-    if batch:
-        yield batch
-
-
-class SegmentationMetrics(object):
-    def __init__(self, n_class):
-        self.hist = np.zeros((n_class, n_class), dtype=np.int64)
-
-    def add(self, lbl, outputs):
-        self.hist += confusion_matrix(lbl, outputs['segmentation'],
-                                      len(self.hist))
-
-    def result(self):
-        return segmentation_scores(self.hist)
-
-
-class ClassificationMetrics(object):
-    def __init__(self, n_class):
-        self.n_class, self.scores, self.labels = n_class, [], []
-
-    def add(self, lbl, outputs):
-        self.scores.append(outputs['logits'])
-        self.labels.append(image_labels(lbl, self.n_class))
-
-    def result(self):
-        m, aps = mean_average_precision(np.stack(self.scores),
-                                        np.stack(self.labels))
-        return {'map': m, 'ap': [None if np.isnan(a) else a for a in aps]}
-
-
-def to_input(imgs, device):
-    """``(N, 3, H, W)`` preprocessed batch of RGB images on ``device``."""
-    return device.send(np.stack([preprocess(img) for img in imgs]))
-
-
-def predict(model, imgs, device, x=None):
-    """Segmentation ``(N, H, W)`` and logits ``(N, K)`` of RGB images (or
-    of their already sent input ``x``)."""
-    x = to_input(imgs, device) if x is None else x
-    with chainer.using_config('train', False), chainer.no_backprop_mode():
-        seg = model.segment(x).array.argmax(axis=1)
-        logits = model.classify(x).array
-    to_cpu = chainer.backend.CpuDevice().send
-    return to_cpu(seg), to_cpu(logits)
 
 
 def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
                    desc='evaluate'):
-    """Run ``model`` over ``dataset`` once (progress on stderr, labelled
-    ``desc``) and return the metrics' results merged in one dict.
+    """Run ``model`` (moved to ``device``) over ``dataset`` once (progress
+    on stderr, labelled ``desc``) and return the metrics' results merged in
+    one dict.
 
     Each metric gets ``add(lbl, outputs)`` per image with ``outputs``:
     ``segmentation`` ``(H, W)``, ``logits`` ``(K,)`` and, when a metric has
@@ -113,10 +60,11 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
     metrics = metrics or [SegmentationMetrics(dataset.n_class),
                           ClassificationMetrics(dataset.n_class)]
     needs_cams = any(getattr(m, 'needs_cams', False) for m in metrics)
+    model.to_device(device)
     shown = progress(len(dataset), desc)
     for batch in batches(dataset, batch_size):
-        x = to_input([img for img, _ in batch], device)
-        seg, logits = predict(model, None, device, x)
+        x = model.device.send(preprocess_batch([img for img, _ in batch]))
+        seg, logits = model.predict(x)
         classes = [gt_classes(lbl, dataset.n_class) for _, lbl in batch]
         cams = class_cams(model, x, classes) if needs_cams else None
         for i, (_, lbl) in enumerate(batch):
@@ -171,48 +119,14 @@ def resolve_model(ref, names):
         return ref
     if ref.isdigit() and int(ref) < len(names):
         return names[int(ref)]
-    raise cli.UsageError('--compare %s: not one of the model names %s nor '
-                         'an index 0..%d' % (ref, ', '.join(names),
-                                             len(names) - 1))
-
-
-def plot_attention_curves(results, path):
-    """Attention mIoU against tau, one line per model, the best tau marked;
-    written atomically to ``path`` (PNG)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    fixed = None
-    for name, m in results.items():
-        curve = m['attention_curve']
-        line, = ax.plot(curve['tau'], [100 * v for v in curve['miou']],
-                        marker='.', label=name)
-        ax.plot([m['attention_tau']], [100 * m['attention_miou']], 'o',
-                color=line.get_color(), markersize=9, fillstyle='none')
-        fixed = m['attention_fixed_tau']
-    if fixed is not None:
-        ax.axvline(fixed, color='gray', linestyle='--', linewidth=1,
-                   label='fixed tau %.2f' % fixed)
-    ax.set_xlabel('tau (normalised CAM threshold)')
-    ax.set_ylabel('attention mIoU (%)')
-    ax.set_xlim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path + '.tmp.png', dpi=100)
-    plt.close(fig)
-    os.replace(path + '.tmp.png', path)
-
-
-def _write(path, text):
-    with open(path + '.tmp', 'w') as f:
-        f.write(text)
-    os.replace(path + '.tmp', path)
+    raise UsageError('--compare %s: not one of the model names %s nor '
+                     'an index 0..%d' % (ref, ', '.join(names),
+                                         len(names) - 1))
 
 
 def main():
-    p = cli.parser(__doc__, training=False)
+    p = flags.parser(__doc__, training=False)
+    datasets.add_flags(p)
     p.add_argument('--modelfile', nargs='+', required=True,
                    help='model files to evaluate')
     p.add_argument('--names', nargs='+', default=None,
@@ -220,7 +134,7 @@ def main():
     p.add_argument('--split', default=None,
                    help='split to evaluate (default: test for shapes, '
                    'seg11valid for voc)')
-    p.add_argument('--batch-size', type=cli.positive(int), default=8,
+    p.add_argument('--batch-size', type=flags.positive(int), default=8,
                    help='images per forward pass (consecutive images of '
                    'one size)')
     p.add_argument('--tau', type=float, default=DEFAULT_TAU,
@@ -234,23 +148,23 @@ def main():
     p.add_argument('--out', default='runs/eval', help='output directory')
     args = p.parse_args()
     if args.names and len(args.names) != len(args.modelfile):
-        raise cli.UsageError('--names needs one name per --modelfile')
+        raise UsageError('--names needs one name per --modelfile')
     if not 0 < args.tau < 1:
-        raise cli.UsageError('--tau must be in (0, 1), got %g' % args.tau)
+        raise UsageError('--tau must be in (0, 1), got %g' % args.tau)
     names = args.names or [os.path.basename(os.path.dirname(
         os.path.abspath(m))) for m in args.modelfile]
     if not args.names and len(set(names)) != len(names):
         names = [os.path.relpath(m) for m in args.modelfile]
     if len(set(names)) != len(names):
-        raise cli.UsageError('--names must be unique, got %s'
-                             % ', '.join(names))
+        raise UsageError('--names must be unique, got %s'
+                         % ', '.join(names))
     compare = ([resolve_model(r, names) for r in args.compare]
                if args.compare else None)
     outdir.claim_report(args.out, writes_config=True)
 
-    device = cli.get_device(args.device)
-    cli.set_seed(args.seed, device)
-    split = args.split or DEFAULT_SPLIT[args.dataset]
+    device = get_device(args.device)
+    set_seed(args.seed, device)
+    split = args.split or TEST_SPLIT[args.dataset]
     dataset = get_dataset(args.dataset, args.data_dir, split)
     loaded = [load_model(m, n_class=dataset.n_class)
               for m in args.modelfile]  # fail early on any bad file
@@ -263,7 +177,6 @@ def main():
             print('warning: %s has no trained classification head; its mAP '
                   'and attention columns are of a random head' % path,
                   file=sys.stderr)
-        model.to_device(device)
         metrics = [SegmentationMetrics(dataset.n_class),
                    ClassificationMetrics(dataset.n_class)]
         if not args.no_attention:
@@ -290,16 +203,16 @@ def main():
         print()
         print(diff)
     os.makedirs(args.out, exist_ok=True)
-    config = cli.write_config(args.out, args, split=split,
-                              data_dir=dataset.data_dir)
+    config = write_config(args.out, args, split=split,
+                          data_dir=dataset.data_dir)
     if not args.no_attention:
-        plot_attention_curves(results, os.path.join(args.out,
-                                                    'attention_miou.png'))
-    _write(os.path.join(args.out, 'metrics.json'), json.dumps(
+        save_figure(attention_curves_figure(results),
+                    os.path.join(args.out, 'attention_miou.png'), dpi=100)
+    write_text(os.path.join(args.out, 'metrics.json'), json.dumps(
         dict(split=split, class_names=dataset.class_names, config=config,
              models=results, compare=compare), indent=2))
-    _write(os.path.join(args.out, 'metrics.md'),
-           table + '\n' + ('\n' + diff + '\n' if diff else ''))
+    write_text(os.path.join(args.out, 'metrics.md'),
+               table + '\n' + ('\n' + diff + '\n' if diff else ''))
 
 
 if __name__ == '__main__':

@@ -33,14 +33,18 @@ import shutil
 import numpy as np
 import PIL.Image
 
-from datasets import CLASS_NAMES_FILE, get_dataset
+import datasets
+from datasets import CLASS_NAMES_FILE, batches, get_dataset, preprocess_batch
 from datasets.voc import voc_palette
-from evaluate import batches, to_input
-from metrics import (class_cams, confusion_matrix, gt_classes, pseudo_label,
+from metrics import (confusion_matrix, gt_classes, pseudo_label,
                      segmentation_scores)
-from models import load_model
-from training import cli, outdir
-from training.progress import progress
+from models import class_cams, load_model
+from runtime import cli, flags, outdir
+from runtime.config import write_config
+from runtime.device import get_device, set_seed
+from runtime.errors import UsageError
+from runtime.files import atomic_write, write_text
+from runtime.progress import progress
 
 NEXT_STEPS = """\
 Train an FCN8s on them, validating on the real labels:
@@ -56,8 +60,8 @@ def write_label_png(path, label):
     """``(H, W)`` uint8 labels -> palette PNG (mode P), atomically."""
     png = PIL.Image.fromarray(label, mode='P')
     png.putpalette(voc_palette())
-    png.save(path + '.tmp', format='PNG')
-    os.replace(path + '.tmp', path)
+    with atomic_write(path, 'wb') as f:
+        png.save(f, format='PNG')
 
 
 def link_image(src, dst):
@@ -81,7 +85,8 @@ def label_scores(hist, n_labelled, n_pixels):
 
 
 def main():
-    p = cli.parser(__doc__, training=False)
+    p = flags.parser(__doc__, training=False)
+    datasets.add_flags(p)
     p.add_argument('--modelfile', required=True,
                    help='model whose Grad-CAM makes the labels (with its '
                    'classification head)')
@@ -97,16 +102,16 @@ def main():
                    help='normalised CAM below which a pixel is background')
     p.add_argument('--high', type=float, default=0.6,
                    help='normalised CAM from which a pixel takes the class')
-    p.add_argument('--batch-size', type=cli.positive(int), default=8,
+    p.add_argument('--batch-size', type=flags.positive(int), default=8,
                    help='images per forward pass (consecutive images of '
                    'one size)')
     args = p.parse_args()
     if not 0 <= args.low <= args.high <= 1:
-        raise cli.UsageError('need 0 <= --low <= --high <= 1, got %g, %g'
-                             % (args.low, args.high))
+        raise UsageError('need 0 <= --low <= --high <= 1, got %g, %g'
+                         % (args.low, args.high))
 
-    device = cli.get_device(args.device)
-    cli.set_seed(args.seed, device)
+    device = get_device(args.device)
+    set_seed(args.seed, device)
     dataset = get_dataset(args.dataset, args.data_dir, args.split)
     model, _ = load_model(args.modelfile, n_class=dataset.n_class,
                           require_head=True)
@@ -129,8 +134,8 @@ def main():
     shown = progress(len(dataset), 'pseudo labels')
     for batch in batches(dataset, args.batch_size):
         classes = [gt_classes(lbl, n) for _, lbl in batch]
-        cams = class_cams(model, to_input([img for img, _ in batch], device),
-                          classes)
+        x = model.device.send(preprocess_batch([img for img, _ in batch]))
+        cams = class_cams(model, x, classes)
         for (_, lbl), cam, cls in zip(batch, cams, classes):
             image_id = dataset.ids[index]
             label = pseudo_label(cam, cls, args.low, args.high)
@@ -151,20 +156,16 @@ def main():
     names_file = os.path.join(args.out, CLASS_NAMES_FILE)
     for path, lines in ((list_file, dataset.ids),
                         (names_file, dataset.class_names)):
-        with open(path + '.tmp', 'w') as f:
-            f.write('\n'.join(lines) + '\n')
-        os.replace(path + '.tmp', path)
+        write_text(path, '\n'.join(lines) + '\n')
 
     report = label_scores(hist, n_labelled, n_pixels)
     report.update(modelfile=args.modelfile, dataset=args.dataset,
                   data_dir=dataset.data_dir, split=args.split,
                   low=args.low, high=args.high, images=len(dataset),
                   class_names=list(dataset.class_names))
-    cli.write_config(args.out, args, data_dir=dataset.data_dir)
-    path = os.path.join(args.out, 'pseudo_labels.json')
-    with open(path + '.tmp', 'w') as f:
-        json.dump(report, f, indent=2)
-    os.replace(path + '.tmp', path)
+    write_config(args.out, args, data_dir=dataset.data_dir)
+    write_text(os.path.join(args.out, 'pseudo_labels.json'),
+               json.dumps(report, indent=2))
     miou = report['mean_iu']
     print('%d pseudo labels in %s: mIoU %s on the labelled pixels, '
           '%.2f%% of the pixels labelled (low %g, high %g)'

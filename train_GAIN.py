@@ -12,17 +12,22 @@ import sys
 import chainer
 import numpy as np
 
+import datasets
 from datasets import PixelSupervisionFlag, training_data
 from models import load_model
-from models.fcn8s import CLASSIFICATION_HEAD
-from training import cli, distributed
+from runtime import cli, distributed, flags
+from runtime.config import write_run_config
+from runtime.errors import UsageError
+from runtime.files import write_text
+from runtime.triggers import every_and_last
 from training.extensions import AttentionEvaluator, AttentionSnapshot
 from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
                                 parse_warmup)
-from training.plots import term_panel
-from training.trainer import (build_trainer, every_and_last, finish,
-                              make_evaluator, make_optimizer)
+from training.trainer import (build_trainer, make_evaluator, make_optimizer,
+                              run_training, start_run, train_iterator,
+                              trainer_options, val_iterator)
 from training.updaters import GAINUpdater
+from visualizations import term_panel
 
 
 ITERATIONS = 200  # without --iterations or --epochs
@@ -44,7 +49,7 @@ def add_gain_flags(p):
                    help='score of the erased class in L_am')
     p.add_argument('--sigma', type=float, default=0.5,
                    help='soft-mask threshold, in (0, 1)')
-    p.add_argument('--omega', type=cli.positive(float), default=10.0,
+    p.add_argument('--omega', type=flags.positive(float), default=10.0,
                    help='soft-mask sharpness')
     for term, default in (('cl', 1.0), ('am', 1.0), ('seg', 1.0),
                           ('ext', 0.0)):
@@ -100,12 +105,12 @@ def parse_ext_images(spec):
     try:
         value = float(spec)
     except ValueError:
-        raise cli.UsageError('--ext-images must be a count or a fraction, '
-                             'got %r' % spec)
+        raise UsageError('--ext-images must be a count or a fraction, '
+                         'got %r' % spec)
     if not (math.isfinite(value) and value >= 0 and
             (value < 1 or value == int(value))):
-        raise cli.UsageError('--ext-images %s: must be a fraction in (0, 1) '
-                             'or a whole count' % spec)
+        raise UsageError('--ext-images %s: must be a fraction in (0, 1) '
+                         'or a whole count' % spec)
     return value
 
 
@@ -113,8 +118,8 @@ def pick_ext_images(n_images, value, seed):
     """Indices of the pixel-supervised images, fixed by ``seed``; ``value``
     from :func:`parse_ext_images`."""
     if value > n_images:
-        raise cli.UsageError('--ext-images %g: must be a fraction in (0, 1) '
-                             'or a count in 0..%d' % (value, n_images))
+        raise UsageError('--ext-images %g: must be a fraction in (0, 1) '
+                         'or a count in 0..%d' % (value, n_images))
     n = int(round(value * n_images)) if 0 < value < 1 else int(value)
     rng = np.random.RandomState(seed)
     return np.sort(rng.choice(n_images, n, replace=False))
@@ -126,27 +131,27 @@ def warmup_flag(args, name):
     try:
         return parse_warmup(getattr(args, name))
     except ValueError as e:
-        raise cli.UsageError('--%s: %s' % (name.replace('_', '-'), e))
+        raise UsageError('--%s: %s' % (name.replace('_', '-'), e))
 
 
 def main():
-    p = cli.parser(__doc__, iterations=ITERATIONS)
+    p = flags.parser(__doc__, iterations=ITERATIONS)
+    datasets.add_flags(p)
     add_gain_flags(p)
     args = p.parse_args()
     weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
-                   ext=args.ext_weight)  # ranges checked by cli.prepare
+                   ext=args.ext_weight)  # ranges checked by start_run
     am_warmup, ext_warmup = (warmup_flag(args, 'am_warmup'),
                              warmup_flag(args, 'ext_warmup'))
 
     ext_images = parse_ext_images(args.ext_images)
     if (ext_images > 0) != (args.ext_weight > 0):
-        raise cli.UsageError(
+        raise UsageError(
             'GAIN_ext needs both --ext-images (pixel-supervised images) and '
             '--ext-weight (> 0); got --ext-images %s --ext-weight %g'
             % (args.ext_images, args.ext_weight))
 
-    device, stop, train, val = cli.prepare(args,
-                                           default_iterations=ITERATIONS)
+    device, stop, train, val = start_run(args, ITERATIONS)
     model, _ = load_model(args.modelfile, n_class=train.n_class,
                           require_head=True)
     if model.head_trained_by is None:
@@ -158,10 +163,9 @@ def main():
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
                     args.sigma, args.omega, weights, am_warmup, ext_warmup,
                     args.head_dropout)
-    optimizer = make_optimizer(loss, args.lr,
-                               model.links_named(CLASSIFICATION_HEAD))
+    optimizer = make_optimizer(loss, args.lr, model.head_links())
 
-    train_it = cli.train_iterator(
+    train_it = train_iterator(
         PixelSupervisionFlag(training_data(train, flip=True), ext_idx),
         args.batch_size)
     updater = GAINUpdater(train_it, optimizer, device=device)
@@ -171,13 +175,13 @@ def main():
     shown = [shown[i] for i in range(min(16, len(shown)))]
     shown = [e for e in shown if e[2].any()] or shown[:1]
     shown = [e for e in shown if e[0].shape == shown[0][0].shape][:4]
-    evaluator = make_evaluator(cli.val_iterator(val, args.batch_size), loss,
+    evaluator = make_evaluator(val_iterator(val, args.batch_size), loss,
                                device, loss.evaluate)
-    cli.write_run_config(args, model, train,
-                         ext_image_ids=[train.ids[i] for i in ext_idx])
+    write_run_config(args, model, train,
+                     ext_image_ids=[train.ids[i] for i in ext_idx])
     if distributed.is_writer():
-        with open(os.path.join(args.out, 'ext_images.txt'), 'w') as f:
-            f.write(''.join(train.ids[i] + '\n' for i in ext_idx))
+        write_text(os.path.join(args.out, 'ext_images.txt'),
+                   ''.join(train.ids[i] + '\n' for i in ext_idx))
     terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
     panels = [term_panel(t.split('/')[1], [t, 'validation/' + t]
                          if t in ('main/cl', 'main/seg') else [t])
@@ -202,13 +206,13 @@ def main():
                  for k in AttentionEvaluator.KEYS])
     trainer = build_trainer(updater, stop, args.out, report, plots,
                             evaluator, validators=validators,
-                            **cli.trainer_options(args))
+                            **trainer_options(args))
     if distributed.is_writer():
         trainer.extend(AttentionSnapshot(model, shown, args.sigma,
                                          args.omega, args.am_mode,
                                          train.class_names),
                        trigger=every_and_last(args.attention_interval))
-    finish(trainer, model, args.out)
+    run_training(trainer, model, args.out)
 
 
 if __name__ == '__main__':

@@ -9,20 +9,24 @@ parameter stays bit-identical. With ``--train-trunk`` the trunk learns too
 """
 import chainer
 
+import datasets
 from models import FCN8s, load_model
-from models.fcn8s import CLASSIFICATION_HEAD
-from training import cli
+from runtime import cli, flags
+from runtime.config import write_run_config
+from runtime.errors import UsageError
 from training.losses import ClassificationLoss
-from training.plots import term_panel
-from training.trainer import (build_trainer, finish, make_evaluator,
-                              make_optimizer)
+from training.trainer import (build_trainer, iterators, make_evaluator,
+                              make_optimizer, run_training, start_run,
+                              trainer_options)
+from visualizations import term_panel
 
 
 ITERATIONS = 500  # without --iterations or --epochs
 
 
 def main():
-    p = cli.parser(__doc__, iterations=ITERATIONS)
+    p = flags.parser(__doc__, iterations=ITERATIONS)
+    datasets.add_flags(p)
     p.add_argument('--modelfile', default=None,
                    help='FCN8s npz (fcn\'s or one of this project\'s); '
                    'without it a fresh FCN8s of --width, with --train-trunk')
@@ -39,8 +43,7 @@ def main():
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
     args = p.parse_args()
 
-    device, stop, train, val = cli.prepare(args,
-                                           default_iterations=ITERATIONS)
+    device, stop, train, val = start_run(args, ITERATIONS)
     if args.modelfile:
         model, has_head = load_model(args.modelfile, n_class=train.n_class)
         if not (args.keep_head and has_head):
@@ -48,29 +51,28 @@ def main():
     elif args.train_trunk:
         model = FCN8s(train.n_class, args.width)
     else:
-        raise cli.UsageError('--modelfile is required unless --train-trunk '
-                             'trains a fresh model')
+        raise UsageError('--modelfile is required unless --train-trunk '
+                         'trains a fresh model')
     model.head_trained_by = (model.head_trained_by or []) + [
         'train_classifier.py' + (' --train-trunk' if args.train_trunk else '')]
     model.to_device(device)
     loss = ClassificationLoss(model, frozen_trunk=not args.train_trunk)
-    trunk = [l for l in model.children() if l.name not in CLASSIFICATION_HEAD]
-    optimizer = make_optimizer(loss, args.lr,
-                               () if args.train_trunk else trunk)
+    frozen = () if args.train_trunk else model.trunk_links()
+    optimizer = make_optimizer(loss, args.lr, frozen)
 
-    train_it, val_it = cli.iterators(train, val, args.batch_size)
+    train_it, val_it = iterators(train, val, args.batch_size)
     updater = chainer.training.StandardUpdater(train_it, optimizer,
                                                device=device)
     evaluator = make_evaluator(val_it, loss, device)
-    cli.write_run_config(args, model, train)
+    write_run_config(args, model, train)
     keys = ['main/loss', 'validation/main/loss', 'main/accuracy',
             'validation/main/accuracy']
     plots = {'loss': ('train_classifier.py: GAIN classification head',
                       [term_panel('cl', keys[:2]),
                        term_panel('accuracy', keys[2:])])}
     trainer = build_trainer(updater, stop, args.out, keys, plots,
-                            evaluator, **cli.trainer_options(args))
-    finish(trainer, model, args.out)
+                            evaluator, **trainer_options(args))
+    run_training(trainer, model, args.out)
 
 
 if __name__ == '__main__':

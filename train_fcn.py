@@ -7,25 +7,31 @@ On the embedded dataset a thin FCN8s (``--width``) is trained from scratch;
 """
 import chainer
 
+import datasets
 from models import FCN8s, load_model
-from training import cli
+from runtime import cli, flags
+from runtime.config import write_run_config
 from training.extensions import MeanIUEvaluator
 from training.losses import SegmentationLoss
-from training.plots import term_panel
-from training.trainer import build_trainer, finish, make_optimizer
-
+from training.trainer import (build_trainer, iterators, make_optimizer,
+                              run_training, start_run, trainer_options)
+from visualizations import term_panel
 
 ITERATIONS = 1000  # without --iterations or --epochs
+WIDTH = 0.0625     # of a model trained from scratch
 
 
 def main():
-    p = cli.parser(__doc__, iterations=ITERATIONS)
+    p = flags.parser(__doc__, iterations=ITERATIONS)
+    datasets.add_flags(p)
     p.add_argument('--out', default='runs/fcn', help='output directory')
     p.add_argument('--modelfile', default=None,
                    help='FCN8s npz to start from (default: train from '
                    'scratch)')
-    p.add_argument('--width', type=cli.positive(float), default=0.0625,
-                   help='channel multiplier of a model trained from scratch')
+    p.add_argument('--width', type=flags.positive(float), default=None,
+                   help='channel multiplier (default: %g for a model '
+                   'trained from scratch, the file\'s with --modelfile)'
+                   % WIDTH)
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
     p.add_argument('--weight-decay', type=float, default=1e-4,
                    help='L2 weight decay added to every gradient')
@@ -34,13 +40,12 @@ def main():
                    'GAIN head trained with the trunk (0: segmentation only)')
     args = p.parse_args()
 
-    device, stop, train, val = cli.prepare(args,
-                                           default_iterations=ITERATIONS)
+    device, stop, train, val = start_run(args, ITERATIONS)
     if args.modelfile:
         model, _ = load_model(args.modelfile, n_class=train.n_class,
-                              width=cli.given(args, 'width'))
+                              width=args.width)
     else:
-        model = FCN8s(train.n_class, args.width)
+        model = FCN8s(train.n_class, args.width or WIDTH)
     if args.cls_weight:
         model.head_trained_by.append('train_fcn.py --cls-weight %g'
                                      % args.cls_weight)
@@ -49,12 +54,12 @@ def main():
     optimizer = make_optimizer(loss, args.lr,
                                weight_decay=args.weight_decay)
 
-    train_it, val_it = cli.iterators(train, val, args.batch_size)
+    train_it, val_it = iterators(train, val, args.batch_size)
     updater = chainer.training.StandardUpdater(train_it, optimizer,
                                                device=device)
     evaluator = (MeanIUEvaluator(val_it, loss, device=device)
                  if val_it is not None else None)
-    cli.write_run_config(args, model, train)
+    write_run_config(args, model, train)
     keys = ['main/loss', 'validation/main/loss']
     panels = [term_panel('seg', keys)]
     if args.cls_weight:
@@ -67,8 +72,8 @@ def main():
         panels.append(term_panel('mean_iu', ['validation/main/mean_iu']))
     plots = {'loss': ('train_fcn.py: FCN8s segmentation', panels)}
     trainer = build_trainer(updater, stop, args.out, keys, plots,
-                            evaluator, **cli.trainer_options(args))
-    finish(trainer, model, args.out)
+                            evaluator, **trainer_options(args))
+    run_training(trainer, model, args.out)
 
 
 if __name__ == '__main__':

@@ -87,4 +87,3 @@ def check_step(step, loss_chain=None, optimizer=None):
 
 def has_float64(result):
     return bool(result['float64'])
-

@@ -6,7 +6,6 @@ import chainer
 import numpy as np
 
 from models import FCN8s, grad_cam
-from models.fcn8s import CLASSIFICATION_HEAD
 from training.gain_loss import AM_MODES, CAM_GRADS, GAINLoss
 from training.losses import ClassificationLoss, SegmentationLoss
 from training.trainer import make_optimizer
@@ -101,7 +100,7 @@ def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
             optimizers[key] = make_optimizer(loss, lr, frozen)
         return loss, optimizers[key]
 
-    head = model.links_named(CLASSIFICATION_HEAD)
+    head = model.head_links()
     if op == 'seg_step':
         # The head gets no gradient here: freezing it changes nothing.
         loss, opt = setup(lambda: SegmentationLoss(model), head, 'train')
@@ -111,8 +110,7 @@ def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
             if 'cls_model' not in optimizers:
                 optimizers['cls_model'] = copy.deepcopy(model)
             model = optimizers['cls_model']
-        frozen = [l for l in model.children()
-                  if l.name not in CLASSIFICATION_HEAD]
+        frozen = model.trunk_links()
         loss, opt = setup(lambda: ClassificationLoss(model, True), frozen,
                           'cls')
         return Op(lambda: opt.update(loss, x, lbl, labels), loss, opt, info)
@@ -136,9 +134,5 @@ def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
                 return grad_cam(model, x, labels)
         return Op(run, info=info)
     if op == 'evaluate':
-        import evaluate
-
-        def run():
-            return evaluate.predict(model, None, device, x)
-        return Op(run, info=info)
+        return Op(lambda: model.predict(x), info=info)
     raise ValueError('unknown op %r (one of %s)' % (op, ', '.join(OPS)))

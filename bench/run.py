@@ -44,6 +44,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench.ops import DESCRIPTION, OPS  # NOQA: E402
+from runtime.files import write_text  # NOQA: E402
 
 CPU_CONFIGS = [(1.0, 320, 1), (0.0625, 96, 8)]
 GPU_CONFIGS = [(1.0, 320, 1), (1.0, 320, 8), (0.0625, 96, 8)]
@@ -243,7 +244,7 @@ def time_op(op, sync, min_time, max_inner):
 def config_worker(spec):
     """Every op of ``spec['ops']`` on one model: warm-up, then rounds."""
     from bench.ops import build, make_batch, make_model
-    from training.cli import get_device
+    from runtime.device import get_device
     device = get_device(spec['device'])
     if spec.get('mode') == 'dtypes':
         return dtype_worker(spec, device)
@@ -544,10 +545,8 @@ def markdown(results):
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     import numpy as np
+    from visualizations import plt, save_figure
     configs = [tuple(c) for c in results['configs']]
     measure = {(tuple(m['cfg']), m['op']): m for m in results['measurements']}
     ops = results['ops']
@@ -584,8 +583,7 @@ def plot(results, path):
     bx.set_xlabel('ratio (dashed: target; green PASS, red MISS)')
     bx.set_title('ratios against targets')
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main():
@@ -648,7 +646,8 @@ def main():
             json.dump(result, f)
         return 0
 
-    from training.cli import UsageError, get_device
+    from runtime.device import get_device
+    from runtime.errors import UsageError
     try:   # fail here, not in every worker
         get_device(args.device)
     except UsageError as e:
@@ -746,9 +745,7 @@ def main():
     table, ratios = markdown(results)
     results['markdown'] = dict(table=table, ratios=ratios)
     json_path = os.path.join(args.out, 'results.json')
-    with open(json_path + '.tmp', 'w') as f:
-        json.dump(results, f, indent=1)
-    os.replace(json_path + '.tmp', json_path)
+    write_text(json_path, json.dumps(results, indent=1))
     try:
         plot(results, os.path.join(args.out, 'results.png'))
     except Exception as e:  # the numbers matter more than the figure

@@ -2,18 +2,32 @@
 import chainer_compat  # NOQA: before chainer (Python 3.12)
 import os
 
+import numpy as np
 from chainer.datasets import TransformDataset
 
 from datasets.transforms import PixelSupervisionFlag, SegmentationTransform  # NOQA
-from datasets.transforms import MEAN_BGR, deprocess, preprocess  # NOQA
+from datasets.transforms import (MEAN_BGR, deprocess, preprocess,  # NOQA
+                                 preprocess_batch)
 from datasets.voc import (DatasetError, VOCSegmentation, VOC_CLASS_NAMES,  # NOQA
                           image_labels)
 
 DATASETS = ('shapes', 'voc')
+#: The split that evaluate.py and visualize.py take by default.
+TEST_SPLIT = {'shapes': 'test', 'voc': 'seg11valid'}
 DEFAULT_VOC_DIR = os.path.expanduser('~/data/datasets/VOC/VOCdevkit/VOC2012')
 
 
 CLASS_NAMES_FILE = 'class_names.txt'
+
+
+def add_flags(parser):
+    """``--dataset`` and ``--data-dir`` of a script's parser."""
+    parser.add_argument('--dataset', default='shapes', choices=DATASETS,
+                        help='embedded synthetic dataset or a VOC-format '
+                        'directory')
+    parser.add_argument('--data-dir', default=None,
+                        help='dataset root (default: the generated shapes '
+                        'cache, or ~/data/datasets/VOC/VOCdevkit/VOC2012)')
 
 
 def read_class_names(data_dir):
@@ -39,7 +53,8 @@ def get_dataset(name, data_dir=None, split='train', class_names=None):
 
     Args:
         name: ``'shapes'`` (generated on first use, cached under
-            ``data/``; ``python -m datasets.shapes`` makes others) or ``'voc'`` (any VOC-format directory).
+            ``data/``; ``python -m datasets.shapes`` makes others) or
+            ``'voc'`` (any VOC-format directory).
         data_dir: dataset root; default the shapes cache or
             ``~/data/datasets/VOC/VOCdevkit/VOC2012``.
         split: split name or list file.
@@ -71,3 +86,18 @@ def training_data(dataset, flip=False):
     :class:`SegmentationTransform`)."""
     return TransformDataset(dataset, SegmentationTransform(dataset.n_class,
                                                            flip))
+
+
+def batches(dataset, batch_size):
+    """Lists of at most ``batch_size`` consecutive examples of ``dataset``
+    whose images (the first entry) have one shape, so that they stack."""
+    batch = []
+    for i in range(len(dataset)):
+        example = dataset[i]
+        if batch and (len(batch) == batch_size or
+                      np.shape(batch[0][0]) != np.shape(example[0])):
+            yield batch
+            batch = []
+        batch.append(example)
+    if batch:
+        yield batch

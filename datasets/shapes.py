@@ -60,7 +60,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from datasets.voc import voc_palette
-from training.progress import progress
+from runtime.progress import progress
 
 VERSION = 1
 CLASS_NAMES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')

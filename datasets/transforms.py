@@ -19,6 +19,11 @@ def preprocess(img):
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+def preprocess_batch(imgs):
+    """:func:`preprocess` of RGB images of one size: ``(N, 3, H, W)``."""
+    return np.stack([preprocess(img) for img in imgs])
+
+
 def deprocess(x):
     """Inverse of :func:`preprocess`: ``(3, H, W)`` -> RGB uint8."""
     img = np.asarray(x).transpose(1, 2, 0) + MEAN_BGR

@@ -31,6 +31,8 @@ import chainer
 import numpy as np
 import PIL.Image
 
+from runtime.errors import DatasetError, one_line
+
 IGNORE = -1
 
 VOC_CLASS_NAMES = (
@@ -45,10 +47,6 @@ def voc_palette():
     import fcn.utils  # imports scipy and skimage: only when drawing
     colours = fcn.utils.label_colormap(256) * 255
     return [int(v) for v in colours.round().astype(np.uint8).ravel()]
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be read; the message is one line naming it."""
 
 
 _ON_MISSING = ['error']
@@ -71,8 +69,7 @@ def missing_files(policy):
 def _reason(e, path=None):
     """One line describing an exception raised while decoding ``path``
     (without repeating the path)."""
-    text = str(e).strip().splitlines()
-    text = text[0] if text else ''
+    text = one_line(e) if str(e).strip() else ''
     if path:
         text = text.replace(" '%s'" % path, '').replace(' %s' % path, '')
     return '%s: %s' % (type(e).__name__, text) if text else type(e).__name__

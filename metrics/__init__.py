@@ -1,7 +1,9 @@
-"""Evaluation metrics: the FCN table, multi-label AP and attention quality."""
-import chainer_compat  # NOQA: before chainer (Python 3.12)
-from metrics.classification import average_precision, mean_average_precision  # NOQA
-from metrics.segmentation import confusion_matrix, segmentation_scores  # NOQA
-from metrics.attention import (AttentionMetrics, attention_segmentation,  # NOQA
-                               class_cams, energy_inside, gt_classes,
-                               pointing_hit, pseudo_label)
+"""Evaluation metrics, numpy only: the FCN table, multi-label AP and
+attention quality, as functions and as accumulators over a split."""
+from metrics.attention import (AttentionMetrics, energy_inside,  # NOQA
+                               gt_classes, pointing_hit, pseudo_label)
+from metrics.classification import (ClassificationMetrics,  # NOQA
+                                    average_precision,
+                                    mean_average_precision)
+from metrics.segmentation import (SegmentationMetrics,  # NOQA
+                                  confusion_matrix, segmentation_scores)

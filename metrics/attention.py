@@ -1,7 +1,7 @@
 """Attention quality: how well the Grad-CAM of each ground-truth class
 covers that class's pixels.
 
-All maps here are min-max normalised Grad-CAMs (:func:`class_cams`), one per
+All maps here are min-max normalised Grad-CAMs (``models.class_cams``), one per
 (image, ground-truth class) pair; classes are label values ``1..n_class-1``.
 
 * **Attention mIoU** (the weakly supervised "seed" metric): a pixel takes
@@ -29,12 +29,10 @@ occur (like mAP and mean IU).
   conv5_3. A classifier whose CAMs are mostly flat gives GAIN nothing to
   train on.
 """
-import chainer
 import numpy as np
 
 from datasets.voc import image_labels
 from metrics.segmentation import segmentation_scores
-from models.grad_cam import cam_from_features, normalize_cam
 
 TAUS = np.round(np.arange(1, 20) * 0.05, 2)  # 0.05, 0.10, ..., 0.95
 DEFAULT_TAU = 0.5
@@ -47,36 +45,6 @@ def gt_classes(lbl, n_class):
     return np.flatnonzero(image_labels(lbl, n_class)) + 1
 
 
-def class_cams(model, x, classes):
-    """Normalised Grad-CAMs of the given classes of each image, in one
-    batched call (features once, one head back-propagation per batch).
-
-    Args:
-        model (FCN8s): the network (with its classification head).
-        x: ``(N, 3, H, W)`` preprocessed images on the model's device.
-        classes: ``N`` sequences of label values ``1..n_class-1``.
-    Returns:
-        list of ``N`` float32 numpy arrays ``(C_i, H, W)`` in [0, 1], the
-        maps in the order of ``classes[i]``.
-    """
-    xp = model.xp
-    n, size = len(x), tuple(x.shape[2:])
-    image = [i for i, cs in enumerate(classes) for _ in cs]
-    target = [int(c) - 1 for cs in classes for c in cs]
-    if not image:
-        return [np.zeros((0,) + size, np.float32) for _ in range(n)]
-    with chainer.using_config('train', False):
-        with chainer.no_backprop_mode():
-            feats = model.features(x).array
-        cam = cam_from_features(model, feats[xp.asarray(image)],
-                                xp.asarray(target, dtype=np.int32), size)
-        with chainer.no_backprop_mode():
-            cam = normalize_cam(cam).array
-    cam = chainer.backend.CpuDevice().send(cam).astype(np.float32)
-    bounds = np.cumsum([0] + [len(cs) for cs in classes])
-    return [cam[bounds[i]:bounds[i + 1]] for i in range(n)]
-
-
 def top_map(cams, classes):
     """``(best, arg)``: the highest value ``(H, W)`` and its class
     ``(H, W)`` int32 of maps ``(C, H, W)`` of label values ``(C,)``; with
@@ -87,13 +55,6 @@ def top_map(cams, classes):
         return np.zeros(shape, np.float32), np.zeros(shape, np.int32)
     return (cams.max(axis=0),
             np.asarray(classes, np.int32)[cams.argmax(axis=0)])
-
-
-def attention_segmentation(cams, classes, tau):
-    """``(H, W)`` int32: the class of the highest map where it is
-    ``>= tau``, else background 0."""
-    best, arg = top_map(cams, classes)
-    return np.where(best >= np.float32(tau), arg, 0).astype(np.int32)
 
 
 def pseudo_label(cams, classes, low, high):
@@ -132,7 +93,7 @@ class AttentionMetrics(object):
 
     ``add(lbl, outputs)`` takes the label ``(H, W)`` and
     ``outputs['cams']`` ``(C, H, W)`` normalised maps of the classes
-    ``outputs['cam_classes']`` ``(C,)`` (see :func:`class_cams`).
+    ``outputs['cam_classes']`` ``(C,)`` (see ``models.class_cams``).
     """
 
     needs_cams = True

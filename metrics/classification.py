@@ -1,6 +1,8 @@
 """Multi-label classification: average precision per class and mAP."""
 import numpy as np
 
+from datasets.voc import image_labels
+
 
 def average_precision(scores, labels):
     """Non-interpolated AP of one class: the mean, over the positives, of
@@ -27,3 +29,21 @@ def mean_average_precision(scores, labels):
            for k in range(scores.shape[1])]
     return float(np.nanmean(aps)) if not np.all(np.isnan(aps)) else \
         float('nan'), aps
+
+
+class ClassificationMetrics(object):
+    """Accumulator of mAP over a split: ``add(lbl, outputs)`` per image
+    with ``outputs['logits']`` ``(n_class - 1,)``; the labels are the
+    classes present in ``lbl``."""
+
+    def __init__(self, n_class):
+        self.n_class, self.scores, self.labels = n_class, [], []
+
+    def add(self, lbl, outputs):
+        self.scores.append(outputs['logits'])
+        self.labels.append(image_labels(lbl, self.n_class))
+
+    def result(self):
+        m, aps = mean_average_precision(np.stack(self.scores),
+                                        np.stack(self.labels))
+        return {'map': m, 'ap': [None if np.isnan(a) else a for a in aps]}

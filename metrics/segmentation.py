@@ -31,3 +31,18 @@ def segmentation_scores(hist):
                 mean_iu=float(np.nanmean(iu)),
                 fwavacc=float((freq[freq > 0] * iu[freq > 0]).sum()),
                 iu=[None if np.isnan(v) else float(v) for v in iu])
+
+
+class SegmentationMetrics(object):
+    """Accumulator of the FCN table over a split: ``add(lbl, outputs)``
+    per image with ``outputs['segmentation']`` ``(H, W)``."""
+
+    def __init__(self, n_class):
+        self.hist = np.zeros((n_class, n_class), dtype=np.int64)
+
+    def add(self, lbl, outputs):
+        self.hist += confusion_matrix(lbl, outputs['segmentation'],
+                                      len(self.hist))
+
+    def result(self):
+        return segmentation_scores(self.hist)

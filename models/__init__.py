@@ -1,6 +1,7 @@
 """FCN8s with a GAIN head, Grad-CAM and model files."""
 import chainer_compat  # NOQA: before chainer (Python 3.12)
 from models.fcn8s import FCN8s  # NOQA
-from models.grad_cam import cam_from_features, grad_cam, normalize_cam  # NOQA
+from models.grad_cam import (attention_maps, cam_from_features, class_cams,  # NOQA
+                             grad_cam, inference_cams, normalize_cam)
 from models.resize import resize_bilinear  # NOQA
 from models.serialization import ModelFileError, load_model, save_model  # NOQA

@@ -13,8 +13,6 @@ TRUNK = ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2',
          'conv3_1', 'conv3_2', 'conv3_3',
          'conv4_1', 'conv4_2', 'conv4_3',
          'conv5_1', 'conv5_2', 'conv5_3')
-SEGMENTATION_HEAD = ('fc6', 'fc7', 'score_fr', 'score_pool3', 'score_pool4',
-                     'upscore2', 'upscore_pool4', 'upscore8')
 CLASSIFICATION_HEAD = ('fc6_cl', 'fc7_cl', 'score_cl')
 HEAD_INIT = chainer.initializers.LeCunNormal()
 
@@ -183,8 +181,44 @@ class FCN8s(chainer.Chain):
         """Multi-label logits ``(N, n_class - 1)``, background excluded."""
         return self.head(self.features(x))
 
+    def predict(self, x):
+        """Segmentation ``(N, H, W)`` and multi-label logits ``(N, K)`` of
+        preprocessed images ``(N, 3, H, W)`` on the model's device, as
+        numpy arrays (test mode, no graph)."""
+        with chainer.using_config('train', False), \
+                chainer.no_backprop_mode():
+            seg = self.segment(x).array.argmax(axis=1)
+            logits = self.classify(x).array
+        to_cpu = chainer.backend.CpuDevice().send
+        return to_cpu(seg), to_cpu(logits)
+
     def links_named(self, names):
         return [getattr(self, n) for n in names]
+
+    def head_links(self):
+        """The links of the classification head (frozen by GAIN)."""
+        return self.links_named(CLASSIFICATION_HEAD)
+
+    def trunk_links(self):
+        """Every link but the classification head's (frozen while the
+        head is trained)."""
+        return [l for l in self.children() if l.name not in
+                CLASSIFICATION_HEAD]
+
+    def trunk_activations(self, shape):
+        """``[(inputs, outputs)]``: the element counts per image of each
+        layer of a classification forward of an ``(H, W)`` image, conv and
+        pooling layers of the trunk in order (conv1_1 padded by 1)."""
+        h, w = shape
+        layers = []
+        for name in TRUNK:
+            channels = getattr(self, name).W.shape[0]
+            layers.append((layers[-1][1] if layers else 3 * h * w,
+                           channels * h * w))
+            if name in ('conv1_2', 'conv2_2', 'conv3_3', 'conv4_3'):
+                h, w = -(-h // 2), -(-w // 2)        # 2x2 max pooling, ceil
+                layers.append((layers[-1][1], channels * h * w))
+        return layers
 
 
 def _crop(h, offset, size):

@@ -1,4 +1,9 @@
-"""Grad-CAM at ``relu(conv5_3)`` of :class:`models.FCN8s`."""
+"""Grad-CAM at ``relu(conv5_3)`` of :class:`models.FCN8s`, the one place
+that makes it: capture (``model.features``), channel weights from the
+head's gradient, ReLU of the weighted sum, up-sampling (stride 16) and
+min-max normalisation. :func:`attention_maps` is the differentiable map
+GAIN trains; :func:`inference_cams` and :func:`class_cams` the same maps
+without a graph, for metrics and pictures."""
 import chainer
 import chainer.functions as F
 import numpy as np
@@ -68,6 +73,49 @@ def normalize_cam(cam, eps=1e-5):
     out = (flat - F.broadcast_to(lo, flat.shape)) / F.broadcast_to(
         hi - lo + eps, flat.shape)
     return F.reshape(out, cam.shape)
+
+
+def attention_maps(model, conv5_3, targets, size, double_backprop=False):
+    """Normalised Grad-CAMs ``(N, H, W)`` in [0, 1] from ``relu(conv5_3)``
+    (see :func:`cam_from_features`), differentiable w.r.t. ``conv5_3``."""
+    return normalize_cam(cam_from_features(model, conv5_3, targets, size,
+                                           double_backprop))
+
+
+def inference_cams(model, x, targets):
+    """:func:`attention_maps` of images ``x`` ``(N, 3, H, W)`` in test mode
+    and without a graph: an ``(N, H, W)`` array on the model's device."""
+    with chainer.using_config('train', False):
+        with chainer.no_backprop_mode():
+            features = model.features(x).array
+        cam = cam_from_features(model, features, targets, x.shape[2:])
+        with chainer.no_backprop_mode():
+            return normalize_cam(cam).array
+
+
+def class_cams(model, x, classes):
+    """Normalised Grad-CAMs of the given classes of each image, in one
+    batched call (features once, one head back-propagation per batch).
+
+    Args:
+        model (FCN8s): the network (with its classification head).
+        x: ``(N, 3, H, W)`` preprocessed images on the model's device.
+        classes: ``N`` sequences of label values ``1..n_class-1``.
+    Returns:
+        list of ``N`` float32 numpy arrays ``(C_i, H, W)`` in [0, 1], the
+        maps in the order of ``classes[i]``.
+    """
+    n, size = len(x), tuple(x.shape[2:])
+    image = [i for i, cs in enumerate(classes) for _ in cs]
+    target = [int(c) - 1 for cs in classes for c in cs]
+    if not image:
+        return [np.zeros((0,) + size, np.float32) for _ in range(n)]
+    xp = model.xp
+    cam = inference_cams(model, x[xp.asarray(image)],
+                         xp.asarray(target, dtype=np.int32))
+    cam = chainer.backend.CpuDevice().send(cam).astype(np.float32)
+    bounds = np.cumsum([0] + [len(cs) for cs in classes])
+    return [cam[bounds[i]:bounds[i + 1]] for i in range(n)]
 
 
 def _as_multi_hot(xp, targets, n, n_labels, dtype):

@@ -9,21 +9,18 @@ architecture is read off the weight shapes and the GAIN head starts fresh.
 """
 import json
 import os
-import tempfile
 import zipfile
 
 import chainer
 import numpy as np
 
 from models.fcn8s import CLASSIFICATION_HEAD, FCN8s
+from runtime.errors import ModelFileError, one_line
+from runtime.files import atomic_write
 
 META = '_meta/'
 _NPZ_MAGIC = b'PK\x03\x04'
 _NPY_MAGIC = b'\x93NUMPY'
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used; the message is one line."""
 
 
 def save_model(path, model):
@@ -34,18 +31,9 @@ def save_model(path, model):
     arrays[META + 'width'] = np.float64(model.width)
     arrays[META + 'head_trained_by'] = np.array(
         json.dumps(model.head_trained_by))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.npz.tmp')
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp's 0600, like open()'s
-        with os.fdopen(fd, 'wb') as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path, 'wb') as f:
+        np.savez(f, **arrays)
 
 
 def load_model(path, n_class=None, width=None, require_head=False):
@@ -69,7 +57,7 @@ def load_model(path, n_class=None, width=None, require_head=False):
             file_width = float(arrays[META + 'width'])
         except (KeyError, TypeError, ValueError) as e:
             raise ModelFileError('%s: unreadable architecture record %s (%s)'
-                                 % (path, META, _first_line(e)))
+                                 % (path, META, one_line(e)))
     else:
         if 'score_fr/W' not in arrays or 'conv1_1/W' not in arrays:
             raise ModelFileError('%s: not an FCN8s model file (no score_fr/W '
@@ -133,19 +121,8 @@ def _head_record(path, arrays):
             raise ValueError('not a list of stage names')
     except ValueError as e:
         raise ModelFileError('%s: unreadable %s (%s)'
-                             % (path, key, _first_line(e)))
+                             % (path, key, one_line(e)))
     return record
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _first_line(e):
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def _is_npy(path):
@@ -177,7 +154,7 @@ def _read_npz(path):
             return {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise ModelFileError('%s: not a readable npz model file (%s)'
-                             % (path, _first_line(e)))
+                             % (path, one_line(e)))
     except Exception as e:  # zlib.error, struct.error... of a damaged file
         raise ModelFileError('%s: not a readable npz model file (%s: %s)'
-                             % (path, type(e).__name__, _first_line(e)))
+                             % (path, type(e).__name__, one_line(e)))

@@ -1,54 +1,9 @@
 """Shared fixtures: a tiny VOC-format directory and a thin model."""
-import os
-
-import chainer
-import chainer.functions as F
 import numpy as np
-import PIL.Image
 import pytest
 
-from datasets.voc import voc_palette  # NOQA (re-exported to the tests)
+from helpers import write_voc
 from models import FCN8s
-
-
-def write_example(root, image_id, img, lbl):
-    """``JPEGImages/<id>.jpg`` and the palette PNG
-    ``SegmentationClass/<id>.png`` of one example under ``root``."""
-    PIL.Image.fromarray(img).save(
-        os.path.join(root, 'JPEGImages', image_id + '.jpg'), quality=95)
-    png = PIL.Image.fromarray(lbl, mode='P')
-    png.putpalette(voc_palette())
-    png.save(os.path.join(root, 'SegmentationClass', image_id + '.png'))
-
-
-def write_voc(root, splits, n_class=4, size=(40, 48), seed=0):
-    """Write a VOC-format directory with random rectangles.
-
-    ``splits`` maps a split name to its number of images. Returns
-    ``{id: (img, lbl)}`` with ``lbl`` as written (255 = ignore).
-    """
-    rng = np.random.RandomState(seed)
-    for d in ('JPEGImages', 'SegmentationClass',
-              os.path.join('ImageSets', 'Segmentation')):
-        os.makedirs(os.path.join(root, d), exist_ok=True)
-    written = {}
-    for split, n in splits.items():
-        ids = ['%s_%03d' % (split, i) for i in range(n)]
-        for i in ids:
-            h, w = size
-            img = rng.randint(0, 256, (h, w, 3)).astype(np.uint8)
-            lbl = np.zeros((h, w), dtype=np.uint8)
-            for c in rng.choice(np.arange(1, n_class), rng.randint(1, 3),
-                                replace=False):
-                y, x = rng.randint(0, h - 8), rng.randint(0, w - 8)
-                lbl[y:y + 8, x:x + 10] = c
-            lbl[0, :] = 255
-            write_example(root, i, img, lbl)
-            written[i] = (img, lbl)
-        with open(os.path.join(root, 'ImageSets', 'Segmentation',
-                               split + '.txt'), 'w') as f:
-            f.write('\n'.join(ids) + '\n')
-    return written
 
 
 @pytest.fixture
@@ -68,52 +23,3 @@ def thin_model():
         if 'score' in name or name.endswith('/b'):
             p.array[...] = rng.normal(0, 0.1, p.shape)
     return model
-
-
-def read_tree(root):
-    """{relative path: bytes} of every file under root."""
-    out = {}
-    for d, _, names in os.walk(root):
-        for n in names:
-            p = os.path.join(d, n)
-            with open(p, 'rb') as f:
-                out[os.path.relpath(p, root)] = f.read()
-    return out
-
-
-def error_line(err):
-    """The one ``error: ...`` line of a script's stderr."""
-    lines = [l for l in err.splitlines() if l.startswith('error:')]
-    assert len(lines) == 1, err
-    return lines[0]
-class Toy(chainer.Link):
-    """A one-parameter link that reports its loss, for toy trainers."""
-
-    def __init__(self):
-        super().__init__()
-        with self.init_scope():
-            self.w = chainer.Parameter(np.ones(1, np.float32))
-
-    def forward(self, x):
-        loss = F.sum(self.w * x)
-        chainer.report({'loss': loss}, self)
-        return loss
-
-
-def run_script(script, argv, monkeypatch, capsys):
-    """``(exit status, stderr)`` of ``<script>.main`` run in-process under
-    ``cli.run`` with ``argv``; no traceback may reach the output."""
-    import importlib
-    import sys
-    from training import cli
-    monkeypatch.setattr(sys, 'argv', [script + '.py'] + [str(a)
-                                                         for a in argv])
-    module = importlib.import_module(script)
-    try:
-        cli.run(module.main)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    assert 'Traceback' not in out + err
-    return code, err

@@ -10,12 +10,12 @@ import PIL.Image
 import pytest
 
 import evaluate
-from conftest import write_voc
-from metrics import (AttentionMetrics, average_precision, class_cams,
-                     energy_inside, pointing_hit, pseudo_label)
+from helpers import write_voc
+from metrics import (AttentionMetrics, average_precision, energy_inside,
+                     pointing_hit, pseudo_label)
 from metrics.attention import TAUS
-from models import FCN8s, grad_cam, normalize_cam, save_model
-from training import cli
+from models import FCN8s, class_cams, grad_cam, normalize_cam, save_model
+from runtime import cli
 
 
 def add(metric, lbl, cams, classes):

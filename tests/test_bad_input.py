@@ -10,7 +10,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from conftest import error_line, run_script, voc_palette, write_voc
+from datasets.voc import voc_palette
+from helpers import error_line, run_script, write_voc
 from models import FCN8s, ModelFileError, grad_cam, load_model, save_model
 from models.fcn8s import CLASSIFICATION_HEAD
 
@@ -379,7 +380,7 @@ def test_one_line_and_no_traceback_from_a_real_process(files, tmp_path,
 # -- a diverging run ------------------------------------------------------
 def test_gain_nan_loss_names_the_terms_and_keeps_the_last_snapshot(
         files, tmp_path, monkeypatch, capsys):
-    from training.snapshots import read_snapshot
+    from runtime.snapshots import read_snapshot
     out = tmp_path / 'gain'
     code, err = run('train_GAIN', [
         '--dataset', 'voc', '--data-dir', files['voc'], '--modelfile',

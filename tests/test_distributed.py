@@ -17,7 +17,7 @@ import chainer
 import numpy as np
 import pytest
 
-from conftest import run_script, write_example, write_voc
+from helpers import run_script, write_example, write_voc
 from models import FCN8s, load_model, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

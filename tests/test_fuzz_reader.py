@@ -8,7 +8,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from conftest import voc_palette, write_voc
+from datasets.voc import voc_palette
+from helpers import write_voc
 from datasets import VOC_CLASS_NAMES, DatasetError, VOCSegmentation
 
 N_CASES = 60

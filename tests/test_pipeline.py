@@ -10,7 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from conftest import run_script, write_voc
+from helpers import run_script, write_voc
 from datasets import VOCSegmentation, preprocess
 from datasets.voc import voc_palette
 from evaluate import evaluate_model
@@ -254,7 +254,7 @@ def test_validation_figures_equal_evaluate(setup, tmp_path, monkeypatch,
     game, energy and attention mIoU are evaluate.py's figures of the final
     model on the val split."""
     from metrics import AttentionMetrics
-    from evaluate import ClassificationMetrics, SegmentationMetrics
+    from metrics import ClassificationMetrics, SegmentationMetrics
     val = VOCSegmentation(setup['voc'], 'val')
     device = chainer.get_device('@numpy')
     fcn_out, gain = str(tmp_path / 'fcn'), str(tmp_path / 'gain')

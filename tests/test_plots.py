@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from chainer.training import extensions
 
-from conftest import Toy
-from metrics import class_cams
-from training import plots
-from training.extensions import attention_rows
-from training.plots import PanelPlot, show_cam, term_panel
+from helpers import Toy
+from models import class_cams
+import visualizations as plots
+from training.extensions import PanelPlot, attention_rows
+from visualizations import show_cam, term_panel
 
 
 def test_show_cam_marks_an_all_zero_map():

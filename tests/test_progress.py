@@ -8,8 +8,8 @@ import pytest
 from chainer.training import extensions
 from tqdm import tqdm
 
-from conftest import Toy
-from training.progress import (PlainProgress, TrainingProgress, progress,
+from helpers import Toy
+from runtime.progress import (PlainProgress, TrainingProgress, progress,
                                report_stream)
 
 

@@ -9,10 +9,11 @@ import PIL.Image
 import pytest
 
 import make_pseudo_labels
-from conftest import run_script, voc_palette, write_voc
+from datasets.voc import voc_palette
+from helpers import run_script, write_voc
 from datasets import get_dataset, preprocess
 from models import FCN8s, grad_cam, load_model, normalize_cam, save_model
-from training import cli
+from runtime import cli
 
 
 @pytest.fixture

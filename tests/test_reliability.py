@@ -15,11 +15,12 @@ from chainer.serializers import npz
 from chainer.training import StandardUpdater
 
 from datasets import DatasetError
-from training.guards import (BadSampleCount, Interrupted, NonFiniteError,
-                             SameSizeIterator, SkipBadSamples, SnapshotError)
-from training.snapshots import (CorruptSnapshot, Snapshot, list_snapshots,
+from runtime.errors import Interrupted, NonFiniteError, SnapshotError
+from runtime.guards import BadSampleCount, SameSizeIterator, SkipBadSamples
+from runtime.snapshots import (CorruptSnapshot, Snapshot, list_snapshots,
                                 read_snapshot)
-from training.trainer import build_trainer, finish, make_optimizer
+from training.trainer import build_trainer, make_optimizer
+from training.trainer import run_training as finish
 
 
 class Toy(chainer.Chain):

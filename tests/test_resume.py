@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import write_voc
-from training.snapshots import list_snapshots
+from helpers import write_voc
+from runtime.snapshots import list_snapshots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ITERATIONS = 20

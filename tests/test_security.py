@@ -16,15 +16,15 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from conftest import error_line, read_tree, run_script, write_voc
+from helpers import error_line, read_tree, run_script, write_voc
 from datasets import DatasetError, VOCSegmentation
 from datasets.voc import read_image
 from models import FCN8s, save_model
 from test_reliability import toy_trainer
-from training import outdir
-from training.guards import SnapshotError, WriteFailed
-from training.snapshots import _save_synced, list_snapshots, read_snapshot
-from training.trainer import finish
+from runtime import outdir
+from runtime.errors import SnapshotError, WriteFailed
+from runtime.snapshots import _save_synced, list_snapshots, read_snapshot
+from training.trainer import run_training as finish
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1',
@@ -561,7 +561,7 @@ def test_a_read_only_out_is_refused_before_training(files, tmp_path,
 
 def test_a_full_disk_stops_training_and_keeps_older_snapshots(
         tmp_path, monkeypatch):
-    import training.snapshots
+    import runtime.snapshots
     real_savez = np.savez
 
     def savez(f, **arrays):
@@ -569,7 +569,7 @@ def test_a_full_disk_stops_training_and_keeps_older_snapshots(
             f.write(b'partial')
             raise OSError(errno.ENOSPC, 'No space left on device')
         real_savez(f, **arrays)
-    monkeypatch.setattr(training.snapshots.np, 'savez', savez)
+    monkeypatch.setattr(runtime.snapshots.np, 'savez', savez)
     trainer, model = toy_trainer(tmp_path, iterations=9)
     with pytest.raises(WriteFailed) as e:
         finish(trainer, model, str(tmp_path))
@@ -606,8 +606,8 @@ def test_an_out_that_is_a_file_is_refused_before_the_work(
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused(files, tmp_path,
                                                       monkeypatch, capsys):
-    import training.guards
-    monkeypatch.setattr(training.guards, 'available_memory',
+    import runtime.guards
+    monkeypatch.setattr(runtime.guards, 'available_memory',
                         lambda device: 10 ** 5)
     out = tmp_path / 'fcn'
     code, err = run_script('train_fcn', fcn_args(files['voc'], out),

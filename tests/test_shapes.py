@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import read_tree
+from helpers import read_tree
 from datasets import shapes
 
 SIZE = 96

@@ -8,9 +8,9 @@ import PIL.Image
 import pytest
 
 import visualize
-from conftest import write_voc
+from helpers import write_voc
 from models import FCN8s, save_model
-from training import cli
+from runtime import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

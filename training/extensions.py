@@ -1,22 +1,16 @@
-"""Trainer extensions: validation of segmentation and attention quality, and
-a picture of the attention during training."""
-import itertools
+"""Trainer extensions: validation of segmentation and attention quality,
+and the pictures of a run (its logged terms, its attention)."""
 import os
 
 import chainer
-import matplotlib
 import numpy as np
 from chainer.training import extension, extensions
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # NOQA
-
-from datasets import deprocess, preprocess  # NOQA
-from metrics import AttentionMetrics, class_cams, gt_classes  # NOQA
-from metrics import segmentation_scores  # NOQA
-from models import cam_from_features, normalize_cam  # NOQA
-from models.gain import erase, erased_cams, soft_mask  # NOQA
-from training.plots import save_figure, show_cam  # NOQA
+import visualizations
+from datasets import batches, deprocess, preprocess_batch
+from metrics import AttentionMetrics, gt_classes, segmentation_scores
+from models import class_cams, inference_cams
+from models.gain import erase, erased_cams, soft_mask
 
 
 class MeanIUEvaluator(extensions.Evaluator):
@@ -61,19 +55,14 @@ class AttentionEvaluator(extension.Extension):
         self.n_class = dataset.n_class
         examples = [dataset[i] for i in range(min(n_images, len(dataset)))]
         self.n_images = len(examples)
-        self.batches = []
-        for _, group in itertools.groupby(examples,
-                                          key=lambda e: e[0].shape):
-            group = list(group)
-            self.batches += [group[i:i + batch_size]
-                             for i in range(0, len(group), batch_size)]
+        self.batches = list(batches(examples, batch_size))
 
     def evaluate(self):
         """``{key: value}`` of :data:`KEYS` (None where undefined)."""
         metrics = AttentionMetrics(self.n_class)
         for batch in self.batches:
             x = self.model.device.send(
-                np.stack([preprocess(img) for img, _ in batch]))
+                preprocess_batch([img for img, _ in batch]))
             classes = [gt_classes(lbl, self.n_class) for _, lbl in batch]
             cams = class_cams(self.model, x, classes)
             for (_, lbl), cam, cs in zip(batch, cams, classes):
@@ -107,46 +96,14 @@ def attention_rows(model, x, labels, sigma, omega, am_mode='joint'):
     if not len(image):
         return []
     x = x[xp.asarray(image)]
-    with chainer.using_config('train', False):
-        with chainer.no_backprop_mode():  # only the head needs a graph
-            features = model.features(x).array
-        cam = normalize_cam(cam_from_features(model, features,
-                                              xp.asarray(targets),
-                                              x.shape[2:]))
-        with chainer.no_backprop_mode():
-            mask = soft_mask(cam, sigma, omega)
-            erased = erase(x, mask)
+    cam = inference_cams(model, x, xp.asarray(targets))
+    with chainer.no_backprop_mode():
+        mask = soft_mask(cam, sigma, omega)
+        erased = erase(x, mask)
     cam, mask, erased, x = (to_cpu(v.array if hasattr(v, 'array') else v)
                             for v in (cam, mask, erased, x))
     return [(np.flatnonzero(targets[i]), deprocess(x[i]), cam[i], mask[i],
              deprocess(erased[i])) for i in range(len(x))]
-
-
-def save_attention_grid(rows, path, title=''):
-    """One row per CAM, named by its class: image | CAM | mask | erased
-    image. ``rows``: ``(name, img, cam, mask, erased_img)``."""
-    if not rows:
-        fig, ax = plt.subplots(figsize=(4, 1.5))
-        ax.text(0.5, 0.5, 'no image with a class to erase', ha='center',
-                va='center')
-        ax.set_axis_off()
-    else:
-        fig, axes = plt.subplots(len(rows), 4, figsize=(9, 2.2 * len(rows)),
-                                 squeeze=False)
-    for r, (name, img, cam, mask, erased) in enumerate(rows):
-        axes[r, 0].imshow(img)
-        axes[r, 0].set_title(name, fontsize=10, fontweight='bold')
-        show_cam(fig, axes[r, 1], img, cam, alpha=0.6)
-        axes[r, 2].imshow(img)
-        axes[r, 2].imshow(mask, cmap='gray', vmin=0, vmax=1, alpha=0.6)
-        axes[r, 3].imshow(erased)
-        for c, ax in enumerate(axes[r]):
-            ax.set_axis_off()
-            if r == 0 and c:
-                ax.set_title(('', 'Grad-CAM', 'mask T', 'erased I*')[c])
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
-    save_figure(fig, path)
 
 
 class AttentionSnapshot(chainer.training.Extension):
@@ -175,7 +132,25 @@ class AttentionSnapshot(chainer.training.Extension):
                   img, cam, mask, erased)
                  for classes, img, cam, mask, erased in rows]
         it = trainer.updater.iteration
-        save_attention_grid(named, os.path.join(directory,
-                                                'iter_%06d.png' % it),
-                            'iteration %d, --am-mode %s' % (it,
-                                                            self.am_mode))
+        visualizations.save_figure(
+            visualizations.attention_grid_figure(
+                named, 'iteration %d, --am-mode %s' % (it, self.am_mode)),
+            os.path.join(directory, 'iter_%06d.png' % it))
+
+
+class PanelPlot(extension.Extension):
+    """Draws ``out/<filename>``: one panel per
+    :class:`visualizations.Panel`, the values the LogReport logged (a mean
+    per log interval) against the iteration, under the figure title
+    ``title``. Extend it after the LogReport, with the LogReport's
+    trigger; it reads the log, so a resumed run draws its whole history."""
+
+    def __init__(self, panels, filename, title, log_report='LogReport'):
+        self.panels, self.filename, self.title = panels, filename, title
+        self.log_report = log_report
+
+    def __call__(self, trainer):
+        log = trainer.get_extension(self.log_report).log
+        visualizations.save_figure(
+            visualizations.log_figure(log, self.panels, self.title),
+            os.path.join(trainer.out, self.filename))

@@ -3,7 +3,7 @@ and segmentation terms of one batch."""
 import chainer
 import chainer.functions as F
 
-from models import cam_from_features, normalize_cam
+from models import attention_maps
 from models.gain import erase, erased_cams, soft_mask
 
 AM_MODES = ('per-class', 'joint')
@@ -100,10 +100,8 @@ class GAINLoss(chainer.Chain):
         out = {}
         if len(rows) == 0:
             return out
-        cam = cam_from_features(self.model, features[rows], targets,
-                                x.shape[2:],
-                                double_backprop=self.cam_grad == 'full')
-        cam = normalize_cam(cam)
+        cam = attention_maps(self.model, features[rows], targets, x.shape[2:],
+                             double_backprop=self.cam_grad == 'full')
         if self.active('am'):
             erased = erase(x[rows], soft_mask(cam, self.sigma, self.omega))
             out['am'] = self.attention_mining(erased, targets)
@@ -169,5 +167,3 @@ def parse_warmup(text):
         raise ValueError('warm-up must be a finite number >= 0, got %r'
                          % text)
     return value, unit
-
-

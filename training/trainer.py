@@ -1,46 +1,79 @@
-"""The Trainer every training script builds: logging, plots, snapshots."""
+"""What every training script assembles: its run (device, seed, --out,
+data), iterators, optimizer, evaluator and Trainer, and the run itself."""
 import os
 
 import chainer
 from chainer import training
 from chainer.training import extensions
-from chainer.training.triggers import IntervalTrigger
 
+from datasets import get_dataset, training_data
+from datasets.voc import missing_files
 from models import FCN8s, save_model
-from training import distributed
-from training.guards import (BadSampleCount, FiniteLoss, OutOfMemory,
-                             SkipBadSamples, WriteFailed, check_batch_fits,
-                             check_finite_params, find_wrapped)
-from training.plots import PanelPlot
-from training.progress import TrainingProgress, report_stream
-from training.snapshots import Snapshot, list_snapshots
+from runtime import distributed, outdir
+from runtime.device import set_seed
+from runtime.errors import OutOfMemory, WriteFailed
+from runtime.flags import stop_trigger
+from runtime.guards import (BadSampleCount, FiniteLoss, SameSizeIterator,
+                            SkipBadSamples, check_batch_fits,
+                            check_finite_params, find_wrapped)
+from runtime.progress import TrainingProgress, report_stream
+from runtime.snapshots import Snapshot, list_snapshots
+from runtime.triggers import StopTrigger
+from training.extensions import PanelPlot
 
 
-class StopTrigger(IntervalTrigger):
-    """Stops once ``period`` iterations or epochs are done.
+def start_run(args, default_iterations):
+    """The start of a training run from its flags: the flags checked, the
+    data-parallel run joined (``--communicator``, see
+    :mod:`runtime.distributed`), ``--out`` claimed (rank 0), the device
+    picked, every random stream seeded (per rank) and the datasets opened
+    (wrapped in :class:`runtime.guards.SkipBadSamples` with
+    ``--skip-bad``).
 
-    chainer's IntervalTrigger fires when the count *crosses* a multiple of
-    the period, so a run resumed from a snapshot at or past the end (e.g.
-    ``--resume`` with fewer ``--iterations``) would go on to the next
-    multiple; this one compares the progress itself.
+    Returns:
+        ``(device, stop, train, val)``: ``stop`` is ``(length, unit)``,
+        ``val`` None without ``--val-split``.
     """
+    stop = stop_trigger(args, default_iterations)
+    context = distributed.setup(args.communicator, args.seed, args.device,
+                                args.rank_weights)
+    context.on_writer(outdir.claim_training, args.out, args.force,
+                      args.resume, getattr(args, 'modelfile', None))
+    set_seed(context.rank_seed(), context.device)
+    if args.deterministic:
+        chainer.global_config.train = False    # no dropout, no flips
+    with missing_files('skip' if args.skip_bad else 'error'):
+        train = get_dataset(args.dataset, args.data_dir, args.split)
+        val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
+                           args.val_split, train.class_names)
+               if args.val_split else None)
+    if args.skip_bad:
+        train = SkipBadSamples(train, 'train')
+        val = SkipBadSamples(val, 'val') if val is not None else None
+    return context.device, stop, train, val
 
-    def __call__(self, trainer):
-        updater = trainer.updater
-        done = (updater.iteration if self.unit == 'iteration'
-                else updater.epoch_detail)
-        return done >= self.period
+
+def train_iterator(dataset, batch_size):
+    """Shuffled iterator over a training dataset (this rank's shard in a
+    data-parallel run) that refuses batches of mixed image sizes with a
+    one-line error."""
+    dataset = distributed.current().scatter(dataset, shuffle=True)
+    return SameSizeIterator(dataset, batch_size)
 
 
-def every_and_last(interval):
-    """A trigger that fires every ``interval`` iterations and at the last
-    iteration of the run, however short."""
-    every = IntervalTrigger(interval, 'iteration')
+def val_iterator(val, batch_size):
+    """One pass over this rank's shard of a val split (None without one)."""
+    if val is None:
+        return None
+    return SameSizeIterator(distributed.current().scatter(training_data(val)),
+                            batch_size, repeat=False, shuffle=False)
 
-    def trigger(trainer):
-        fired = every(trainer)  # called at each iteration: it counts
-        return fired or trainer.stop_trigger(trainer)
-    return trigger
+
+def iterators(train, val, batch_size):
+    """Shuffled, flipped training iterator and a one-pass val iterator over
+    ``(x, lbl, labels)`` examples."""
+    return (train_iterator(training_data(train, flip=True), batch_size),
+            val_iterator(val, batch_size))
 
 
 def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
@@ -49,14 +82,14 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                   validators=()):
     """A Trainer with LogReport, PrintReport, TrainingProgress, one figure
     ``<name>.png`` per entry of ``plots`` (``{name: (title, [Panel])}``,
-    see :class:`training.plots.PanelPlot`), the learning rate,
+    see :class:`training.extensions.PanelPlot`), the learning rate,
     a stop on a non-finite loss and resumable snapshots (see
-    :mod:`training.snapshots`: a rerun in the same ``out`` continues from
+    :mod:`runtime.snapshots`: a rerun in the same ``out`` continues from
     the newest good one; ``resume`` and ``force`` as the flags, see
-    :func:`training.cli.trainer_options`). ``validators`` are further
-    extensions that run when the evaluator does.
+    :func:`trainer_options`). ``validators`` are further extensions that
+    run when the evaluator does.
 
-    In a data-parallel run (:mod:`training.distributed`) the evaluator is
+    In a data-parallel run (:mod:`runtime.distributed`) the evaluator is
     averaged over the ranks, so are the ``main/`` terms of
     ``report_keys``, and only rank 0 logs, prints, plots and writes
     snapshots."""
@@ -98,11 +131,18 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     return trainer
 
 
-def finish(trainer, model, out):
+def trainer_options(args):
+    """The keyword arguments of :func:`build_trainer` that come from the
+    shared flags."""
+    return dict(snapshot_interval=args.snapshot_interval,
+                resume=args.resume, force=args.force)
+
+
+def run_training(trainer, model, out):
     """Run the trainer and write ``out/model.npz`` (never from NaN or inf
     weights; rank 0 of a data-parallel run). Errors inside the loop (a bad
     sample, a non-finite loss, an interruption) propagate as they are,
-    without chainer's traceback dump, for :func:`training.cli.run` to
+    without chainer's traceback dump, for :func:`runtime.cli.run` to
     report in one line; so do a batch that does not fit in memory (refused
     before the first step when it surely cannot) and a file that cannot
     be written (a full disk: the snapshots already written are kept)."""
@@ -115,7 +155,8 @@ def finish(trainer, model, out):
     try:
         trainer.run(show_loop_exception_msg=False)
         check_finite_params(model, 'model.npz not written')
-        context.dump_weights(model)
+        if context.rank_weights_path():
+            save_model(context.rank_weights_path(), model)
         if context.is_writer:
             save_model(os.path.join(out, 'model.npz'), model)
     except MemoryError:

@@ -2,8 +2,7 @@
 on request, refuse batches of mixed image sizes and batches that cannot
 fit in memory.
 
-Every failure here is an exception whose message is one line; the scripts
-(``training.cli.run``) print it and exit with ``exit_status``.
+Every failure here is an exception of :mod:`runtime.errors`.
 """
 import sys
 
@@ -12,41 +11,7 @@ import numpy as np
 from chainer.iterators import SerialIterator
 from chainer.training import extension
 
-from datasets import DatasetError
-
-
-class TrainingStopped(RuntimeError):
-    """Training ended early on purpose; the message is one line."""
-    exit_status = 3
-    prefix = 'error'
-
-
-class NonFiniteError(TrainingStopped):
-    """A loss term or a weight became NaN or infinite."""
-
-
-class Interrupted(TrainingStopped):
-    """SIGINT or SIGTERM: a snapshot was written, rerun to resume."""
-    prefix = 'interrupted'
-
-    def __init__(self, message, signum):
-        super().__init__(message)
-        self.exit_status = 128 + int(signum)
-
-
-class SnapshotError(TrainingStopped):
-    """No snapshot can be resumed from (explicit ``--resume`` or one that
-    does not fit this run)."""
-    exit_status = 2
-
-
-class OutOfMemory(TrainingStopped):
-    """A batch that does not fit in memory."""
-    exit_status = 2
-
-
-class WriteFailed(TrainingStopped):
-    """A file of the run could not be written (a full disk...)."""
+from runtime.errors import DatasetError, NonFiniteError, OutOfMemory
 
 
 def _to_numpy(value):
@@ -250,19 +215,10 @@ def available_memory(device):
 def step_memory(model, shape, batch_size, backprop):
     """A lower bound of the bytes one training step of ``model`` needs
     for a batch of ``batch_size`` images of ``shape`` (H, W): the trunk's
-    activations of one classification forward (conv1_1 padded by 1), all
-    of them when the graph is kept for the trunk's gradient (``backprop``),
-    else the largest input and output of one layer."""
-    from models.fcn8s import TRUNK
-    h, w = shape
-    layers = []                  # (input, output) sizes of each layer
-    for name in TRUNK:
-        channels = getattr(model, name).W.shape[0]
-        layers.append((layers[-1][1] if layers else 3 * h * w,
-                       channels * h * w))
-        if name in ('conv1_2', 'conv2_2', 'conv3_3', 'conv4_3'):
-            h, w = -(-h // 2), -(-w // 2)        # 2x2 max pooling, ceil
-            layers.append((layers[-1][1], channels * h * w))
+    activations of one classification forward, all of them when the graph
+    is kept for the trunk's gradient (``backprop``), else the largest input
+    and output of one layer (see ``FCN8s.trunk_activations``)."""
+    layers = model.trunk_activations(shape)
     count = (sum(out for _, out in layers) if backprop else
              max(a + b for a, b in layers))
     return count * batch_size * model.conv1_1.W.dtype.itemsize

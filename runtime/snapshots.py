@@ -26,7 +26,7 @@ but the newest ``n_retains``. :class:`Snapshot` wraps it and replaces its
 * in a data-parallel run only rank 0 reads and writes snapshots: the one it
   resumes from is broadcast to every rank, and a signal received by any
   rank stops all of them after the same iteration (see
-  :mod:`training.distributed`).
+  :mod:`runtime.distributed`).
 """
 import os
 import random
@@ -41,8 +41,10 @@ from chainer.serializers import npz
 from chainer.training import extension, extensions
 from chainer.training.extensions import snapshot_writers
 
-from training.guards import (Interrupted, NonFiniteError, SnapshotError,
-                             check_finite_params)
+from runtime.errors import (Interrupted, NonFiniteError, SnapshotError,
+                            one_line)
+from runtime.guards import check_finite_params
+from runtime.triggers import StopTrigger
 
 PREFIX = 'snapshot_iter_'
 FILENAME = PREFIX + '{.updater.iteration}.npz'
@@ -63,11 +65,6 @@ def list_snapshots(out):
     return sorted(found)
 
 
-def _first_line(e):
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
 def read_snapshot(path):
     """Every array of a snapshot file, read and checked.
 
@@ -79,7 +76,7 @@ def read_snapshot(path):
         with open(path, 'rb') as f:
             magic = f.read(4)
     except OSError as e:
-        raise CorruptSnapshot('unreadable (%s)' % _first_line(e))
+        raise CorruptSnapshot('unreadable (%s)' % one_line(e))
     if magic != _ZIP_MAGIC:
         raise CorruptSnapshot('not an npz file' if magic else 'empty file')
     arrays, key = {}, None
@@ -92,7 +89,7 @@ def read_snapshot(path):
             raise CorruptSnapshot('unsafe: it holds pickled data (object '
                                   'array %s), which is never loaded' % key)
         raise CorruptSnapshot('truncated or corrupt (%s: %s)'
-                              % (type(e).__name__, _first_line(e)))
+                              % (type(e).__name__, one_line(e)))
     if 'updater/iteration' not in arrays:
         raise CorruptSnapshot('not a trainer snapshot (no updater/iteration)')
     for k, v in arrays.items():
@@ -143,7 +140,7 @@ class Snapshot(extension.Extension):
             there is one; ``'latest'`` to require one; a path to resume from
             that file (no fallback).
         force (bool): start from scratch, ignore existing snapshots.
-        context: the :class:`training.distributed.Context` of a
+        context: the :class:`runtime.distributed.Context` of a
             data-parallel run, else None.
     """
     trigger = 1, 'iteration'
@@ -155,7 +152,7 @@ class Snapshot(extension.Extension):
         if interval <= 0:
             raise ValueError('snapshot interval must be > 0')
         self.interval = int(interval)
-        self.stop = stop
+        self._at_end = StopTrigger(*stop) if stop else (lambda _: False)
         self.resume = resume
         self.force = force
         self.stream = stream
@@ -211,7 +208,7 @@ class Snapshot(extension.Extension):
                 raise SnapshotError(
                     'snapshot %s does not fit this run (%s: %s); rerun with '
                     'the flags it was made with, or pass --force to start '
-                    'over' % (path, type(e).__name__, _first_line(e)))
+                    'over' % (path, type(e).__name__, one_line(e)))
             it = trainer.updater.iteration
             self.last = it
             # Newer snapshots belong to a trajectory that is abandoned now
@@ -233,14 +230,6 @@ class Snapshot(extension.Extension):
         return None
 
     # -- every iteration -----------------------------------------------------
-    def _at_end(self, trainer):
-        if self.stop is None:
-            return False
-        value, unit = self.stop
-        updater = trainer.updater
-        return (updater.iteration >= value if unit == 'iteration'
-                else updater.epoch_detail >= value)
-
     def __call__(self, trainer):
         if self.context is not None:
             self.signal = self.context.any_signal(self.signal)

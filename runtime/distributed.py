@@ -1,46 +1,25 @@
-"""Data-parallel training on ChainerMN (``--communicator NAME``).
+"""Data-parallel training on ChainerMN (``--communicator NAME``, run
+under ``mpiexec``); what it changes is in the README's section on it.
 
-Launched as ``mpiexec -n K python train_*.py --communicator naive ...``,
-every rank runs the same script; :func:`training.cli.prepare` calls
-:func:`setup`, and the shared plumbing (``cli``, ``trainer``, ``snapshots``)
-asks :func:`current` for the run's :class:`Context`, so the scripts
-themselves hardly change. Without ``--communicator`` the context is a single
-process and every hook below is the identity: chainermn and mpi4py are
-never imported.
-
-What a data-parallel run does:
-
-* every rank holds a shard of the training split (``scatter_dataset``,
-  shuffled with ``--seed``, equal lengths); its iterator yields
-  ``--batch-size`` images per step, so a step (an iteration of
-  ``--iterations``) takes ``batch-size x ranks`` images, and an epoch is
-  still one pass over the split;
-* rank 0's initial weights are broadcast, gradients are averaged over the
-  ranks (``create_multi_node_optimizer``), so the weights stay identical;
-  ``--lr`` is used as given (not scaled with the ranks);
-* the numpy/random streams (shuffle, flips, CPU dropout) are per rank:
-  rank 0 uses ``--seed`` (as a one-process run does), rank r a seed drawn
-  from ``(seed, r)``;
-* validation runs on shards of the val split and is averaged
-  (``create_multi_node_evaluator``); the training loss terms in the log are
-  averaged over the ranks too;
-* only rank 0 writes to ``--out`` (config, log, plots, snapshots,
-  model.npz); its decisions there (a finished run, ``--force``, which
-  snapshot to resume) are broadcast, so every rank fails or goes on alike;
-* on resume rank 0 reads its snapshot and broadcasts it: every rank loads
-  the same weights, optimizer state, iteration and iterator position
-  (no shared file system needed); ranks other than 0 then reseed their
-  streams from ``(seed, rank, iteration)``, so a resumed multi-rank run does
-  not retrace the uninterrupted one draw for draw. Resume with the same
-  number of ranks (the iterator state of another count does not fit).
+Every rank runs the same script. :func:`setup` makes the run's
+:class:`Context` current, and the trainer assembly asks :func:`current` for
+it: its hooks shard the data, wrap the optimizer and evaluator, average the
+logged terms, let rank 0 alone write ``--out`` and share its decisions.
+Without a communicator every hook is the identity, and neither chainermn
+nor mpi4py is imported.
 """
+import os
 import pickle
 import re
 import sys
 
 import numpy as np
 from chainer import backend
+from chainer.serializers import npz
 from chainer.training import extension
+
+from runtime.device import get_device, set_seed
+from runtime.errors import UsageError, one_line
 
 COMMUNICATORS = ('naive', 'flat', 'non_cuda_aware', 'pure_nccl')
 INSTALL = ('apt-get install openmpi-bin libopenmpi-dev && '
@@ -51,11 +30,12 @@ class Context(object):
     """Where this process stands in the run: ``comm`` is the ChainerMN
     communicator, or None for a one-process run."""
 
-    def __init__(self, comm=None, seed=0, rank_weights=None):
+    def __init__(self, comm=None, seed=0, rank_weights=None, name=None):
         self.comm = comm
+        self.name = name          # the communicator's
         self.seed = seed
         self.rank_weights = rank_weights
-        self.device = None        # set by cli.prepare
+        self.device = None        # this rank's chainer device
 
     @property
     def distributed(self):
@@ -177,36 +157,31 @@ class Context(object):
         if arrays is None:
             return None
         if not self.is_writer:
-            from chainer.serializers import npz
             npz.NpzDeserializer(arrays).load(trainer)
-            from training.cli import set_seed
             set_seed(self.rank_seed(trainer.updater.iteration), self.device)
         return arrays
 
-    def dump_weights(self, model):
-        """With the hidden ``--rank-weights DIR``, every rank writes its
-        final weights to ``DIR/rank<N>.npz`` (for tests)."""
+    def rank_weights_path(self):
+        """``DIR/rank<N>.npz`` of the hidden ``--rank-weights DIR``, where
+        every rank writes its final weights (for tests), or None."""
         if not self.rank_weights:
-            return
-        import os
-        from models import save_model
+            return None
         os.makedirs(self.rank_weights, exist_ok=True)
-        save_model(os.path.join(self.rank_weights, 'rank%d.npz' % self.rank),
-                   model)
+        return os.path.join(self.rank_weights, 'rank%d.npz' % self.rank)
 
-    def describe(self, args):
+    def describe(self, batch_size):
         """Config entries of a data-parallel run (empty otherwise)."""
         if not self.comm:
             return {}
         return dict(ranks=self.size,
-                    effective_batch_size=args.batch_size * self.size)
+                    effective_batch_size=batch_size * self.size)
 
-    def summary(self, args):
+    def summary(self, batch_size, lr):
         return ('data-parallel: %d ranks (%s communicator) x batch size %d '
                 '= effective batch size %d; learning rate %g (as given, not '
                 'scaled with the ranks)'
-                % (self.size, args.communicator, args.batch_size,
-                   args.batch_size * self.size, args.lr))
+                % (self.size, self.name, batch_size, batch_size * self.size,
+                   lr))
 
     def abort(self, status):
         """End every rank now (a failure on one rank: the others would
@@ -272,39 +247,45 @@ def is_writer():
     return _current.is_writer
 
 
-def setup(args):
-    """The context of a training run from its flags (``--communicator``,
-    ``--seed``, ``--rank-weights``), made current. With a communicator it
-    needs mpi4py and an MPI; without them the error says what to install."""
+def setup(communicator=None, seed=0, device='-1', rank_weights=None):
+    """The context of a training run, made current: its ``communicator``
+    (a name of :data:`COMMUNICATORS`, or None for one process), ``seed``,
+    this rank's device of the ``--device`` spec ``device`` (used), and
+    ``rank_weights`` (see :meth:`Context.rank_weights_path`). A
+    communicator needs mpi4py and an MPI; without them the error says what
+    to install."""
     global _current
-    name = getattr(args, 'communicator', None)
-    rank_weights = getattr(args, 'rank_weights', None)
-    if not name:
-        _current = Context(seed=args.seed, rank_weights=rank_weights)
-        return _current
-    from training.cli import UsageError
+    if not communicator:
+        _current = Context(seed=seed, rank_weights=rank_weights)
+    else:
+        _current = Context(_communicator(communicator, device), seed,
+                           rank_weights, communicator)
+    _current.device = get_device(_current.device_spec(device))
+    return _current
+
+
+def _communicator(name, device):
     if name not in COMMUNICATORS:
         raise UsageError('--communicator must be one of %s, got %r'
                          % (', '.join(COMMUNICATORS), name))
-    if name == 'pure_nccl' and _is_cpu(args.device):
+    if name == 'pure_nccl' and _is_cpu(device):
         raise UsageError('--communicator pure_nccl needs GPUs (e.g. '
                          '--device 0); use --communicator naive on CPU')
     try:
         import mpi4py.MPI  # NOQA: loads the MPI library
     except (ImportError, OSError, RuntimeError) as e:
         raise UsageError('--communicator needs mpi4py and an MPI (%s): %s'
-                         % (_first_line(e), INSTALL))
+                         % (one_line(e), INSTALL))
     import chainermn
     try:
         comm = chainermn.create_communicator(name)
     except Exception as e:
-        raise UsageError('--communicator %s: %s' % (name, _first_line(e)))
+        raise UsageError('--communicator %s: %s' % (name, one_line(e)))
     if comm.size > 1:
         # An uncaught exception on one rank aborts the job instead of
         # leaving the others waiting in a collective call.
         chainermn.global_except_hook.add_hook()
-    _current = Context(comm, args.seed, rank_weights)
-    return _current
+    return comm
 
 
 def _is_cpu(spec):
@@ -313,8 +294,3 @@ def _is_cpu(spec):
         return int(spec) < 0
     except ValueError:
         return spec.startswith('@numpy') or spec.startswith('native')
-
-
-def _first_line(e):
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__

@@ -32,6 +32,8 @@ import shutil
 import sys
 import tempfile
 
+from runtime.errors import OutputError
+
 LOCK = '.lock'
 STAGING = '.replaced'
 MODEL = 'model.npz'
@@ -50,15 +52,12 @@ DATASET_PRODUCT = re.compile(r'^pseudo_labels\.json$')
 # Temporaries of a killed write: ``(name, allowed content)``; a directory
 # is removed only if it holds nothing but that content. chainer's snapshot
 # writer and LogReport write into a mkdtemp directory and rename;
-# save_model (mkstemp) and write_config into a temporary file.
+# runtime.files.atomic_write into a mkstemp file (config.json.tmp: the
+# name of older versions).
 _STALE = [(re.compile(r'^tmp(%s)\w{8}$' % _SNAPSHOT), r'\1'),
           (re.compile(r'^log\w{8}$'), 'log.json'),
-          (re.compile(r'^tmp\w{8}\.npz\.tmp$'), None),
+          (re.compile(r'^tmp\w{8}(\.\w+)?\.tmp$'), None),
           (re.compile(r'^config\.json\.tmp$'), None)]
-
-
-class OutputError(ValueError):
-    """An ``--out`` that cannot be used; the message is one line."""
 
 
 def output_path(out, *names):

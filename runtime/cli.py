@@ -1,0 +1,45 @@
+"""The entry point of every script: :func:`run` reports what stops it as
+one line and an exit status, never a traceback."""
+import sys
+
+from runtime import distributed, outdir
+from runtime.errors import USER_ERRORS, TrainingStopped, one_line
+
+
+def run(main):
+    """Run ``main()``; user errors become one line on stderr, exit 2;
+    a training stopped on purpose (non-finite loss: 3, SIGINT/SIGTERM:
+    128 + signal number, after a snapshot) one line too, and so does a
+    file that cannot be written (exit 1). Then the ``--out`` it claimed is
+    released (:func:`runtime.outdir.release_all`)."""
+    ok = False
+    try:
+        main()
+        ok = True
+    except USER_ERRORS as e:
+        _fail('error: %s' % one_line(e), 2, e)
+    except TrainingStopped as e:
+        _fail('%s: %s' % (e.prefix, one_line(e)), e.exit_status, e)
+    except KeyboardInterrupt as e:
+        _fail('interrupted', 130, e)
+    except OSError as e:        # a file that cannot be written (disk full)
+        _fail('error: %s%s' % (e.filename + ': ' if e.filename else '',
+                               e.strerror or one_line(e)), 1, e)
+    finally:
+        outdir.release_all(ok)
+
+
+def _fail(line, status, e):
+    """Report and exit. In a data-parallel run an error that every rank
+    raised together (``every_rank``) is reported by rank 0 and the ranks
+    exit; one of a single rank names it and aborts the job, whose other
+    ranks would wait for it forever."""
+    context = distributed.current()
+    together = getattr(e, 'every_rank', False)
+    if context.size > 1 and not together:
+        line += ' (rank %d of %d)' % (context.rank, context.size)
+    if context.is_writer or not together:
+        print(line, file=sys.stderr)
+    if not together:
+        context.abort(status)
+    sys.exit(status)

@@ -1,0 +1,237 @@
+"""The pictures of the toolkit, and the one place that draws: CAM
+overlays, label maps, training curves, attention grids and the pages of
+visualize.py. Each ``*_figure`` function returns a matplotlib figure;
+:func:`save_figure` writes one atomically and closes it."""
+import collections
+import functools
+import math
+
+import matplotlib
+import numpy as np
+
+matplotlib.use('Agg')
+import matplotlib.patches as mpatches  # NOQA: E402
+import matplotlib.pyplot as plt  # NOQA: E402
+
+from datasets.voc import voc_palette  # NOQA: E402
+from runtime.files import atomic_write  # NOQA: E402
+
+X_LABEL = 'iteration (one update of --batch-size images)'
+
+Panel = collections.namedtuple('Panel', 'title ylabel keys')
+Panel.__doc__ = """One panel: ``keys`` of the log (``main/...`` drawn as
+train, ``validation/main/...`` as validation), its title and y-axis label
+(with the unit)."""
+
+
+# title and y-axis label (unit) of each logged term
+TERMS = {
+    'loss': ('total: weighted sum of the terms', 'loss'),
+    'seg': ('L_seg: softmax cross-entropy', 'nats per labelled pixel'),
+    'cl': ('L_cl: sigmoid cross-entropy', 'nats per (image, class)'),
+    'am': ('L_am: score of the erased class', 'mean score (0 to 1)'),
+    'ext': ('L_ext: (CAM - mask)^2', 'per supervised pixel (0 to 1)'),
+    'accuracy': ('accuracy of the image labels',
+                 'share of (image, class) right'),
+    'mean_iu': ('segmentation mean IU (val split)', 'IU (0 to 1)'),
+    'pointing': ('pointing game: CAM peak on the class',
+                 'share of (image, class)'),
+    'energy': ('energy: CAM mass on the class', 'share of the mass'),
+    'attention_miou': ('attention mIoU (best tau)', 'IU (0 to 1)'),
+    'zero_cams': ('all-zero Grad-CAMs', 'share of (image, class)'),
+}
+
+
+def term_panel(term, keys):
+    """The :class:`Panel` of a term of :data:`TERMS` drawn from ``keys``."""
+    return Panel(TERMS[term][0], TERMS[term][1], keys)
+
+
+def save_figure(fig, path, dpi=80):
+    """Write ``fig`` to ``path`` (its extension names the format)
+    atomically and close it."""
+    with atomic_write(path, 'wb') as f:
+        fig.savefig(f, format=path.rsplit('.', 1)[-1], dpi=dpi)
+    plt.close(fig)
+
+
+def show_cam(fig, ax, img, cam, alpha=0.5):
+    """A normalised CAM ``(H, W)`` in [0, 1] over ``img`` with a colour
+    bar; an all-zero map (Grad-CAM found nothing for the class) is written
+    as such rather than drawn as a flat overlay."""
+    ax.imshow(img)
+    mappable = matplotlib.cm.ScalarMappable(
+        matplotlib.colors.Normalize(0, 1), 'jet')
+    if np.any(cam):
+        mappable = ax.imshow(cam, cmap='jet', vmin=0, vmax=1, alpha=alpha)
+    else:
+        ax.text(0.5, 0.5, 'all-zero CAM', ha='center', va='center',
+                transform=ax.transAxes, color='white', fontsize=9,
+                bbox=dict(facecolor='black', alpha=0.7, linewidth=0))
+    fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04)
+
+
+@functools.lru_cache(maxsize=1)
+def palette():
+    """The VOC palette, ``(256, 3)`` uint8 RGB."""
+    return np.asarray(voc_palette(), np.uint8).reshape(256, 3)
+
+
+def colorize(lbl):
+    """``(H, W)`` labels (-1 or 255 = ignore) -> ``(H, W, 3)`` uint8 RGB
+    in the VOC palette."""
+    return palette()[np.where(lbl < 0, 255, lbl).astype(np.uint8)]
+
+
+def _cam_panel(fig, ax, img, cam, title):
+    show_cam(fig, ax, img, cam)
+    ax.set_title(title, fontsize=9)
+
+
+def _label_legend(ax, lbl, class_names):
+    """Legend of the classes (and the ignore label) present in ``lbl``,
+    under the panel."""
+    values = np.unique(np.where(lbl < 0, 255, lbl))
+    names = dict(enumerate(class_names))
+    names[255] = 'ignore'
+    ax.legend(handles=[mpatches.Patch(color=palette()[v] / 255.,
+                                      label=names[v])
+                       for v in values if v in names],
+              loc='upper center', bbox_to_anchor=(0.5, 0.0), fontsize=7,
+              ncol=2, frameon=False)
+
+
+def log_figure(log, panels, title):
+    """One panel per :class:`Panel`: the values of a LogReport's ``log``
+    (a mean per log interval) against the iteration, under ``title``."""
+    cols = min(3, len(panels))
+    rows = int(math.ceil(len(panels) / float(cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows),
+                             squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, panel in zip(axes.ravel(), panels):
+        for key in panel.keys:
+            points = [(e['iteration'], e[key]) for e in log if key in e]
+            if points:
+                ax.plot(*zip(*points), marker='.', label='validation'
+                        if key.startswith('validation/') else 'train')
+        if not ax.lines:
+            ax.text(0.5, 0.5, 'not logged yet', ha='center',
+                    va='center', transform=ax.transAxes, color='gray')
+        elif len(panel.keys) > 1:
+            ax.legend(fontsize=8)
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel(X_LABEL, fontsize=8)
+        ax.xaxis.set_major_locator(
+            matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_ylabel(panel.ylabel, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return fig
+
+
+def attention_grid_figure(rows, title=''):
+    """One row per CAM, named by its class: image | CAM | mask | erased
+    image. ``rows``: ``(name, img, cam, mask, erased_img)``."""
+    if not rows:
+        fig, ax = plt.subplots(figsize=(4, 1.5))
+        ax.text(0.5, 0.5, 'no image with a class to erase', ha='center',
+                va='center')
+        ax.set_axis_off()
+    else:
+        fig, axes = plt.subplots(len(rows), 4, figsize=(9, 2.2 * len(rows)),
+                                 squeeze=False)
+    for r, (name, img, cam, mask, erased) in enumerate(rows):
+        axes[r, 0].imshow(img)
+        axes[r, 0].set_title(name, fontsize=10, fontweight='bold')
+        show_cam(fig, axes[r, 1], img, cam, alpha=0.6)
+        axes[r, 2].imshow(img)
+        axes[r, 2].imshow(mask, cmap='gray', vmin=0, vmax=1, alpha=0.6)
+        axes[r, 3].imshow(erased)
+        for c, ax in enumerate(axes[r]):
+            ax.set_axis_off()
+            if r == 0 and c:
+                ax.set_title(('', 'Grad-CAM', 'mask T', 'erased I*')[c])
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    return fig
+
+
+def image_figure(image_id, img, lbl, result, class_names):
+    """visualize.py's page of one image: the image, its ground truth, the
+    CAMs before and after GAIN of each class (rows) and the trained
+    model's segmentation; ``result`` as ``visualize.analyse`` returns."""
+    classes = result['classes']
+    rows = max(1, len(classes))
+    fig, axes = plt.subplots(rows, 5, figsize=(16, 3 * rows + 0.8),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    axes[0, 0].imshow(img)
+    axes[0, 0].set_title(image_id, fontsize=9)
+    if lbl is not None:
+        axes[0, 1].imshow(colorize(lbl))
+        axes[0, 1].set_title('ground truth', fontsize=9)
+        _label_legend(axes[0, 1], lbl, class_names)
+    else:
+        axes[0, 1].text(0.5, 0.5, 'no labels', ha='center', va='center')
+    axes[0, 4].imshow(colorize(result['pred']))
+    axes[0, 4].set_title('segmentation (after)', fontsize=9)
+    _label_legend(axes[0, 4], result['pred'], class_names)
+    for r, c in enumerate(classes):
+        for col, (when, cam, score) in enumerate(zip(
+                ('before', 'after'), result['cams'],
+                result['scores']), start=2):
+            _cam_panel(fig, axes[r, col], img, cam[r], '%s: %s (%.2f)' % (
+                when, class_names[c], score[r]))
+    if not len(classes):
+        axes[0, 2].text(0.5, 0.5, 'no class to show', ha='center',
+                        va='center')
+    fig.tight_layout()
+    return fig
+
+
+def overview_figure(entries, class_names):
+    """Rows ``image | CAM before | CAM after`` of ``entries``: ``(id, img,
+    result)``, each at its class scored highest after GAIN."""
+    fig, axes = plt.subplots(len(entries), 3,
+                             figsize=(9.5, 3 * len(entries)), squeeze=False)
+    for r, (image_id, img, result) in enumerate(entries):
+        k = int(np.argmax(result['logits']))
+        name = class_names[result['classes'][k]]
+        axes[r, 0].imshow(img)
+        axes[r, 0].set_title(image_id, fontsize=9)
+        for col, when in ((1, 'before'), (2, 'after')):
+            _cam_panel(fig, axes[r, col], img, result['cams'][col - 1][k],
+                       '%s GAIN: %s (%.2f)' % (
+                           when, name, result['scores'][col - 1][k]))
+        for ax in axes[r]:
+            ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def attention_curves_figure(results):
+    """Attention mIoU against tau, one line per model of ``results``
+    (``{name: evaluate.py metrics}``), the best tau marked."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    fixed = None
+    for name, m in results.items():
+        curve = m['attention_curve']
+        line, = ax.plot(curve['tau'], [100 * v for v in curve['miou']],
+                        marker='.', label=name)
+        ax.plot([m['attention_tau']], [100 * m['attention_miou']], 'o',
+                color=line.get_color(), markersize=9, fillstyle='none')
+        fixed = m['attention_fixed_tau']
+    if fixed is not None:
+        ax.axvline(fixed, color='gray', linestyle='--', linewidth=1,
+                   label='fixed tau %.2f' % fixed)
+    ax.set_xlabel('tau (normalised CAM threshold)')
+    ax.set_ylabel('attention mIoU (%)')
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
