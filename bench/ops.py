@@ -5,13 +5,14 @@ import copy
 import chainer
 import numpy as np
 
+from datasets.random_batch import make_batch  # NOQA: bench.run takes it here
+
 from models import FCN8s, grad_cam
 from training.gain_loss import AM_MODES, CAM_GRADS, GAINLoss
 from training.losses import ClassificationLoss, SegmentationLoss
 from training.trainer import make_optimizer
 
 N_CLASS = 21              # PASCAL VOC: background + 20 labels
-LABELS_PER_IMAGE = (2, 3, 1)   # image i has LABELS_PER_IMAGE[i % 3] labels
 
 GAIN_OPS = ['gain_%s_%s' % (m, g) for m in AM_MODES for g in CAM_GRADS]
 TRAIN_OPS = ['seg_step', 'cls_step'] + GAIN_OPS
@@ -45,27 +46,6 @@ def make_model(width, n_class=N_CLASS, seed=0):
         if 'score' in name and p.array.ndim > 1:
             p.array[...] = rng.normal(0, 0.01, p.shape)
     return model
-
-
-def make_batch(batch, size, n_class=N_CLASS, seed=0):
-    """Random caffe-like images, label maps with one block per labelled
-    class (row 0 ignored), multi-hot labels (1-3 per image, see
-    ``LABELS_PER_IMAGE``) and pixel-supervision flags (all False)."""
-    rng = np.random.RandomState(seed)
-    h = w = size
-    x = rng.normal(0, 60, (batch, 3, h, w)).astype(np.float32)
-    lbl = np.zeros((batch, h, w), dtype=np.int32)
-    labels = np.zeros((batch, n_class - 1), dtype=np.int32)
-    for i in range(batch):
-        k = LABELS_PER_IMAGE[i % len(LABELS_PER_IMAGE)]
-        for c in rng.choice(n_class - 1, k, replace=False):
-            labels[i, c] = 1
-            bh, bw = max(1, h // 3), max(1, w // 3)
-            y0, x0 = rng.randint(0, h - bh + 1), rng.randint(0, w - bw + 1)
-            lbl[i, y0:y0 + bh, x0:x0 + bw] = c + 1
-    lbl[:, 0] = -1
-    ext = np.zeros(batch, dtype=bool)
-    return x, lbl, labels, ext
 
 
 class Op(object):

@@ -328,7 +328,7 @@ def config_worker(spec):
 
 def dtype_worker(spec, device):
     """Every op once, then once more under a dtype recorder (thin model)."""
-    from bench.dtypes import check_step
+    from runtime.dtypes import check_step
     from bench.ops import build, make_batch, make_model
     result = {}
     batch = make_batch(spec['batch'], spec['size'])

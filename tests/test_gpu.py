@@ -15,8 +15,8 @@ import chainer  # NOQA: E402
 import numpy as np  # NOQA: E402
 import pytest  # NOQA: E402
 
-from bench.dtypes import check_step  # NOQA: E402
-from bench.ops import make_batch  # NOQA: E402
+from runtime.dtypes import check_step  # NOQA: E402
+from datasets.random_batch import make_batch  # NOQA: E402
 from models import grad_cam  # NOQA: E402
 from models.fcn8s import CLASSIFICATION_HEAD  # NOQA: E402
 from training.gain_loss import AM_MODES, CAM_GRADS, GAINLoss  # NOQA: E402
@@ -195,7 +195,7 @@ def test_no_float64_in_gain_step_cpu_softmax_scores(thin_model):
 def test_dtype_recorder_reports_float64():
     """The recorder does flag a float64 array (so an empty report means
     something)."""
-    from bench.dtypes import DtypeRecorder
+    from runtime.dtypes import DtypeRecorder
     import chainer.functions as F
     x = chainer.Variable(np.ones((2, 3), np.float64))
     recorder = DtypeRecorder()

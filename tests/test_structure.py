@@ -1,0 +1,124 @@
+"""The layering a reader relies on: no import cycle between modules or
+packages, no script that imports another script, numpy-only metrics and
+one module that draws."""
+import ast
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ('bench', 'datasets', 'metrics', 'models', 'runtime', 'training')
+SCRIPTS = ('demo', 'evaluate', 'make_pseudo_labels', 'train_GAIN',
+           'train_classifier', 'train_fcn', 'visualize')
+MODULES = ('chainer_compat', 'visualizations')
+
+
+def project_modules():
+    """``{dotted name: path}`` of every module outside the tests."""
+    found = {name: os.path.join(ROOT, name + '.py')
+             for name in SCRIPTS + MODULES}
+    for package in PACKAGES:
+        for entry in sorted(os.listdir(os.path.join(ROOT, package))):
+            if entry.endswith('.py'):
+                name = package if entry == '__init__.py' else \
+                    package + '.' + entry[:-3]
+                found[name] = os.path.join(ROOT, package, entry)
+    return found
+
+
+def imports(path, known):
+    """The project modules that ``path`` imports, anywhere in it (inside
+    functions too): ``from a.b import c`` counts as ``a.b.c`` when that
+    is a module, else as ``a.b``."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.update('%s.%s' % (node.module, a.name) for a in node.names)
+            names.add(node.module)
+    return {n for n in names if n in known}
+
+
+def graph():
+    known = project_modules()
+    return {name: imports(path, known) - {name}
+            for name, path in known.items()}
+
+
+def find_cycle(edges):
+    """A list of nodes that import each other in a circle, or None."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = 'open'
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 'open':
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                cycle = visit(nxt)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 'done'
+        return None
+
+    for node in sorted(edges):
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return None
+
+
+def package_of(module):
+    return module.split('.')[0]
+
+
+def test_find_cycle_finds_one():
+    assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == [
+        'a', 'b', 'c', 'a']
+    assert find_cycle({'a': {'b'}, 'b': set(), 'c': {'a', 'b'}}) is None
+
+
+def test_no_import_cycle_between_modules():
+    assert find_cycle(graph()) is None
+
+
+def test_no_import_cycle_between_packages():
+    edges = {}
+    for module, targets in graph().items():
+        edges.setdefault(package_of(module), set()).update(
+            package_of(t) for t in targets if package_of(t) !=
+            package_of(module))
+    assert find_cycle(edges) is None
+
+
+def test_no_script_imports_a_script():
+    for module, targets in graph().items():
+        assert not targets & set(SCRIPTS), (module, targets & set(SCRIPTS))
+
+
+def test_metrics_are_numpy_only():
+    for module, path in project_modules().items():
+        if package_of(module) == 'metrics':
+            with open(path) as f:
+                tree = ast.parse(f.read())
+            third_party = {a.name.split('.')[0] for node in ast.walk(tree)
+                           if isinstance(node, ast.Import)
+                           for a in node.names}
+            third_party |= {node.module.split('.')[0]
+                            for node in ast.walk(tree)
+                            if isinstance(node, ast.ImportFrom)}
+            assert not third_party & {'chainer', 'cupy', 'matplotlib'}, \
+                module
+
+
+def test_only_visualizations_imports_matplotlib():
+    drawing = set()
+    for module, path in project_modules().items():
+        with open(path) as f:
+            if 'import matplotlib' in f.read():
+                drawing.add(module)
+    assert drawing == {'visualizations'}
