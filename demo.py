@@ -306,6 +306,62 @@ Per seed:
 """
 
 
+def gain_steps(step, cfg, seeds, classifier):
+    """``{'GAIN': [Step], 'GAIN_ext': [Step]}``, one run per seed, from
+    the ``classifier`` model file."""
+    runs = {'GAIN': [], 'GAIN_ext': []}
+    for seed in seeds:
+        for kind, extra in (('GAIN', []),
+                            ('GAIN_ext', ['--ext-weight', cfg['ext_weight'],
+                                          '--ext-images',
+                                          cfg['ext_images']])):
+            runs[kind].append(step(
+                '2/3 %s seed %d' % (kind, seed), 'train_GAIN.py',
+                '%s_seed%d' % (kind.lower(), seed), '--modelfile', classifier,
+                '--iterations', cfg['gain_iterations'], '--batch-size', 8,
+                '--lr', cfg['gain_lr'], '--am-weight', cfg['am_weight'],
+                '--seg-weight', cfg['seg_weight'], '--sigma', cfg['sigma'],
+                '--seed', seed,
+                '--attention-interval', cfg['gain_iterations'], *extra))
+    return runs
+
+
+def evaluate_steps(steps, names, device, out):
+    """evaluate.py's metrics of each step's model on the test split, under
+    ``names``, with their cue reliance."""
+    print('== 3/3 evaluate on the unbiased test split', flush=True)
+    subprocess.run([sys.executable, os.path.join(HERE, 'evaluate.py'),
+                    '--device', str(device), '--modelfile'] +
+                   [s.model for s in steps] + ['--names'] + names +
+                   ['--out', out], check=True)
+    with open(os.path.join(out, 'metrics.json')) as f:
+        metrics = json.load(f)['models']
+    from datasets import get_dataset
+    from models import load_model
+    test = get_dataset('shapes', None, 'test')
+    for s, name in zip(steps, names):
+        metrics[name]['cue_reliance'] = cue_reliance(load_model(s.model)[0],
+                                                     test)
+    return metrics
+
+
+def pictures_of(cls, runs, evaluation, visual, iterations):
+    """``{media name: source}`` of the pictures the demo publishes."""
+    first = runs['GAIN'][0].out
+    return {
+        'attention_before_after.png': os.path.join(visual, 'overview.png'),
+        'attention_miou_vs_tau.png': os.path.join(evaluation,
+                                                  'attention_miou.png'),
+        'loss_classifier.png': os.path.join(cls.out, 'loss.png'),
+        'loss_gain.png': os.path.join(first, 'loss.png'),
+        'attention_val_gain.png': os.path.join(first, 'attention_val.png'),
+        'loss_gain_ext.png': os.path.join(runs['GAIN_ext'][0].out,
+                                          'loss.png'),
+        'attention_during_gain.png': os.path.join(
+            first, 'attention', 'iter_%06d.png' % iterations),
+    }
+
+
 def main():
     p = argparse.ArgumentParser(
         description=__doc__,
@@ -373,39 +429,14 @@ def main():
                cfg['classifier_iterations'], '--batch-size', 16)
     run_steps([cls], 1, cfg['classifier_iterations'], env)
 
-    runs = {'GAIN': [], 'GAIN_ext': []}
-    for seed in args.seeds:
-        for kind, extra in (('GAIN', []),
-                            ('GAIN_ext', ['--ext-weight', cfg['ext_weight'],
-                                          '--ext-images',
-                                          cfg['ext_images']])):
-            runs[kind].append(step(
-                '2/3 %s seed %d' % (kind, seed), 'train_GAIN.py',
-                '%s_seed%d' % (kind.lower(), seed), '--modelfile', cls.model,
-                '--iterations', cfg['gain_iterations'], '--batch-size', 8,
-                '--lr', cfg['gain_lr'], '--am-weight', cfg['am_weight'],
-                '--seg-weight', cfg['seg_weight'], '--sigma', cfg['sigma'],
-                '--seed', seed,
-                '--attention-interval', cfg['gain_iterations'], *extra))
+    runs = gain_steps(step, cfg, args.seeds, cls.model)
     run_steps(runs['GAIN'] + runs['GAIN_ext'], jobs, cfg['gain_iterations'],
               env)
 
-    print('== 3/3 evaluate on the unbiased test split', flush=True)
-    evaluation = os.path.join(out, 'evaluation')
     steps = [cls] + runs['GAIN'] + runs['GAIN_ext']
     names = [os.path.basename(s.out) for s in steps]
-    subprocess.run([sys.executable, os.path.join(HERE, 'evaluate.py'),
-                    '--device', str(args.device), '--modelfile'] +
-                   [s.model for s in steps] + ['--names'] + names +
-                   ['--out', evaluation], check=True)
-    with open(os.path.join(evaluation, 'metrics.json')) as f:
-        metrics = json.load(f)['models']
-    from datasets import get_dataset
-    from models import load_model
-    test = get_dataset('shapes', None, 'test')
-    for s, name in zip(steps, names):
-        metrics[name]['cue_reliance'] = cue_reliance(load_model(s.model)[0],
-                                                     test)
+    evaluation = os.path.join(out, 'evaluation')
+    metrics = evaluate_steps(steps, names, args.device, evaluation)
     visual = os.path.join(out, 'visualize')
     subprocess.run([sys.executable, os.path.join(HERE, 'visualize.py'),
                     '--device', str(args.device), '--pretrained', cls.model,
@@ -426,19 +457,8 @@ def main():
                              for s in runs['GAIN_ext']]},
         seeds=args.seeds, command=command, seconds=round(seconds),
         stand_in=os.path.relpath(fcn_model, HERE))
-    first = runs['GAIN'][0].out
-    pictures = {
-        'attention_before_after.png': os.path.join(visual, 'overview.png'),
-        'attention_miou_vs_tau.png': os.path.join(evaluation,
-                                                  'attention_miou.png'),
-        'loss_classifier.png': os.path.join(cls.out, 'loss.png'),
-        'loss_gain.png': os.path.join(first, 'loss.png'),
-        'attention_val_gain.png': os.path.join(first, 'attention_val.png'),
-        'loss_gain_ext.png': os.path.join(runs['GAIN_ext'][0].out,
-                                          'loss.png'),
-        'attention_during_gain.png': os.path.join(
-            first, 'attention', 'iter_%06d.png' % cfg['gain_iterations']),
-    }
+    pictures = pictures_of(cls, runs, evaluation, visual,
+                           cfg['gain_iterations'])
     if not shipped:
         pictures['loss_fcn.png'] = os.path.join(out, 'fcn', 'loss.png')
     summary, checks = write_media(args, results, pictures, seconds)

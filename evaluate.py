@@ -52,7 +52,7 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
     on stderr, labelled ``desc``) and return the metrics' results merged in
     one dict.
 
-    Each metric gets ``add(lbl, outputs)`` per image with ``outputs``:
+    Each metric gets ``add(label_map, outputs)`` per image with ``outputs``:
     ``segmentation`` ``(H, W)``, ``logits`` ``(K,)`` and, when a metric has
     ``needs_cams``, ``cams`` ``(C, H, W)`` (normalised Grad-CAMs of the
     image's ground-truth classes ``cam_classes`` ``(C,)``).
@@ -65,14 +65,15 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
     for batch in batches(dataset, batch_size):
         x = model.device.send(preprocess_batch([img for img, _ in batch]))
         seg, logits = model.predict(x)
-        classes = [gt_classes(lbl, dataset.n_class) for _, lbl in batch]
+        classes = [gt_classes(label_map, dataset.n_class)
+                   for _, label_map in batch]
         cams = class_cams(model, x, classes) if needs_cams else None
-        for i, (_, lbl) in enumerate(batch):
+        for i, (_, label_map) in enumerate(batch):
             outputs = dict(segmentation=seg[i], logits=logits[i])
             if needs_cams:
                 outputs.update(cams=cams[i], cam_classes=classes[i])
             for m in metrics:
-                m.add(lbl, outputs)
+                m.add(label_map, outputs)
         shown.update(len(batch))
     shown.close()
     result = {}
@@ -110,6 +111,32 @@ def compare_table(a, b, columns=COLUMNS):
         lines.append('| %s | %s | %s | %s |' % (c[1], _cell(ma, c),
                                                  _cell(mb, c), diff))
     return '\n'.join(lines)
+
+
+def model_names(names, modelfiles):
+    """``--names``, or each model file's directory (its path where two
+    share one); UsageError unless unique."""
+    if not names:
+        names = [os.path.basename(os.path.dirname(os.path.abspath(m)))
+                 for m in modelfiles]
+        if len(set(names)) != len(names):
+            names = [os.path.relpath(m) for m in modelfiles]
+    if len(set(names)) != len(names):
+        raise UsageError('--names must be unique, got %s'
+                         % ', '.join(names))
+    return names
+
+
+def marked(name, metrics):
+    """``name``, with ``(!)`` (and a warning) when more than
+    :data:`ZERO_CAMS_MARK` of its Grad-CAMs are all zero."""
+    zero = metrics.get('zero_cams')
+    if zero is None or zero <= ZERO_CAMS_MARK:
+        return name
+    print('warning: %s: %.0f %% of its Grad-CAMs are all zero (no class '
+          'evidence at conv5_3); marked (!)' % (name, 100 * zero),
+          file=sys.stderr)
+    return name + ' (!)'
 
 
 def resolve_model(ref, names):
@@ -151,13 +178,7 @@ def main():
         raise UsageError('--names needs one name per --modelfile')
     if not 0 < args.tau < 1:
         raise UsageError('--tau must be in (0, 1), got %g' % args.tau)
-    names = args.names or [os.path.basename(os.path.dirname(
-        os.path.abspath(m))) for m in args.modelfile]
-    if not args.names and len(set(names)) != len(names):
-        names = [os.path.relpath(m) for m in args.modelfile]
-    if len(set(names)) != len(names):
-        raise UsageError('--names must be unique, got %s'
-                         % ', '.join(names))
+    names = model_names(args.names, args.modelfile)
     compare = ([resolve_model(r, names) for r in args.compare]
                if args.compare else None)
     outdir.claim_report(args.out, writes_config=True)
@@ -185,16 +206,8 @@ def main():
                                        args.batch_size, metrics,
                                        'evaluate %s' % name)
         results[name]['modelfile'] = path
-    rows = []
-    for name in names:
-        zero = results[name].get('zero_cams')
-        flagged = zero is not None and zero > ZERO_CAMS_MARK
-        if flagged:
-            print('warning: %s: %.0f %% of its Grad-CAMs are all zero (no '
-                  'class evidence at conv5_3); marked (!)'
-                  % (name, 100 * zero), file=sys.stderr)
-        rows.append((name + (' (!)' if flagged else ''), results[name]))
-    table = markdown_table(rows, columns)
+    table = markdown_table([(marked(name, results[name]), results[name])
+                            for name in names], columns)
     print(table)
     diff = None
     if compare:

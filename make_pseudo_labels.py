@@ -84,6 +84,38 @@ def label_scores(hist, n_labelled, n_pixels):
                 labelled_pixels=int(n_labelled), pixels=int(n_pixels))
 
 
+def write_labels(model, dataset, out, low, high, batch_size):
+    """Write the pseudo label of each image of ``dataset`` under ``out``
+    (``SegmentationClass/<id>.png``, ``JPEGImages/<id>.jpg`` a link to
+    the image); returns their :func:`label_scores` against the ground
+    truth."""
+    n = dataset.n_class
+    hist = np.zeros((n, n), np.int64)
+    n_labelled = n_pixels = 0
+    index = 0
+    shown = progress(len(dataset), 'pseudo labels')
+    for batch in batches(dataset, batch_size):
+        classes = [gt_classes(label_map, n) for _, label_map in batch]
+        x = model.device.send(preprocess_batch([img for img, _ in batch]))
+        cams = class_cams(model, x, classes)
+        for (_, label_map), cam, cls in zip(batch, cams, classes):
+            image_id = dataset.ids[index]
+            label = pseudo_label(cam, cls, low, high)
+            write_label_png(outdir.output_path(
+                out, 'SegmentationClass', image_id + '.png'), label)
+            link_image(dataset.image_files[index], outdir.output_path(
+                out, 'JPEGImages', image_id + '.jpg'))
+            labelled = label != 255
+            hist += confusion_matrix(np.where(labelled, label_map, -1),
+                                     label, n)
+            n_labelled += int(labelled.sum())
+            n_pixels += label.size
+            index += 1
+        shown.update(len(batch))
+    shown.close()
+    return label_scores(hist, n_labelled, n_pixels)
+
+
 def main():
     p = flags.parser(__doc__, training=False)
     datasets.add_flags(p)
@@ -127,30 +159,8 @@ def main():
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
 
-    n = dataset.n_class
-    hist = np.zeros((n, n), np.int64)
-    n_labelled = n_pixels = 0
-    index = 0
-    shown = progress(len(dataset), 'pseudo labels')
-    for batch in batches(dataset, args.batch_size):
-        classes = [gt_classes(lbl, n) for _, lbl in batch]
-        x = model.device.send(preprocess_batch([img for img, _ in batch]))
-        cams = class_cams(model, x, classes)
-        for (_, lbl), cam, cls in zip(batch, cams, classes):
-            image_id = dataset.ids[index]
-            label = pseudo_label(cam, cls, args.low, args.high)
-            write_label_png(outdir.output_path(
-                args.out, 'SegmentationClass', image_id + '.png'), label)
-            link_image(dataset.image_files[index], outdir.output_path(
-                args.out, 'JPEGImages', image_id + '.jpg'))
-            labelled = label != 255
-            hist += confusion_matrix(np.where(labelled, lbl, -1), label, n)
-            n_labelled += int(labelled.sum())
-            n_pixels += label.size
-            index += 1
-        shown.update(len(batch))
-    shown.close()
-
+    report = write_labels(model, dataset, args.out, args.low, args.high,
+                          args.batch_size)
     list_file = os.path.join(dirs[os.path.join('ImageSets', 'Segmentation')],
                              split_name + '.txt')
     names_file = os.path.join(args.out, CLASS_NAMES_FILE)
@@ -158,7 +168,6 @@ def main():
                         (names_file, dataset.class_names)):
         write_text(path, '\n'.join(lines) + '\n')
 
-    report = label_scores(hist, n_labelled, n_pixels)
     report.update(modelfile=args.modelfile, dataset=args.dataset,
                   data_dir=dataset.data_dir, split=args.split,
                   low=args.low, high=args.high, images=len(dataset),

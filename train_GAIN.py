@@ -134,6 +134,16 @@ def warmup_flag(args, name):
         raise UsageError('--%s: %s' % (name.replace('_', '-'), e))
 
 
+def pictured(dataset, n=4):
+    """The examples of the attention pictures: up to ``n`` of one size
+    (they are stacked into one batch) among the first 16, with a class to
+    erase where there is one."""
+    examples = training_data(dataset)
+    examples = [examples[i] for i in range(min(16, len(examples)))]
+    examples = [e for e in examples if e[2].any()] or examples[:1]
+    return [e for e in examples if e[0].shape == examples[0][0].shape][:n]
+
+
 def main():
     p = flags.parser(__doc__, iterations=ITERATIONS)
     datasets.add_flags(p)
@@ -169,12 +179,6 @@ def main():
         PixelSupervisionFlag(training_data(train, flip=True), ext_idx),
         args.batch_size)
     updater = GAINUpdater(train_it, optimizer, device=device)
-    shown = training_data(val if val is not None else train)
-    # Up to 4 pictures of one size (they are stacked into one batch), with
-    # a class to erase where there is one.
-    shown = [shown[i] for i in range(min(16, len(shown)))]
-    shown = [e for e in shown if e[2].any()] or shown[:1]
-    shown = [e for e in shown if e[0].shape == shown[0][0].shape][:4]
     evaluator = make_evaluator(val_iterator(val, args.batch_size), loss,
                                device, loss.evaluate)
     write_run_config(args, model, train,
@@ -208,6 +212,7 @@ def main():
                             evaluator, validators=validators,
                             **trainer_options(args))
     if distributed.is_writer():
+        shown = pictured(val if val is not None else train)
         trainer.extend(AttentionSnapshot(model, shown, args.sigma,
                                          args.omega, args.am_mode,
                                          train.class_names),

@@ -77,10 +77,10 @@ def palette():
     return np.asarray(voc_palette(), np.uint8).reshape(256, 3)
 
 
-def colorize(lbl):
+def colorize(label_map):
     """``(H, W)`` labels (-1 or 255 = ignore) -> ``(H, W, 3)`` uint8 RGB
     in the VOC palette."""
-    return palette()[np.where(lbl < 0, 255, lbl).astype(np.uint8)]
+    return palette()[np.where(label_map < 0, 255, label_map).astype(np.uint8)]
 
 
 def _cam_panel(fig, ax, img, cam, title):
@@ -88,10 +88,10 @@ def _cam_panel(fig, ax, img, cam, title):
     ax.set_title(title, fontsize=9)
 
 
-def _label_legend(ax, lbl, class_names):
-    """Legend of the classes (and the ignore label) present in ``lbl``,
+def _label_legend(ax, label_map, class_names):
+    """Legend of the classes (and the ignore label) present in ``label_map``,
     under the panel."""
-    values = np.unique(np.where(lbl < 0, 255, lbl))
+    values = np.unique(np.where(label_map < 0, 255, label_map))
     names = dict(enumerate(class_names))
     names[255] = 'ignore'
     ax.legend(handles=[mpatches.Patch(color=palette()[v] / 255.,
@@ -159,7 +159,7 @@ def attention_grid_figure(rows, title=''):
     return fig
 
 
-def image_figure(image_id, img, lbl, result, class_names):
+def image_figure(image_id, img, label_map, result, class_names):
     """visualize.py's page of one image: the image, its ground truth, the
     CAMs before and after GAIN of each class (rows) and the trained
     model's segmentation; ``result`` as ``visualize.analyse`` returns."""
@@ -171,10 +171,10 @@ def image_figure(image_id, img, lbl, result, class_names):
         ax.set_axis_off()
     axes[0, 0].imshow(img)
     axes[0, 0].set_title(image_id, fontsize=9)
-    if lbl is not None:
-        axes[0, 1].imshow(colorize(lbl))
+    if label_map is not None:
+        axes[0, 1].imshow(colorize(label_map))
         axes[0, 1].set_title('ground truth', fontsize=9)
-        _label_legend(axes[0, 1], lbl, class_names)
+        _label_legend(axes[0, 1], label_map, class_names)
     else:
         axes[0, 1].text(0.5, 0.5, 'no labels', ha='center', va='center')
     axes[0, 4].imshow(colorize(result['pred']))

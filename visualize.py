@@ -82,7 +82,7 @@ def list_images(folder):
 
 
 def examples(files, dataset):
-    """``(id, img, lbl or None, error)`` of the images ``files``
+    """``(id, img, label_map or None, error)`` of the images ``files``
     (``[(id, path)]``, see :func:`list_images`) or of a dataset, lazily;
     ``error`` is None, or for an unreadable file the one-line reason (and
     ``img`` None)."""
@@ -94,11 +94,11 @@ def examples(files, dataset):
                 yield image_id, None, None, str(e)
         return
     for i in range(len(dataset)):
-        img, lbl = dataset[i]
-        yield dataset.ids[i], img, lbl, None
+        img, label_map = dataset[i]
+        yield dataset.ids[i], img, label_map, None
 
 
-def analyse(models, img, lbl, wanted, top):
+def analyse(models, img, label_map, wanted, top):
     """CAMs of both models for one image.
 
     Returns a dict with ``classes`` ``(C,)`` label values, ``cams`` two
@@ -111,8 +111,8 @@ def analyse(models, img, lbl, wanted, top):
     logits = outputs[1][1][0]
     probs = [sigmoid(out[1][0]) for out in outputs]
     n_class = models[0].n_class
-    if lbl is not None:
-        classes = gt_classes(lbl, n_class)
+    if label_map is not None:
+        classes = gt_classes(label_map, n_class)
         if wanted is not None:
             classes = classes[np.isin(classes, wanted)]
     else:
@@ -127,10 +127,10 @@ def analyse(models, img, lbl, wanted, top):
                 logits=logits[classes - 1], pred=outputs[1][0][0])
 
 
-def plot_image(path, image_id, img, lbl, result, class_names):
+def plot_image(path, image_id, img, label_map, result, class_names):
     """Write the page of one image (see
     :func:`visualizations.image_figure`)."""
-    _save(image_figure(image_id, img, lbl, result, class_names), path)
+    _save(image_figure(image_id, img, label_map, result, class_names), path)
 
 
 def save_cams(path, result, class_names):
@@ -196,7 +196,7 @@ def main():
     shown = progress(n if limit is None or wanted is not None
                      else min(limit, n), 'visualize')
     overview, written, unreadable = [], 0, 0
-    for image_id, img, lbl, error in examples(files, dataset):
+    for image_id, img, label_map, error in examples(files, dataset):
         if limit is not None and written >= limit:
             break
         shown.update()
@@ -204,12 +204,12 @@ def main():
             print('warning: %s; skipped' % error, file=sys.stderr)
             unreadable += 1
             continue
-        result = analyse(models, img, lbl, wanted, args.top)
+        result = analyse(models, img, label_map, wanted, args.top)
         if wanted is not None and not len(result['classes']):
             continue  # none of the requested classes in this image
         stem = image_id if image_id != 'overview' else 'overview_image'
         plot_image(outdir.output_path(args.out, stem + '.png'), image_id,
-                   img, lbl, result, class_names)
+                   img, label_map, result, class_names)
         if args.save_cams:
             save_cams(outdir.output_path(args.out, 'cams', stem + '.npz'),
                       result, class_names)

@@ -67,7 +67,7 @@ def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
     Adam optimizers (one per set of frozen links; chainer keeps the update
     rule on the parameter, so the classifier stage, whose frozen links
     differ, trains a copy of the model)."""
-    x, lbl, labels, ext = (device.send(a) for a in batch)
+    x, label_map, labels, supervised = (device.send(a) for a in batch)
     info = dict(images=int(len(batch[0])), labels=int(batch[2].sum()))
 
     def setup(make_loss, frozen, key):
@@ -84,7 +84,8 @@ def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
     if op == 'seg_step':
         # The head gets no gradient here: freezing it changes nothing.
         loss, opt = setup(lambda: SegmentationLoss(model), head, 'train')
-        return Op(lambda: opt.update(loss, x, lbl, labels), loss, opt, info)
+        return Op(lambda: opt.update(loss, x, label_map, labels), loss,
+                  opt, info)
     if op == 'cls_step':
         if optimizers is not None:
             if 'cls_model' not in optimizers:
@@ -93,14 +94,16 @@ def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
         frozen = model.trunk_links()
         loss, opt = setup(lambda: ClassificationLoss(model, True), frozen,
                           'cls')
-        return Op(lambda: opt.update(loss, x, lbl, labels), loss, opt, info)
+        return Op(lambda: opt.update(loss, x, label_map, labels), loss,
+                  opt, info)
     if op in GAIN_OPS:
         am_mode, cam_grad = gain_mode(op)
         loss, opt = setup(lambda: GAINLoss(model, am_mode=am_mode,
                                            cam_grad=cam_grad), head, 'train')
         info['erased_images'] = (info['labels'] if am_mode == 'per-class'
                                  else int(batch[2].any(axis=1).sum()))
-        return Op(lambda: opt.update(loss, x, lbl, labels, ext), loss, opt,
+        return Op(lambda: opt.update(loss, x, label_map, labels, supervised),
+                  loss, opt,
                   info)
     if op == 'classify':
         def run():

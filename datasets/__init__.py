@@ -49,7 +49,7 @@ def read_class_names(data_dir):
 
 
 def get_dataset(name, data_dir=None, split='train', class_names=None):
-    """The raw ``(img, lbl)`` dataset of a split.
+    """The raw ``(img, label_map)`` dataset of a split.
 
     Args:
         name: ``'shapes'`` (generated on first use, cached under
@@ -82,7 +82,7 @@ def get_dataset(name, data_dir=None, split='train', class_names=None):
 
 
 def training_data(dataset, flip=False):
-    """``(x, lbl, labels)`` view of a raw dataset (see
+    """``(x, label_map, labels)`` view of a raw dataset (see
     :class:`SegmentationTransform`)."""
     return TransformDataset(dataset, SegmentationTransform(dataset.n_class,
                                                            flip))

@@ -12,7 +12,7 @@ def make_batch(batch, size, n_class=21, seed=0):
     rng = np.random.RandomState(seed)
     h = w = size
     x = rng.normal(0, 60, (batch, 3, h, w)).astype(np.float32)
-    lbl = np.zeros((batch, h, w), dtype=np.int32)
+    label_map = np.zeros((batch, h, w), dtype=np.int32)
     labels = np.zeros((batch, n_class - 1), dtype=np.int32)
     for i in range(batch):
         k = LABELS_PER_IMAGE[i % len(LABELS_PER_IMAGE)]
@@ -20,7 +20,7 @@ def make_batch(batch, size, n_class=21, seed=0):
             labels[i, c] = 1
             bh, bw = max(1, h // 3), max(1, w // 3)
             y0, x0 = rng.randint(0, h - bh + 1), rng.randint(0, w - bw + 1)
-            lbl[i, y0:y0 + bh, x0:x0 + bw] = c + 1
-    lbl[:, 0] = -1
-    ext = np.zeros(batch, dtype=bool)
-    return x, lbl, labels, ext
+            label_map[i, y0:y0 + bh, x0:x0 + bw] = c + 1
+    label_map[:, 0] = -1
+    supervised = np.zeros(batch, dtype=bool)
+    return x, label_map, labels, supervised

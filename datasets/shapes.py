@@ -1,51 +1,11 @@
 """``shapes``: a small synthetic, deliberately biased dataset in VOC layout.
 
-GAIN (Li et al., CVPR 2018) asks attention to follow the object, not the
-context that happens to come with it (boats are recognised by the water).
-This dataset reproduces that trap at 96 x 96 pixels, with no download.
-
-Classes (label, shape, texture), every object in a random colour:
-
-    1 disc      filled circle   light/dark polka dots
-    2 square    rotated square  horizontal stripes
-    3 triangle  rotated tri.    checkerboard
-    4 cross     rotated plus    diagonal stripes
-    5 ring      annulus         plain
-
-Each image holds 1 to 3 objects of *distinct* classes (no repeats, so the
-classes of an image are a set), non-overlapping, with a bounding diameter of
-18-36 % of the image side (one or two cells of a 6 x 6 Grad-CAM at 96 px).
-
-Cues, one per class (``CUE_NAMES[c - 1]`` belongs to class ``c``), large
-saturated regions drawn in the BACKGROUND: objects are painted over them and
-the mask labels only object pixels, so cue pixels are label 0.
-
-    water    blue band with ripples along the bottom   (disc)
-    sunset   orange band along the top                 (square)
-    hedge    green band along the left edge            (triangle)
-    curtain  purple band along the right edge          (cross)
-    brick    red brick wall filling the background     (ring)
-
-Band widths are 22-30 % of the side; ``cue_core`` gives the part of a cue no
-other cue can cover.
-
-The bias: in ``train`` and ``val`` each class present brings its cue with
-probability ``bias`` (0.9) and each absent class's cue appears with
-probability ``P_CUE_ABSENT`` (0.05). In ``test`` every cue is drawn
-independently of the classes with the same marginal probability as in train,
-``bias * q + P_CUE_ABSENT * (1 - q)`` with ``q = 2 / 5`` = P(class present).
-A classifier trained on ``train`` can therefore score well by looking at the
-cue, and is exposed by ``test``; ``bias_statistics`` measures this from the
-files.
-
-Files (VOC layout): ``JPEGImages/<id>.jpg`` (RGB, quality 95, 4:4:4),
-``SegmentationClass/<id>.png`` (palette PNG, VOC palette, 0..5 and 255 =
-ignore on a 2 px band straddling each object's outline),
-``ImageSets/Segmentation/{train,val,test}.txt`` and ``meta.json``.
-
-Every image is drawn from its own stream ``default_rng([seed, split, i])``,
-so an image does not depend on the split sizes or the generation order, and
-the same seed gives byte-identical files.
+Five textured shapes whose context cues come with them in ``train`` and
+``val`` (probability ``bias``) and independently of them in ``test``: the
+boats-on-water trap of GAIN at 96 x 96 pixels, with no download. Every
+image is drawn from its own stream ``default_rng([seed, split, i])``: the
+same seed gives byte-identical files. docs/SHAPES.md describes the classes,
+cues, splits and files.
 
 CLI: ``python -m datasets.shapes --out DIR --seed S``.
 """

@@ -31,9 +31,10 @@ def deprocess(x):
 
 
 class SegmentationTransform(object):
-    """``(img, lbl)`` -> ``(x, lbl, labels)`` where ``x`` is preprocessed
-    ``(3, H, W)`` float32, ``lbl`` ``(H, W)`` int32 and ``labels`` the
-    multi-hot ``(n_class - 1,)`` image labels of the classes in ``lbl``.
+    """``(img, label_map)`` -> ``(x, label_map, labels)`` where ``x`` is
+    preprocessed
+    ``(3, H, W)`` float32, ``label_map`` ``(H, W)`` int32 and ``labels`` the
+    multi-hot ``(n_class - 1,)`` image labels of the classes in ``label_map``.
 
     With ``flip`` a random horizontal flip is drawn from ``numpy.random``
     (seeded by the scripts) for training; like dropout, it is a train-mode
@@ -45,15 +46,17 @@ class SegmentationTransform(object):
         self.flip = flip
 
     def __call__(self, example):
-        img, lbl = example
+        img, label_map = example
         if self.flip and chainer.config.train and np.random.rand() < 0.5:
-            img, lbl = img[:, ::-1], lbl[:, ::-1]
-        return (preprocess(img), np.ascontiguousarray(lbl, dtype=np.int32),
-                image_labels(lbl, self.n_class))
+            img, label_map = img[:, ::-1], label_map[:, ::-1]
+        return (preprocess(img),
+                np.ascontiguousarray(label_map, dtype=np.int32),
+                image_labels(label_map, self.n_class))
 
 
 class PixelSupervisionFlag(chainer.dataset.DatasetMixin):
-    """Appends to each ``(x, lbl, labels)`` example a bool that says whether
+    """Appends to each ``(x, label_map, labels)`` example a bool that says
+    whether
     the image is one of the few carrying pixel supervision (GAIN_ext)."""
 
     def __init__(self, dataset, indices):

@@ -134,16 +134,16 @@ def _read_mat_label(path):
     import scipy.io
     try:
         mat = scipy.io.loadmat(path)
-        lbl = np.asarray(mat['GTcls'][0]['Segmentation'][0])
+        label_map = np.asarray(mat['GTcls'][0]['Segmentation'][0])
     except FileNotFoundError:
         raise DatasetError('%s: label file does not exist' % path)
     except Exception as e:
         raise DatasetError('%s: not a readable SBD label file (%s)'
                            % (path, _reason(e, path)))
-    if lbl.ndim != 2 or lbl.dtype.kind not in 'iub':
+    if label_map.ndim != 2 or label_map.dtype.kind not in 'iub':
         raise DatasetError('%s: label is not an integer map (%s %s)'
-                           % (path, lbl.dtype, lbl.shape))
-    return lbl.astype(np.int32)
+                           % (path, label_map.dtype, label_map.shape))
+    return label_map.astype(np.int32)
 
 
 def read_label(path):
@@ -153,7 +153,7 @@ def read_label(path):
     indices, or SBD ``.mat`` files.
     """
     if path.endswith('.mat'):
-        lbl = _read_mat_label(path)
+        label_map = _read_mat_label(path)
     else:
         def read(im):
             if im.mode not in LABEL_MODES:
@@ -161,10 +161,10 @@ def read_label(path):
                                    'grayscale image, got mode %s'
                                    % (path, im.mode))
             return np.array(im, dtype=np.int32)
-        lbl = _decode(path, 'label image', read)
-    lbl = lbl.copy()
-    lbl[lbl == 255] = IGNORE
-    return lbl
+        label_map = _decode(path, 'label image', read)
+    label_map = label_map.copy()
+    label_map[label_map == 255] = IGNORE
+    return label_map
 
 
 def _to_rgb(im, path):
@@ -244,8 +244,9 @@ def _read_split(split_file, data_dir, image_dir, label_dir, ext):
 class VOCSegmentation(chainer.dataset.DatasetMixin):
     """VOC-format segmentation dataset.
 
-    ``get_example(i)`` returns ``(img, lbl)``: ``img`` ``(H, W, 3)`` uint8
-    RGB, ``lbl`` ``(H, W)`` int32 class indices with -1 for ignored pixels.
+    ``get_example(i)`` returns ``(img, label_map)``: ``img`` ``(H, W, 3)``
+    uint8 RGB, ``label_map`` ``(H, W)`` int32 class indices with -1 for
+    ignored pixels.
 
     Args:
         data_dir: dataset root (see the module docstring for layouts).
@@ -295,25 +296,25 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
 
     def get_example(self, i):
         img = read_image(self.image_files[i])
-        lbl = read_label(self.label_files[i])
-        if img.shape[:2] != lbl.shape:
+        label_map = read_label(self.label_files[i])
+        if img.shape[:2] != label_map.shape:
             raise DatasetError('%s: image is %dx%d but its label %s is %dx%d'
                                % (self.image_files[i], img.shape[0],
                                   img.shape[1], self.label_files[i],
-                                  lbl.shape[0], lbl.shape[1]))
-        bad = (lbl >= self.n_class) | (lbl < IGNORE)
+                                  label_map.shape[0], label_map.shape[1]))
+        bad = (label_map >= self.n_class) | (label_map < IGNORE)
         if bad.any():
             raise DatasetError('%s: label values %s outside 0..%d and 255'
                                % (self.label_files[i],
-                                  np.unique(lbl[bad]).tolist(),
+                                  np.unique(label_map[bad]).tolist(),
                                   self.n_class - 1))
-        return img, lbl
+        return img, label_map
 
 
-def image_labels(lbl, n_class):
+def image_labels(label_map, n_class):
     """Multi-hot ``(n_class - 1,)`` int32 of the foreground classes
     present in a label map (background and ignore excluded)."""
-    present = np.unique(lbl)
+    present = np.unique(label_map)
     present = present[(present > 0) & (present < n_class)]
     labels = np.zeros(n_class - 1, dtype=np.int32)
     labels[present - 1] = 1

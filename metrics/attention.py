@@ -12,7 +12,8 @@ All maps here are min-max normalised Grad-CAMs (``models.class_cams``), one per
   threshold, so a fixed ``tau`` (default 0.5, the soft-mask threshold
   ``--sigma`` that GAIN trains its attention against) is reported too.
 * **Energy**: the share of a map's mass that lies on the pixels of its
-  class, ``sum(cam[lbl == c]) / sum(cam[lbl != ignore])``; ignore pixels
+  class, ``sum(cam[label_map == c]) / sum(cam[label_map != ignore])``;
+  ignore pixels
   count on neither side. A flat (all-zero) map has energy 0.
 * **Pointing game**: a hit when the map's argmax pixel is a pixel of its
   class. The argmax on an ignore pixel (-1) is a hit when a pixel of the
@@ -40,9 +41,10 @@ POINTING_TOLERANCE = 5
 IGNORE = -1
 
 
-def gt_classes(lbl, n_class):
-    """Foreground classes ``(C,)`` int (label values) present in ``lbl``."""
-    return np.flatnonzero(image_labels(lbl, n_class)) + 1
+def gt_classes(label_map, n_class):
+    """Foreground classes ``(C,)`` int (label values) present in
+    ``label_map``."""
+    return np.flatnonzero(image_labels(label_map, n_class)) + 1
 
 
 def top_map(cams, classes):
@@ -67,31 +69,31 @@ def pseudo_label(cams, classes, low, high):
     return out
 
 
-def energy_inside(cam, lbl, c):
+def energy_inside(cam, label_map, c):
     """Share of the mass of ``cam`` ``(H, W)`` on pixels of class ``c``,
-    ignore pixels of ``lbl`` ``(H, W)`` excluded; 0 for a flat map."""
-    valid = lbl != IGNORE
+    ignore pixels of ``label_map`` ``(H, W)`` excluded; 0 for a flat map."""
+    valid = label_map != IGNORE
     total = float(cam[valid].sum())
-    return float(cam[lbl == c].sum()) / total if total > 0 else 0.0
+    return float(cam[label_map == c].sum()) / total if total > 0 else 0.0
 
 
-def pointing_hit(cam, lbl, c, tolerance=POINTING_TOLERANCE):
+def pointing_hit(cam, label_map, c, tolerance=POINTING_TOLERANCE):
     """Pointing game for one map: True (hit), False (miss) or None (the
     peak is on an ignore pixel away from the class: not counted)."""
     if cam.max() <= 0:
         return False
     y, x = np.unravel_index(int(cam.argmax()), cam.shape)
-    if lbl[y, x] != IGNORE:
-        return bool(lbl[y, x] == c)
+    if label_map[y, x] != IGNORE:
+        return bool(label_map[y, x] == c)
     r = tolerance
-    near = lbl[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1]
+    near = label_map[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1]
     return True if (near == c).any() else None
 
 
 class AttentionMetrics(object):
     """Accumulator of attention mIoU (tau sweep), energy and pointing game.
 
-    ``add(lbl, outputs)`` takes the label ``(H, W)`` and
+    ``add(label_map, outputs)`` takes the label ``(H, W)`` and
     ``outputs['cams']`` ``(C, H, W)`` normalised maps of the classes
     ``outputs['cam_classes']`` ``(C,)`` (see ``models.class_cams``).
     """
@@ -113,11 +115,11 @@ class AttentionMetrics(object):
         self.pointing = np.zeros((2, n_class - 1))  # hits, counted
         self.flat = 0
 
-    def add(self, lbl, outputs):
+    def add(self, label_map, outputs):
         cams, classes = outputs['cams'], outputs['cam_classes']
         best, arg = top_map(cams, classes)
-        keep = (lbl >= 0) & (lbl < self.n_class)
-        best, arg, truth = best[keep], arg[keep], lbl[keep]
+        keep = (label_map >= 0) & (label_map < self.n_class)
+        best, arg, truth = best[keep], arg[keep], label_map[keep]
         k = np.searchsorted(self.taus, best, side='right')
         reached = (best >= np.float32(self.tau)).astype(np.int64)
         for hist, index in ((self.sweep, k), (self.fixed, reached)):
@@ -126,8 +128,8 @@ class AttentionMetrics(object):
                 hist.shape)
         for cam, c in zip(cams, classes):
             self.flat += int(cam.max() <= 0)
-            self.energy[:, c - 1] += energy_inside(cam, lbl, c), 1
-            hit = pointing_hit(cam, lbl, c, self.tolerance)
+            self.energy[:, c - 1] += energy_inside(cam, label_map, c), 1
+            hit = pointing_hit(cam, label_map, c, self.tolerance)
             if hit is not None:
                 self.pointing[:, c - 1] += float(hit), 1
 

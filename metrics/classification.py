@@ -32,16 +32,16 @@ def mean_average_precision(scores, labels):
 
 
 class ClassificationMetrics(object):
-    """Accumulator of mAP over a split: ``add(lbl, outputs)`` per image
+    """Accumulator of mAP over a split: ``add(label_map, outputs)`` per image
     with ``outputs['logits']`` ``(n_class - 1,)``; the labels are the
-    classes present in ``lbl``."""
+    classes present in ``label_map``."""
 
     def __init__(self, n_class):
         self.n_class, self.scores, self.labels = n_class, [], []
 
-    def add(self, lbl, outputs):
+    def add(self, label_map, outputs):
         self.scores.append(outputs['logits'])
-        self.labels.append(image_labels(lbl, self.n_class))
+        self.labels.append(image_labels(label_map, self.n_class))
 
     def result(self):
         m, aps = mean_average_precision(np.stack(self.scores),

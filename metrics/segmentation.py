@@ -34,14 +34,14 @@ def segmentation_scores(hist):
 
 
 class SegmentationMetrics(object):
-    """Accumulator of the FCN table over a split: ``add(lbl, outputs)``
+    """Accumulator of the FCN table over a split: ``add(label_map, outputs)``
     per image with ``outputs['segmentation']`` ``(H, W)``."""
 
     def __init__(self, n_class):
         self.hist = np.zeros((n_class, n_class), dtype=np.int64)
 
-    def add(self, lbl, outputs):
-        self.hist += confusion_matrix(lbl, outputs['segmentation'],
+    def add(self, label_map, outputs):
+        self.hist += confusion_matrix(label_map, outputs['segmentation'],
                                       len(self.hist))
 
     def result(self):

@@ -41,7 +41,7 @@ class AttentionEvaluator(extension.Extension):
 
     Args:
         model (FCN8s): the network.
-        dataset: raw ``(img, lbl)`` examples with ``n_class``; the first
+        dataset: raw ``(img, label_map)`` examples with ``n_class``; the first
             ``n_images`` are used.
         batch_size (int): images per Grad-CAM batch (consecutive images of
             one size).
@@ -63,10 +63,11 @@ class AttentionEvaluator(extension.Extension):
         for batch in self.batches:
             x = self.model.device.send(
                 preprocess_batch([img for img, _ in batch]))
-            classes = [gt_classes(lbl, self.n_class) for _, lbl in batch]
+            classes = [gt_classes(label_map, self.n_class)
+                       for _, label_map in batch]
             cams = class_cams(self.model, x, classes)
-            for (_, lbl), cam, cs in zip(batch, cams, classes):
-                metrics.add(lbl, dict(cams=cam, cam_classes=cs))
+            for (_, label_map), cam, cs in zip(batch, cams, classes):
+                metrics.add(label_map, dict(cams=cam, cam_classes=cs))
         result = metrics.result()
         return {k: result[k] for k in self.KEYS}
 
@@ -108,7 +109,7 @@ def attention_rows(model, x, labels, sigma, omega, am_mode='joint'):
 
 class AttentionSnapshot(chainer.training.Extension):
     """Writes ``out/attention/iter_<N>.png`` for a fixed set of examples
-    ``(x, lbl, labels, ...)`` so attention can be watched as it moves: a
+    ``(x, label_map, labels, ...)`` so attention can be watched as it moves: a
     row per CAM that GAIN erases (``am_mode``), named by its classes (of
     ``class_names``, background first), at most :data:`MAX_ROWS`."""
 

@@ -37,9 +37,10 @@ class GAINLoss(chainer.Chain):
             add noise to the scores whose gradients train the trunk (about
             0.035 sd on an erased image's score). Grad-CAM never uses it.
 
-    ``forward(x, lbl, labels, ext)`` takes images ``(N, 3, H, W)``, label
-    maps ``(N, H, W)`` (-1 ignored), multi-hot labels ``(N, K)`` and a bool
-    ``(N,)`` marking the images with pixel supervision, and reports
+    ``forward(x, label_map, labels, supervised)`` takes images
+    ``(N, 3, H, W)``, label maps ``(N, H, W)`` (-1 ignored), multi-hot
+    labels ``(N, K)`` and ``supervised``, a bool ``(N,)`` marking the images
+    with pixel supervision (GAIN_ext), and reports
     ``cl``, ``am``, ``ext``, ``seg`` and ``loss``.
     """
 
@@ -76,7 +77,7 @@ class GAINLoss(chainer.Chain):
         return chainer.using_config(
             'train', chainer.config.train and self.head_dropout)
 
-    def forward(self, x, lbl, labels, ext):
+    def forward(self, x, label_map, labels, supervised):
         model, xp = self.model, self.model.xp
         features = model.features(x)
         with self.head_mode():
@@ -85,15 +86,16 @@ class GAINLoss(chainer.Chain):
         zero = chainer.Variable(xp.zeros((), dtype=x.dtype))
         terms['am'] = terms['ext'] = zero
         if self.active('am') or self.active('ext'):
-            terms.update(self.attention_terms(x, lbl, labels, ext, features))
-        terms['seg'] = (F.softmax_cross_entropy(model.segment(x), lbl)
+            terms.update(self.attention_terms(x, label_map, labels,
+                                              supervised, features))
+        terms['seg'] = (F.softmax_cross_entropy(model.segment(x), label_map)
                         if self.weights['seg'] else zero)
         loss = sum((self.weights[k] * v for k, v in terms.items()
                     if self.weights[k]), zero)
         chainer.report(dict(terms, loss=loss), self)
         return loss
 
-    def attention_terms(self, x, lbl, labels, ext, features):
+    def attention_terms(self, x, label_map, labels, supervised, features):
         """L_am and L_ext; 0 for a batch without foreground labels."""
         xp = self.model.xp
         rows, targets = erased_cams(xp.asarray(labels), self.am_mode, x.dtype)
@@ -105,10 +107,10 @@ class GAINLoss(chainer.Chain):
         if self.active('am'):
             erased = erase(x[rows], soft_mask(cam, self.sigma, self.omega))
             out['am'] = self.attention_mining(erased, targets)
-        ext_rows = xp.asarray(ext)[rows]
-        if self.active('ext') and ext_rows.any():
-            out['ext'] = self.pixel_supervision(cam, lbl[rows], targets,
-                                                ext_rows)
+        supervised_rows = xp.asarray(supervised)[rows]
+        if self.active('ext') and supervised_rows.any():
+            out['ext'] = self.pixel_supervision(cam, label_map[rows], targets,
+                                                supervised_rows)
         return out
 
     def attention_mining(self, erased, targets):
@@ -133,22 +135,24 @@ class GAINLoss(chainer.Chain):
         return (F.sum(erased * g.array) +
                 (loss.array - (erased.array * g.array).sum()))
 
-    def pixel_supervision(self, cam, lbl, targets, ext_rows):
+    def pixel_supervision(self, cam, label_map, targets, supervised_rows):
         """``mean (A_norm - H)^2`` over the labelled pixels of the images
         with pixel supervision; ``H`` is the mask of the CAM's classes."""
         xp = self.model.xp
-        fg = lbl[:, None] == (xp.arange(targets.shape[1]) + 1)[None, :,
+        fg = label_map[:, None] == (xp.arange(targets.shape[1]) + 1)[None, :,
                                                                 None, None]
         target = (fg * targets[:, :, None, None].astype(bool)).any(axis=1)
-        weight = ((lbl >= 0) & ext_rows[:, None, None]).astype(cam.dtype)
+        weight = ((label_map >= 0) &
+                  supervised_rows[:, None, None]).astype(cam.dtype)
         return F.sum((cam - target.astype(cam.dtype)) ** 2 * weight) / \
             xp.maximum(weight.sum(), 1)
 
-    def evaluate(self, x, lbl, labels, ext=None):
+    def evaluate(self, x, label_map, labels, supervised=None):
         """Validation terms that need no gradient: ``cl`` and ``seg``."""
         chainer.report({
             'cl': F.sigmoid_cross_entropy(self.model.classify(x), labels),
-            'seg': F.softmax_cross_entropy(self.model.segment(x), lbl)}, self)
+            'seg': F.softmax_cross_entropy(self.model.segment(x),
+                                           label_map)}, self)
 
 
 def parse_warmup(text):

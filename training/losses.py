@@ -1,6 +1,6 @@
 """Loss chains of the segmentation and classifier stages.
 
-Each takes a batch ``(x, lbl, labels)`` (see
+Each takes a batch ``(x, label_map, labels)`` (see
 ``datasets.SegmentationTransform``) and reports its terms.
 """
 import chainer
@@ -27,14 +27,14 @@ class SegmentationLoss(chainer.Chain):
         with self.init_scope():
             self.model = model
 
-    def forward(self, x, lbl, labels):
+    def forward(self, x, label_map, labels):
         score = self.model.segment(x)
         if self.confusion is not None:
             to_cpu = chainer.backend.CpuDevice().send
             self.confusion += confusion_matrix(
-                to_cpu(lbl), to_cpu(score.array.argmax(axis=1)),
+                to_cpu(label_map), to_cpu(score.array.argmax(axis=1)),
                 len(self.confusion))
-        seg = F.softmax_cross_entropy(score, lbl)
+        seg = F.softmax_cross_entropy(score, label_map)
         loss = seg
         if self.cls_weight:
             cl = F.sigmoid_cross_entropy(self.model.classify(x), labels)
@@ -57,7 +57,7 @@ class ClassificationLoss(chainer.Chain):
         with self.init_scope():
             self.model = model
 
-    def forward(self, x, lbl, labels):
+    def forward(self, x, label_map, labels):
         with chainer.using_config('enable_backprop',
                                   chainer.config.enable_backprop and
                                   not self.frozen_trunk):

@@ -71,7 +71,7 @@ def val_iterator(val, batch_size):
 
 def iterators(train, val, batch_size):
     """Shuffled, flipped training iterator and a one-pass val iterator over
-    ``(x, lbl, labels)`` examples."""
+    ``(x, label_map, labels)`` examples."""
     return (train_iterator(training_data(train, flip=True), batch_size),
             val_iterator(val, batch_size))
 
