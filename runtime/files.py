@@ -13,8 +13,10 @@ def _umask():
 @contextlib.contextmanager
 def atomic_write(path, mode='w'):
     """Open a temporary file beside ``path`` (``tmpXXXXXXXX<ext>.tmp``),
-    yield it, and rename it to ``path`` once written and synced; on an
-    error it is removed and ``path`` is left as it was."""
+    yield it, and rename it to ``path`` once written; on an error it is
+    removed and ``path`` is left as it was. Not synced to the disk (a
+    pseudo-label run writes thousands of files); snapshots, which must
+    survive a crash, sync themselves (``runtime.snapshots``)."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='tmp',
                                suffix=os.path.splitext(path)[1] + '.tmp')
@@ -22,8 +24,6 @@ def atomic_write(path, mode='w'):
         os.fchmod(fd, 0o666 & ~_umask())   # mkstemp's 0600, like open()'s
         with os.fdopen(fd, mode) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
