@@ -42,9 +42,12 @@ $(STAMP): requirements.txt chainer_compat.py
 	$(PY) -m pip install -q --no-build-isolation -r requirements.txt
 	touch $(STAMP)
 
-# Optional GPU support: make setup GPU=cuda12x (or cuda11x, cuda13x).
+# Optional GPU support: make setup GPU=cuda12x (or cuda11x, cuda13x). With
+# cuda12x also cuDNN 8.9 (CuPy 13's cuDNN bindings are for cuDNN 8; there is
+# none for CUDA 13), loaded by chainer_compat's start-up hook.
+CUDNN_cuda12x := nvidia-cudnn-cu12==8.9.7.29
 $(VENV)/.cupy-%: $(STAMP)
-	$(PY) -m pip install -q "cupy-$*==13.6.0"
+	$(PY) -m pip install -q "cupy-$*==13.6.0" $(CUDNN_$*)
 	touch $@
 
 # Optional data-parallel training (--communicator): make setup MPI=1 adds

@@ -385,6 +385,10 @@ def main():
     p.add_argument('--retrain-fcn', action='store_true',
                    help='train the stand-in FCN8s instead of taking %s'
                    % os.path.relpath(STAND_IN, HERE))
+    p.add_argument('--dtype', default='float32',
+                   choices=('float32', 'mixed16', 'mixed16-emulated'),
+                   help='--dtype of the training steps (see '
+                   'train_GAIN.py --help)')
     p.add_argument('--out', default=os.path.join(HERE, 'runs', 'demo'),
                    help='directory of the runs')
     p.add_argument('--media', default=os.path.join(HERE, 'media'),
@@ -405,9 +409,11 @@ def main():
     from datasets import shapes
     print('== dataset: %s' % shapes.ensure(), flush=True)
 
+    precision = ('--dtype', args.dtype) if args.dtype != 'float32' else ()
+
     def step(title, script, name, *a):
-        return Step(title, script, os.path.join(out, name), a, args.device,
-                    logs)
+        return Step(title, script, os.path.join(out, name), a + precision,
+                    args.device, logs)
 
     shipped = not args.retrain_fcn and all(
         cfg[k] == PRESETS['cpu'][k] for k in ('width', 'fcn_iterations',
@@ -447,7 +453,8 @@ def main():
     command = 'demo.py ' + ' '.join(
         ['--preset %s' % preset, '--seeds ' + ' '.join(map(str, args.seeds))]
         + ['--%s %s' % (k.replace('_', '-'), v) for k, v in sorted(
-            cfg.items())] + (['--retrain-fcn'] if not shipped else []))
+            cfg.items())] + (['--retrain-fcn'] if not shipped else []) +
+        list(precision))
     results = dict(
         models={n: {k: v for k, v in metrics[n].items()
                     if not isinstance(v, (list, dict))} for n in names},

@@ -23,6 +23,7 @@ from runtime.triggers import every_and_last
 from training.extensions import AttentionEvaluator, AttentionSnapshot
 from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
                                 parse_warmup)
+from training.mixed_precision import set_precision
 from training.trainer import (build_trainer, make_evaluator, make_optimizer,
                               run_training, start_run, train_iterator,
                               trainer_options, val_iterator)
@@ -174,6 +175,7 @@ def main():
                     args.sigma, args.omega, weights, am_warmup, ext_warmup,
                     args.head_dropout)
     optimizer = make_optimizer(loss, args.lr, model.head_links())
+    set_precision(model, optimizer, args.dtype)
 
     train_it = train_iterator(
         PixelSupervisionFlag(training_data(train, flip=True), ext_idx),

@@ -15,6 +15,7 @@ from runtime import cli, flags
 from runtime.config import write_run_config
 from runtime.errors import UsageError
 from training.losses import ClassificationLoss
+from training.mixed_precision import set_precision
 from training.trainer import (build_trainer, iterators, make_evaluator,
                               make_optimizer, run_training, start_run,
                               trainer_options)
@@ -59,6 +60,7 @@ def main():
     loss = ClassificationLoss(model, frozen_trunk=not args.train_trunk)
     frozen = () if args.train_trunk else model.trunk_links()
     optimizer = make_optimizer(loss, args.lr, frozen)
+    set_precision(model, optimizer, args.dtype)
 
     train_it, val_it = iterators(train, val, args.batch_size)
     updater = chainer.training.StandardUpdater(train_it, optimizer,

@@ -13,6 +13,7 @@ from runtime import cli, flags
 from runtime.config import write_run_config
 from training.extensions import MeanIUEvaluator
 from training.losses import SegmentationLoss
+from training.mixed_precision import set_precision
 from training.trainer import (build_trainer, iterators, make_optimizer,
                               run_training, start_run, trainer_options)
 from visualizations import term_panel
@@ -53,6 +54,7 @@ def main():
     loss = SegmentationLoss(model, args.cls_weight)
     optimizer = make_optimizer(loss, args.lr,
                                weight_decay=args.weight_decay)
+    set_precision(model, optimizer, args.dtype)
 
     train_it, val_it = iterators(train, val, args.batch_size)
     updater = chainer.training.StandardUpdater(train_it, optimizer,

@@ -10,12 +10,17 @@ from datasets.random_batch import make_batch  # NOQA: bench.run takes it here
 from models import FCN8s, grad_cam
 from training.gain_loss import AM_MODES, CAM_GRADS, GAINLoss
 from training.losses import ClassificationLoss, SegmentationLoss
+from training.mixed_precision import set_precision
 from training.trainer import make_optimizer
 
 N_CLASS = 21              # PASCAL VOC: background + 20 labels
 
 GAIN_OPS = ['gain_%s_%s' % (m, g) for m in AM_MODES for g in CAM_GRADS]
-TRAIN_OPS = ['seg_step', 'cls_step'] + GAIN_OPS
+# The same steps with --dtype mixed16 (by default on a GPU only: numpy has
+# no fast float16 matrix product, a CPU step takes about 15 times longer).
+MIXED16 = '_mixed16'
+MIXED_OPS = ['seg_step' + MIXED16, 'gain_joint_activations' + MIXED16]
+TRAIN_OPS = ['seg_step', 'cls_step'] + GAIN_OPS + MIXED_OPS
 INFER_OPS = ['classify', 'grad_cam', 'evaluate']
 OPS = TRAIN_OPS + INFER_OPS
 
@@ -29,6 +34,10 @@ DESCRIPTION = {
 for _name in GAIN_OPS:
     _m, _g = _name[5:].rsplit('_', 1)
     DESCRIPTION[_name] = 'GAIN step am_mode=%s cam_grad=%s' % (_m, _g)
+
+
+for _name in MIXED_OPS:
+    DESCRIPTION[_name] = DESCRIPTION[_name[:-len(MIXED16)]] + ', mixed16'
 
 
 def gain_mode(op):
@@ -67,6 +76,8 @@ def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
     Adam optimizers (one per set of frozen links; chainer keeps the update
     rule on the parameter, so the classifier stage, whose frozen links
     differ, trains a copy of the model)."""
+    if op in MIXED_OPS:
+        return _mixed16(op, model, batch, device, lr, share, optimizers)
     x, label_map, labels, supervised = (device.send(a) for a in batch)
     info = dict(images=int(len(batch[0])), labels=int(batch[2].sum()))
 
@@ -119,3 +130,19 @@ def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
     if op == 'evaluate':
         return Op(lambda: model.predict(x), info=info)
     raise ValueError('unknown op %r (one of %s)' % (op, ', '.join(OPS)))
+
+
+
+def _mixed16(op, model, batch, device, lr, share, optimizers):
+    """A ``MIXED_OPS`` op: its float32 op on a copy of ``model`` that
+    computes in mixed16, its optimizer scaling the loss as ``--dtype
+    mixed16``'s does (a copy, like the classifier stage's, because chainer
+    keeps the update rule on the parameter)."""
+    shared = {} if optimizers is None else optimizers.setdefault(MIXED16, {})
+    if 'model' not in shared:
+        shared['model'] = copy.deepcopy(model)
+    built = build(op[:-len(MIXED16)], shared['model'], batch, device, lr,
+                  share, shared)
+    if built.optimizer._loss_scale is None:
+        set_precision(shared['model'], built.optimizer, 'mixed16')
+    return built

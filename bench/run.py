@@ -43,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.ops import DESCRIPTION, OPS  # NOQA: E402
+from bench.ops import DESCRIPTION, MIXED_OPS, OPS  # NOQA: E402
 from runtime.files import write_text  # NOQA: E402
 
 CPU_CONFIGS = [(1.0, 320, 1), (0.0625, 96, 8)]
@@ -61,11 +61,16 @@ RATIOS = [
      'gain_per-class_full', 'gain_per-class_activations', 1.5, 'max'),
     ('Grad-CAM inference / classify forward', 'grad_cam', 'classify', 1.2,
      'max'),
+    ('mixed16 / float32 GAIN step (joint, activations)',
+     'gain_joint_activations_mixed16', 'gain_joint_activations', 1.0, 'max'),
+    ('mixed16 / float32 segmentation step', 'seg_step_mixed16', 'seg_step',
+     1.0, 'max'),
 ]
 BATCH_OP = 'gain_joint_activations'   # the op of the batch-8 throughput target
 # Timing order of a round (reversed every other round): the two sides of
 # each ratio above are neighbours.
-RUN_ORDER = ['seg_step', 'gain_joint_activations', 'gain_joint_full',
+RUN_ORDER = ['seg_step_mixed16', 'seg_step', 'gain_joint_activations',
+             'gain_joint_activations_mixed16', 'gain_joint_full',
              'gain_joint_mask-only', 'gain_per-class_mask-only',
              'gain_per-class_activations', 'gain_per-class_full',
              'cls_step', 'classify', 'grad_cam', 'evaluate']
@@ -657,7 +662,8 @@ def main():
         args.repeat, args.min_time = 2, 0.1
     gpu = is_gpu(args.device)
     configs = plan(args, gpu)
-    ops = [o for o in OPS if o in (args.ops or OPS)]
+    ops = [o for o in OPS if o in (args.ops or OPS) and
+           (gpu or args.ops or o not in MIXED_OPS)]
     os.makedirs(args.out, exist_ok=True)
     for name in os.listdir(args.out):   # profiles of an earlier run
         if name.startswith('profile_') and name.endswith('.txt'):

@@ -9,10 +9,13 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 
+from models.precision import apply_link, cast
+
 TRUNK = ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2',
          'conv3_1', 'conv3_2', 'conv3_3',
          'conv4_1', 'conv4_2', 'conv4_3',
          'conv5_1', 'conv5_2', 'conv5_3')
+POOLED = ('conv1_2', 'conv2_2', 'conv3_3', 'conv4_3')  # a 2x2 pool after
 CLASSIFICATION_HEAD = ('fc6_cl', 'fc7_cl', 'score_cl')
 HEAD_INIT = chainer.initializers.LeCunNormal()
 
@@ -99,6 +102,10 @@ class FCN8s(chainer.Chain):
             self.fc6_cl = L.Linear(c5, c6, initialW=HEAD_INIT)
             self.fc7_cl = L.Linear(c6, c6, initialW=HEAD_INIT)
             self.score_cl = L.Linear(c6, n_class - 1, initialW=HEAD_INIT)
+        #: What the layers compute in, one of
+        #: :data:`models.precision.PRECISIONS`; the methods take and return
+        #: the weights' dtype (float32).
+        self.precision = 'float32'
         #: The training stages that trained the classification head, oldest
         #: first (saved in model files); empty while it holds its random
         #: initial weights.
@@ -115,25 +122,14 @@ class FCN8s(chainer.Chain):
     # -- trunk ---------------------------------------------------------------
     def _trunk(self, x, conv1_pad):
         """conv1_1 ... conv5_3; returns pool3, pool4 and relu(conv5_3)."""
-        c = self.conv1_1
-        h = F.relu(F.convolution_2d(x, c.W, c.b, 1, conv1_pad))
-        h = F.relu(self.conv1_2(h))
-        h = F.max_pooling_2d(h, 2, 2)
-        h = F.relu(self.conv2_1(h))
-        h = F.relu(self.conv2_2(h))
-        h = F.max_pooling_2d(h, 2, 2)
-        h = F.relu(self.conv3_1(h))
-        h = F.relu(self.conv3_2(h))
-        h = F.relu(self.conv3_3(h))
-        pool3 = h = F.max_pooling_2d(h, 2, 2)
-        h = F.relu(self.conv4_1(h))
-        h = F.relu(self.conv4_2(h))
-        h = F.relu(self.conv4_3(h))
-        pool4 = h = F.max_pooling_2d(h, 2, 2)
-        h = F.relu(self.conv5_1(h))
-        h = F.relu(self.conv5_2(h))
-        conv5_3 = F.relu(self.conv5_3(h))
-        return pool3, pool4, conv5_3
+        h, pooled = x, []
+        for name in TRUNK:
+            h = F.relu(self._apply(name, h, conv1_pad if name == 'conv1_1'
+                                   else None))
+            if name in POOLED:
+                h = F.max_pooling_2d(h, 2, 2)
+                pooled.append(h)
+        return pooled[2], pooled[3], h
 
     # -- segmentation --------------------------------------------------------
     def segment(self, x):
@@ -146,15 +142,16 @@ class FCN8s(chainer.Chain):
         """
         pool3, pool4, conv5_3 = self._trunk(x, conv1_pad=100)
         h = F.max_pooling_2d(conv5_3, 2, 2)
-        h = F.dropout(F.relu(self.fc6(h)), ratio=.5)
-        h = F.dropout(F.relu(self.fc7(h)), ratio=.5)
-        upscore2 = self.upscore2(self.score_fr(h))
-        h = self.score_pool4(pool4)
+        h = F.dropout(F.relu(self._apply('fc6', h)), ratio=.5)
+        h = F.dropout(F.relu(self._apply('fc7', h)), ratio=.5)
+        upscore2 = self._apply('upscore2', self._apply('score_fr', h))
+        h = self._apply('score_pool4', pool4)
         h = upscore2 + _crop(h, 5, upscore2.shape[2:])
-        upscore_pool4 = self.upscore_pool4(h)
-        h = self.score_pool3(pool3)
+        upscore_pool4 = self._apply('upscore_pool4', h)
+        h = self._apply('score_pool3', pool3)
         h = upscore_pool4 + _crop(h, 9, upscore_pool4.shape[2:])
-        return _crop(self.upscore8(h), 31, x.shape[2:])
+        score = _crop(self._apply('upscore8', h), 31, x.shape[2:])
+        return self._output(score)
 
     # -- classification ------------------------------------------------------
     def features(self, x):
@@ -167,15 +164,22 @@ class FCN8s(chainer.Chain):
             taken; cell ``(i, j)`` is centred on pixel
             ``(16 i + 7.5, 16 j + 7.5)``.
         """
-        return self._trunk(x, conv1_pad=1)[2]
+        return self._output(self._trunk(x, conv1_pad=1)[2])
 
     def head(self, conv5_3):
         """Multi-label logits ``(N, n_class - 1)`` from ``relu(conv5_3)``."""
         h = F.max_pooling_2d(conv5_3, 2, 2)
         h = F.mean(h, axis=(2, 3))
-        h = F.dropout(F.relu(self.fc6_cl(h)), ratio=.5)
-        h = F.dropout(F.relu(self.fc7_cl(h)), ratio=.5)
-        return self.score_cl(h)
+        h = F.dropout(F.relu(self._apply('fc6_cl', h)), ratio=.5)
+        h = F.dropout(F.relu(self._apply('fc7_cl', h)), ratio=.5)
+        return self._output(self._apply('score_cl', h))
+
+    def _apply(self, name, h, pad=None):
+        return apply_link(getattr(self, name), h, self.precision, pad)
+
+    def _output(self, h):
+        """``h`` back in the weights' dtype (from float16 layers)."""
+        return cast(h, self.conv1_1.W.dtype)
 
     def classify(self, x):
         """Multi-label logits ``(N, n_class - 1)``, background excluded."""
@@ -215,7 +219,7 @@ class FCN8s(chainer.Chain):
             channels = getattr(self, name).W.shape[0]
             layers.append((layers[-1][1] if layers else 3 * h * w,
                            channels * h * w))
-            if name in ('conv1_2', 'conv2_2', 'conv3_3', 'conv4_3'):
+            if name in POOLED:
                 h, w = -(-h // 2), -(-w // 2)        # 2x2 max pooling, ceil
                 layers.append((layers[-1][1], channels * h * w))
         return layers

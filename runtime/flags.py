@@ -76,6 +76,13 @@ def parser(description, training=True, iterations=None):
                        'split entries without files) with a warning, '
                        'counted as bad_samples in the log, instead of '
                        'stopping on the first one')
+        p.add_argument('--dtype', default='float32',
+                       choices=('float32', 'mixed16', 'mixed16-emulated'),
+                       help='mixed16: the layers compute in float16 on '
+                       'float32 weights, with dynamic loss scaling (for '
+                       'GPUs: numpy has no fast float16 matrix product); '
+                       'mixed16-emulated: its roundings at float32 speed, '
+                       'to check its numerics on a CPU')
         p.add_argument('--communicator', default=None,
                        choices=distributed.COMMUNICATORS,
                        help='data-parallel training on ChainerMN, run under '

@@ -19,7 +19,9 @@ from runtime.dtypes import check_step  # NOQA: E402
 from datasets.random_batch import make_batch  # NOQA: E402
 from models import grad_cam  # NOQA: E402
 from models.fcn8s import CLASSIFICATION_HEAD  # NOQA: E402
+from models.gain import soft_erase  # NOQA: E402
 from training.gain_loss import AM_MODES, CAM_GRADS, GAINLoss  # NOQA: E402
+from training.mixed_precision import set_precision  # NOQA: E402
 from training.trainer import make_optimizer  # NOQA: E402
 
 N_CLASS = 4       # the thin_model fixture's
@@ -74,14 +76,14 @@ def on_gpu(model, device):
     return gpu_model
 
 
-def gain_grads(model, arrays, **kwargs):
+def gain_grads(model, arrays, weights=None, loss_scale=None, **kwargs):
     """Loss value and parameter gradients of one GAIN forward/backward
     (train=False: no dropout, so CPU and GPU compute the same function)."""
-    loss_fn = GAINLoss(model, weights=dict(ext=1.0), **kwargs)
+    loss_fn = GAINLoss(model, weights=weights or dict(ext=1.0), **kwargs)
     model.cleargrads()
     with chainer.using_config('train', False):
         loss = loss_fn(*arrays)
-    loss.backward()
+    loss.backward(loss_scale=loss_scale)
     grads = {name: p.grad for name, p in model.namedparams()}
     return loss, grads
 
@@ -164,6 +166,66 @@ def test_gain_update_matches_cpu(thin_model):
                                    err_msg=name)
 
 
+@pytest.mark.gpu
+def test_soft_erase_matches_cpu():
+    """The fused erasure's CUDA kernels against its numpy code."""
+    device = gpu_device()
+    rng = np.random.RandomState(0)
+    x = rng.normal(0, 60, (3, 3, SIZE, SIZE)).astype(np.float32)
+    a = rng.uniform(0, 1, (3, SIZE, SIZE)).astype(np.float32)
+    gy = rng.normal(0, 1, x.shape).astype(np.float32)
+    outputs = []
+    for arrays in ((x, a, gy), [device.send(v) for v in (x, a, gy)]):
+        xv, av = chainer.Variable(arrays[0]), chainer.Variable(arrays[1])
+        y = soft_erase(xv, av, sigma=0.4, omega=10.0)
+        y.grad = arrays[2]
+        y.backward()
+        outputs.append((y.array, xv.grad, av.grad))
+    for cpu, gpu, name in zip(outputs[0], outputs[1], ('y', 'gx', 'ga')):
+        assert isinstance(gpu, device.xp.ndarray), name
+        assert_close(gpu, cpu, rtol=1e-5, scale_tol=1e-5, name=name)
+
+
+@pytest.mark.gpu
+def test_mixed16_matches_cpu(thin_model):
+    """--dtype mixed16 on the GPU (float16 layers, cuBLAS) against float32
+    on the CPU, with the tolerances of tests/test_mixed_precision.py: the
+    outputs within 1%, the segmentation loss's gradients within 5%, the
+    GAIN step's loss within 1% and its gradients finite and within 50% (a
+    float16 rounding flips ReLUs and max-pool winners of the 3x3 maps)."""
+    device = gpu_device()
+    gpu_model = on_gpu(thin_model, device)
+    gpu_model.precision = 'mixed16'
+    arrays = data()
+    gpu_arrays = [device.send(a) for a in arrays]
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        for method in ('segment', 'classify'):
+            out = getattr(gpu_model, method)(gpu_arrays[0])
+            ref = getattr(thin_model, method)(arrays[0])
+            assert out.dtype == np.float32
+            assert relative_error(to_cpu(out), ref.array) < 1e-2, method
+    for weights, loss_tol, grad_tol in ((dict(cl=0.0, am=0.0, seg=1.0),
+                                         1e-2, 5e-2),
+                                        (dict(ext=1.0), 1e-2, 0.5)):
+        loss_cpu, g_cpu = gain_grads(thin_model, arrays, weights=weights,
+                                     am_mode='joint')
+        loss_gpu, g_gpu = gain_grads(gpu_model, gpu_arrays, weights=weights,
+                                     am_mode='joint', loss_scale=128.)
+        assert abs(float(loss_gpu.array) - float(loss_cpu.array)) < \
+            loss_tol * abs(float(loss_cpu.array))
+        for name in PARAMS:
+            if g_cpu[name] is None:
+                continue
+            g = to_cpu(g_gpu[name]) / 128.
+            assert g.dtype == np.float32 and np.isfinite(g).all(), name
+            assert relative_error(g, g_cpu[name]) < grad_tol, name
+
+
+def relative_error(actual, expected):
+    return (np.linalg.norm(actual - expected) /
+            max(np.linalg.norm(expected), 1e-30))
+
+
 # ------------------------------------------------------------ float64 check
 
 def _check_no_float64(model, arrays, am_mode, cam_grad, am_score='sigmoid'):
@@ -216,3 +278,28 @@ def test_no_float64_in_gain_step_gpu(thin_model, am_mode, cam_grad):
     gpu_model = on_gpu(thin_model, device)
     _check_no_float64(gpu_model, [device.send(a) for a in data()], am_mode,
                       cam_grad)
+
+
+@pytest.mark.gpu
+def test_mixed16_update_on_gpu(thin_model):
+    """A mixed16 Adam update with loss scaling on the GPU: float16 in the
+    layers, no float64, float32 weights, gradients and Adam state; the
+    trunk moves, the frozen head does not."""
+    device = gpu_device()
+    gpu_model = on_gpu(thin_model, device)
+    loss = GAINLoss(gpu_model, am_mode='per-class', weights=dict(ext=1.0))
+    opt = make_optimizer(loss, LR, gpu_model.head_links())
+    set_precision(gpu_model, opt, 'mixed16')
+    opt._loss_scale = 128.          # past the first steps' growth from 1
+    before = {n: to_cpu(p.array) for n, p in gpu_model.namedparams()}
+    result = check_step(lambda: opt.update(
+        loss, *[device.send(a) for a in data()]), loss, opt)
+    assert result['float64'] == [] and 'float16' in result['function_dtypes']
+    for key in ('param_dtypes', 'grad_dtypes', 'optimizer_state_dtypes'):
+        assert result[key] == ['float32'], (key, result[key])
+    for name, p in gpu_model.namedparams():
+        after = to_cpu(p.array)
+        assert np.isfinite(after).all(), name
+        frozen = name.split('/')[1] in CLASSIFICATION_HEAD
+        assert np.array_equal(after, before[name]) == frozen or \
+            not before[name].any(), name

@@ -4,7 +4,7 @@ import chainer
 import chainer.functions as F
 
 from models import attention_maps
-from models.gain import erase, erased_cams, soft_mask
+from models.gain import erased_cams, soft_erase
 
 AM_MODES = ('per-class', 'joint')
 CAM_GRADS = ('activations', 'full', 'mask-only')
@@ -105,12 +105,11 @@ class GAINLoss(chainer.Chain):
         cam = attention_maps(self.model, features[rows], targets, x.shape[2:],
                              double_backprop=self.cam_grad == 'full')
         if self.active('am'):
-            erased = erase(x[rows], soft_mask(cam, self.sigma, self.omega))
+            erased = soft_erase(x[rows], cam, self.sigma, self.omega)
             out['am'] = self.attention_mining(erased, targets)
-        supervised_rows = xp.asarray(supervised)[rows]
-        if self.active('ext') and supervised_rows.any():
-            out['ext'] = self.pixel_supervision(cam, label_map[rows], targets,
-                                                supervised_rows)
+        if self.active('ext'):    # 0 without supervised rows; no host sync
+            out['ext'] = self.pixel_supervision(
+                cam, label_map[rows], targets, xp.asarray(supervised)[rows])
         return out
 
     def attention_mining(self, erased, targets):

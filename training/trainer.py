@@ -20,6 +20,7 @@ from runtime.progress import TrainingProgress, report_stream
 from runtime.snapshots import Snapshot, list_snapshots
 from runtime.triggers import StopTrigger
 from training.extensions import PanelPlot
+from training.mixed_precision import LossScale, loss_scale
 
 
 def start_run(args, default_iterations):
@@ -116,6 +117,9 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                             for it in iterators) if s is not None]
     trainer.extend(BadSampleCount(skippers), trigger=log)
     trainer.extend(snapshot)
+    if loss_scale(optimizer) is not None:
+        trainer.extend(LossScale(optimizer), trigger=log)
+        report_keys = list(report_keys) + ['loss_scale']
     if not context.is_writer:
         return trainer
     trainer.extend(extensions.observe_value(
