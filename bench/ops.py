@@ -132,7 +132,6 @@ def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
     raise ValueError('unknown op %r (one of %s)' % (op, ', '.join(OPS)))
 
 
-
 def _mixed16(op, model, batch, device, lr, share, optimizers):
     """A ``MIXED_OPS`` op: its float32 op on a copy of ``model`` that
     computes in mixed16, its optimizer scaling the loss as ``--dtype
