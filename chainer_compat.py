@@ -8,10 +8,11 @@ module puts a stand-in whose ``get_info`` finds nothing into
 
 It also loads pip's cuDNN 8 where ``make setup GPU=cuda12x`` installed it
 (:func:`preload_cudnn`). It must run before the first ``import chainer``.
-``python chainer_compat.py`` (run by ``make setup``) installs a start-up hook in the interpreter's
-site-packages that imports it whenever that interpreter starts, so scripts,
-tests and a user's own ``import chainer`` work in the venv; the project's
-packages also import it first, for interpreters without the hook.
+``python chainer_compat.py`` (run by ``make setup``) installs a start-up
+hook in the interpreter's site-packages that imports it whenever that
+interpreter starts, so scripts, tests and a user's own ``import chainer``
+work in the venv; the project's packages also import it first, for
+interpreters without the hook.
 """
 import os
 import sys
