@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from models.precision import PRECISIONS
 from runtime import flags
 from runtime.files import write_text
 
@@ -386,7 +387,7 @@ def main():
                    help='train the stand-in FCN8s instead of taking %s'
                    % os.path.relpath(STAND_IN, HERE))
     p.add_argument('--dtype', default='float32',
-                   choices=('float32', 'mixed16', 'mixed16-emulated'),
+                   choices=PRECISIONS,
                    help='--dtype of the training steps (see '
                    'train_GAIN.py --help)')
     p.add_argument('--out', default=os.path.join(HERE, 'runs', 'demo'),

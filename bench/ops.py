@@ -10,14 +10,14 @@ from datasets.random_batch import make_batch  # NOQA: bench.run takes it here
 from models import FCN8s, grad_cam
 from training.gain_loss import AM_MODES, CAM_GRADS, GAINLoss
 from training.losses import ClassificationLoss, SegmentationLoss
-from training.mixed_precision import set_precision
+from training.mixed_precision import loss_scale, set_precision
 from training.trainer import make_optimizer
 
 N_CLASS = 21              # PASCAL VOC: background + 20 labels
 
 GAIN_OPS = ['gain_%s_%s' % (m, g) for m in AM_MODES for g in CAM_GRADS]
 # The same steps with --dtype mixed16 (by default on a GPU only: numpy has
-# no fast float16 matrix product, a CPU step takes about 15 times longer).
+# no fast float16 matrix product, a CPU step takes 20 to 40 times longer).
 MIXED16 = '_mixed16'
 MIXED_OPS = ['seg_step' + MIXED16, 'gain_joint_activations' + MIXED16]
 TRAIN_OPS = ['seg_step', 'cls_step'] + GAIN_OPS + MIXED_OPS
@@ -142,6 +142,6 @@ def _mixed16(op, model, batch, device, lr, share, optimizers):
         shared['model'] = copy.deepcopy(model)
     built = build(op[:-len(MIXED16)], shared['model'], batch, device, lr,
                   share, shared)
-    if built.optimizer._loss_scale is None:
+    if loss_scale(built.optimizer) is None:
         set_precision(shared['model'], built.optimizer, 'mixed16')
     return built

@@ -61,6 +61,12 @@ def read_tree(root):
     return out
 
 
+def relative_error(actual, expected):
+    """``|actual - expected| / |expected|`` in the Frobenius norm."""
+    return (np.linalg.norm(actual - expected) /
+            max(np.linalg.norm(expected), 1e-30))
+
+
 def error_line(err):
     """The one ``error: ...`` line of a script's stderr."""
     lines = [l for l in err.splitlines() if l.startswith('error:')]

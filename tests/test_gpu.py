@@ -15,6 +15,7 @@ import chainer  # NOQA: E402
 import numpy as np  # NOQA: E402
 import pytest  # NOQA: E402
 
+from helpers import relative_error  # NOQA: E402
 from runtime.dtypes import check_step  # NOQA: E402
 from datasets.random_batch import make_batch  # NOQA: E402
 from models import grad_cam  # NOQA: E402
@@ -219,11 +220,6 @@ def test_mixed16_matches_cpu(thin_model):
             g = to_cpu(g_gpu[name]) / 128.
             assert g.dtype == np.float32 and np.isfinite(g).all(), name
             assert relative_error(g, g_cpu[name]) < grad_tol, name
-
-
-def relative_error(actual, expected):
-    return (np.linalg.norm(actual - expected) /
-            max(np.linalg.norm(expected), 1e-30))
 
 
 # ------------------------------------------------------------ float64 check

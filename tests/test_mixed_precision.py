@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from chainer import gradient_check
 
-from helpers import run_script, write_voc
+from helpers import relative_error, run_script, write_voc
 from datasets.random_batch import make_batch
 from models import FCN8s, load_model, save_model
 from models.fcn8s import CLASSIFICATION_HEAD
@@ -45,11 +45,6 @@ def gain_step(model, precision, loss_scale=1.0, weights=None):
     return float(value.array), {
         n: None if p.grad is None else p.grad / loss_scale
         for n, p in model.namedparams()}
-
-
-def relative_error(actual, expected):
-    return (np.linalg.norm(actual - expected) /
-            max(np.linalg.norm(expected), 1e-30))
 
 
 # ------------------------------------------------------------ soft erasure
