@@ -1,59 +1,76 @@
 #!/usr/bin/env python
 """Evaluate models on a split: the FCN table (Accuracy, Accuracy Class,
-Mean IU, FWAVACC), multi-label classification mAP and the quality of the
-Grad-CAM attention (see ``metrics/attention.py``):
+Mean IU, FWAVACC; Long et al.), multi-label classification mAP with the AP
+of each class, the quality of the Grad-CAM attention and, on the
+``shapes`` dataset, how much the classifier follows the context cues
+(definitions and sources in ``metrics/``):
 
 * Attention mIoU: segmentation from the normalised CAMs of each image's
-  ground-truth classes (top class where its map >= tau, else background),
-  at the best tau of a 0.05..0.95 sweep ('best tau') and at the fixed
-  ``--tau`` (default 0.5, GAIN's soft-mask threshold ``--sigma``) so that
-  models are also compared at one threshold;
-* Energy: share of each CAM's mass on its class's pixels;
-* Pointing: share of CAMs whose peak lies on their class;
+  ground-truth classes (top class where its map >= tau, else background):
+  at a tau chosen on another split (``--tau-from``: the metrics.json of an
+  evaluation of the same models on the tuning split; each model takes its
+  best tau there), at the fixed ``--tau`` (e.g. the ``--sigma`` the model
+  was trained with), and the whole curve over tau (the best tau of the
+  evaluated split itself is shown, but it is chosen on the data it
+  scores);
+* Pointing game (Zhang et al.; tolerance 15 px per 500 px of the image
+  side) and energy-based pointing game (Score-CAM: the CAM's mass in the
+  class's box), beside two variants of ours: energy in the mask and the
+  exact pointing game;
 * Zero CAMs: share of flat (all-zero) CAMs; a model above 20 % is marked
-  ``(!)``: its head finds no class evidence at conv5_3.
+  ``(!)``: its head finds no class evidence at conv5_3;
+* Cue reliance (``shapes``): P(logit > 0 | cue) - P(logit > 0 | no cue)
+  for absent and present classes, and the threshold-free AUC of the same
+  comparison.
 
 One markdown row per ``--modelfile``; everything is also written to
-``--out/metrics.json``, the tau curves to ``--out/attention_miou.png``.
-``--compare A B`` prints B - A per metric.
+``--out/metrics.json``, every image's counts to ``--out/per_image.npz``
+(for paired bootstrap intervals, ``metrics/bootstrap.py``), the tau curves
+to ``--out/attention_miou.png``. ``--compare A B`` prints B - A per
+metric.
 """
 import json
 import os
 import sys
 
+import numpy as np
+
 import datasets
-from datasets import TEST_SPLIT, batches, get_dataset, preprocess_batch
+from datasets import shapes
+from datasets import (TEST_SPLIT, batches, get_dataset, image_labels,
+                      preprocess_batch)
 from metrics import (AttentionMetrics, ClassificationMetrics,
                      SegmentationMetrics, gt_classes)
-from metrics.attention import DEFAULT_TAU
+from metrics.attention import DEFAULT_TAU, miou_at
+from metrics import report
+from metrics.cue import CueMetrics
 from models import class_cams, load_model
 from runtime import cli, flags, outdir
 from runtime.config import write_config
 from runtime.device import get_device, set_seed
-from runtime.errors import UsageError
-from runtime.files import write_text
+from runtime.errors import UsageError, one_line
+from runtime.files import atomic_write, write_text
 from runtime.progress import progress
 from visualizations import attention_curves_figure, save_figure
 
-# (key, title[, scale]): values are shown as scale * value, 2 decimals.
-COLUMNS = [('accuracy', 'Accuracy'), ('accuracy_class', 'Accuracy Class'),
-           ('mean_iu', 'Mean IU'), ('fwavacc', 'FWAVACC'), ('map', 'mAP')]
-ATTENTION_COLUMNS = [('attention_miou', 'Attention mIoU'),
-                     ('attention_tau', 'best tau', 1),
-                     ('attention_miou_fixed', 'Attention mIoU @tau'),
-                     ('energy', 'Energy'), ('pointing', 'Pointing'),
-                     ('zero_cams', 'Zero CAMs')]
+KEYS = ['accuracy', 'accuracy_class', 'mean_iu', 'fwavacc', 'map']
+ATTENTION_KEYS = ['attention_miou_tuned', 'attention_tuned_tau',
+                  'attention_miou_fixed', 'attention_miou', 'pointing_15px',
+                  'energy_box', 'energy', 'pointing', 'zero_cams']
+CUE_KEYS = ['cue_gap_absent', 'cue_gap_present', 'cue_auc_absent']
 ZERO_CAMS_MARK = 0.2
 
 
 def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
-                   desc='evaluate'):
+                   desc='evaluate', cues=None):
     """Run ``model`` (moved to ``device``) over ``dataset`` once (progress
     on stderr, labelled ``desc``) and return the metrics' results merged in
-    one dict.
+    one dict, and their per-image records merged in another.
 
     Each metric gets ``add(label_map, outputs)`` per image with ``outputs``:
-    ``segmentation`` ``(H, W)``, ``logits`` ``(K,)`` and, when a metric has
+    ``segmentation`` ``(H, W)``, ``logits`` ``(K,)``, ``labels`` ``(K,)``
+    (the classes in the label map), ``cues`` ``(K,)`` (the row of
+    ``cues`` ``(N, K)`` where given) and, when a metric has
     ``needs_cams``, ``cams`` ``(C, H, W)`` (normalised Grad-CAMs of the
     image's ground-truth classes ``cam_classes`` ``(C,)``).
     """
@@ -62,6 +79,7 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
     needs_cams = any(getattr(m, 'needs_cams', False) for m in metrics)
     model.to_device(device)
     shown = progress(len(dataset), desc)
+    index = 0
     for batch in batches(dataset, batch_size):
         x = model.device.send(preprocess_batch([img for img, _ in batch]))
         seg, logits = model.predict(x)
@@ -69,48 +87,22 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
                    for _, label_map in batch]
         cams = class_cams(model, x, classes) if needs_cams else None
         for i, (_, label_map) in enumerate(batch):
-            outputs = dict(segmentation=seg[i], logits=logits[i])
+            outputs = dict(segmentation=seg[i], logits=logits[i],
+                           labels=image_labels(label_map, dataset.n_class))
             if needs_cams:
                 outputs.update(cams=cams[i], cam_classes=classes[i])
+            if cues is not None:
+                outputs['cues'] = cues[index]
             for m in metrics:
                 m.add(label_map, outputs)
+            index += 1
         shown.update(len(batch))
     shown.close()
-    result = {}
+    result, records = {}, {}
     for m in metrics:
         result.update(m.result())
-    return result
-
-
-def _cell(m, column):
-    key, scale = column[0], (column[2] if len(column) > 2 else 100)
-    return '%.2f' % (scale * m[key]) if m.get(key) is not None else '-'
-
-
-def markdown_table(rows, columns=COLUMNS):
-    """``rows``: list of ``(name, metrics)``; percentages, 2 decimals."""
-    lines = ['| model | ' + ' | '.join(c[1] for c in columns) + ' |',
-             '|---' * (len(columns) + 1) + '|']
-    for name, m in rows:
-        cells = [_cell(m, c) for c in columns]
-        lines.append('| %s | %s |' % (name, ' | '.join(cells)))
-    return '\n'.join(lines)
-
-
-def compare_table(a, b, columns=COLUMNS):
-    """Markdown table of each metric of ``a`` and ``b`` (``(name,
-    metrics)``) and the difference B - A (percentage points)."""
-    (na, ma), (nb, mb) = a, b
-    lines = ['| metric | A: %s | B: %s | B - A |' % (na, nb),
-             '|---|---|---|---|']
-    for c in columns:
-        key, scale = c[0], (c[2] if len(c) > 2 else 100)
-        diff = ('%+.2f' % (scale * (mb[key] - ma[key]))
-                if ma.get(key) is not None and mb.get(key) is not None
-                else '-')
-        lines.append('| %s | %s | %s | %s |' % (c[1], _cell(ma, c),
-                                                 _cell(mb, c), diff))
-    return '\n'.join(lines)
+        records.update(m.per_image())
+    return result, records
 
 
 def model_names(names, modelfiles):
@@ -151,6 +143,42 @@ def resolve_model(ref, names):
                                          len(names) - 1))
 
 
+def tuned_taus(path, names):
+    """``{name: tau}``: each model's best tau in the metrics.json ``path``
+    of another evaluation (UsageError when it lacks one of ``names``)."""
+    try:
+        with open(path) as f:
+            models = json.load(f)['models']
+        taus = {n: float(models[n]['attention_tau']) for n in names}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError('--tau-from %s: not the metrics.json of an '
+                         'evaluation with attention of the models %s (%s)'
+                         % (path, ', '.join(names), one_line(e)))
+    return taus
+
+
+def save_records(path, records, ids):
+    """``per_image.npz``: ``names``, ``ids`` and ``<i>/<key>``, the per-image
+    records of model ``names[i]`` (plain arrays, no pickle)."""
+    arrays = dict(names=np.array(list(records), str), ids=np.array(ids, str))
+    for i, r in enumerate(records.values()):
+        arrays.update({'%d/%s' % (i, k): np.asarray(v) for k, v in r.items()})
+    with atomic_write(path, 'wb') as f:
+        np.savez(f, **arrays)
+
+
+def load_records(path):
+    """``({name: records}, ids)`` of a ``per_image.npz``."""
+    with np.load(path, allow_pickle=False) as f:
+        names = list(f['names'])
+        records = {n: {} for n in names}
+        for key in f.files:
+            if '/' in key:
+                i, k = key.split('/', 1)
+                records[names[int(i)]][k] = f[key]
+        return records, list(f['ids'])
+
+
 def main():
     p = flags.parser(__doc__, training=False)
     datasets.add_flags(p)
@@ -166,7 +194,12 @@ def main():
                    'one size)')
     p.add_argument('--tau', type=float, default=DEFAULT_TAU,
                    help='fixed CAM threshold of the "Attention mIoU @tau" '
-                   'column (GAIN\'s soft-mask threshold sigma), in (0, 1)')
+                   'column (e.g. the --sigma the models were trained with), '
+                   'in (0, 1)')
+    p.add_argument('--tau-from', default=None, metavar='METRICS_JSON',
+                   help='metrics.json of an evaluation of the same models '
+                   '(same --names) on the tuning split: each model\'s best '
+                   'tau there gives its "tuned tau" column here')
     p.add_argument('--no-attention', action='store_true',
                    help='skip the Grad-CAM columns (faster)')
     p.add_argument('--compare', nargs=2, metavar=('A', 'B'), default=None,
@@ -189,10 +222,14 @@ def main():
     dataset = get_dataset(args.dataset, args.data_dir, split)
     loaded = [load_model(m, n_class=dataset.n_class)
               for m in args.modelfile]  # fail early on any bad file
-    columns = COLUMNS + ([] if args.no_attention else [
-        (c[0], c[1].replace('@tau', '@%.2f' % args.tau)) + c[2:]
-        for c in ATTENTION_COLUMNS])
-    results = {}
+    tuned = (tuned_taus(args.tau_from, names)
+             if args.tau_from and not args.no_attention else {})
+    cues = (shapes.cue_flags(dataset.data_dir, dataset.ids)
+            if args.dataset == 'shapes' else None)
+    keys = KEYS + ([] if args.no_attention else [
+        k for k in ATTENTION_KEYS if tuned or 'tuned' not in k]) + (
+        CUE_KEYS if cues is not None else [])
+    results, records = {}, {}
     for name, path, (model, has_head) in zip(names, args.modelfile, loaded):
         if not has_head or model.head_trained_by == []:
             print('warning: %s has no trained classification head; its mAP '
@@ -202,17 +239,25 @@ def main():
                    ClassificationMetrics(dataset.n_class)]
         if not args.no_attention:
             metrics.append(AttentionMetrics(dataset.n_class, tau=args.tau))
-        results[name] = evaluate_model(model, dataset, device,
-                                       args.batch_size, metrics,
-                                       'evaluate %s' % name)
+        if cues is not None:
+            metrics.append(CueMetrics())
+        results[name], records[name] = evaluate_model(
+            model, dataset, device, args.batch_size, metrics,
+            'evaluate %s' % name, cues)
         results[name]['modelfile'] = path
-    table = markdown_table([(marked(name, results[name]), results[name])
-                            for name in names], columns)
+        if name in tuned:
+            records[name]['tuned_tau'] = np.float32(tuned[name])
+            results[name].update(
+                attention_tuned_tau=tuned[name],
+                attention_miou_tuned=miou_at(records[name], tuned[name]))
+    table = report.markdown_table([(marked(name, results[name]),
+                                    results[name]) for name in names], keys,
+                                  tau=args.tau)
     print(table)
     diff = None
     if compare:
-        diff = compare_table(*[(n, results[n]) for n in compare],
-                             columns=columns)
+        diff = report.compare_table(*[(n, results[n]) for n in compare],
+                                    keys=keys, tau=args.tau)
         print()
         print(diff)
     os.makedirs(args.out, exist_ok=True)
@@ -224,6 +269,8 @@ def main():
     write_text(os.path.join(args.out, 'metrics.json'), json.dumps(
         dict(split=split, class_names=dataset.class_names, config=config,
              models=results, compare=compare), indent=2))
+    save_records(os.path.join(args.out, 'per_image.npz'), records,
+                 dataset.ids)
     write_text(os.path.join(args.out, 'metrics.md'),
                table + '\n' + ('\n' + diff + '\n' if diff else ''))
 

@@ -21,8 +21,8 @@ from runtime.errors import UsageError
 from runtime.files import write_text
 from runtime.triggers import every_and_last
 from training.extensions import AttentionEvaluator, AttentionSnapshot
-from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
-                                parse_warmup)
+from training.gain_loss import (AM_AVERAGES, AM_MODES, AM_SCORES, CAM_GRADS,
+                                GAINLoss, parse_warmup)
 from training.mixed_precision import set_precision
 from training.trainer import (build_trainer, make_evaluator, make_optimizer,
                               run_training, start_run, train_iterator,
@@ -48,6 +48,10 @@ def add_gain_flags(p):
                    'L_am trains only through the mask')
     p.add_argument('--am-score', default='sigmoid', choices=AM_SCORES,
                    help='score of the erased class in L_am')
+    p.add_argument('--am-average', default='image', choices=AM_AVERAGES,
+                   help='L_am as the mean over images of the mean score of '
+                   'each image\'s erased classes (the paper), or the mean '
+                   'over (image, class) pairs')
     p.add_argument('--sigma', type=float, default=0.5,
                    help='soft-mask threshold, in (0, 1)')
     p.add_argument('--omega', type=flags.positive(float), default=10.0,
@@ -65,7 +69,8 @@ def add_gain_flags(p):
                    help='L_ext off for N iterations (or Ne epochs)')
     p.add_argument('--head-dropout', action='store_true',
                    help='keep the frozen head\'s dropout in the L_cl and '
-                   'attention-mining passes (default: off, as in GAIN)')
+                   'attention-mining passes (default: off; see '
+                   'docs/DEVIATIONS.md)')
     p.add_argument('--attention-interval', type=int, default=50,
                    help='iterations between attention pictures')
     p.add_argument('--attention-val-images', type=int, default=200,
@@ -173,7 +178,7 @@ def main():
     ext_idx = pick_ext_images(len(train), ext_images, args.seed)
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
                     args.sigma, args.omega, weights, am_warmup, ext_warmup,
-                    args.head_dropout)
+                    args.head_dropout, args.am_average)
     optimizer = make_optimizer(loss, args.lr, model.head_links())
     set_precision(model, optimizer, args.dtype)
 

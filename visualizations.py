@@ -235,3 +235,56 @@ def attention_curves_figure(results):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def tau_curves_figure(curves, taus, sigma=None):
+    """Attention mIoU against tau of each row: ``curves`` ``{name: (tune
+    curve, test curve)}``, each ``(T,)`` over ``taus``; tune dashed, test
+    solid, ``sigma`` marked."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (tune, test) in curves.items():
+        line, = ax.plot(taus, 100 * np.asarray(test), marker='.',
+                        label='%s (test)' % name)
+        ax.plot(taus, 100 * np.asarray(tune), linestyle='--',
+                color=line.get_color(), linewidth=1,
+                label='%s (tune)' % name)
+    if sigma is not None:
+        ax.axvline(sigma, color='gray', linestyle=':', linewidth=1,
+                   label='sigma %.2f' % sigma)
+    ax.set_xlabel('tau (normalised CAM threshold)')
+    ax.set_ylabel('attention mIoU (%)')
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def differences_figure(differences, title):
+    """One panel per comparison ``{'b - a': {key: paired difference}}``:
+    each metric's mean difference with its 95 % interval (bar) and every
+    seed's difference (dots), 0 marked; ``title(key)`` names a metric."""
+    names = list(differences)
+    fig, axes = plt.subplots(len(names), 1, squeeze=False,
+                             figsize=(7.5, 1.0 + 0.42 * sum(
+                                 len(d) for d in differences.values()) +
+                                 0.5 * len(names)))
+    for ax, name in zip(axes[:, 0], names):
+        items = list(differences[name].items())
+        for y, (key, d) in enumerate(items):
+            lo, hi = d['ci95']
+            colour = 'tab:green' if d['shown'] else 'tab:gray'
+            ax.plot([lo, hi], [y, y], color=colour, linewidth=3)
+            ax.plot(d['per_seed'], [y] * len(d['per_seed']), 'k.',
+                    markersize=4)
+            ax.plot([d['mean']], [y], 'o', color=colour)
+        ax.axvline(0, color='black', linewidth=0.8)
+        ax.set_yticks(range(len(items)))
+        ax.set_yticklabels([title(k) for k, _ in items], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(name, fontsize=10)
+        ax.grid(axis='x', alpha=0.3)
+    axes[-1, 0].set_xlabel('difference (percentage points; AUC x 100); '
+                           'bar: 95 % interval, dots: seeds; green: shown')
+    fig.tight_layout()
+    return fig

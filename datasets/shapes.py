@@ -1,11 +1,14 @@
 """``shapes``: a small synthetic, deliberately biased dataset in VOC layout.
 
 Five textured shapes whose context cues come with them in ``train`` and
-``val`` (probability ``bias``) and independently of them in ``test``: the
-boats-on-water trap of GAIN at 96 x 96 pixels, with no download. Every
-image is drawn from its own stream ``default_rng([seed, split, i])``: the
-same seed gives byte-identical files. docs/SHAPES.md describes the classes,
-cues, splits and files.
+``val`` (probability ``bias``) and independently of them in ``tune`` and
+``test``: the boats-on-water trap of GAIN at 96 x 96 pixels, with no
+download. Every image is drawn from its own stream
+``default_rng([seed, stream of its split, i])``: the same seed gives
+byte-identical files, and no two splits share a stream. Besides the masks
+(the segmentation layout) every image has a VOC annotation with its
+objects' names and boxes (the classification layout). docs/SHAPES.md
+describes the classes, cues, splits and files.
 
 CLI: ``python -m datasets.shapes --out DIR --seed S``.
 """
@@ -15,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from xml.etree import ElementTree
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -22,25 +26,35 @@ from PIL import Image, ImageDraw
 from datasets.voc import voc_palette
 from runtime.progress import progress
 
-VERSION = 1
+VERSION = 2
 CLASS_NAMES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
 CUE_NAMES = ('water', 'sunset', 'hedge', 'curtain', 'brick')
 # Approximate mean RGB of each cue as rendered (before colour jitter).
 CUE_COLOURS = {'water': (42, 92, 200), 'sunset': (235, 140, 35),
                'hedge': (45, 150, 55), 'curtain': (140, 45, 160),
                'brick': (170, 80, 65)}
-SPLITS = ('train', 'val', 'test')
+SPLITS = ('train', 'val', 'tune', 'test')
+#: The random stream of each split's images (the first three as in version
+#: 1, so their images did not change when ``tune`` was added).
+STREAMS = dict(train=0, val=1, test=2, tune=3)
+#: Splits whose cues are drawn independently of the classes.
+UNBIASED = ('tune', 'test')
 N_OBJECTS = (1, 2, 3)          # uniform; classes drawn without replacement
 P_CUE_ABSENT = 0.05            # P(cue c | class c absent) in train and val
 OBJECT_DIAMETER = (0.18, 0.36)  # fraction of the image side
 BAND_WIDTH = (0.22, 0.30)       # fraction of the image side
 CORE = 0.2, 0.32, 0.68          # cue_core geometry (fractions of the side)
 SUPERSAMPLE = 4
-OWN_FILES = ('JPEGImages', 'SegmentationClass', 'ImageSets', 'meta.json')
-DEFAULTS = dict(size=96, n_train=600, n_val=100, n_test=200, bias=0.9)
+RING_HOLE = 0.4                 # inner radius / outer radius of a ring
+OWN_FILES = ('JPEGImages', 'SegmentationClass', 'Annotations', 'ImageSets',
+             'meta.json')
+DEFAULTS = dict(size=96, n_train=600, n_val=100, n_tune=200, n_test=200,
+                bias=0.9)
 FLAG_HELP = dict(size='side of the square images in pixels (>= 48)',
                  n_train='images in the train split',
                  n_val='images in the val split',
+                 n_tune='images in the tune split (cues independent of '
+                 'the classes; where settings are chosen)',
                  n_test='images in the test split (cues independent of '
                  'the classes)',
                  bias='P(cue | its class) in train and val, in [0, 1]')
@@ -88,7 +102,7 @@ def _coverage(kind, cx, cy, r, angle, size):
     if kind in ('disc', 'ring'):
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
         if kind == 'ring':
-            q = 0.5 * r
+            q = RING_HOLE * r
             d.ellipse([cx - q, cy - q, cx + q, cy + q], fill=0)
     elif kind in ('square', 'triangle'):
         n = 4 if kind == 'square' else 3
@@ -102,8 +116,9 @@ def _coverage(kind, cx, cy, r, angle, size):
     return np.asarray(im, np.float32) / 255
 
 
-def _texture(kind, size, phase):
-    """(size, size) float32 in {0, 1}: where the second colour shows."""
+def _texture(kind, size, phase, centre):
+    """(size, size) float32 in {0, 1}: where the second colour shows;
+    a ring's bands are concentric about its ``centre`` (x, y)."""
     y, x = np.mgrid[:size, :size] + phase[:, None, None]
     if kind == 'disc':
         t = ((x % 5) - 2.5) ** 2 + ((y % 5) - 2.5) ** 2 < 1.6
@@ -113,8 +128,9 @@ def _texture(kind, size, phase):
         t = ((x // 3) + (y // 3)) % 2 == 1
     elif kind == 'cross':
         t = ((x + y) % 5) < 2
-    else:
-        t = np.zeros((size, size), bool)
+    else:           # ring: concentric bands, 2 px wide
+        cy, cx = np.mgrid[:size, :size] + 0.5
+        t = np.hypot(cx - centre[0], cy - centre[1]) % 4 < 2
     return t.astype(np.float32)
 
 
@@ -156,13 +172,15 @@ def render(rng, size, split, bias):
     """Draw one image.
 
     Returns (image (size, size, 3) uint8, label (size, size) uint8,
-    info dict with 'classes', 'cues' (names) and 'objects').
+    info dict with 'classes', 'cues' (names) and 'objects', each with its
+    class, geometry and 'box' ``[x_min, y_min, x_max, y_max]``: the
+    0-based pixels it covers at least half).
     """
     n_fg = len(CUE_NAMES)
     k = rng.choice(N_OBJECTS)
     classes = sorted(rng.choice(n_fg, k, replace=False) + 1)
     present = np.isin(np.arange(1, n_fg + 1), classes)
-    if split == 'test':
+    if split in UNBIASED:
         q = np.mean(N_OBJECTS) / n_fg
         p = np.full(n_fg, bias * q + P_CUE_ABSENT * (1 - q))
     else:
@@ -184,7 +202,7 @@ def render(rng, size, split, bias):
         hsv = rng.uniform(0, 1), rng.uniform(0.5, 0.9), rng.uniform(0.55, 0.95)
         base = np.array(colorsys.hsv_to_rgb(*hsv), np.float32) * 255
         second = base * 0.4 + (153 if base.mean() < 128 else 0)
-        t = _texture(kind, size, rng.integers(0, 12, 2))[..., None]
+        t = _texture(kind, size, rng.integers(0, 12, 2), (cx, cy))[..., None]
         colour = base * (1 - t) + second * t
         a = _coverage(kind, cx, cy, r, angle, size)
         img = img * (1 - a[..., None]) + colour * a[..., None]
@@ -192,9 +210,12 @@ def render(rng, size, split, bias):
         inner = ~_dilate(~hard)
         label[_dilate(hard) & ~inner] = 255
         label[inner] = c
+        ys, xs = np.nonzero(hard)
         objects.append(dict(cls=kind, cx=round(float(cx), 2),
                             cy=round(float(cy), 2), r=round(float(r), 2),
-                            angle=round(float(angle), 3)))
+                            angle=round(float(angle), 3),
+                            box=[int(xs.min()), int(ys.min()),
+                                 int(xs.max()), int(ys.max())]))
     img = img + rng.normal(0, 5, img.shape)
     info = dict(classes=[CLASS_NAMES[c] for c in classes], cues=cues,
                 objects=objects)
@@ -208,38 +229,59 @@ def _params(seed=0, **kwargs):
     if unknown:
         raise TypeError('unknown parameters: %s' % sorted(unknown))
     p = dict(DEFAULTS, **kwargs)
-    p = dict(seed=int(seed), size=int(p['size']), n_train=int(p['n_train']),
-             n_val=int(p['n_val']), n_test=int(p['n_test']),
-             bias=float(p['bias']))
+    p = dict(seed=int(seed), size=int(p['size']), bias=float(p['bias']),
+             **{'n_' + s: int(p['n_' + s]) for s in SPLITS})
     if p['size'] < 48:
         raise ValueError('size must be >= 48 (objects would vanish)')
-    if min(p['n_train'], p['n_val'], p['n_test']) < 0:
+    if min(p['n_' + s] for s in SPLITS) < 0:
         raise ValueError('split sizes must be >= 0')
     if not 0 <= p['bias'] <= 1:
         raise ValueError('bias must be in [0, 1]')
     return p
 
 
-def generate(root, seed=0, size=96, n_train=600, n_val=100, n_test=200,
-             bias=0.9):
+def annotation_xml(image_id, size, info):
+    """The VOC annotation of one image (``Annotations/<id>.xml``): its
+    objects' class names and boxes (1-based, inclusive, as VOC's), none
+    truncated or difficult."""
+    root = ElementTree.Element('annotation')
+    for tag, text in (('folder', 'shapes'), ('filename', image_id + '.jpg')):
+        ElementTree.SubElement(root, tag).text = text
+    dims = ElementTree.SubElement(root, 'size')
+    for tag, value in (('width', size), ('height', size), ('depth', 3)):
+        ElementTree.SubElement(dims, tag).text = str(value)
+    ElementTree.SubElement(root, 'segmented').text = '1'
+    for obj in info['objects']:
+        node = ElementTree.SubElement(root, 'object')
+        for tag, text in (('name', obj['cls']), ('pose', 'Unspecified'),
+                          ('truncated', '0'), ('difficult', '0')):
+            ElementTree.SubElement(node, tag).text = text
+        box = ElementTree.SubElement(node, 'bndbox')
+        for tag, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), obj['box']):
+            ElementTree.SubElement(box, tag).text = str(value + 1)
+    return ElementTree.tostring(root, encoding='unicode') + '\n'
+
+
+def generate(root, seed=0, **kwargs):
     """Write the dataset into ``root`` (created if needed); meta.json last.
+    ``kwargs``: the parameters of :data:`DEFAULTS`.
 
     Returns the meta dict (also written to ``root/meta.json``).
     """
-    params = _params(seed=seed, size=size, n_train=n_train, n_val=n_val,
-                     n_test=n_test, bias=bias)
+    params = _params(seed=seed, **kwargs)
     dirs = {d: os.path.join(root, d) for d in
-            ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation')}
+            ('JPEGImages', 'SegmentationClass', 'Annotations',
+             'ImageSets/Segmentation', 'ImageSets/Main')}
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
     palette = voc_palette()
     images = {}
     shown = progress(sum(params['n_' + s] for s in SPLITS),
                      'generating the shapes dataset')
-    for s, split in enumerate(SPLITS):
+    for split in SPLITS:
         ids = ['%s_%05d' % (split, i) for i in range(params['n_' + split])]
         for i, id_ in enumerate(ids):
-            rng = np.random.default_rng([params['seed'], s, i])
+            rng = np.random.default_rng([params['seed'], STREAMS[split], i])
             img, label, info = render(rng, params['size'], split,
                                       params['bias'])
             Image.fromarray(img).save(
@@ -248,11 +290,15 @@ def generate(root, seed=0, size=96, n_train=600, n_val=100, n_test=200,
             png = Image.fromarray(label, 'P')
             png.putpalette(palette)
             png.save(os.path.join(dirs['SegmentationClass'], id_ + '.png'))
+            with open(os.path.join(dirs['Annotations'], id_ + '.xml'),
+                      'w') as f:
+                f.write(annotation_xml(id_, params['size'], info))
             images[id_] = dict(split=split, **info)
             shown.update()
-        with open(os.path.join(dirs['ImageSets/Segmentation'],
-                               split + '.txt'), 'w') as f:
-            f.write(''.join(id_ + '\n' for id_ in ids))
+        for layout in ('Segmentation', 'Main'):
+            with open(os.path.join(dirs['ImageSets/' + layout],
+                                   split + '.txt'), 'w') as f:
+                f.write(''.join(id_ + '\n' for id_ in ids))
     shown.close()
     meta = dict(version=VERSION, params=params, class_names=CLASS_NAMES,
                 cue_names=CUE_NAMES, cue_of_class=dict(
@@ -354,6 +400,15 @@ def bias_statistics(root, split):
             p_cue_given_class=k_c / n_c if n_c else float('nan'),
             p_cue_given_not_class=k_nc / n_nc if n_nc else float('nan'))
     return stats
+
+
+def cue_flags(root, ids):
+    """``(N, 5)`` bool: which class's cue each image of ``ids`` holds
+    (column ``c - 1`` for class ``c``), from ``root/meta.json``."""
+    with open(os.path.join(root, 'meta.json')) as f:
+        images = json.load(f)['images']
+    return np.array([[cue in images[i]['cues'] for cue in CUE_NAMES]
+                     for i in ids], bool).reshape(-1, len(CUE_NAMES))
 
 
 def format_statistics(stats, split):

@@ -8,19 +8,32 @@ All maps here are min-max normalised Grad-CAMs (``models.class_cams``), one per
   the class of the highest map if that map reaches ``tau`` (``>= tau``),
   else background; mean IU of that segmentation against the ground truth
   over the split (ignore pixels skipped), for every ``tau`` of
-  :data:`TAUS`. The best ``tau`` flatters each model with its own
-  threshold, so a fixed ``tau`` (default 0.5, the soft-mask threshold
-  ``--sigma`` that GAIN trains its attention against) is reported too.
-* **Energy**: the share of a map's mass that lies on the pixels of its
-  class, ``sum(cam[label_map == c]) / sum(cam[label_map != ignore])``;
-  ignore pixels
-  count on neither side. A flat (all-zero) map has energy 0.
-* **Pointing game**: a hit when the map's argmax pixel is a pixel of its
-  class. The argmax on an ignore pixel (-1) is a hit when a pixel of the
-  class lies within :data:`POINTING_TOLERANCE` pixels (the width of VOC's
-  void band around object outlines), otherwise it is not counted at all
-  (VOC also marks whole difficult objects as void, and we cannot tell what
-  they are); ignore pixels are never misses. A flat map is a miss.
+  :data:`TAUS` (the curve). The best ``tau`` of a split flatters each
+  model with its own threshold on the data it is scored on: choose ``tau``
+  on held-out data (``evaluate.py --tau-from``) and report the curve. A
+  fixed ``tau`` (``--tau``, e.g. the ``--sigma`` a model was trained with)
+  is reported too.
+* **Pointing game** (Zhang et al., "Top-down Neural Attention by
+  Excitation Backprop", ECCV 2016): a hit when the map's peak lies within
+  a tolerance of a pixel of its class, every (image, class) pair counted
+  (a flat map is a miss). Zhang et al. allow 15 pixels on VOC images,
+  whose longer side is at most 500 pixels; the tolerance here scales with
+  the image, ``15 / 500`` of its longer side (:func:`zhang_tolerance`: 15
+  px on VOC, 2.9 px at 96 px), so that it covers the same share of the
+  picture. Euclidean distance to the nearest class pixel.
+* **Energy-based pointing game** (Wang et al., "Score-CAM", CVPR-W 2020):
+  the share of the map's mass inside the class's bounding box,
+  ``sum(cam[box]) / sum(cam)`` over every pixel. The box is the tight box
+  of the class's pixels in the label map (one object per class in
+  ``shapes``; on VOC, where a class may have several objects, this box
+  spans all of them).
+* Two variants of ours, kept beside them: **energy in the mask**, the
+  share of the mass on the class's own pixels with ignore pixels counted
+  on neither side, ``sum(cam[label == c]) / sum(cam[label != ignore])``;
+  and the **exact pointing game**, a hit only when the peak is on a pixel
+  of the class, a peak on an ignore pixel a hit when the class lies
+  within :data:`POINTING_TOLERANCE` pixels, and otherwise not counted
+  (VOC marks difficult objects as void).
 
 Energy and pointing are averaged per class, then over the classes that
 occur (like mAP and mean IU).
@@ -29,6 +42,10 @@ occur (like mAP and mean IU).
   normalisation): the head's gradient finds nothing of the class at
   conv5_3. A classifier whose CAMs are mostly flat gives GAIN nothing to
   train on.
+
+:class:`AttentionMetrics` keeps every image's counts, so that a split's
+figures can be recomputed on any resample of its images
+(:func:`attention_scores`, used by ``metrics.bootstrap``).
 """
 import numpy as np
 
@@ -38,7 +55,12 @@ from metrics.segmentation import segmentation_scores
 TAUS = np.round(np.arange(1, 20) * 0.05, 2)  # 0.05, 0.10, ..., 0.95
 DEFAULT_TAU = 0.5
 POINTING_TOLERANCE = 5
+#: Zhang et al.'s pointing tolerance: 15 pixels per 500 of the longer side.
+ZHANG_TOLERANCE = 15 / 500.
 IGNORE = -1
+#: Per-(image, class) values kept by :class:`AttentionMetrics` (NaN for
+#: ``pointing``: the pair is not counted).
+PAIR_KEYS = ('pointing', 'pointing_15px', 'energy', 'energy_box', 'flat')
 
 
 def gt_classes(label_map, n_class):
@@ -77,9 +99,47 @@ def energy_inside(cam, label_map, c):
     return float(cam[label_map == c].sum()) / total if total > 0 else 0.0
 
 
+def class_box(label_map, c):
+    """``(y0, x0, y1, x1)``, inclusive: the tight box of the pixels of
+    class ``c``; None without one."""
+    ys, xs = np.nonzero(label_map == c)
+    if not len(ys):
+        return None
+    return ys.min(), xs.min(), ys.max(), xs.max()
+
+
+def energy_in_box(cam, label_map, c):
+    """Score-CAM's energy-based pointing game: the share of the mass of
+    ``cam`` ``(H, W)`` inside the box of class ``c`` (every pixel counted);
+    0 for a flat map or an absent class."""
+    box, total = class_box(label_map, c), float(cam.sum())
+    if box is None or total <= 0:
+        return 0.0
+    y0, x0, y1, x1 = box
+    return float(cam[y0:y1 + 1, x0:x1 + 1].sum()) / total
+
+
+def zhang_tolerance(shape):
+    """Pointing tolerance in pixels for an image of ``shape`` ``(H, W)``:
+    Zhang et al.'s 15 px per 500 px of the longer side."""
+    return ZHANG_TOLERANCE * max(shape)
+
+
+def pointing_hit_within(cam, label_map, c, tolerance):
+    """Zhang et al.'s pointing game for one map: True when the peak of
+    ``cam`` lies within ``tolerance`` pixels (Euclidean) of a pixel of
+    class ``c``; a flat map is a miss."""
+    ys, xs = np.nonzero(label_map == c)
+    if cam.max() <= 0 or not len(ys):
+        return False
+    y, x = np.unravel_index(int(cam.argmax()), cam.shape)
+    return bool(((ys - y) ** 2 + (xs - x) ** 2).min() <= tolerance ** 2)
+
+
 def pointing_hit(cam, label_map, c, tolerance=POINTING_TOLERANCE):
-    """Pointing game for one map: True (hit), False (miss) or None (the
-    peak is on an ignore pixel away from the class: not counted)."""
+    """The exact pointing game of ours for one map: True (hit), False
+    (miss) or None (the peak is on an ignore pixel away from the class:
+    not counted)."""
     if cam.max() <= 0:
         return False
     y, x = np.unravel_index(int(cam.argmax()), cam.shape)
@@ -91,7 +151,8 @@ def pointing_hit(cam, label_map, c, tolerance=POINTING_TOLERANCE):
 
 
 class AttentionMetrics(object):
-    """Accumulator of attention mIoU (tau sweep), energy and pointing game.
+    """Accumulator of attention mIoU (tau sweep), energy and pointing game,
+    image by image.
 
     ``add(label_map, outputs)`` takes the label ``(H, W)`` and
     ``outputs['cams']`` ``(C, H, W)`` normalised maps of the classes
@@ -105,15 +166,14 @@ class AttentionMetrics(object):
         self.n_class, self.tolerance = n_class, tolerance
         self.taus = np.sort(np.asarray(taus, dtype=np.float32))
         self.tau = float(tau)
-        # sweep[k, t, a]: pixels of truth t whose top class a has a map that
-        # reaches exactly the k lowest thresholds (predicted a for tau_j,
-        # j < k, background above); fixed[r, t, a]: r = reaches self.tau.
-        self.sweep = np.zeros((len(self.taus) + 1, n_class, n_class),
-                              np.int64)
-        self.fixed = np.zeros((2, n_class, n_class), np.int64)
-        self.energy = np.zeros((2, n_class - 1))    # sum, count
-        self.pointing = np.zeros((2, n_class - 1))  # hits, counted
-        self.flat = 0
+        # Per image: sweep[k, t, a], pixels of truth t whose top class a has
+        # a map that reaches exactly the k lowest thresholds (predicted a
+        # for tau_j, j < k, background above); fixed[r, t, a], r: reaches
+        # self.tau; and per (image, class) pair its image, class and the
+        # values of PAIR_KEYS.
+        self.sweep, self.fixed = [], []
+        self.pairs = {k: [] for k in ('pair_image', 'pair_class') +
+                      PAIR_KEYS}
 
     def add(self, label_map, outputs):
         cams, classes = outputs['cams'], outputs['cam_classes']
@@ -122,47 +182,123 @@ class AttentionMetrics(object):
         best, arg, truth = best[keep], arg[keep], label_map[keep]
         k = np.searchsorted(self.taus, best, side='right')
         reached = (best >= np.float32(self.tau)).astype(np.int64)
-        for hist, index in ((self.sweep, k), (self.fixed, reached)):
-            flat = (index * self.n_class + truth) * self.n_class + arg
-            hist += np.bincount(flat, minlength=hist.size).reshape(
-                hist.shape)
+        n = self.n_class
+        for hists, index, depth in ((self.sweep, k, len(self.taus) + 1),
+                                    (self.fixed, reached, 2)):
+            flat = (index * n + truth) * n + arg
+            hists.append(np.bincount(flat, minlength=depth * n * n).reshape(
+                depth, n, n).astype(np.int32))
+        tolerance = zhang_tolerance(label_map.shape)
         for cam, c in zip(cams, classes):
-            self.flat += int(cam.max() <= 0)
-            self.energy[:, c - 1] += energy_inside(cam, label_map, c), 1
             hit = pointing_hit(cam, label_map, c, self.tolerance)
-            if hit is not None:
-                self.pointing[:, c - 1] += float(hit), 1
+            for key, value in (
+                    ('pair_image', len(self.sweep) - 1), ('pair_class', c),
+                    ('pointing', np.nan if hit is None else float(hit)),
+                    ('pointing_15px', float(pointing_hit_within(
+                        cam, label_map, c, tolerance))),
+                    ('energy', energy_inside(cam, label_map, c)),
+                    ('energy_box', energy_in_box(cam, label_map, c)),
+                    ('flat', float(cam.max() <= 0))):
+                self.pairs[key].append(value)
 
-    def hists(self):
-        """Confusion matrices ``(T + 1, n, n)``: one per sweep threshold,
-        then the fixed ``tau``'s."""
-        hists = [_threshold_hist(self.sweep[j + 1:].sum(0),
-                                 self.sweep[:j + 1].sum(0))
-                 for j in range(len(self.taus))]
-        hists.append(_threshold_hist(self.fixed[1], self.fixed[0]))
-        return np.stack(hists)
+    def per_image(self):
+        """Every image's counts: ``attention_sweep`` ``(N, T + 1, n, n)``,
+        ``attention_fixed`` ``(N, 2, n, n)``, ``taus`` ``(T,)``,
+        ``fixed_tau``, and per (image, class) pair ``pair_image``,
+        ``pair_class`` (label value) and each of :data:`PAIR_KEYS`, all
+        ``(P,)``."""
+        n = self.n_class
+        records = dict(
+            attention_sweep=np.array(self.sweep, np.int32).reshape(
+                -1, len(self.taus) + 1, n, n),
+            attention_fixed=np.array(self.fixed, np.int32).reshape(-1, 2, n,
+                                                                   n),
+            taus=self.taus, fixed_tau=np.float32(self.tau))
+        for key, values in self.pairs.items():
+            records[key] = np.array(values, np.int32 if key.startswith(
+                'pair_') else np.float64)
+        return records
 
     def result(self):
-        scores = [segmentation_scores(h) for h in self.hists()]
-        curve = [s['mean_iu'] for s in scores[:-1]]
-        best = int(np.nanargmax(curve)) if not np.all(np.isnan(curve)) \
-            else 0
-        energy = _ratio(*self.energy)
-        pointing = _ratio(*self.pointing)
-        return dict(
-            attention_miou=curve[best],
-            attention_tau=round(float(self.taus[best]), 4),
-            attention_miou_fixed=scores[-1]['mean_iu'],
-            attention_fixed_tau=self.tau,
-            attention_curve=dict(tau=[round(float(t), 4) for t in self.taus],
-                                 miou=curve),
-            attention_iu=scores[best]['iu'],
-            energy=_nanmean(energy), energy_class=_nones(energy),
-            pointing=_nanmean(pointing), pointing_class=_nones(pointing),
-            pointing_counted=int(self.pointing[1].sum()),
-            cam_pairs=int(self.energy[1].sum()),
-            zero_cams=(self.flat / self.energy[1].sum()
-                       if self.energy[1].sum() else None))
+        return attention_scores(self.per_image())
+
+
+def attention_hists(records, weights=None):
+    """Confusion matrices ``(T + 1, n, n)`` of a split's (weighted) images:
+    one per sweep threshold, then the fixed ``tau``'s. ``weights``
+    ``(N,)``: how often each image counts (a bootstrap resample), default
+    once."""
+    w = _weights(records, weights)
+    sweep = np.tensordot(w, records['attention_sweep'], axes=1)
+    fixed = records['attention_fixed']
+    fixed = np.tensordot(w, fixed, axes=1)
+    hists = [_threshold_hist(sweep[j + 1:].sum(0), sweep[:j + 1].sum(0))
+             for j in range(len(records['taus']))]
+    hists.append(_threshold_hist(fixed[1], fixed[0]))
+    return np.stack(hists)
+
+
+def class_means(records, key, n_class, weights=None):
+    """``(mean over classes, [mean per class])`` of the per-pair values
+    ``records[key]`` (NaN: not counted), each pair counted as often as its
+    image (``weights`` ``(N,)``, default once); None for a class without
+    a pair."""
+    values = records[key]
+    w = _weights(records, weights)[records['pair_image']]
+    counted = ~np.isnan(values)
+    classes = records['pair_class'] - 1
+    num = np.bincount(classes, np.where(counted, values, 0) * w,
+                      minlength=n_class - 1)
+    den = np.bincount(classes, counted * w, minlength=n_class - 1)
+    per_class = _ratio(num, den)
+    return _nanmean(per_class), _nones(per_class)
+
+
+def _weights(records, weights):
+    n = len(records['attention_sweep'])
+    return np.ones(n) if weights is None else np.asarray(weights, float)
+
+
+def attention_scores(records, weights=None):
+    """The attention figures of a split from its :meth:`per_image`
+    records, images counted ``weights`` times (default once)."""
+    scores = [segmentation_scores(h) for h in attention_hists(records,
+                                                              weights)]
+    taus = records['taus']
+    curve = [s['mean_iu'] for s in scores[:-1]]
+    best = int(np.nanargmax(curve)) if not np.all(np.isnan(curve)) else 0
+    result = dict(
+        attention_miou=curve[best],
+        attention_tau=round(float(taus[best]), 4),
+        attention_miou_fixed=scores[-1]['mean_iu'],
+        attention_fixed_tau=round(float(records['fixed_tau']), 4),
+        attention_curve=dict(tau=[round(float(t), 4) for t in taus],
+                             miou=curve),
+        attention_iu=scores[best]['iu'])
+    n_class = records['attention_sweep'].shape[-1]
+    for key in PAIR_KEYS[:-1]:
+        result[key], result[key + '_class'] = class_means(records, key,
+                                                          n_class, weights)
+    w = _weights(records, weights)[records['pair_image']]
+    pairs = float(w.sum())
+    result.update(pointing_counted=int(round(float(
+                      (~np.isnan(records['pointing'])) @ w))),
+                  cam_pairs=int(round(pairs)),
+                  zero_cams=(float(records['flat'] @ w) / pairs
+                             if pairs else None))
+    return result
+
+
+def miou_at(records, tau, weights=None):
+    """Attention mIoU at the sweep threshold ``tau`` (one of
+    ``records['taus']``)."""
+    taus = np.asarray(records['taus'])
+    j = int(np.argmin(np.abs(taus - np.float32(tau))))
+    if abs(float(taus[j]) - tau) > 1e-6:
+        raise ValueError('tau %g is not one of the sweep\'s %s'
+                         % (tau, taus.tolist()))
+    return segmentation_scores(attention_hists(records, weights)[j])[
+        'mean_iu']
 
 
 def _threshold_hist(reached, below):
@@ -175,7 +311,7 @@ def _threshold_hist(reached, below):
 
 def _ratio(num, den):
     with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+        return np.where(den > 0, num / np.maximum(den, 1e-300), np.nan)
 
 
 def _nanmean(a):

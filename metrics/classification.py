@@ -7,7 +7,9 @@ from datasets.voc import image_labels
 def average_precision(scores, labels):
     """Non-interpolated AP of one class: the mean, over the positives, of
     the precision at their rank (ties broken by a stable sort). ``nan``
-    when the class has no positive.
+    when the class has no positive. Without ties it equals scikit-learn's
+    ``average_precision_score``; it is not the VOC devkit's interpolated
+    AP (see the README).
 
     Args:
         scores: ``(N,)`` scores; labels: ``(N,)`` 0/1.
@@ -31,9 +33,21 @@ def mean_average_precision(scores, labels):
         float('nan'), aps
 
 
+def classification_scores(records, index=None):
+    """``{'map', 'ap'}`` of :meth:`ClassificationMetrics.per_image`
+    records, of the images ``index`` (a bootstrap resample; default all,
+    in order)."""
+    logits, labels = records['logits'], records['labels']
+    if index is not None:
+        logits, labels = logits[index], labels[index]
+    m, aps = mean_average_precision(logits, labels)
+    return {'map': m, 'ap': [None if np.isnan(a) else a for a in aps]}
+
+
 class ClassificationMetrics(object):
     """Accumulator of mAP over a split: ``add(label_map, outputs)`` per image
-    with ``outputs['logits']`` ``(n_class - 1,)``; the labels are the
+    with ``outputs['logits']`` ``(n_class - 1,)``; the labels are
+    ``outputs['labels']`` where given (image-level annotations), else the
     classes present in ``label_map``."""
 
     def __init__(self, n_class):
@@ -41,9 +55,15 @@ class ClassificationMetrics(object):
 
     def add(self, label_map, outputs):
         self.scores.append(outputs['logits'])
-        self.labels.append(image_labels(label_map, self.n_class))
+        labels = outputs.get('labels')
+        self.labels.append(image_labels(label_map, self.n_class)
+                           if labels is None else labels)
+
+    def per_image(self):
+        """``logits`` and 0/1 ``labels``, both ``(N, n_class - 1)``."""
+        k = self.n_class - 1
+        return dict(logits=np.array(self.scores, np.float32).reshape(-1, k),
+                    labels=np.array(self.labels, np.int32).reshape(-1, k))
 
     def result(self):
-        m, aps = mean_average_precision(np.stack(self.scores),
-                                        np.stack(self.labels))
-        return {'map': m, 'ap': [None if np.isnan(a) else a for a in aps]}
+        return classification_scores(self.per_image())

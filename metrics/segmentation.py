@@ -33,16 +33,32 @@ def segmentation_scores(hist):
                 iu=[None if np.isnan(v) else float(v) for v in iu])
 
 
+def split_segmentation_scores(records, weights=None):
+    """:func:`segmentation_scores` of :meth:`SegmentationMetrics.per_image`
+    records, each image counted ``weights`` times (a bootstrap resample;
+    default once)."""
+    confusion = records['confusion']
+    w = np.ones(len(confusion)) if weights is None else weights
+    return segmentation_scores(np.tensordot(w, confusion, axes=1))
+
+
 class SegmentationMetrics(object):
     """Accumulator of the FCN table over a split: ``add(label_map, outputs)``
-    per image with ``outputs['segmentation']`` ``(H, W)``."""
+    per image with ``outputs['segmentation']`` ``(H, W)``; every image's
+    confusion matrix is kept."""
 
     def __init__(self, n_class):
-        self.hist = np.zeros((n_class, n_class), dtype=np.int64)
+        self.n_class, self.confusion = n_class, []
 
     def add(self, label_map, outputs):
-        self.hist += confusion_matrix(label_map, outputs['segmentation'],
-                                      len(self.hist))
+        self.confusion.append(confusion_matrix(
+            label_map, outputs['segmentation'], self.n_class))
+
+    def per_image(self):
+        """``confusion`` ``(N, n_class, n_class)``."""
+        n = self.n_class
+        return dict(confusion=np.array(self.confusion, np.int64).reshape(
+            -1, n, n))
 
     def result(self):
-        return segmentation_scores(self.hist)
+        return split_segmentation_scores(self.per_image())

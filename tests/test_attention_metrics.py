@@ -241,7 +241,8 @@ def test_evaluate_attention_columns_curve_and_compare(eval_setup, tmp_path,
         assert m['attention_miou'] == max(m['attention_curve']['miou'])
         assert 0 <= m['energy'] <= 1 and 0 <= m['pointing'] <= 1
         assert len(m['ap']) == 20
-    line = [l for l in text.splitlines() if l.startswith('| Energy |')][0]
+    line = [l for l in text.splitlines()
+            if l.startswith('| Energy in mask |')][0]
     assert line.split('|')[4].strip() == '%+.2f' % (
         100 * (mb['energy'] - ma['energy']))
     with PIL.Image.open(os.path.join(out, 'attention_miou.png')) as im:
@@ -284,3 +285,83 @@ def test_evaluate_compare_unknown_model_is_usage_error(eval_setup, tmp_path,
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith('error: --compare x') and err.count('\n') == 1
+
+
+# -- the literature's pointing game and energy-based pointing ---------------
+def test_zhang_tolerance_scales_with_the_image():
+    from metrics.attention import zhang_tolerance
+    assert zhang_tolerance((375, 500)) == pytest.approx(15.0)
+    assert zhang_tolerance((96, 96)) == pytest.approx(2.88)
+
+
+def test_pointing_within_tolerance_hand_computed():
+    from metrics.attention import pointing_hit_within
+    lbl = np.zeros((20, 20), np.int32)
+    lbl[10:14, 10:14] = 2
+    lbl[9, 9:15] = -1                     # an ignore band above it
+    cam = np.zeros((20, 20), np.float32)
+    cam[7, 12] = 1.0                      # 3 px above the class
+    assert pointing_hit_within(cam, lbl, 2, 3.0) is True
+    assert pointing_hit_within(cam, lbl, 2, 2.9) is False
+    cam[:] = 0
+    cam[8, 8] = 1.0                       # diagonal: sqrt(8) = 2.83 px
+    assert pointing_hit_within(cam, lbl, 2, 2.88) is True
+    assert pointing_hit_within(cam, lbl, 2, 2.8) is False
+    cam[:] = 0
+    cam[11, 11] = 1.0                     # on the class
+    assert pointing_hit_within(cam, lbl, 2, 0) is True
+    assert pointing_hit_within(cam, lbl, 3, 100) is False   # absent class
+    assert pointing_hit_within(np.zeros((20, 20)), lbl, 2, 100) is False
+
+
+def test_energy_in_box_hand_computed():
+    from metrics.attention import class_box, energy_in_box
+    lbl = np.zeros((6, 6), np.int32)
+    lbl[1, 1], lbl[3, 2] = 1, 1          # box rows 1..3, cols 1..2
+    lbl[0, 0] = -1                        # ignore pixels count too
+    assert class_box(lbl, 1) == (1, 1, 3, 2)
+    cam = np.zeros((6, 6), np.float32)
+    cam[2, 2], cam[0, 0], cam[5, 5] = 3.0, 1.0, 1.0   # 3 of 5 in the box
+    assert energy_in_box(cam, lbl, 1) == pytest.approx(0.6)
+    assert energy_in_box(cam, lbl, 2) == 0.0
+    assert energy_in_box(np.zeros((6, 6)), lbl, 1) == 0.0
+
+
+def test_every_pair_counts_in_the_standard_pointing_game():
+    """A peak on an ignore pixel far from its class is not counted by the
+    exact variant but is a miss of the standard game."""
+    lbl = np.zeros((30, 30), np.int32)
+    lbl[2:6, 2:6] = 1
+    lbl[20:25, :] = -1
+    cam = np.zeros((30, 30), np.float32)
+    cam[22, 22] = 1.0
+    m = AttentionMetrics(n_class=2)
+    add(m, lbl, [cam], [1])
+    r = m.result()
+    assert r['pointing'] is None and r['pointing_counted'] == 0
+    assert r['pointing_15px'] == 0.0 and r['cam_pairs'] == 1
+
+
+def test_split_figures_recomputed_from_weighted_images():
+    """attention_scores with weights equals the accumulator fed with the
+    images repeated that many times."""
+    from metrics.attention import attention_scores
+    rng = np.random.RandomState(3)
+    images = []
+    for _ in range(4):
+        lbl = rng.randint(-1, 3, (9, 9)).astype(np.int32)
+        classes = np.flatnonzero(np.isin([1, 2], lbl)) + 1
+        images.append((lbl, rng.rand(len(classes), 9, 9), classes))
+    once, repeated = AttentionMetrics(3), AttentionMetrics(3)
+    weights = [2, 0, 1, 3]
+    for (lbl, cams, classes), w in zip(images, weights):
+        add(once, lbl, cams, classes)
+        for _ in range(w):
+            add(repeated, lbl, cams, classes)
+    got = attention_scores(once.per_image(), np.array(weights))
+    want = repeated.result()
+    for key in ('attention_miou', 'attention_miou_fixed', 'pointing_15px',
+                'energy_box', 'energy', 'cam_pairs'):
+        assert got[key] == pytest.approx(want[key]), key
+    assert got['attention_curve']['miou'] == pytest.approx(
+        want['attention_curve']['miou'])

@@ -237,3 +237,44 @@ def test_erased_cams_per_class_and_joint():
     rows, targets = erased_cams(labels, 'joint', np.float32)
     assert rows.tolist() == [0, 2]
     assert targets.tolist() == [[1, 0, 1], [0, 1, 0]]
+
+
+@pytest.mark.parametrize('am_mode', ['per-class', 'joint'])
+def test_attention_mining_averages_per_image_or_per_pair(thin_model, am_mode):
+    """L_am against a numpy computation: the sigmoid score of each erased
+    class on its erased image, averaged over each image's classes and then
+    over the images ('image', the paper's eq. 4), or over every (image,
+    class) pair ('pair')."""
+    x, lbl, labels, ext = batch([[1, 0, 1], [0, 1, 0], [0, 0, 0]])
+    sigma, omega = 0.5, 10.0
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    with chainer.using_config('train', False):
+        feats = thin_model.features(x).array
+        scores = {}                    # (image, class) -> erased score
+        for i, row in enumerate(labels):
+            classes = np.flatnonzero(row)
+            if not len(classes):
+                continue
+            targets = (np.eye(3, dtype=np.float32)[classes]
+                       if am_mode == 'per-class' else row[None])
+            cams = normalize_cam(cam_from_features(
+                thin_model, np.repeat(feats[i:i + 1], len(targets), 0),
+                targets.astype(np.float32), (48, 48))).array
+            for cam, target in zip(cams, targets):
+                mask = sigmoid(omega * (cam - sigma))
+                erased = (x[i] - mask[None] * x[i])[None]
+                logits = thin_model.classify(erased).array[0]
+                for c in np.flatnonzero(target):
+                    scores[i, c] = sigmoid(logits[c])
+        per_image = np.mean([np.mean([v for (i, c), v in scores.items()
+                                      if i == image]) for image in (0, 1)])
+        per_pair = np.mean(list(scores.values()))
+        assert abs(per_image - per_pair) > 1e-3   # the two differ here
+        for average, expected in (('image', per_image), ('pair', per_pair)):
+            loss = GAINLoss(thin_model, am_mode=am_mode, am_average=average,
+                            weights=dict(ONLY, am=1.0))
+            _, terms = observe(loss, x, lbl, labels, ext)
+            assert terms['am'] == pytest.approx(expected, rel=1e-5), average

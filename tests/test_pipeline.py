@@ -117,7 +117,7 @@ def test_evaluate_matches_fcn_label_accuracy_score(setup):
     device = chainer.get_device('@numpy')
     # one image per batch, as below: batched and one-by-one scores round
     # differently, and an argmax between near-equal scores may flip
-    ours = evaluate_model(model, dataset, device, batch_size=1)
+    ours, _ = evaluate_model(model, dataset, device, batch_size=1)
     trues, preds = [], []
     for img, lbl in (dataset[i] for i in range(len(dataset))):
         with chainer.using_config('train', False):
@@ -263,7 +263,7 @@ def test_validation_figures_equal_evaluate(setup, tmp_path, monkeypatch,
         monkeypatch, capsys)
     assert code == 0, err
     log = json.load(open(os.path.join(fcn_out, 'log')))
-    ours = evaluate_model(load_model(fcn_out + '/model.npz')[0], val, device,
+    ours, _ = evaluate_model(load_model(fcn_out + '/model.npz')[0], val, device,
                           metrics=[SegmentationMetrics(N_VOC)])
     assert log[-1]['validation/main/mean_iu'] == pytest.approx(
         ours['mean_iu'], rel=1e-6)
@@ -273,7 +273,7 @@ def test_validation_figures_equal_evaluate(setup, tmp_path, monkeypatch,
         monkeypatch, capsys)
     assert code == 0, err
     log = json.load(open(os.path.join(gain, 'log')))
-    ours = evaluate_model(load_model(gain + '/model.npz')[0], val, device,
+    ours, _ = evaluate_model(load_model(gain + '/model.npz')[0], val, device,
                           metrics=[ClassificationMetrics(N_VOC),
                                    AttentionMetrics(N_VOC)])
     for key in ('pointing', 'energy', 'attention_miou'):

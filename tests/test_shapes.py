@@ -10,7 +10,7 @@ from helpers import read_tree
 from datasets import shapes
 
 SIZE = 96
-N = dict(n_train=120, n_val=80, n_test=300)
+N = dict(n_train=120, n_val=80, n_tune=300, n_test=300)
 N_FG = len(shapes.CLASS_NAMES) - 1
 
 
@@ -45,7 +45,7 @@ def near(m, r=1):
 
 # ------------------------------------------------------------ determinism
 
-SMALL = dict(size=SIZE, n_train=6, n_val=3, n_test=6)
+SMALL = dict(size=SIZE, n_train=6, n_val=3, n_tune=4, n_test=6)
 
 
 def test_same_seed_byte_identical_other_seed_differs(tmp_path):
@@ -54,7 +54,8 @@ def test_same_seed_byte_identical_other_seed_differs(tmp_path):
     shapes.generate(b, seed=3, **SMALL)
     shapes.generate(c, seed=4, **SMALL)
     fa, fb, fc = read_tree(a), read_tree(b), read_tree(c)
-    assert len(fa) == 6 + 3 + 6 + 6 + 3 + 6 + 3 + 1
+    # jpg, png and xml per image, two lists per split, meta.json
+    assert len(fa) == 3 * (6 + 3 + 4 + 6) + 2 * 4 + 1
     assert fa == fb
     assert sorted(fa) == sorted(fc)
     jpgs = [k for k in fa if k.endswith('.jpg')]
@@ -64,10 +65,11 @@ def test_same_seed_byte_identical_other_seed_differs(tmp_path):
 def test_image_does_not_depend_on_split_sizes(tmp_path):
     a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
     shapes.generate(a, seed=3, **SMALL)
-    shapes.generate(b, seed=3, size=SIZE, n_train=2, n_val=3, n_test=0)
+    shapes.generate(b, seed=3, size=SIZE, n_train=2, n_val=3, n_tune=0,
+                    n_test=0)
     fa, fb = read_tree(a), read_tree(b)
     for k in fb:
-        if k.endswith(('.jpg', '.png')):
+        if k.endswith(('.jpg', '.png', '.xml')):
             assert fa[k] == fb[k], k
     assert split_ids(b, 'train') == ['train_00000', 'train_00001']
     assert split_ids(b, 'test') == []
@@ -138,10 +140,11 @@ def test_split_files_list_generated_ids(root):
     for s in shapes.SPLITS:
         assert len(ids[s]) == len(set(ids[s])) == N['n_' + s]
         assert all(meta['images'][i]['split'] == s for i in ids[s])
-    all_ids = ids['train'] + ids['val'] + ids['test']
+    all_ids = ids['train'] + ids['val'] + ids['tune'] + ids['test']
     assert len(set(all_ids)) == len(all_ids)
     assert set(all_ids) == set(meta['images'])
-    for d, ext in (('JPEGImages', '.jpg'), ('SegmentationClass', '.png')):
+    for d, ext in (('JPEGImages', '.jpg'), ('SegmentationClass', '.png'),
+                   ('Annotations', '.xml')):
         names = os.listdir(os.path.join(root, d))
         assert sorted(names) == sorted(i + ext for i in all_ids)
     assert meta['params'] == dict(seed=0, size=SIZE, bias=0.9, **N)
@@ -181,12 +184,63 @@ def test_bias_statistics(root, split):
         assert s['p_cue_given_class'] == pytest.approx(cue[cls].mean())
         assert s['p_cue_given_not_class'] == pytest.approx(cue[~cls].mean())
         assert s['n_class'] >= 10 and s['n_not_class'] >= 10
-        if split == 'test':
+        if split in shapes.UNBIASED:
             assert abs(s['p_cue_given_class'] -
                        s['p_cue_given_not_class']) < 0.2, (name, s)
         else:
             assert s['p_cue_given_class'] > 0.75, (name, s)
             assert s['p_cue_given_not_class'] < 0.2, (name, s)
+
+
+def test_tune_and_test_share_no_image_and_are_both_unbiased(root):
+    """Settings are chosen on tune and reported on test: no image of one
+    is in the other, and in both each cue is as likely without its class
+    as with it."""
+    def pixels(split):
+        return {load(root, i)[0].tobytes() for i in split_ids(root, split)}
+
+    tune, test = pixels('tune'), pixels('test')
+    assert len(tune) == N['n_tune'] and len(test) == N['n_test']
+    assert not tune & test
+    assert not set(split_ids(root, 'tune')) & set(split_ids(root, 'test'))
+    for split in ('tune', 'test'):
+        for name, s in shapes.bias_statistics(root, split).items():
+            assert abs(s['p_cue_given_class'] -
+                       s['p_cue_given_not_class']) < 0.15, (split, name, s)
+    # the training split's bias, for contrast
+    for s in shapes.bias_statistics(root, 'train').values():
+        assert s['p_cue_given_class'] - s['p_cue_given_not_class'] > 0.6
+
+
+def test_annotations_name_each_object_with_its_box(root):
+    """Annotations/<id>.xml (the classification layout) lists the classes
+    of the mask, each with the box of its pixels, 1-based as VOC's."""
+    from xml.etree import ElementTree
+    for id_ in split_ids(root, 'train')[:40]:
+        mask = np.asarray(load(root, id_)[2])
+        tree = ElementTree.parse(os.path.join(root, 'Annotations',
+                                              id_ + '.xml')).getroot()
+        objects = tree.findall('object')
+        names = sorted(o.find('name').text for o in objects)
+        present = sorted(shapes.CLASS_NAMES[c] for c in np.unique(mask)
+                         if 0 < c < 255)
+        assert names == present
+        for o in objects:
+            c = shapes.CLASS_NAMES.index(o.find('name').text)
+            ys, xs = np.nonzero(mask == c)
+            box = [int(o.find('bndbox/' + k).text) - 1
+                   for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+            # the box of the pixels covered at least half: it holds the
+            # class's pixels and lies within them and their ignore band
+            assert box[0] <= xs.min() and xs.max() <= box[2]
+            assert box[1] <= ys.min() and ys.max() <= box[3]
+            band = (mask == c) | ((mask == 255) & near(mask == c, 3))
+            by, bx = np.nonzero(band)
+            assert bx.min() <= box[0] and box[2] <= bx.max()
+            assert by.min() <= box[1] and box[3] <= by.max()
+            assert o.find('difficult').text == '0'
+    with open(os.path.join(root, 'ImageSets', 'Main', 'train.txt')) as f:
+        assert f.read().split() == split_ids(root, 'train')
 
 
 def test_test_cues_have_train_marginal(root):
@@ -200,14 +254,14 @@ def test_no_bias_when_bias_equals_marginal(tmp_path):
     """bias=0.05 (= rate of absent cues): the cue carries no information."""
     root = str(tmp_path / 'u')
     shapes.generate(root, seed=1, size=SIZE, n_train=200, n_val=0,
-                    n_test=0, bias=shapes.P_CUE_ABSENT)
+                    n_tune=0, n_test=0, bias=shapes.P_CUE_ABSENT)
     for s in shapes.bias_statistics(root, 'train').values():
         assert s['p_cue_given_class'] < 0.2
 
 
 # ----------------------------------------------------------------- cache
 
-TINY = dict(size=SIZE, n_train=4, n_val=2, n_test=2)
+TINY = dict(size=SIZE, n_train=4, n_val=2, n_tune=2, n_test=2)
 
 
 def mtimes(root):
@@ -272,7 +326,7 @@ def test_ensure_default_root(monkeypatch):
 def test_cli_prints_statistics(tmp_path, capsys):
     out = str(tmp_path / 'cli')
     shapes.main(['--out', out, '--seed', '1', '--n-train', '20',
-                 '--n-val', '5', '--n-test', '5'])
+                 '--n-val', '5', '--n-tune', '5', '--n-test', '5'])
     text = capsys.readouterr().out
     assert os.path.exists(os.path.join(out, 'meta.json'))
     for word in shapes.SPLITS + shapes.CUE_NAMES + shapes.CLASS_NAMES[1:]:

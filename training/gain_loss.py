@@ -9,6 +9,7 @@ from models.gain import erased_cams, soft_erase
 AM_MODES = ('per-class', 'joint')
 CAM_GRADS = ('activations', 'full', 'mask-only')
 AM_SCORES = ('sigmoid', 'softmax')
+AM_AVERAGES = ('image', 'pair')
 
 
 class GAINLoss(chainer.Chain):
@@ -27,6 +28,11 @@ class GAINLoss(chainer.Chain):
             gradients are dropped, L_am trains only through the mask.
         am_score: ``'sigmoid'`` (the paper) or ``'softmax'`` scores of the
             erased image.
+        am_average: ``'image'``: L_am is the mean over the images (with a
+            class) of the mean score of each image's erased classes, as the
+            paper's eq. 4 (1/n over an image's n labels); ``'pair'``: the
+            mean over (image, class) pairs, so that an image with three
+            classes weighs three times.
         sigma, omega: soft-mask threshold and sharpness.
         weights: dict of ``cl``, ``am``, ``seg``, ``ext`` loss weights.
         am_warmup, ext_warmup: ``(value, 'iteration' | 'epoch')`` during
@@ -47,7 +53,7 @@ class GAINLoss(chainer.Chain):
     def __init__(self, model, am_mode='per-class', cam_grad='activations',
                  am_score='sigmoid', sigma=0.5, omega=10.0, weights=None,
                  am_warmup=(0, 'iteration'), ext_warmup=(0, 'iteration'),
-                 head_dropout=False):
+                 head_dropout=False, am_average='image'):
         super().__init__()
         if am_mode not in AM_MODES:
             raise ValueError('am_mode must be one of %s' % (AM_MODES,))
@@ -55,7 +61,10 @@ class GAINLoss(chainer.Chain):
             raise ValueError('cam_grad must be one of %s' % (CAM_GRADS,))
         if am_score not in AM_SCORES:
             raise ValueError('am_score must be one of %s' % (AM_SCORES,))
+        if am_average not in AM_AVERAGES:
+            raise ValueError('am_average must be one of %s' % (AM_AVERAGES,))
         self.am_mode, self.cam_grad, self.am_score = am_mode, cam_grad, am_score
+        self.am_average = am_average
         self.sigma, self.omega = sigma, omega
         self.weights = dict(cl=1.0, am=1.0, seg=1.0, ext=0.0)
         self.weights.update(weights or {})
@@ -106,20 +115,33 @@ class GAINLoss(chainer.Chain):
                              double_backprop=self.cam_grad == 'full')
         if self.active('am'):
             erased = soft_erase(x[rows], cam, self.sigma, self.omega)
-            out['am'] = self.attention_mining(erased, targets)
+            out['am'] = self.attention_mining(
+                erased, targets * self.pair_weights(labels, rows)[:, None])
         if self.active('ext'):    # 0 without supervised rows; no host sync
             out['ext'] = self.pixel_supervision(
                 cam, label_map[rows], targets, xp.asarray(supervised)[rows])
         return out
 
-    def attention_mining(self, erased, targets):
-        """Mean score of the erased classes on the erased images."""
+    def pair_weights(self, labels, rows):
+        """``(M,)``: the weight of each erased image's classes in L_am (see
+        ``am_average``); ``rows`` ``(M,)``: their images."""
+        xp = self.model.xp
+        n = xp.asarray(labels).sum(axis=1).astype(self.model.conv1_1.W.dtype)
+        if self.am_average == 'pair':
+            return xp.full(len(rows), 1 / n.sum(), n.dtype)
+        # no host sync: the number of images with a class stays on device
+        return 1 / (n[rows] * (n > 0).sum())
+
+    def attention_mining(self, erased, weights):
+        """Weighted sum of the scores of the erased classes on the erased
+        images; ``weights`` ``(M, K)``: each erased class's weight (0 for
+        the classes not erased), summing to 1."""
         def loss_of(scores):
             if self.am_score == 'softmax':
                 p = F.softmax(scores)
             else:
                 p = F.sigmoid(scores)
-            return F.sum(p * targets) / targets.sum()  # no host sync
+            return F.sum(p * weights)
 
         if self.cam_grad != 'mask-only':
             with self.head_mode():

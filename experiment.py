@@ -1,0 +1,340 @@
+#!/usr/bin/env python
+"""What GAIN changes, measured: every row of the ``shapes`` pipeline over
+several seeds, each difference against its control with a paired
+bootstrap interval over the test images and the spread over the seeds.
+
+Rows, per seed ``s`` (all from the shipped stand-in FCN8s):
+
+* ``classifier``: a fresh GAIN head on the frozen trunk
+  (``train_classifier.py --seed s``);
+* ``control``: the GAIN schedule from that classifier with ``--am-weight
+  0``: the trunk fine-tuned on L_cl and L_seg only;
+* ``gain``: the same schedule with L_am;
+* ``gain_ext``: GAIN plus L_ext on ``ext_images`` pixel-supervised images;
+* ``gain_no_seg``: GAIN without L_seg (the paper's loss, L_cl + L_am).
+
+Every model is evaluated on ``tune`` (where each model's attention
+threshold tau is chosen), on ``test`` (read once, for the reported
+numbers) and on ``val`` (in-distribution mAP). The settings themselves
+(``training.presets``) were chosen on ``tune``. Differences: ``control -
+classifier`` (fine-tuning alone), ``gain - control`` (what L_am adds),
+``gain_ext - gain`` (what pixel supervision adds), ``gain - gain_no_seg``
+(what L_seg adds); each in percentage points with the 95 % percentile
+interval of its mean over the seeds over 1000 paired resamples of the
+test images, every seed's own interval, and the seeds' standard deviation
+(ddof 1). A difference is "shown" when all those intervals lie on one
+side of 0.
+
+Writes ``media/experiment.json``, ``media/EXPERIMENT.md`` and the pictures
+``media/experiment_differences.png`` and ``media/experiment_tau.png``;
+the runs go to ``--out`` (a rerun reuses every finished job of the same
+command line).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+import visualizations
+from datasets import shapes
+from metrics import bootstrap, report
+from runtime import flags
+from runtime.files import write_text
+from runtime.jobs import HERE, Job, JobFailed, run_jobs
+from training.presets import (VARIANTS, add_preset_flags, classifier_args,
+                              gain_args, preset_of)
+
+ROWS = ('classifier', 'control', 'gain', 'gain_ext', 'gain_no_seg')
+SPLITS = ('tune', 'test', 'val')
+#: The metrics of each row (test split unless named otherwise).
+ROW_KEYS = ('mean_iu', 'map', 'map_val', 'attention_miou_tuned',
+            'attention_miou_sigma', 'pointing_15px', 'energy_box', 'energy',
+            'pointing', 'zero_cams', 'cue_gap_absent', 'cue_gap_present',
+            'cue_auc_absent', 'positive_rate_present')
+#: ``(b, a, keys)``: the differences b - a reported.
+COMPARISONS = (
+    ('control', 'classifier', ('map', 'map_val', 'mean_iu',
+                               'attention_miou_tuned', 'pointing_15px',
+                               'cue_auc_absent')),
+    ('gain', 'control', ('attention_miou_tuned', 'pointing_15px',
+                         'energy_box', 'attention_miou_sigma', 'map',
+                         'map_val', 'mean_iu', 'cue_auc_absent',
+                         'cue_gap_absent', 'cue_gap_present',
+                         'positive_rate_present')),
+    ('gain_ext', 'gain', ('attention_miou_sigma', 'attention_miou_tuned',
+                          'pointing_15px', 'energy_box', 'map', 'mean_iu')),
+    ('gain', 'gain_no_seg', ('mean_iu', 'map', 'attention_miou_tuned',
+                             'pointing_15px')),
+)
+#: The goals the experiment checks: ``(b, a, key, at least)``; met when the
+#: mean difference reaches the bound and every seed's interval and the
+#: interval of the mean exclude 0.
+GOALS = (('gain', 'control', 'attention_miou_tuned', 5.0),
+         ('gain', 'control', 'pointing_15px', 5.0),
+         ('gain_ext', 'gain', 'attention_miou_sigma', 3.0))
+
+
+def metric(key):
+    """``(split, f(records, index))`` of a row key."""
+    if key == 'map_val':
+        return 'val', bootstrap.mean_ap
+    if key == 'map':
+        return 'test', bootstrap.mean_ap
+    if key == 'mean_iu':
+        return 'test', bootstrap.mean_iu
+    if key == 'attention_miou_tuned':
+        return 'test', bootstrap.attention_miou_tuned
+    if key == 'attention_miou_sigma':
+        return 'test', bootstrap.attention('attention_miou_fixed')
+    if key.startswith(('cue_', 'positive_rate')):
+        return 'test', bootstrap.cue(key)
+    return 'test', bootstrap.attention(key)
+
+
+def jobs_of(cfg, stand_in, seeds, out, device, data_dir):
+    """``(classifiers, gains, evaluations)``: the jobs of every seed."""
+    logs = os.path.join(out, 'logs')
+
+    def job(title, script, name, args, **kw):
+        return Job(title, script, os.path.join(out, name),
+                   list(args) + ['--device', device, '--dataset', 'shapes',
+                                 '--data-dir', data_dir],
+                   os.path.join(logs, name.replace('/', '_') + '.txt'), **kw)
+
+    classifiers = {s: job('classifier seed %d' % s, 'train_classifier.py',
+                          'classifier_seed%d' % s,
+                          classifier_args(cfg, stand_in, s)) for s in seeds}
+    gains = {(v, s): job('%s seed %d' % (v, s), 'train_GAIN.py',
+                         '%s_seed%d' % (v, s),
+                         gain_args(cfg, classifiers[s].path, s, v))
+             for s in seeds for v in VARIANTS}
+    evaluations = {}
+    for split in SPLITS:
+        for s in seeds:
+            models = [classifiers[s]] + [gains[v, s] for v in ROWS[1:]]
+            args = ['--split', split, '--modelfile'] + [
+                m.path for m in models] + ['--names'] + list(ROWS)
+            if split == 'val':
+                args.append('--no-attention')
+            else:
+                args += ['--tau', cfg['sigma']]
+            if split == 'test':
+                args += ['--tau-from', evaluations['tune', s].path]
+            evaluations[split, s] = job(
+                'evaluate %s seed %d' % (split, s), 'evaluate.py',
+                'eval/%s_seed%d' % (split, s), args, product='metrics.json',
+                restart=None)
+    return classifiers, gains, evaluations
+
+
+def load(evaluations, seeds):
+    """``{(split, seed): ({row: metrics}, {row: records})}``."""
+    from evaluate import load_records
+    out = {}
+    for (split, s), job in evaluations.items():
+        with open(job.path) as f:
+            models = json.load(f)['models']
+        records, _ = load_records(os.path.join(job.out, 'per_image.npz'))
+        out[split, s] = models, records
+    return out
+
+
+def row_summaries(results, seeds):
+    """``{row: {key: [value per seed]}, ...}`` plus each row's tau curves
+    and AP per class (test split)."""
+    rows = {}
+    for row in ROWS:
+        r = {}
+        for key in ROW_KEYS:
+            split, f = metric(key)
+            r[key] = [f(results[split, s][1][row]) for s in seeds]
+        for split in ('tune', 'test'):
+            r['tau_curve_' + split] = [
+                results[split, s][0][row]['attention_curve']['miou']
+                for s in seeds]
+        r['tuned_tau'] = [results['test', s][0][row]['attention_tuned_tau']
+                          for s in seeds]
+        r['ap_class'] = [results['test', s][0][row]['ap'] for s in seeds]
+        rows[row] = r
+    return rows
+
+
+def differences(results, seeds, n_resamples):
+    """``{'b - a': {key: bootstrap.paired_difference(...)}}`` in
+    percentage points (AUCs in points of 0.01)."""
+    out = {}
+    for b, a, keys in COMPARISONS:
+        out['%s - %s' % (b, a)] = d = {}
+        for key in keys:
+            split, f = metric(key)
+            pairs = [(results[split, s][1][a], results[split, s][1][b])
+                     for s in seeds]
+            d[key] = bootstrap.paired_difference(f, pairs, n_resamples,
+                                                 scale=100.0)
+    return out
+
+
+def goals(diffs):
+    """``[dict(goal, difference, met)]`` of :data:`GOALS`."""
+    out = []
+    for b, a, key, bound in GOALS:
+        d = diffs['%s - %s' % (b, a)][key]
+        met = (d['shown'] and d['mean'] >= bound and
+               min(d['per_seed']) >= bound)
+        out.append(dict(goal='%s - %s: %s >= +%g on every seed, interval '
+                        'excluding 0' % (b, a, report.title(key), bound),
+                        mean=d['mean'], ci95=d['ci95'],
+                        per_seed=d['per_seed'], met=met))
+    return out
+
+
+def write_media(media, result):
+    os.makedirs(media, exist_ok=True)
+    write_text(os.path.join(media, 'experiment.json'),
+               json.dumps(result, indent=1, sort_keys=True))
+    rows = list(result['rows'].items())
+    taus = visualizations.tau_curves_figure(
+        {name: (np.mean(r['tau_curve_tune'], 0), np.mean(r['tau_curve_test'],
+                                                         0))
+         for name, r in rows}, result['taus'], result['config']['sigma'])
+    visualizations.save_figure(taus, os.path.join(media,
+                                                  'experiment_tau.png'),
+                               dpi=100)
+    visualizations.save_figure(
+        visualizations.differences_figure(result['differences'], report.title),
+        os.path.join(media, 'experiment_differences.png'), dpi=100)
+    goal_lines = '\n'.join(
+        '- %s: %s (mean %+.1f, interval [%+.1f, %+.1f], seeds %s)'
+        % (g['goal'], 'met' if g['met'] else 'NOT met', g['mean'],
+           g['ci95'][0], g['ci95'][1],
+           ' '.join('%+.1f' % v for v in g['per_seed']))
+        for g in result['goals'])
+    text = EXPERIMENT % dict(
+        command=result['command'], wall=result['wall_s'] / 60.,
+        seeds=' '.join(map(str, result['seeds'])),
+        rows=report.markdown_table(rows, ROW_KEYS, digits=1,
+                                   tau=result['config']['sigma']),
+        differences=report.difference_table(result['differences']),
+        goals=goal_lines, ap=ap_table(rows, result['class_names']),
+        sigma=result['config']['sigma'],
+        resamples=result['resamples'])
+    write_text(os.path.join(media, 'EXPERIMENT.md'), text)
+    return text
+
+
+def ap_table(rows, class_names):
+    lines = ['| model | ' + ' | '.join(class_names) + ' |',
+             '|---' * (len(class_names) + 1) + '|']
+    for name, r in rows:
+        aps = np.array(r['ap_class'], dtype=float) * 100
+        lines.append('| %s | %s |' % (name, ' | '.join(
+            '%.1f ± %.1f' % (m, s) for m, s in zip(aps.mean(0),
+                                                   aps.std(0, ddof=1)))))
+    return '\n'.join(lines)
+
+
+EXPERIMENT = """# What GAIN changes on the embedded dataset, with intervals
+
+`%(command)s`: %(wall).0f minutes of wall time. Seeds %(seeds)s; every
+row starts from the shipped stand-in FCN8s; settings chosen on the
+`tune` split (models/pretrained/README.md), numbers on the unbiased
+`test` split (read once for these numbers), `val` for the in-distribution
+mAP. Percentages, mean ± standard deviation over the seeds (ddof 1);
+`@%(sigma)g` is the threshold sigma GAIN trains its mask with; the tuned
+tau of each model is its best threshold on `tune`.
+
+%(rows)s
+
+## Differences (percentage points; AUC in hundredths)
+
+Mean over the seeds, the 95 %% percentile interval of that mean over
+%(resamples)d paired resamples of the 200 test images, the seeds'
+standard deviation and each seed's difference. "shown": the interval of
+the mean and every seed's own interval exclude 0.
+
+%(differences)s
+
+![differences with their intervals](experiment_differences.png)
+
+## Goals
+
+%(goals)s
+
+## Attention mIoU against tau
+
+Mean curve over the seeds, on `tune` (dashed, where each model's tau is
+chosen) and on `test` (solid).
+
+![attention mIoU against tau](experiment_tau.png)
+
+## AP per class (test)
+
+%(ap)s
+"""
+
+
+def main():
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--device', default='-1',
+                   help='-1 for the CPU, N for GPU N')
+    add_preset_flags(p)
+    p.add_argument('--seeds', type=flags.seed, nargs='+',
+                   default=[0, 1, 2, 3, 4], help='seeds of every stage')
+    p.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
+                   help='jobs at a time on a CPU (1 on a GPU)')
+    p.add_argument('--resamples', type=int, default=bootstrap.N_RESAMPLES,
+                   help='bootstrap resamples of the test images')
+    p.add_argument('--data-dir', default=None,
+                   help='a shapes dataset (default: the generated one)')
+    p.add_argument('--out', default=os.path.join(HERE, 'runs', 'experiment'),
+                   help='directory of the runs')
+    p.add_argument('--media', default=os.path.join(HERE, 'media'),
+                   help='where experiment.json, EXPERIMENT.md and the '
+                   'pictures go')
+    args = p.parse_args()
+    if len(args.seeds) < 2 or len(set(args.seeds)) != len(args.seeds):
+        p.error('--seeds: at least two distinct seeds (a spread needs two)')
+    args.preset = args.preset or 'cpu'   # the shipped stand-in's, also on a GPU
+    preset, cfg = preset_of(args)
+    gpu = str(args.device) not in ('-1', '@numpy')
+    parallel = 1 if gpu else max(1, args.jobs)
+    start = time.time()
+    data_dir = args.data_dir or shapes.ensure()
+    print('== dataset: %s' % data_dir, flush=True)
+    classifiers, gains, evaluations = jobs_of(cfg, args.stand_in, args.seeds,
+                                              args.out, args.device, data_dir)
+    try:
+        run_jobs(list(classifiers.values()), parallel, args.device)
+        # the cheap runs without L_seg last, to fill the final slots
+        order = sorted(gains.values(), key=lambda j: 'no_seg' in j.title)
+        run_jobs(order, parallel, args.device)
+        for split in SPLITS:
+            run_jobs([j for (sp, _), j in evaluations.items()
+                      if sp == split], parallel, args.device)
+    except JobFailed as e:
+        sys.exit(str(e))
+    results = load(evaluations, args.seeds)
+    taus = results['tune', args.seeds[0]][0]['classifier'][
+        'attention_curve']['tau']
+    diffs = differences(results, args.seeds, args.resamples)
+    result = dict(
+        wall_s=round(time.time() - start), seeds=args.seeds,
+        command=' '.join(['experiment.py'] + sys.argv[1:]), preset=preset,
+        config=cfg, stand_in=os.path.relpath(args.stand_in, HERE),
+        resamples=args.resamples, taus=taus,
+        data_dir=data_dir, class_names=list(shapes.CLASS_NAMES[1:]),
+        rows=row_summaries(results, args.seeds), differences=diffs)
+    result['goals'] = goals(diffs)
+    text = write_media(args.media, result)
+    print(text)
+    print('== experiment finished in %.0f s; see %s'
+          % (result['wall_s'], os.path.join(args.media, 'EXPERIMENT.md')))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,89 @@
+"""Markdown tables of metrics: one set of titles and units for
+evaluate.py, the demo and the experiment."""
+import numpy as np
+
+#: Title of each metric key, and its scale on screen (100: percent).
+TITLES = dict(
+    accuracy=('Accuracy', 100), accuracy_class=('Accuracy Class', 100),
+    mean_iu=('Mean IU', 100), fwavacc=('FWAVACC', 100), map=('mAP', 100),
+    map_val=('mAP (val, in-distribution)', 100),
+    attention_miou_tuned=('Attention mIoU (tuned tau)', 100),
+    attention_tuned_tau=('tuned tau', 1),
+    attention_miou_fixed=('Attention mIoU @tau', 100),
+    attention_miou_sigma=('Attention mIoU @sigma', 100),
+    attention_miou=('Attention mIoU (this split\'s best tau)', 100),
+    attention_tau=('best tau', 1),
+    pointing_15px=('Pointing game', 100),
+    energy_box=('Energy in box', 100),
+    energy=('Energy in mask', 100),
+    pointing=('Pointing (exact)', 100),
+    zero_cams=('Zero CAMs', 100),
+    cue_gap_absent=('Cue gap (absent)', 100),
+    cue_gap_present=('Cue gap (present)', 100),
+    cue_auc_absent=('Cue AUC (absent)', 1),
+    cue_auc_present=('Cue AUC (present)', 1),
+    positive_rate_present=('Positive rate (present)', 100),
+    positive_rate_absent=('Positive rate (absent)', 100))
+
+
+def title(key, tau=None):
+    """The column title of ``key`` (``@tau`` filled in with ``tau``)."""
+    text = TITLES[key][0]
+    return text.replace('@tau', '@%.2f' % tau) if tau is not None else text
+
+
+def cell(value, key, digits=2):
+    """``value`` of metric ``key`` on screen; a list (one value per seed)
+    as its mean ± standard deviation (ddof 1); '-' for None."""
+    scale = TITLES[key][1]
+    if value is None:
+        return '-'
+    values = np.asarray(value, dtype=float) * scale
+    if values.ndim == 0:
+        return '%.*f' % (digits, values)
+    if len(values) == 1:
+        return '%.*f' % (digits, values[0])
+    return '%.*f ± %.*f' % (digits, values.mean(), digits,
+                            values.std(ddof=1))
+
+
+def markdown_table(rows, keys, digits=2, tau=None, first='model'):
+    """``rows``: ``[(name, {key: value or [values]})]``."""
+    lines = ['| %s | ' % first + ' | '.join(title(k, tau) for k in keys) +
+             ' |', '|---' * (len(keys) + 1) + '|']
+    for name, m in rows:
+        lines.append('| %s | %s |' % (name, ' | '.join(
+            cell(m.get(k), k, digits) for k in keys)))
+    return '\n'.join(lines)
+
+
+def compare_table(a, b, keys, tau=None):
+    """Each metric of ``a`` and ``b`` (``(name, metrics)``) and the
+    difference B - A (percentage points)."""
+    (na, ma), (nb, mb) = a, b
+    lines = ['| metric | A: %s | B: %s | B - A |' % (na, nb),
+             '|---|---|---|---|']
+    for k in keys:
+        diff = ('%+.2f' % (TITLES[k][1] * (mb[k] - ma[k]))
+                if ma.get(k) is not None and mb.get(k) is not None else '-')
+        lines.append('| %s | %s | %s | %s |' % (title(k, tau), cell(ma.get(k), k),
+                                                 cell(mb.get(k), k), diff))
+    return '\n'.join(lines)
+
+
+def difference_table(differences, digits=1):
+    """``differences``: ``{'b - a': {key: paired_difference result}}`` (in
+    the metric's screen units) -> one row per comparison and metric."""
+    lines = ['| difference | metric | mean | 95 % interval (images) | '
+             'sd over seeds | per seed | |', '|---|---|---|---|---|---|---|']
+    for name, metrics in differences.items():
+        for key, d in metrics.items():
+            sd = '-' if d.get('sd_seeds') is None else '%.*f' % (
+                digits, d['sd_seeds'])
+            lines.append('| %s | %s | %+.*f | [%+.*f, %+.*f] | %s | %s | %s |'
+                         % (name, title(key), digits, d['mean'], digits,
+                            d['ci95'][0], digits, d['ci95'][1], sd,
+                            ' '.join('%+.*f' % (digits, v)
+                                     for v in d['per_seed']),
+                            'shown' if d['shown'] else 'not shown'))
+    return '\n'.join(lines)
