@@ -15,7 +15,8 @@ Grad-CAM attention (see ``metrics/attention.py``):
 
 One markdown row per ``--modelfile``; everything is also written to
 ``--out/metrics.json``, the tau curves to ``--out/attention_miou.png``.
-``--compare A B`` prints B - A per metric.
+``--compare A B`` prints B - A per metric. ``--tensorboard`` adds the
+tables and the configuration as texts to ``--out/tensorboard``.
 """
 import json
 import os
@@ -33,6 +34,7 @@ from runtime.device import get_device, set_seed
 from runtime.errors import UsageError
 from runtime.files import write_text
 from runtime.progress import progress
+from training.tensorboard import config_text, write_texts
 from visualizations import attention_curves_figure, save_figure
 
 # (key, title[, scale]): values are shown as scale * value, 2 decimals.
@@ -173,6 +175,10 @@ def main():
                    help='print B - A per metric (model names or 0-based '
                    'indices into --modelfile)')
     p.add_argument('--out', default='runs/eval', help='output directory')
+    p.add_argument('--tensorboard', action='store_true',
+                   help='also write the tables as TensorBoard texts to '
+                   'OUT/tensorboard (e.g. --out runs/eval, then '
+                   'tensorboard --logdir runs)')
     args = p.parse_args()
     if args.names and len(args.names) != len(args.modelfile):
         raise UsageError('--names needs one name per --modelfile')
@@ -226,6 +232,11 @@ def main():
              models=results, compare=compare), indent=2))
     write_text(os.path.join(args.out, 'metrics.md'),
                table + '\n' + ('\n' + diff + '\n' if diff else ''))
+    if args.tensorboard:
+        texts = dict(evaluation=table, config=config_text(config))
+        if diff:
+            texts['comparison'] = diff
+        write_texts(args.out, texts)
 
 
 if __name__ == '__main__':
