@@ -119,8 +119,8 @@ def test_server_shows_every_logged_value_pictures_and_texts(runs):
                                    sample=0)
         assert [i['step'] for i in images] == [2, 4]
         for image in images:
-            body = tensorboard.fetch(url, '/data/plugin/images/individualImage?'
-                                     + image['query'])
+            body = tensorboard.fetch(
+                url, '/data/plugin/images/individualImage?' + image['query'])
             shown = np.asarray(PIL.Image.open(io.BytesIO(body)).convert('RGB'))
             path = os.path.join(runs['gain'], 'attention',
                                 'iter_%06d.png' % image['step'])

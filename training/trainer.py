@@ -12,9 +12,8 @@ from chainer.training import extensions
 from datasets import get_dataset, training_data
 from datasets.voc import missing_files
 from models import FCN8s, save_model
-from runtime import distributed, outdir
+from runtime import distributed, flags, outdir
 from runtime.device import set_seed
-from runtime import flags
 from runtime.errors import OutOfMemory, UsageError, WriteFailed
 from runtime.flags import stop_trigger
 from runtime.guards import (BadSampleCount, FiniteLoss, SameSizeIterator,
