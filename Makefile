@@ -9,7 +9,7 @@ DEVICE ?=
 MPI    ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench tensorboard-screenshot clean
 
 setup: $(STAMP) $(if $(GPU),$(VENV)/.cupy-$(GPU)) $(if $(MPI),$(VENV)/.mpi)
 
@@ -65,6 +65,12 @@ demo: setup
 
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# media/tensorboard.png: TensorBoard over a short classifier and GAIN run
+# (under runs/tensorboard_demo), taken with headless Chromium (Debian:
+# apt-get install chromium).
+tensorboard-screenshot: setup
+	$(PY) bench/tensorboard_screenshot.py $(SCREENSHOT_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -27,7 +27,8 @@ One markdown row per ``--modelfile``; everything is also written to
 ``--out/metrics.json``, every image's counts to ``--out/per_image.npz``
 (for paired bootstrap intervals, ``metrics/bootstrap.py``), the tau curves
 to ``--out/attention_miou.png``. ``--compare A B`` prints B - A per
-metric.
+metric. ``--tensorboard`` adds the tables and the configuration as texts
+to ``--out/tensorboard``.
 """
 import json
 import os
@@ -51,6 +52,7 @@ from runtime.device import get_device, set_seed
 from runtime.errors import UsageError, one_line
 from runtime.files import atomic_write, write_text
 from runtime.progress import progress
+from training.tensorboard import config_text, write_texts
 from visualizations import attention_curves_figure, save_figure
 
 KEYS = ['accuracy', 'accuracy_class', 'mean_iu', 'fwavacc', 'map']
@@ -206,6 +208,10 @@ def main():
                    help='print B - A per metric (model names or 0-based '
                    'indices into --modelfile)')
     p.add_argument('--out', default='runs/eval', help='output directory')
+    p.add_argument('--tensorboard', action='store_true',
+                   help='also write the tables as TensorBoard texts to '
+                   'OUT/tensorboard (e.g. --out runs/eval, then '
+                   'tensorboard --logdir runs)')
     args = p.parse_args()
     if args.names and len(args.names) != len(args.modelfile):
         raise UsageError('--names needs one name per --modelfile')
@@ -273,6 +279,11 @@ def main():
                  dataset.ids)
     write_text(os.path.join(args.out, 'metrics.md'),
                table + '\n' + ('\n' + diff + '\n' if diff else ''))
+    if args.tensorboard:
+        texts = dict(evaluation=table, config=config_text(config))
+        if diff:
+            texts['comparison'] = diff
+        write_texts(args.out, texts)
 
 
 if __name__ == '__main__':

@@ -20,13 +20,16 @@ from runtime.config import write_run_config
 from runtime.errors import UsageError
 from runtime.files import write_text
 from runtime.triggers import every_and_last
-from training.extensions import AttentionEvaluator, AttentionSnapshot
+from training import tensorboard
+from training.extensions import (AttentionEvaluator, AttentionSnapshot,
+                                 MeanAPEvaluator)
 from training.gain_loss import (AM_AVERAGES, AM_MODES, AM_SCORES, CAM_GRADS,
                                 GAINLoss, parse_warmup)
 from training.mixed_precision import set_precision
-from training.trainer import (build_trainer, make_evaluator, make_optimizer,
-                              run_training, start_run, train_iterator,
-                              trainer_options, val_iterator)
+from training.trainer import (add_training_flags, build_trainer,
+                              make_evaluator, make_optimizer, run_training,
+                              start_run, train_iterator, trainer_options,
+                              val_iterator)
 from training.updaters import GAINUpdater
 from visualizations import term_panel
 
@@ -154,6 +157,8 @@ def main():
     p = flags.parser(__doc__, iterations=ITERATIONS)
     datasets.add_flags(p)
     add_gain_flags(p)
+    add_training_flags(p, keep_best=('attention_miou', 'pointing', 'energy',
+                                     'map'))
     args = p.parse_args()
     weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
                    ext=args.ext_weight)  # ranges checked by start_run
@@ -179,7 +184,8 @@ def main():
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
                     args.sigma, args.omega, weights, am_warmup, ext_warmup,
                     args.head_dropout, args.am_average)
-    optimizer = make_optimizer(loss, args.lr, model.head_links())
+    optimizer = make_optimizer(loss, args.lr, model.head_links(),
+                               args.weight_decay)
     set_precision(model, optimizer, args.dtype)
 
     train_it = train_iterator(
@@ -208,8 +214,11 @@ def main():
             args.attention_val_images, args.batch_size)
         check_attention(attention, args.modelfile)
         if val is not None:
-            validators.append(attention)
-            report += ['validation/main/pointing', 'validation/main/energy']
+            validators += [attention,
+                           MeanAPEvaluator(model, val, args.batch_size)]
+            report += ['validation/main/pointing', 'validation/main/energy',
+                       'validation/main/map']
+            panels.append(term_panel('map', ['validation/main/map']))
             plots['attention_val'] = (
                 'train_GAIN.py: attention on %d validation images'
                 % attention.n_images,
@@ -222,7 +231,8 @@ def main():
         shown = pictured(val if val is not None else train)
         trainer.extend(AttentionSnapshot(model, shown, args.sigma,
                                          args.omega, args.am_mode,
-                                         train.class_names),
+                                         train.class_names,
+                                         tensorboard.find(trainer)),
                        trigger=every_and_last(args.attention_interval))
     run_training(trainer, model, args.out)
 

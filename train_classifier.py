@@ -14,11 +14,13 @@ from models import FCN8s, load_model
 from runtime import cli, flags
 from runtime.config import write_run_config
 from runtime.errors import UsageError
+from runtime import distributed
+from training.extensions import MeanAPEvaluator
 from training.losses import ClassificationLoss
 from training.mixed_precision import set_precision
-from training.trainer import (build_trainer, iterators, make_evaluator,
-                              make_optimizer, run_training, start_run,
-                              trainer_options)
+from training.trainer import (add_training_flags, build_trainer, iterators,
+                              make_evaluator, make_optimizer, run_training,
+                              start_run, trainer_options)
 from visualizations import term_panel
 
 
@@ -42,6 +44,7 @@ def main():
     p.add_argument('--out', default='runs/classifier',
                    help='output directory')
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
+    add_training_flags(p, keep_best=('map',))
     args = p.parse_args()
 
     device, stop, train, val = start_run(args, ITERATIONS)
@@ -59,21 +62,27 @@ def main():
     model.to_device(device)
     loss = ClassificationLoss(model, frozen_trunk=not args.train_trunk)
     frozen = () if args.train_trunk else model.trunk_links()
-    optimizer = make_optimizer(loss, args.lr, frozen)
+    optimizer = make_optimizer(loss, args.lr, frozen, args.weight_decay)
     set_precision(model, optimizer, args.dtype)
 
     train_it, val_it = iterators(train, val, args.batch_size)
     updater = chainer.training.StandardUpdater(train_it, optimizer,
                                                device=device)
     evaluator = make_evaluator(val_it, loss, device)
+    validators = ([MeanAPEvaluator(model, val, args.batch_size)]
+                  if val is not None and distributed.is_writer() else [])
     write_run_config(args, model, train)
     keys = ['main/loss', 'validation/main/loss', 'main/accuracy',
             'validation/main/accuracy']
+    panels = [term_panel('cl', keys[:2]), term_panel('accuracy', keys[2:])]
+    if validators:
+        keys.append('validation/main/map')
+        panels.append(term_panel('map', ['validation/main/map']))
     plots = {'loss': ('train_classifier.py: GAIN classification head',
-                      [term_panel('cl', keys[:2]),
-                       term_panel('accuracy', keys[2:])])}
+                      panels)}
     trainer = build_trainer(updater, stop, args.out, keys, plots,
-                            evaluator, **trainer_options(args))
+                            evaluator, validators=validators,
+                            **trainer_options(args))
     run_training(trainer, model, args.out)
 
 

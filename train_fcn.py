@@ -11,11 +11,14 @@ import datasets
 from models import FCN8s, load_model
 from runtime import cli, flags
 from runtime.config import write_run_config
-from training.extensions import MeanIUEvaluator
+from runtime import distributed
+from runtime.errors import UsageError
+from training.extensions import MeanAPEvaluator, MeanIUEvaluator
 from training.losses import SegmentationLoss
 from training.mixed_precision import set_precision
-from training.trainer import (build_trainer, iterators, make_optimizer,
-                              run_training, start_run, trainer_options)
+from training.trainer import (add_training_flags, build_trainer, iterators,
+                              make_optimizer, run_training, start_run,
+                              trainer_options)
 from visualizations import term_panel
 
 ITERATIONS = 1000  # without --iterations or --epochs
@@ -34,12 +37,15 @@ def main():
                    'trained from scratch, the file\'s with --modelfile)'
                    % WIDTH)
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
-    p.add_argument('--weight-decay', type=float, default=1e-4,
-                   help='L2 weight decay added to every gradient')
     p.add_argument('--cls-weight', type=float, default=0.0,
                    help='weight of a multi-label classification loss of the '
-                   'GAIN head trained with the trunk (0: segmentation only)')
+                   'GAIN head trained with the trunk (0: segmentation only; '
+                   '> 0 also validates its mAP)')
+    add_training_flags(p, keep_best=('mean_iu', 'map'), weight_decay=1e-4)
     args = p.parse_args()
+    if args.keep_best == 'map' and not args.cls_weight:
+        raise UsageError('--keep-best map needs --cls-weight > 0 (the head '
+                         'is trained and validated only then)')
 
     device, stop, train, val = start_run(args, ITERATIONS)
     if args.modelfile:
@@ -61,6 +67,9 @@ def main():
                                                device=device)
     evaluator = (MeanIUEvaluator(val_it, loss, device=device)
                  if val_it is not None else None)
+    validators = ([MeanAPEvaluator(model, val, args.batch_size)]
+                  if val is not None and args.cls_weight and
+                  distributed.is_writer() else [])
     write_run_config(args, model, train)
     keys = ['main/loss', 'validation/main/loss']
     panels = [term_panel('seg', keys)]
@@ -72,9 +81,13 @@ def main():
     if evaluator is not None:
         keys.append('validation/main/mean_iu')
         panels.append(term_panel('mean_iu', ['validation/main/mean_iu']))
+    if validators:
+        keys.append('validation/main/map')
+        panels.append(term_panel('map', ['validation/main/map']))
     plots = {'loss': ('train_fcn.py: FCN8s segmentation', panels)}
     trainer = build_trainer(updater, stop, args.out, keys, plots,
-                            evaluator, **trainer_options(args))
+                            evaluator, validators=validators,
+                            **trainer_options(args))
     run_training(trainer, model, args.out)
 
 

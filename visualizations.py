@@ -34,6 +34,7 @@ TERMS = {
     'accuracy': ('accuracy of the image labels',
                  'share of (image, class) right'),
     'mean_iu': ('segmentation mean IU (val split)', 'IU (0 to 1)'),
+    'map': ('classification mAP (val split)', 'mean AP (0 to 1)'),
     'pointing': ('pointing game: CAM peak on the class',
                  'share of (image, class)'),
     'energy': ('energy: CAM mass on the class', 'share of the mass'),

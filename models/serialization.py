@@ -3,7 +3,9 @@
 A file written here is a chainer npz plus ``_meta/n_class`` and
 ``_meta/width``, so later stages rebuild the model without flags, and
 ``_meta/head_trained_by``, a JSON list of the training stages that trained
-the classification head (empty: the head holds its random start). A plain
+the classification head (empty: the head holds its random start), and any
+further record the writer adds (``_meta/<key>``, JSON; e.g. ``best`` of
+``model_best.npz``, see :func:`read_meta`). A plain
 ``fcn.models.FCN8s`` npz (e.g. ``fcn8s_from_caffe.npz``) also loads: its
 architecture is read off the weight shapes and the GAIN head starts fresh.
 """
@@ -23,14 +25,17 @@ _NPZ_MAGIC = b'PK\x03\x04'
 _NPY_MAGIC = b'\x93NUMPY'
 
 
-def save_model(path, model):
-    """Write ``model`` to ``path`` atomically (temp file, then rename)."""
+def save_model(path, model, **meta):
+    """Write ``model`` to ``path`` atomically (temp file, then rename);
+    each keyword is recorded as ``_meta/<key>``, its value as JSON."""
     arrays = {name.lstrip('/'): chainer.backend.CpuDevice().send(p.array)
               for name, p in model.namedparams()}
     arrays[META + 'n_class'] = np.int64(model.n_class)
     arrays[META + 'width'] = np.float64(model.width)
     arrays[META + 'head_trained_by'] = np.array(
         json.dumps(model.head_trained_by))
+    for key, value in meta.items():
+        arrays[META + key] = np.array(json.dumps(value))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(path, 'wb') as f:
         np.savez(f, **arrays)
@@ -108,6 +113,27 @@ def load_model(path, n_class=None, width=None, require_head=False):
                                  % (path, key))
         param.array[...] = value
     return model, has_head
+
+
+def read_meta(path):
+    """``{key: value}`` of the ``_meta/`` records of a model file of this
+    project (JSON text decoded, numbers as Python numbers).
+
+    Raises:
+        ModelFileError: as :func:`load_model`, or an unreadable record.
+    """
+    meta = {}
+    for name, value in _read_npz(path).items():
+        if not name.startswith(META):
+            continue
+        key = name[len(META):]
+        try:
+            meta[key] = (json.loads(str(value)) if value.dtype.kind == 'U'
+                         else value.item())
+        except ValueError as e:
+            raise ModelFileError('%s: unreadable %s (%s)'
+                                 % (path, name, one_line(e)))
+    return meta
 
 
 def _head_record(path, arrays):

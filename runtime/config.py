@@ -18,7 +18,7 @@ from runtime.snapshots import list_snapshots
 # it runs and how often it saves. Every other one shapes the training.
 RESUMABLE = ('iterations', 'epochs', 'resume', 'force', 'device',
              'snapshot_interval', 'skip_bad', 'attention_interval',
-             'communicator', 'rank_weights')
+             'communicator', 'rank_weights', 'val_interval', 'tensorboard')
 
 
 def write_config(out, args, **extra):

@@ -42,8 +42,9 @@ _SNAPSHOT = r'snapshot_iter_\d+\.npz'
 # Top-level entries of a run, by kind: what --force replaces; the product
 # that makes a run worth keeping.
 TRAINING_FILES = re.compile(
-    r'^(%s|%s|config\.json|log|ext_images\.txt|attention|'
-    r'(loss|accuracy)\w*\.png)$' % (re.escape(MODEL), _SNAPSHOT))
+    r'^(%s|%s|model_best\.npz|config\.json|log|ext_images\.txt|'
+    r'attention|tensorboard|(loss|accuracy)\w*\.png)$'
+    % (re.escape(MODEL), _SNAPSHOT))
 TRAINING_PRODUCT = re.compile(r'^(%s|%s)$' % (re.escape(MODEL), _SNAPSHOT))
 DATASET_FILES = re.compile(r'^(JPEGImages|SegmentationClass|ImageSets|'
                            r'config\.json|pseudo_labels\.json)$')

@@ -396,4 +396,4 @@ def test_gain_nan_loss_names_the_terms_and_keeps_the_last_snapshot(
     assert 'last good snapshot: %s (iteration 1)' % snapshot in line
     read_snapshot(snapshot)                     # readable, finite weights
     assert sorted(os.listdir(str(out))) == [
-        'config.json', 'ext_images.txt', 'snapshot_iter_1.npz']
+        'config.json', 'ext_images.txt', 'snapshot_iter_1.npz', 'tensorboard']

@@ -50,13 +50,26 @@ def fake_python(directory, name, version):
     return path
 
 
+# What an outer make (``make test PYTHON=...``) passes to the commands it
+# runs: its flags and command-line variables, also as environment variables.
+OUTER_MAKE = ('MAKEFLAGS', 'MFLAGS', 'MAKELEVEL', 'MAKEOVERRIDES', 'PYTHON',
+              'VENV', 'GPU', 'DEVICE', 'MPI', 'DEMO_ARGS', 'BENCH_ARGS')
+
+
+def make_environment(**env):
+    """The environment of a make under test: this process's without what
+    an outer make passed down, plus ``env``."""
+    clean = {k: v for k, v in os.environ.items() if k not in OUTER_MAKE}
+    return dict(clean, **env)
+
+
 @pytest.fixture
 def make():
     if shutil.which('make') is None:
         pytest.skip('no make')
     return lambda args, **env: subprocess.run(
         ['make', '--no-print-directory', '-C', ROOT] + args,
-        capture_output=True, text=True, env=dict(os.environ, **env))
+        capture_output=True, text=True, env=make_environment(**env))
 
 
 @pytest.mark.parametrize('version', ['3.13.0', '3.10.13'])
@@ -72,7 +85,16 @@ def test_make_refuses_an_unsupported_python_in_one_line(tmp_path, make,
     assert not os.path.exists(str(tmp_path / 'called-python3'))
 
 
-def test_make_picks_a_supported_python_when_python3_is_not(tmp_path, make):
+@pytest.mark.parametrize('outer_make', [False, True])
+def test_make_picks_a_supported_python_when_python3_is_not(
+        tmp_path, make, monkeypatch, outer_make):
+    """Also when the suite itself runs under ``make test PYTHON=X``: the
+    make under test does not inherit X."""
+    if outer_make:
+        outer = fake_python(tmp_path, 'outer-python', '3.11.7')
+        monkeypatch.setenv('MAKEFLAGS', ' -- PYTHON=%s' % outer)
+        monkeypatch.setenv('MAKELEVEL', '1')
+        monkeypatch.setenv('PYTHON', outer)
     fake_python(tmp_path, 'python3', '3.13.0')
     fake_python(tmp_path, 'python3.12', '3.12.1')
     venv = str(tmp_path / 'venv')
@@ -80,6 +102,7 @@ def test_make_picks_a_supported_python_when_python3_is_not(tmp_path, make):
                 PATH='%s:%s' % (tmp_path, os.environ['PATH']))
     assert proc.returncode != 0      # the fake makes no venv
     assert not os.path.exists(str(tmp_path / 'called-python3'))
+    assert not os.path.exists(str(tmp_path / 'called-outer-python'))
     with open(str(tmp_path / 'called-python3.12')) as f:
         assert f.read().split() == ['-m', 'venv', venv]
 

@@ -1,6 +1,9 @@
-"""Trainer extensions: validation of segmentation and attention quality,
-and the pictures of a run (its logged terms, its attention)."""
+"""Trainer extensions: validation of segmentation, classification and
+attention quality, the model that validated best, and the pictures of a
+run (its logged terms, its attention)."""
+import math
 import os
+import sys
 
 import chainer
 import numpy as np
@@ -8,9 +11,13 @@ from chainer.training import extension, extensions
 
 import visualizations
 from datasets import batches, deprocess, preprocess_batch
-from metrics import AttentionMetrics, gt_classes, segmentation_scores
-from models import class_cams, inference_cams
+from metrics import (AttentionMetrics, ClassificationMetrics, gt_classes,
+                     segmentation_scores)
+from models import class_cams, inference_cams, save_model
 from models.gain import erase, erased_cams, soft_mask
+from models.serialization import ModelFileError, read_meta
+from runtime.guards import check_finite_params
+from runtime.snapshots import set_aside
 
 
 class MeanIUEvaluator(extensions.Evaluator):
@@ -76,6 +83,102 @@ class AttentionEvaluator(extension.Extension):
                         for k, v in self.evaluate().items() if v is not None})
 
 
+class MeanAPEvaluator(extension.Extension):
+    """Reports ``validation/main/map``, the multi-label mAP of the head's
+    scores over a validation split, as ``evaluate.py`` computes it (see
+    :mod:`metrics.classification`); nothing where no class has a positive
+    image.
+
+    Args:
+        model (FCN8s): the network, run in test mode.
+        dataset: raw ``(img, label_map)`` examples with ``n_class``, read
+            anew at each evaluation.
+        batch_size (int): images per forward pass (consecutive images of
+            one size).
+    """
+    trigger = 100, 'iteration'
+    priority = extension.PRIORITY_WRITER
+
+    def __init__(self, model, dataset, batch_size=8):
+        self.model, self.dataset, self.batch_size = model, dataset, batch_size
+
+    def evaluate(self):
+        """The mAP, None where undefined."""
+        metrics = ClassificationMetrics(self.dataset.n_class)
+        to_cpu = chainer.backend.CpuDevice().send
+        with chainer.using_config('train', False), \
+                chainer.no_backprop_mode():
+            for batch in batches(self.dataset, self.batch_size):
+                x = self.model.device.send(
+                    preprocess_batch([img for img, _ in batch]))
+                logits = to_cpu(self.model.classify(x).array)
+                for (_, label_map), scores in zip(batch, logits):
+                    metrics.add(label_map, dict(logits=scores))
+        value = metrics.result()['map']
+        return value if value is not None and math.isfinite(value) else None
+
+    def __call__(self, trainer):
+        value = self.evaluate()
+        if value is not None:
+            chainer.report({'validation/main/map': value})
+
+
+class KeepBest(extension.Extension):
+    """Writes ``out/model_best.npz`` (atomically, in the format of
+    ``model.npz``) each time the validation ``metric`` (a key
+    ``validation/main/<metric>`` that a validator reports, higher is
+    better) beats every earlier value; the earliest of equal scores is
+    kept. Its ``_meta/best`` records ``metric``, ``score`` and
+    ``iteration``.
+
+    Extend it with the validators' trigger, after them. The best so far is
+    part of the trainer's snapshots: a resumed run keeps it, and sets aside
+    (``*.superseded``) a ``model_best.npz`` that a killed run wrote after
+    the snapshot it resumes from.
+    """
+    priority = extension.PRIORITY_READER
+    FILENAME = 'model_best.npz'
+
+    def __init__(self, model, metric, out):
+        self.model, self.metric = model, metric
+        self.path = os.path.join(out, self.FILENAME)
+        self.score, self.iteration = -math.inf, -1
+
+    def __call__(self, trainer):
+        value = trainer.observation.get('validation/main/' + self.metric)
+        if value is None:
+            return
+        value = float(chainer.backend.CpuDevice().send(
+            getattr(value, 'array', value)))
+        if not value > self.score:     # never NaN
+            return
+        iteration = trainer.updater.iteration
+        check_finite_params(self.model, '%s not written' % self.FILENAME)
+        save_model(self.path, self.model, best=dict(
+            metric=self.metric, score=value, iteration=iteration))
+        self.score, self.iteration = value, iteration
+
+    def serialize(self, serializer):
+        self.score = float(serializer('score', self.score))
+        self.iteration = int(serializer('iteration', self.iteration))
+        if isinstance(serializer, chainer.serializer.Deserializer):
+            self._set_aside_stale()
+
+    def _set_aside_stale(self):
+        if not os.path.exists(self.path):
+            return
+        try:
+            kept = read_meta(self.path).get('best', {}).get('iteration')
+        except (ModelFileError, AttributeError):
+            kept = None
+        if kept != self.iteration:
+            moved = set_aside(self.path, '.superseded')
+            print('warning: %s is not the best model of the resumed '
+                  'snapshot (iteration %s, not %d); kept as %s'
+                  % (self.path, kept, self.iteration,
+                     os.path.basename(moved)), file=sys.stderr)
+
+
 MAX_ROWS = 8
 
 
@@ -111,11 +214,14 @@ class AttentionSnapshot(chainer.training.Extension):
     """Writes ``out/attention/iter_<N>.png`` for a fixed set of examples
     ``(x, label_map, labels, ...)`` so attention can be watched as it moves: a
     row per CAM that GAIN erases (``am_mode``), named by its classes (of
-    ``class_names``, background first), at most :data:`MAX_ROWS`."""
+    ``class_names``, background first), at most :data:`MAX_ROWS`; also to
+    ``tensorboard`` (a :class:`training.tensorboard.TensorBoard`) as the
+    image ``attention``."""
 
     def __init__(self, model, examples, sigma=0.5, omega=10.0,
-                 am_mode='joint', class_names=None):
+                 am_mode='joint', class_names=None, tensorboard=None):
         self.model = model
+        self.tensorboard = tensorboard
         self.x = np.stack([e[0] for e in examples])
         self.labels = np.stack([e[2] for e in examples])
         self.sigma, self.omega, self.am_mode = sigma, omega, am_mode
@@ -133,10 +239,13 @@ class AttentionSnapshot(chainer.training.Extension):
                   img, cam, mask, erased)
                  for classes, img, cam, mask, erased in rows]
         it = trainer.updater.iteration
+        path = os.path.join(directory, 'iter_%06d.png' % it)
         visualizations.save_figure(
             visualizations.attention_grid_figure(
                 named, 'iteration %d, --am-mode %s' % (it, self.am_mode)),
-            os.path.join(directory, 'iter_%06d.png' % it))
+            path)
+        if self.tensorboard is not None:
+            self.tensorboard.add_image_file(trainer, 'attention', path)
 
 
 class PanelPlot(extension.Extension):

@@ -1,5 +1,8 @@
-"""What every training script assembles: its run (device, seed, --out,
-data), iterators, optimizer, evaluator and Trainer, and the run itself."""
+"""What every training script assembles: its training flags, its run
+(device, seed, --out, data), iterators, optimizer, evaluator and Trainer,
+and the run itself."""
+import argparse
+import math
 import os
 
 import chainer
@@ -9,9 +12,9 @@ from chainer.training import extensions
 from datasets import get_dataset, training_data
 from datasets.voc import missing_files
 from models import FCN8s, save_model
-from runtime import distributed, outdir
+from runtime import distributed, flags, outdir
 from runtime.device import set_seed
-from runtime.errors import OutOfMemory, WriteFailed
+from runtime.errors import OutOfMemory, UsageError, WriteFailed
 from runtime.flags import stop_trigger
 from runtime.guards import (BadSampleCount, FiniteLoss, SameSizeIterator,
                             SkipBadSamples, check_batch_fits,
@@ -19,8 +22,70 @@ from runtime.guards import (BadSampleCount, FiniteLoss, SameSizeIterator,
 from runtime.progress import TrainingProgress, report_stream
 from runtime.snapshots import Snapshot, list_snapshots
 from runtime.triggers import StopTrigger
-from training.extensions import PanelPlot
+from training.extensions import KeepBest, PanelPlot
 from training.mixed_precision import LossScale, loss_scale
+from training.schedules import (DECAYING, SCHEDULES, lr_attribute,
+                                lr_schedule, schedule_iterations)
+from training.tensorboard import TensorBoard
+
+
+def add_training_flags(p, keep_best=(), weight_decay=0.0):
+    """The flags of every training script for its optimizer (weight decay,
+    learning-rate schedule), validation, kept best model and TensorBoard;
+    ``keep_best``: the validation metrics the script reports, the choices
+    of ``--keep-best``."""
+    p.add_argument('--weight-decay', type=float, default=weight_decay,
+                   help='L2 weight decay: rate x weight added to the '
+                   'gradient of every trained parameter')
+    p.add_argument('--lr-schedule', default='constant', choices=SCHEDULES,
+                   help='learning rate after t updates: constant; poly: '
+                   'lr (1 - t/T)^power; step: lr gamma^floor(t/step); '
+                   'cosine: lr (1 + cos(pi t/T)) / 2; T is '
+                   '--schedule-iterations')
+    p.add_argument('--lr-power', type=float, default=0.9,
+                   help='power of --lr-schedule poly')
+    p.add_argument('--lr-step', type=flags.positive(int), default=100,
+                   help='updates between the decays of --lr-schedule step')
+    p.add_argument('--lr-gamma', type=float, default=0.1,
+                   help='factor of each decay of --lr-schedule step, in '
+                   '(0, 1]')
+    p.add_argument('--schedule-iterations', type=flags.positive(int),
+                   default=None,
+                   help='T of --lr-schedule poly and cosine, which reach 0 '
+                   'there (default: the run\'s length in updates, from '
+                   '--iterations or --epochs; a resume for longer must '
+                   'pass the run\'s value, in its config.json)')
+    p.add_argument('--val-interval', type=flags.positive(int), default=100,
+                   help='updates between validations on --val-split')
+    if keep_best:
+        p.add_argument('--keep-best', default=None, choices=keep_best,
+                       metavar='METRIC',
+                       help='write OUT/model_best.npz each time the '
+                       'validation METRIC (%s; higher is better) beats every '
+                       'earlier value' % ', '.join(keep_best))
+    p.add_argument('--tensorboard', default=True,
+                   action=argparse.BooleanOptionalAction,
+                   help='write TensorBoard event files to OUT/tensorboard: '
+                   'every logged value, the config, the attention pictures '
+                   '(tensorboard --logdir runs)')
+
+
+def check_training_flags(args):
+    """UsageError for a value of :func:`add_training_flags` out of range
+    or that does not apply."""
+    if not (math.isfinite(args.lr_power) and args.lr_power > 0):
+        raise UsageError('--lr-power must be a finite number > 0, got %g'
+                         % args.lr_power)
+    if not 0 < args.lr_gamma <= 1:
+        raise UsageError('--lr-gamma must be in (0, 1], got %g'
+                         % args.lr_gamma)
+    if (args.schedule_iterations is not None and
+            args.lr_schedule not in DECAYING):
+        raise UsageError('--schedule-iterations applies to --lr-schedule %s '
+                         'only' % ' or '.join(DECAYING))
+    if getattr(args, 'keep_best', None) and not args.val_split:
+        raise UsageError('--keep-best %s needs a validation split '
+                         '(--val-split)' % args.keep_best)
 
 
 def start_run(args, default_iterations):
@@ -36,6 +101,7 @@ def start_run(args, default_iterations):
         ``val`` None without ``--val-split``.
     """
     stop = stop_trigger(args, default_iterations)
+    check_training_flags(args)
     context = distributed.setup(args.communicator, args.seed, args.device,
                                 args.rank_weights)
     context.on_writer(outdir.claim_training, args.out, args.force,
@@ -51,6 +117,10 @@ def start_run(args, default_iterations):
     if args.skip_bad:
         train = SkipBadSamples(train, 'train')
         val = SkipBadSamples(val, 'val') if val is not None else None
+    if args.lr_schedule in DECAYING and args.schedule_iterations is None:
+        # the resolved length is written to config.json and kept on resume
+        args.schedule_iterations = schedule_iterations(
+            stop, len(train), args.batch_size, context.size)
     return context.device, stop, train, val
 
 
@@ -80,7 +150,8 @@ def iterators(train, val, batch_size):
 def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                   log_interval=10, snapshot_interval=100, resume=None,
                   force=False, eval_interval=100, n_retains=2,
-                  validators=()):
+                  validators=(), schedule=None, keep_best=None,
+                  tensorboard=False):
     """A Trainer with LogReport, PrintReport, TrainingProgress, one figure
     ``<name>.png`` per entry of ``plots`` (``{name: (title, [Panel])}``,
     see :class:`training.extensions.PanelPlot`), the learning rate,
@@ -88,7 +159,11 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     :mod:`runtime.snapshots`: a rerun in the same ``out`` continues from
     the newest good one; ``resume`` and ``force`` as the flags, see
     :func:`trainer_options`). ``validators`` are further extensions that
-    run when the evaluator does.
+    run when the evaluator does. ``schedule``: the keyword arguments of
+    :func:`training.schedules.lr_schedule`; ``keep_best``: a validation
+    metric, see :class:`training.extensions.KeepBest`; ``tensorboard``:
+    also write the run for TensorBoard
+    (:class:`training.tensorboard.TensorBoard`).
 
     In a data-parallel run (:mod:`runtime.distributed`) the evaluator is
     averaged over the ranks, so are the ``main/`` terms of
@@ -113,6 +188,9 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
         iterators.append(evaluator.get_iterator('main'))
     for validator in validators:
         trainer.extend(validator, trigger=(eval_interval, 'iteration'))
+    shift = lr_schedule(optimizer, **schedule) if schedule else None
+    if shift is not None:
+        trainer.extend(shift, trigger=(1, 'iteration'))
     skippers = [s for s in (find_wrapped(it.dataset, SkipBadSamples)
                             for it in iterators) if s is not None]
     trainer.extend(BadSampleCount(skippers), trigger=log)
@@ -122,10 +200,15 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
         report_keys = list(report_keys) + ['loss_scale']
     if not context.is_writer:
         return trainer
+    if keep_best:
+        trainer.extend(KeepBest(optimizer.target.model, keep_best, out),
+                       trigger=(eval_interval, 'iteration'))
     trainer.extend(extensions.observe_value(
-        'lr', lambda _: optimizer.alpha if hasattr(optimizer, 'alpha')
-        else optimizer.lr), trigger=log)
+        'lr', lambda _: getattr(optimizer, lr_attribute(optimizer))),
+        trigger=log)
     trainer.extend(extensions.LogReport(trigger=log))
+    if tensorboard:
+        trainer.extend(TensorBoard())
     trainer.extend(extensions.PrintReport(
         ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time'],
         out=report_stream()))
@@ -139,7 +222,14 @@ def trainer_options(args):
     """The keyword arguments of :func:`build_trainer` that come from the
     shared flags."""
     return dict(snapshot_interval=args.snapshot_interval,
-                resume=args.resume, force=args.force)
+                resume=args.resume, force=args.force,
+                eval_interval=args.val_interval,
+                schedule=dict(schedule=args.lr_schedule,
+                              iterations=args.schedule_iterations,
+                              power=args.lr_power, step=args.lr_step,
+                              gamma=args.lr_gamma),
+                keep_best=getattr(args, 'keep_best', None),
+                tensorboard=args.tensorboard)
 
 
 def run_training(trainer, model, out):
