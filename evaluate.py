@@ -16,10 +16,17 @@ Grad-CAM attention (see ``metrics/attention.py``):
 One markdown row per ``--modelfile``; everything is also written to
 ``--out/metrics.json``, the tau curves to ``--out/attention_miou.png``.
 ``--compare A B`` prints B - A per metric.
+
+The pixel metrics and the attention columns need masks: on a split with
+masks on some images only (``--voc-layout joined``, an image list) they are
+computed over those; a split without any mask has only the mAP, which takes
+every image's own labels (its XML's or list's, or the classes of its mask).
 """
 import json
 import os
 import sys
+
+import numpy as np
 
 import datasets
 from datasets import TEST_SPLIT, batches, get_dataset, preprocess_batch
@@ -46,6 +53,17 @@ ATTENTION_COLUMNS = [('attention_miou', 'Attention mIoU'),
 ZERO_CAMS_MARK = 0.2
 
 
+class ImageLabelAP(ClassificationMetrics):
+    """:class:`metrics.ClassificationMetrics` over the dataset's image
+    labels (``outputs['labels']``: an XML's or a list's, the classes of the
+    mask in the segmentation layout) rather than the classes of the label
+    map, which the parent reads and an image without a mask lacks."""
+
+    def add(self, label_map, outputs):
+        self.scores.append(outputs['logits'])
+        self.labels.append(outputs['labels'])
+
+
 def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
                    desc='evaluate'):
     """Run ``model`` (moved to ``device``) over ``dataset`` once (progress
@@ -53,23 +71,25 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
     one dict.
 
     Each metric gets ``add(label_map, outputs)`` per image with ``outputs``:
-    ``segmentation`` ``(H, W)``, ``logits`` ``(K,)`` and, when a metric has
-    ``needs_cams``, ``cams`` ``(C, H, W)`` (normalised Grad-CAMs of the
-    image's ground-truth classes ``cam_classes`` ``(C,)``).
+    ``segmentation`` ``(H, W)``, ``logits`` ``(K,)``, the image's
+    ``labels`` ``(K,)`` and, when a metric has ``needs_cams``, ``cams``
+    ``(C, H, W)`` (normalised Grad-CAMs of the classes of the image's mask,
+    ``cam_classes`` ``(C,)``: none without a mask).
     """
     metrics = metrics or [SegmentationMetrics(dataset.n_class),
-                          ClassificationMetrics(dataset.n_class)]
+                          ImageLabelAP(dataset.n_class)]
     needs_cams = any(getattr(m, 'needs_cams', False) for m in metrics)
     model.to_device(device)
     shown = progress(len(dataset), desc)
     for batch in batches(dataset, batch_size):
-        x = model.device.send(preprocess_batch([img for img, _ in batch]))
+        x = model.device.send(preprocess_batch([img for img, _, _ in batch]))
         seg, logits = model.predict(x)
         classes = [gt_classes(label_map, dataset.n_class)
-                   for _, label_map in batch]
+                   for _, label_map, _ in batch]
         cams = class_cams(model, x, classes) if needs_cams else None
-        for i, (_, label_map) in enumerate(batch):
-            outputs = dict(segmentation=seg[i], logits=logits[i])
+        for i, (_, label_map, labels) in enumerate(batch):
+            outputs = dict(segmentation=seg[i], logits=logits[i],
+                           labels=labels)
             if needs_cams:
                 outputs.update(cams=cams[i], cam_classes=classes[i])
             for m in metrics:
@@ -186,10 +206,20 @@ def main():
     device = get_device(args.device)
     set_seed(args.seed, device)
     split = args.split or TEST_SPLIT[args.dataset]
-    dataset = get_dataset(args.dataset, args.data_dir, split)
+    dataset = get_dataset(args.dataset, args.data_dir, split,
+                          layout=args.voc_layout)
     loaded = [load_model(m, n_class=dataset.n_class)
               for m in args.modelfile]  # fail early on any bad file
-    columns = COLUMNS + ([] if args.no_attention else [
+    masked = int(np.sum(dataset.has_mask))
+    if not masked:
+        print('split %s: none of its %d images has a mask: only mAP is '
+              'measured' % (split, len(dataset)), file=sys.stderr)
+    elif masked < len(dataset):
+        print('split %s: %d of its %d images have a mask: the pixel metrics '
+              'and the attention columns are over those, mAP over all'
+              % (split, masked, len(dataset)), file=sys.stderr)
+    attention = not args.no_attention and masked > 0
+    columns = COLUMNS + ([] if not attention else [
         (c[0], c[1].replace('@tau', '@%.2f' % args.tau)) + c[2:]
         for c in ATTENTION_COLUMNS])
     results = {}
@@ -198,14 +228,17 @@ def main():
             print('warning: %s has no trained classification head; its mAP '
                   'and attention columns are of a random head' % path,
                   file=sys.stderr)
-        metrics = [SegmentationMetrics(dataset.n_class),
-                   ClassificationMetrics(dataset.n_class)]
-        if not args.no_attention:
+        metrics = [ImageLabelAP(dataset.n_class)]
+        if masked:
+            metrics.append(SegmentationMetrics(dataset.n_class))
+        if attention:
             metrics.append(AttentionMetrics(dataset.n_class, tau=args.tau))
         results[name] = evaluate_model(model, dataset, device,
                                        args.batch_size, metrics,
                                        'evaluate %s' % name)
         results[name]['modelfile'] = path
+        for key, _ in COLUMNS:    # the pixel metrics of a split without mask
+            results[name].setdefault(key, None)
     table = markdown_table([(marked(name, results[name]), results[name])
                             for name in names], columns)
     print(table)
@@ -217,8 +250,9 @@ def main():
         print(diff)
     os.makedirs(args.out, exist_ok=True)
     config = write_config(args.out, args, split=split,
-                          data_dir=dataset.data_dir)
-    if not args.no_attention:
+                          data_dir=dataset.data_dir, images=len(dataset),
+                          images_with_mask=masked)
+    if attention:
         save_figure(attention_curves_figure(results),
                     os.path.join(args.out, 'attention_miou.png'), dpi=100)
     write_text(os.path.join(args.out, 'metrics.json'), json.dumps(
