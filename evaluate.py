@@ -29,6 +29,11 @@ One markdown row per ``--modelfile``; everything is also written to
 to ``--out/attention_miou.png``. ``--compare A B`` prints B - A per
 metric. ``--tensorboard`` adds the tables and the configuration as texts
 to ``--out/tensorboard``.
+
+The pixel metrics and the attention columns need masks: on a split with
+masks on some images only (``--voc-layout joined``, an image list) they are
+computed over those; a split without any mask has only the mAP, which takes
+every image's own labels (its XML's or list's, or the classes of its mask).
 """
 import json
 import os
@@ -38,8 +43,7 @@ import numpy as np
 
 import datasets
 from datasets import shapes
-from datasets import (TEST_SPLIT, batches, get_dataset, image_labels,
-                      preprocess_batch)
+from datasets import TEST_SPLIT, batches, get_dataset, preprocess_batch
 from metrics import (AttentionMetrics, ClassificationMetrics,
                      SegmentationMetrics, gt_classes)
 from metrics.attention import DEFAULT_TAU, miou_at
@@ -70,11 +74,11 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
     one dict, and their per-image records merged in another.
 
     Each metric gets ``add(label_map, outputs)`` per image with ``outputs``:
-    ``segmentation`` ``(H, W)``, ``logits`` ``(K,)``, ``labels`` ``(K,)``
-    (the classes in the label map), ``cues`` ``(K,)`` (the row of
-    ``cues`` ``(N, K)`` where given) and, when a metric has
-    ``needs_cams``, ``cams`` ``(C, H, W)`` (normalised Grad-CAMs of the
-    image's ground-truth classes ``cam_classes`` ``(C,)``).
+    ``segmentation`` ``(H, W)``, ``logits`` ``(K,)``, the image's
+    ``labels`` ``(K,)``, ``cues`` ``(K,)`` (the row of ``cues`` ``(N, K)``
+    where given) and, when a metric has ``needs_cams``, ``cams``
+    ``(C, H, W)`` (normalised Grad-CAMs of the classes of the image's mask,
+    ``cam_classes`` ``(C,)``: none without a mask).
     """
     metrics = metrics or [SegmentationMetrics(dataset.n_class),
                           ClassificationMetrics(dataset.n_class)]
@@ -83,14 +87,14 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
     shown = progress(len(dataset), desc)
     index = 0
     for batch in batches(dataset, batch_size):
-        x = model.device.send(preprocess_batch([img for img, _ in batch]))
+        x = model.device.send(preprocess_batch([img for img, _, _ in batch]))
         seg, logits = model.predict(x)
         classes = [gt_classes(label_map, dataset.n_class)
-                   for _, label_map in batch]
+                   for _, label_map, _ in batch]
         cams = class_cams(model, x, classes) if needs_cams else None
-        for i, (_, label_map) in enumerate(batch):
+        for i, (_, label_map, labels) in enumerate(batch):
             outputs = dict(segmentation=seg[i], logits=logits[i],
-                           labels=image_labels(label_map, dataset.n_class))
+                           labels=labels)
             if needs_cams:
                 outputs.update(cams=cams[i], cam_classes=classes[i])
             if cues is not None:
@@ -225,14 +229,24 @@ def main():
     device = get_device(args.device)
     set_seed(args.seed, device)
     split = args.split or TEST_SPLIT[args.dataset]
-    dataset = get_dataset(args.dataset, args.data_dir, split)
+    dataset = get_dataset(args.dataset, args.data_dir, split,
+                          layout=args.voc_layout)
     loaded = [load_model(m, n_class=dataset.n_class)
               for m in args.modelfile]  # fail early on any bad file
-    tuned = (tuned_taus(args.tau_from, names)
-             if args.tau_from and not args.no_attention else {})
+    masked = int(np.sum(dataset.has_mask))
+    if not masked:
+        print('split %s: none of its %d images has a mask: only mAP is '
+              'measured' % (split, len(dataset)), file=sys.stderr)
+    elif masked < len(dataset):
+        print('split %s: %d of its %d images have a mask: the pixel metrics '
+              'and the attention columns are over those, mAP over all'
+              % (split, masked, len(dataset)), file=sys.stderr)
+    attention = not args.no_attention and masked > 0
+    tuned = tuned_taus(args.tau_from, names) if args.tau_from and \
+        attention else {}
     cues = (shapes.cue_flags(dataset.data_dir, dataset.ids)
             if args.dataset == 'shapes' else None)
-    keys = KEYS + ([] if args.no_attention else [
+    keys = KEYS + ([] if not attention else [
         k for k in ATTENTION_KEYS if tuned or 'tuned' not in k]) + (
         CUE_KEYS if cues is not None else [])
     results, records = {}, {}
@@ -241,9 +255,10 @@ def main():
             print('warning: %s has no trained classification head; its mAP '
                   'and attention columns are of a random head' % path,
                   file=sys.stderr)
-        metrics = [SegmentationMetrics(dataset.n_class),
-                   ClassificationMetrics(dataset.n_class)]
-        if not args.no_attention:
+        metrics = [ClassificationMetrics(dataset.n_class)]
+        if masked:
+            metrics.append(SegmentationMetrics(dataset.n_class))
+        if attention:
             metrics.append(AttentionMetrics(dataset.n_class, tau=args.tau))
         if cues is not None:
             metrics.append(CueMetrics())
@@ -256,6 +271,8 @@ def main():
             results[name].update(
                 attention_tuned_tau=tuned[name],
                 attention_miou_tuned=miou_at(records[name], tuned[name]))
+        for key in KEYS:    # the pixel metrics of a split without mask
+            results[name].setdefault(key, None)
     table = report.markdown_table([(marked(name, results[name]),
                                     results[name]) for name in names], keys,
                                   tau=args.tau)
@@ -268,8 +285,9 @@ def main():
         print(diff)
     os.makedirs(args.out, exist_ok=True)
     config = write_config(args.out, args, split=split,
-                          data_dir=dataset.data_dir)
-    if not args.no_attention:
+                          data_dir=dataset.data_dir, images=len(dataset),
+                          images_with_mask=masked)
+    if attention:
         save_figure(attention_curves_figure(results),
                     os.path.join(args.out, 'attention_miou.png'), dpi=100)
     write_text(os.path.join(args.out, 'metrics.json'), json.dumps(

@@ -2,7 +2,8 @@
 """Pseudo segmentation labels from Grad-CAM attention (weak supervision).
 
 For each image of ``--split`` the normalised CAMs of its image-level
-(ground-truth) classes are computed; a pixel whose highest map is
+(ground-truth) classes are computed (the classes of its XML or list entry,
+or those of its mask; a split needs no mask); a pixel whose highest map is
 ``>= --high`` takes that class, ``< --low`` is background 0, in between
 is 255 (ignore). ``--out`` becomes a VOC-format directory:
 
@@ -14,8 +15,9 @@ is 255 (ignore). ``--out`` becomes a VOC-format directory:
   ``--dataset voc --data-dir OUT`` reads them with the source's classes.
 
 The pseudo labels' mIoU against the ground truth, counted on the pixels
-they label (not 255, nor ignored in the ground truth), and the share of
-pixels they label are printed and written to ``OUT/pseudo_labels.json``.
+they label (not 255, nor ignored in the ground truth) of the images with a
+mask, and the share of pixels they label are printed and written to
+``OUT/pseudo_labels.json``.
 
 Then train a segmentation network on them, validating on the real labels,
 and score it against the ground truth (the script prints these commands
@@ -36,8 +38,7 @@ import PIL.Image
 import datasets
 from datasets import CLASS_NAMES_FILE, batches, get_dataset, preprocess_batch
 from datasets.voc import voc_palette
-from metrics import (confusion_matrix, gt_classes, pseudo_label,
-                     segmentation_scores)
+from metrics import confusion_matrix, pseudo_label, segmentation_scores
 from models import class_cams, load_model
 from runtime import cli, flags, outdir
 from runtime.config import write_config
@@ -95,10 +96,10 @@ def write_labels(model, dataset, out, low, high, batch_size):
     index = 0
     shown = progress(len(dataset), 'pseudo labels')
     for batch in batches(dataset, batch_size):
-        classes = [gt_classes(label_map, n) for _, label_map in batch]
-        x = model.device.send(preprocess_batch([img for img, _ in batch]))
+        classes = [np.flatnonzero(labels) + 1 for _, _, labels in batch]
+        x = model.device.send(preprocess_batch([img for img, _, _ in batch]))
         cams = class_cams(model, x, classes)
-        for (_, label_map), cam, cls in zip(batch, cams, classes):
+        for (_, label_map, _), cam, cls in zip(batch, cams, classes):
             image_id = dataset.ids[index]
             label = pseudo_label(cam, cls, low, high)
             write_label_png(outdir.output_path(
@@ -144,7 +145,8 @@ def main():
 
     device = get_device(args.device)
     set_seed(args.seed, device)
-    dataset = get_dataset(args.dataset, args.data_dir, args.split)
+    dataset = get_dataset(args.dataset, args.data_dir, args.split,
+                          layout=args.voc_layout)
     model, _ = load_model(args.modelfile, n_class=dataset.n_class,
                           require_head=True)
     outdir.claim_dataset(args.out, args.force,
@@ -171,16 +173,18 @@ def main():
     report.update(modelfile=args.modelfile, dataset=args.dataset,
                   data_dir=dataset.data_dir, split=args.split,
                   low=args.low, high=args.high, images=len(dataset),
+                  images_with_mask=int(np.sum(dataset.has_mask)),
                   class_names=list(dataset.class_names))
     write_config(args.out, args, data_dir=dataset.data_dir)
     write_text(os.path.join(args.out, 'pseudo_labels.json'),
                json.dumps(report, indent=2))
     miou = report['mean_iu']
-    print('%d pseudo labels in %s: mIoU %s on the labelled pixels, '
-          '%.2f%% of the pixels labelled (low %g, high %g)'
-          % (len(dataset), args.out,
-             '-' if miou is None else '%.2f%%' % (100 * miou),
-             100 * report['labelled_share'], args.low, args.high))
+    print('%d pseudo labels in %s: mIoU %s on the labelled pixels of the '
+          '%d images with a mask, %.2f%% of the pixels labelled (low %g, '
+          'high %g)' % (len(dataset), args.out,
+                        '-' if miou is None else '%.2f%%' % (100 * miou),
+                        report['images_with_mask'],
+                        100 * report['labelled_share'], args.low, args.high))
     print(NEXT_STEPS % dict(out=args.out, split=split_name,
                             source=dataset.data_dir, dataset=args.dataset))
 

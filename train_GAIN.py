@@ -5,6 +5,7 @@ Each update adds the classification loss, the attention-mining loss on
 images erased where the Grad-CAM looks, the segmentation loss and, on a
 fixed subset of images with pixel supervision, GAIN_ext's attention loss.
 """
+import functools
 import math
 import os
 import sys
@@ -29,7 +30,7 @@ from training.mixed_precision import set_precision
 from training.trainer import (add_training_flags, build_trainer,
                               make_evaluator, make_optimizer, run_training,
                               start_run, train_iterator, trainer_options,
-                              val_iterator)
+                              val_iterator, with_masks)
 from training.updaters import GAINUpdater
 from visualizations import term_panel
 
@@ -64,8 +65,9 @@ def add_gain_flags(p):
         p.add_argument('--%s-weight' % term, type=float, default=default,
                        help='weight of L_%s' % term)
     p.add_argument('--ext-images', default='0',
-                   help='images with pixel supervision for GAIN_ext: a '
-                   'count N or a fraction in (0, 1)')
+                   help='images with pixel supervision for GAIN_ext, drawn '
+                   'among the training images that have a mask: a count N '
+                   'or a fraction in (0, 1) of the training split')
     p.add_argument('--am-warmup', default='0',
                    help='L_am off for N iterations (or Ne epochs)')
     p.add_argument('--ext-warmup', default='0',
@@ -77,9 +79,10 @@ def add_gain_flags(p):
     p.add_argument('--attention-interval', type=int, default=50,
                    help='iterations between attention pictures')
     p.add_argument('--attention-val-images', type=int, default=200,
-                   help='validation images (the first N of --val-split, '
-                   'else of --split) whose attention quality is checked at '
-                   'the start and reported at every validation')
+                   help='validation images (the first N with a mask of '
+                   '--val-split, else of --split) whose attention quality '
+                   'is checked at the start and reported at every '
+                   'validation')
 
 
 ZERO_CAM_WARNING = 0.2
@@ -123,15 +126,20 @@ def parse_ext_images(spec):
     return value
 
 
-def pick_ext_images(n_images, value, seed):
-    """Indices of the pixel-supervised images, fixed by ``seed``; ``value``
-    from :func:`parse_ext_images`."""
-    if value > n_images:
-        raise UsageError('--ext-images %g: must be a fraction in (0, 1) '
-                         'or a count in 0..%d' % (value, n_images))
-    n = int(round(value * n_images)) if 0 < value < 1 else int(value)
+def pick_ext_images(has_mask, value, seed):
+    """Indices of the pixel-supervised images, drawn among those with a
+    mask (``has_mask`` ``(N,)`` bool), fixed by ``seed``; ``value`` from
+    :func:`parse_ext_images`: a count, or a fraction of all ``N`` images.
+    """
+    candidates = np.flatnonzero(has_mask)
+    n = (int(round(value * len(has_mask))) if 0 < value < 1
+         else int(value))
+    if n > len(candidates):
+        raise UsageError('--ext-images %g: %d images with pixel supervision,'
+                         ' but only %d of the %d training images have a mask'
+                         % (value, n, len(candidates), len(has_mask)))
     rng = np.random.RandomState(seed)
-    return np.sort(rng.choice(n_images, n, replace=False))
+    return np.sort(rng.choice(candidates, n, replace=False))
 
 
 def warmup_flag(args, name):
@@ -151,6 +159,16 @@ def pictured(dataset, n=4):
     examples = [examples[i] for i in range(min(16, len(examples)))]
     examples = [e for e in examples if e[2].any()] or examples[:1]
     return [e for e in examples if e[0].shape == examples[0][0].shape][:n]
+
+
+def validation(val, loss, batch_size):
+    """``(iterator, eval_func)`` of the validation of ``val`` (a None
+    iterator without one): L_cl and L_seg of ``loss`` over its images with
+    a mask, or L_cl alone over all of them when none has one."""
+    if val is not None and val.has_mask.any():
+        return val_iterator(with_masks(val), batch_size), loss.evaluate
+    return (val_iterator(val, batch_size),
+            functools.partial(loss.evaluate, seg=False))
 
 
 def main():
@@ -180,7 +198,12 @@ def main():
               % args.modelfile, file=sys.stderr)
     model.to_device(device)
 
-    ext_idx = pick_ext_images(len(train), ext_images, args.seed)
+    ext_idx = pick_ext_images(train.has_mask, ext_images, args.seed)
+    if args.seg_weight and not train.has_mask.any():
+        print('warning: no image of --split %s has a mask: L_seg '
+              '(--seg-weight %g) is 0 throughout' % (args.split,
+                                                     args.seg_weight),
+              file=sys.stderr)
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
                     args.sigma, args.omega, weights, am_warmup, ext_warmup,
                     args.head_dropout, args.am_average)
@@ -192,8 +215,8 @@ def main():
         PixelSupervisionFlag(training_data(train, flip=True), ext_idx),
         args.batch_size)
     updater = GAINUpdater(train_it, optimizer, device=device)
-    evaluator = make_evaluator(val_iterator(val, args.batch_size), loss,
-                               device, loss.evaluate)
+    val_it, eval_func = validation(val, loss, args.batch_size)
+    evaluator = make_evaluator(val_it, loss, device, eval_func)
     write_run_config(args, model, train,
                      ext_image_ids=[train.ids[i] for i in ext_idx])
     if distributed.is_writer():
@@ -207,11 +230,16 @@ def main():
                       % args.am_mode, panels)}
     report = terms + ['validation/main/seg']
     validators = []
-    if distributed.is_writer():
-        # the training split stands in for a missing validation split
+    # the training split stands in for a missing validation split
+    checked = val if val is not None else train
+    if distributed.is_writer() and not checked.has_mask.any():
+        print('no image of %s has a mask: attention quality (pointing game, '
+              'energy, attention mIoU) is not measured'
+              % ('--val-split' if val is not None else '--split'))
+    elif distributed.is_writer():
         attention = AttentionEvaluator(
-            model, val if val is not None else train,
-            args.attention_val_images, args.batch_size)
+            model, with_masks(checked), args.attention_val_images,
+            args.batch_size)
         check_attention(attention, args.modelfile)
         if val is not None:
             validators += [attention,

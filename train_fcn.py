@@ -3,7 +3,9 @@
 
 On the embedded dataset a thin FCN8s (``--width``) is trained from scratch;
 ``--modelfile`` starts from an existing FCN8s instead (e.g. fcn's
-``fcn8s_from_caffe.npz``).
+``fcn8s_from_caffe.npz``). Only the images with a mask are used: of a
+split with masks on some images only (``--voc-layout joined``, an image
+list), the others are left out; a split without any mask is refused.
 """
 import chainer
 
@@ -47,7 +49,7 @@ def main():
         raise UsageError('--keep-best map needs --cls-weight > 0 (the head '
                          'is trained and validated only then)')
 
-    device, stop, train, val = start_run(args, ITERATIONS)
+    device, stop, train, val = start_run(args, ITERATIONS, masks_only=True)
     if args.modelfile:
         model, _ = load_model(args.modelfile, n_class=train.n_class,
                               width=args.width)

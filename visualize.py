@@ -26,7 +26,6 @@ import datasets
 from datasets import (TEST_SPLIT, VOC_CLASS_NAMES, DatasetError, get_dataset,
                       preprocess_batch)
 from datasets.voc import read_image
-from metrics import gt_classes
 from models import class_cams, load_model
 from runtime import cli, flags, outdir
 from runtime.device import get_device, set_seed
@@ -82,24 +81,28 @@ def list_images(folder):
 
 
 def examples(files, dataset):
-    """``(id, img, label_map or None, error)`` of the images ``files``
-    (``[(id, path)]``, see :func:`list_images`) or of a dataset, lazily;
+    """``(id, img, label_map or None, classes or None, error)`` of the
+    images ``files`` (``[(id, path)]``, see :func:`list_images`) or of a
+    dataset (``classes``: the label values of the image's labels), lazily;
     ``error`` is None, or for an unreadable file the one-line reason (and
     ``img`` None)."""
     if files:
         for image_id, path in files:
             try:
-                yield image_id, read_image(path), None, None
+                yield image_id, read_image(path), None, None, None
             except DatasetError as e:
-                yield image_id, None, None, str(e)
+                yield image_id, None, None, None, str(e)
         return
     for i in range(len(dataset)):
-        img, label_map = dataset[i]
-        yield dataset.ids[i], img, label_map, None
+        img, label_map, labels = dataset[i]
+        yield (dataset.ids[i], img, label_map, np.flatnonzero(labels) + 1,
+               None)
 
 
-def analyse(models, img, label_map, wanted, top):
-    """CAMs of both models for one image.
+def analyse(models, img, classes, wanted, top):
+    """CAMs of both models for one image: of ``classes`` (label values,
+    the image's ground truth) within ``wanted``, or without ``classes``
+    of the ``top`` classes the trained model scores highest.
 
     Returns a dict with ``classes`` ``(C,)`` label values, ``cams`` two
     ``(C, H, W)`` arrays (before, after), ``scores`` two ``(C,)`` sigmoid
@@ -111,8 +114,7 @@ def analyse(models, img, label_map, wanted, top):
     logits = outputs[1][1][0]
     probs = [sigmoid(out[1][0]) for out in outputs]
     n_class = models[0].n_class
-    if label_map is not None:
-        classes = gt_classes(label_map, n_class)
+    if classes is not None:
         if wanted is not None:
             classes = classes[np.isin(classes, wanted)]
     else:
@@ -175,7 +177,8 @@ def main():
     device = get_device(args.device)
     set_seed(args.seed, device)
     dataset = None if args.images else get_dataset(
-        args.dataset, args.data_dir, args.split or TEST_SPLIT[args.dataset])
+        args.dataset, args.data_dir, args.split or TEST_SPLIT[args.dataset],
+        layout=args.voc_layout)
     before, _ = load_model(args.pretrained, require_head=True,
                            n_class=dataset.n_class if dataset else None)
     after, _ = load_model(args.trained, n_class=before.n_class,
@@ -196,7 +199,8 @@ def main():
     shown = progress(n if limit is None or wanted is not None
                      else min(limit, n), 'visualize')
     overview, written, unreadable = [], 0, 0
-    for image_id, img, label_map, error in examples(files, dataset):
+    for image_id, img, label_map, classes, error in examples(
+            files, dataset):
         if limit is not None and written >= limit:
             break
         shown.update()
@@ -204,7 +208,7 @@ def main():
             print('warning: %s; skipped' % error, file=sys.stderr)
             unreadable += 1
             continue
-        result = analyse(models, img, label_map, wanted, args.top)
+        result = analyse(models, img, classes, wanted, args.top)
         if wanted is not None and not len(result['classes']):
             continue  # none of the requested classes in this image
         stem = image_id if image_id != 'overview' else 'overview_image'

@@ -1,4 +1,13 @@
-"""Datasets: the VOC-format reader and the embedded ``shapes`` dataset."""
+"""Datasets: the VOC-format readers (segmentation, classification or
+both joined), image lists and the embedded ``shapes`` dataset.
+
+Every dataset's example is ``(img, label_map, labels)``: the RGB image
+``(H, W, 3)`` uint8, its label map ``(H, W)`` int32 (-1 ignored, and -1
+everywhere for an image without a mask) and its multi-hot image labels
+``(K,)`` int32 over the ``K = n_class - 1`` foreground classes; each
+dataset has ``ids``, ``image_files``, ``class_names``, ``n_class``,
+``data_dir`` and ``has_mask`` (``(N,)`` bool).
+"""
 import chainer_compat  # NOQA: before chainer (Python 3.12)
 import os
 
@@ -9,11 +18,15 @@ from datasets.transforms import PixelSupervisionFlag, SegmentationTransform  # N
 from datasets.transforms import (MEAN_BGR, deprocess, preprocess,  # NOQA
                                  preprocess_batch)
 from datasets.voc import (DatasetError, VOCSegmentation, VOC_CLASS_NAMES,  # NOQA
-                          image_labels)
+                          _find_split_file, image_labels)
+from datasets.classification import (ImageList, VOCClassification,  # NOQA
+                                     has_classification_layout)
 
-DATASETS = ('shapes', 'voc')
+DATASETS = ('shapes', 'voc', 'list')
+#: How a VOC-format split is read (``--voc-layout``).
+VOC_LAYOUTS = ('auto', 'segmentation', 'classification', 'joined')
 #: The split that evaluate.py and visualize.py take by default.
-TEST_SPLIT = {'shapes': 'test', 'voc': 'seg11valid'}
+TEST_SPLIT = {'shapes': 'test', 'voc': 'seg11valid', 'list': 'test'}
 DEFAULT_VOC_DIR = os.path.expanduser('~/data/datasets/VOC/VOCdevkit/VOC2012')
 
 
@@ -21,13 +34,27 @@ CLASS_NAMES_FILE = 'class_names.txt'
 
 
 def add_flags(parser):
-    """``--dataset`` and ``--data-dir`` of a script's parser."""
+    """``--dataset``, ``--data-dir`` and ``--voc-layout`` of a script's
+    parser."""
     parser.add_argument('--dataset', default='shapes', choices=DATASETS,
-                        help='embedded synthetic dataset or a VOC-format '
-                        'directory')
+                        help='shapes: the embedded synthetic dataset; voc: '
+                        'a VOC-format directory; list: a folder of images '
+                        'and a list of their classes (--split: the list '
+                        'file, .txt or .csv, see the README)')
     parser.add_argument('--data-dir', default=None,
                         help='dataset root (default: the generated shapes '
-                        'cache, or ~/data/datasets/VOC/VOCdevkit/VOC2012)')
+                        'cache, ~/data/datasets/VOC/VOCdevkit/VOC2012, or '
+                        'for --dataset list the folder of the --split list '
+                        'file)')
+    parser.add_argument('--voc-layout', default='auto', choices=VOC_LAYOUTS,
+                        help='how a VOC-format split is read: segmentation: '
+                        'ImageSets/Segmentation/SPLIT.txt, labels from the '
+                        'masks; classification: ImageSets/Main/SPLIT.txt, '
+                        'labels from Annotations/ID.xml, no masks; joined: '
+                        'the classification split, the images also in the '
+                        'segmentation list keeping their masks; auto: '
+                        'joined where both lists exist, else the one that '
+                        'does (a list file path as --split: segmentation)')
 
 
 def read_class_names(data_dir):
@@ -48,19 +75,23 @@ def read_class_names(data_dir):
     return names
 
 
-def get_dataset(name, data_dir=None, split='train', class_names=None):
-    """The raw ``(img, label_map)`` dataset of a split.
+def get_dataset(name, data_dir=None, split='train', class_names=None,
+                layout='auto'):
+    """The raw ``(img, label_map, labels)`` dataset of a split.
 
     Args:
         name: ``'shapes'`` (generated on first use, cached under
-            ``data/``; ``python -m datasets.shapes`` makes others) or
-            ``'voc'`` (any VOC-format directory).
-        data_dir: dataset root; default the shapes cache or
-            ``~/data/datasets/VOC/VOCdevkit/VOC2012``.
+            ``data/``; ``python -m datasets.shapes`` makes others),
+            ``'voc'`` (any VOC-format directory) or ``'list'`` (a list of
+            images and their classes, :class:`ImageList`).
+        data_dir: dataset root; default the shapes cache,
+            ``~/data/datasets/VOC/VOCdevkit/VOC2012`` or the folder of a
+            list file.
         split: split name or list file.
         class_names: the classes the split must have (a val split takes
-            its training split's); for ``voc`` by default those of
-            ``data_dir/class_names.txt``, else VOC's 21.
+            its training split's); for ``voc`` and ``list`` by default
+            those of ``data_dir/class_names.txt``, else VOC's 21 (``voc``).
+        layout: one of :data:`VOC_LAYOUTS`, for ``shapes`` and ``voc``.
     """
     if name == 'shapes':
         from datasets import shapes
@@ -71,21 +102,71 @@ def get_dataset(name, data_dir=None, split='train', class_names=None):
         data_dir = data_dir or DEFAULT_VOC_DIR
         names = (read_class_names(data_dir) or class_names or
                  VOC_CLASS_NAMES)
+    elif name == 'list':
+        if data_dir is None:
+            if not os.path.isfile(split):
+                raise DatasetError('--dataset list needs --data-dir (the '
+                                   'folder its image paths are relative '
+                                   'to) or a --split list file, got %r'
+                                   % split)
+            data_dir = os.path.dirname(split) or '.'
+        names = read_class_names(data_dir) or class_names
+        if names is None:
+            raise DatasetError('%s: no %s (the class names, one a line, '
+                               'background first)'
+                               % (data_dir, CLASS_NAMES_FILE))
     else:
         raise DatasetError('--dataset must be one of %s, got %r'
                            % (', '.join(DATASETS), name))
     if class_names is not None and tuple(class_names) != tuple(names):
         raise DatasetError('%s: classes %s differ from the training '
                            'data\'s %s' % (data_dir, ', '.join(names),
-                                            ', '.join(class_names)))
-    return VOCSegmentation(data_dir, split, names)
+                                           ', '.join(class_names)))
+    if name == 'list':
+        return ImageList(data_dir, split, names)
+    layout = voc_layout(data_dir, split, layout)
+    if layout == 'segmentation':
+        return VOCSegmentation(data_dir, split, names)
+    return VOCClassification(data_dir, split, names,
+                             masks=layout == 'joined')
+
+
+def voc_layout(data_dir, split, layout='auto'):
+    """The layout (:data:`VOC_LAYOUTS`) that reads ``split``: ``layout``
+    itself unless ``'auto'``."""
+    if layout not in VOC_LAYOUTS:
+        raise DatasetError('--voc-layout must be one of %s, got %r'
+                           % (', '.join(VOC_LAYOUTS), layout))
+    if layout != 'auto':
+        return layout
+    is_list_file = split.endswith('.txt') and os.path.isfile(split)
+    if is_list_file or not has_classification_layout(data_dir, split):
+        return 'segmentation'
+    try:
+        _find_split_file(data_dir, split)
+    except DatasetError:
+        return 'classification'
+    return 'joined'
+
+
+def masked_only(dataset, what='the split'):
+    """``dataset`` restricted to its images with a mask (itself when all
+    have one); a :class:`DatasetError` naming ``what`` when none has
+    one."""
+    has_mask = np.asarray(dataset.has_mask)
+    if has_mask.all():
+        return dataset
+    if not has_mask.any():
+        raise DatasetError('%s %r of %s: none of its %d images has a mask'
+                           % (what, dataset.split, dataset.data_dir,
+                              len(dataset)))
+    return dataset.subset(np.flatnonzero(has_mask))
 
 
 def training_data(dataset, flip=False):
     """``(x, label_map, labels)`` view of a raw dataset (see
     :class:`SegmentationTransform`)."""
-    return TransformDataset(dataset, SegmentationTransform(dataset.n_class,
-                                                           flip))
+    return TransformDataset(dataset, SegmentationTransform(flip))
 
 
 def batches(dataset, batch_size):

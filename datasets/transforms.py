@@ -2,8 +2,6 @@
 import chainer
 import numpy as np
 
-from datasets.voc import image_labels
-
 # The VGG16 (LSVRC2012) BGR mean that the caffe FCN8s weights expect.
 MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434],
                     dtype=np.float32)
@@ -31,33 +29,33 @@ def deprocess(x):
 
 
 class SegmentationTransform(object):
-    """``(img, label_map)`` -> ``(x, label_map, labels)`` where ``x`` is
-    preprocessed
-    ``(3, H, W)`` float32, ``label_map`` ``(H, W)`` int32 and ``labels`` the
-    multi-hot ``(n_class - 1,)`` image labels of the classes in ``label_map``.
+    """``(img, label_map, labels)`` -> ``(x, label_map, labels)`` where
+    ``x`` is preprocessed ``(3, H, W)`` float32, ``label_map`` ``(H, W)``
+    int32 (-1 everywhere for an image without a mask) and ``labels`` the
+    multi-hot ``(n_class - 1,)`` int32 image labels, as the dataset gives
+    them.
 
     With ``flip`` a random horizontal flip is drawn from ``numpy.random``
     (seeded by the scripts) for training; like dropout, it is a train-mode
     augmentation: none while ``chainer.config.train`` is off.
     """
 
-    def __init__(self, n_class, flip=False):
-        self.n_class = n_class
+    def __init__(self, flip=False):
         self.flip = flip
 
     def __call__(self, example):
-        img, label_map = example
+        img, label_map, labels = example
         if self.flip and chainer.config.train and np.random.rand() < 0.5:
             img, label_map = img[:, ::-1], label_map[:, ::-1]
         return (preprocess(img),
                 np.ascontiguousarray(label_map, dtype=np.int32),
-                image_labels(label_map, self.n_class))
+                np.asarray(labels, dtype=np.int32))
 
 
 class PixelSupervisionFlag(chainer.dataset.DatasetMixin):
     """Appends to each ``(x, label_map, labels)`` example a bool that says
-    whether
-    the image is one of the few carrying pixel supervision (GAIN_ext)."""
+    whether the image is one of the few carrying pixel supervision for
+    L_ext (GAIN_ext; they are chosen among the images with a mask)."""
 
     def __init__(self, dataset, indices):
         self.dataset = dataset

@@ -244,9 +244,12 @@ def _read_split(split_file, data_dir, image_dir, label_dir, ext):
 class VOCSegmentation(chainer.dataset.DatasetMixin):
     """VOC-format segmentation dataset.
 
-    ``get_example(i)`` returns ``(img, label_map)``: ``img`` ``(H, W, 3)``
-    uint8 RGB, ``label_map`` ``(H, W)`` int32 class indices with -1 for
-    ignored pixels.
+    ``get_example(i)`` returns ``(img, label_map, labels)``: ``img``
+    ``(H, W, 3)`` uint8 RGB, ``label_map`` ``(H, W)`` int32 class indices
+    with -1 for ignored pixels and ``labels`` the multi-hot ``(K,)`` int32
+    image labels of the foreground classes in ``label_map`` (``K =
+    n_class - 1``), the example of every dataset here (see
+    :mod:`datasets.classification` for images without a mask).
 
     Args:
         data_dir: dataset root (see the module docstring for layouts).
@@ -267,22 +270,7 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
         files = _read_split(split_file, data_dir, image_dir, label_dir, ext)
         if not files:
             raise DatasetError('%s: split %r is empty' % (split_file, split))
-        missing = [f for f in files
-                   if not (os.path.isfile(f[1]) and os.path.isfile(f[2]))]
-        self.missing = []     # ids dropped for missing files (--skip-bad)
-        if missing:
-            first = [p for p in missing[0][1:] if not os.path.isfile(p)][0]
-            if _ON_MISSING[-1] == 'error' or len(missing) == len(files):
-                raise DatasetError(
-                    '%s: split %r names %d of %d images without their files,'
-                    ' e.g. %s' % (split_file, split, len(missing),
-                                  len(files), first))
-            print('warning: %s: skipping %d of %d images without their '
-                  'files, e.g. %s' % (split_file, len(missing), len(files),
-                                      first), file=sys.stderr)
-            self.missing = [f[0] for f in missing]
-            dropped = set(self.missing)
-            files = [f for f in files if f[0] not in dropped]
+        files, self.missing = keep_existing(files, split_file, split)
         self.ids = [f[0] for f in files]
         self.image_files = [f[1] for f in files]
         self.label_files = [f[2] for f in files]
@@ -294,21 +282,57 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
     def __len__(self):
         return len(self.ids)
 
+    @property
+    def has_mask(self):
+        """``(N,)`` bool: every image of this layout has its mask."""
+        return np.ones(len(self), bool)
+
     def get_example(self, i):
         img = read_image(self.image_files[i])
-        label_map = read_label(self.label_files[i])
-        if img.shape[:2] != label_map.shape:
-            raise DatasetError('%s: image is %dx%d but its label %s is %dx%d'
-                               % (self.image_files[i], img.shape[0],
-                                  img.shape[1], self.label_files[i],
-                                  label_map.shape[0], label_map.shape[1]))
-        bad = (label_map >= self.n_class) | (label_map < IGNORE)
-        if bad.any():
-            raise DatasetError('%s: label values %s outside 0..%d and 255'
-                               % (self.label_files[i],
-                                  np.unique(label_map[bad]).tolist(),
-                                  self.n_class - 1))
-        return img, label_map
+        label_map = read_mask(self.label_files[i], img, self.image_files[i],
+                              self.n_class)
+        return img, label_map, image_labels(label_map, self.n_class)
+
+
+def read_mask(path, img, image_file, n_class):
+    """:func:`read_label` of ``path``, checked against its image ``img``
+    (of ``image_file``): same size, values in ``0..n_class - 1`` or
+    ignored."""
+    label_map = read_label(path)
+    if img.shape[:2] != label_map.shape:
+        raise DatasetError('%s: image is %dx%d but its label %s is %dx%d'
+                           % (image_file, img.shape[0], img.shape[1], path,
+                              label_map.shape[0], label_map.shape[1]))
+    bad = (label_map >= n_class) | (label_map < IGNORE)
+    if bad.any():
+        raise DatasetError('%s: label values %s outside 0..%d and 255'
+                           % (path, np.unique(label_map[bad]).tolist(),
+                              n_class - 1))
+    return label_map
+
+
+def keep_existing(files, list_file, split):
+    """The entries ``(id, path, ...)`` of ``list_file`` whose paths (None
+    ones aside) are files, and the ids of the others: these are an error
+    unless within ``missing_files('skip')``, where they are dropped with
+    a warning (not all of them)."""
+    missing = [f for f in files
+               if not all(p is None or os.path.isfile(p) for p in f[1:])]
+    if not missing:
+        return files, []
+    first = [p for p in missing[0][1:]
+             if p is not None and not os.path.isfile(p)][0]
+    if _ON_MISSING[-1] == 'error' or len(missing) == len(files):
+        raise DatasetError('%s: split %r names %d of %d images without '
+                           'their files, e.g. %s' % (list_file, split,
+                                                     len(missing),
+                                                     len(files), first))
+    print('warning: %s: skipping %d of %d images without their files, e.g. '
+          '%s' % (list_file, len(missing), len(files), first),
+          file=sys.stderr)
+    dropped = set(f[0] for f in missing)
+    return ([f for f in files if f[0] not in dropped],
+            [f[0] for f in missing])
 
 
 def image_labels(label_map, n_class):

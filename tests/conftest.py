@@ -1,8 +1,8 @@
-"""Shared fixtures: a tiny VOC-format directory and a thin model."""
+"""Shared fixtures: tiny VOC-format directories and a thin model."""
 import numpy as np
 import pytest
 
-from helpers import write_voc
+from helpers import write_voc, write_weak_voc
 from models import FCN8s
 
 
@@ -11,6 +11,17 @@ def voc_dir(tmp_path):
     root = str(tmp_path / 'VOC')
     write_voc(root, {'train': 6, 'val': 3})
     return root
+
+
+@pytest.fixture
+def weak_voc(tmp_path):
+    """A VOC directory in both layouts: ``train`` has 3 images with a mask
+    and 4 without, ``val`` 2 and 2 (see ``helpers.write_weak_voc``);
+    returns ``(root, {id: (img, lbl or None, labels)})``."""
+    root = str(tmp_path / 'VOC')
+    written = write_weak_voc(root, {'train': 3, 'val': 2},
+                             {'train': 4, 'val': 2})
+    return root, written
 
 
 @pytest.fixture

@@ -74,6 +74,18 @@ def error_line(err):
     return lines[0]
 
 
+def observe(loss, *data):
+    """Run ``loss`` on ``data``; returns (value, {term: float}) of the terms
+    it reports."""
+    reporter = chainer.Reporter()
+    reporter.add_observer('main', loss)
+    observation = {}
+    with reporter.scope(observation):
+        value = loss(*data)
+    return value, {k.split('/')[1]: float(v.array)
+                   for k, v in observation.items()}
+
+
 class Toy(chainer.Link):
     """A one-parameter link that reports its loss, for toy trainers."""
 
@@ -105,3 +117,68 @@ def run_script(script, argv, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert 'Traceback' not in out + err
     return code, err
+
+
+def write_annotation(path, objects, size=(40, 48)):
+    """A VOC annotation file: ``objects`` is ``[(name, difficult)]``."""
+    parts = ['<annotation><folder>VOC2012</folder><filename>%s.jpg'
+             '</filename><size><width>%d</width><height>%d</height><depth>3'
+             '</depth></size>' % (os.path.splitext(os.path.basename(path))[0],
+                                  size[1], size[0])]
+    for name, difficult in objects:
+        parts.append('<object><name>%s</name><pose>Unspecified</pose>'
+                     '<truncated>0</truncated><difficult>%d</difficult>'
+                     '<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax>'
+                     '<ymax>9</ymax></bndbox></object>' % (name, difficult))
+    with open(path, 'w') as f:
+        f.write(''.join(parts) + '</annotation>\n')
+
+
+def write_weak_voc(root, masked, unmasked, n_class=4, size=(40, 48),
+                   seed=0):
+    """A VOC directory in both layouts, like VOC2012's: for each split,
+    ``masked[split]`` images with a mask (``ImageSets/Segmentation``, ids
+    ``<split>_NNN``) and ``unmasked[split]`` more without (ids
+    ``<split>_img_NNN``), all of them in ``ImageSets/Main/<split>.txt``
+    (plus ``trainval.txt``) with an ``Annotations/<id>.xml`` naming the
+    classes of the mask, or random ones (none for every third image).
+
+    Returns ``{id: (img, lbl or None, labels)}``, ``labels`` the multi-hot
+    ``(20,)`` labels over VOC's classes.
+    """
+    from datasets.voc import VOC_CLASS_NAMES
+    written = {i: (img, lbl, None) for i, (img, lbl) in
+               write_voc(root, masked, n_class, size, seed).items()}
+    rng = np.random.RandomState(seed + 1)
+    for d in ('Annotations', os.path.join('ImageSets', 'Main')):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    every = []
+    for split in sorted(set(masked) | set(unmasked)):
+        ids = ['%s_%03d' % (split, i) for i in range(masked.get(split, 0))]
+        for i in range(unmasked.get(split, 0)):
+            image_id = '%s_img_%03d' % (split, i)
+            img = rng.randint(0, 256, size + (3,)).astype(np.uint8)
+            PIL.Image.fromarray(img).save(
+                os.path.join(root, 'JPEGImages', image_id + '.jpg'))
+            classes = ([] if i % 3 == 2 else rng.choice(
+                np.arange(1, n_class), rng.randint(1, 3), replace=False))
+            written[image_id] = (img, None, classes)
+            ids.append(image_id)
+        for image_id in ids:
+            img, lbl, classes = written[image_id]
+            if lbl is not None:
+                classes = sorted(set(np.unique(lbl)) - {0, 255})
+            labels = np.zeros(len(VOC_CLASS_NAMES) - 1, np.int32)
+            labels[np.asarray(classes, int) - 1] = 1
+            write_annotation(
+                os.path.join(root, 'Annotations', image_id + '.xml'),
+                [(VOC_CLASS_NAMES[c], 0) for c in classes], size)
+            written[image_id] = (img, lbl, labels)
+        with open(os.path.join(root, 'ImageSets', 'Main',
+                               split + '.txt'), 'w') as f:
+            f.write('\n'.join(ids) + '\n')
+        every += ids
+    with open(os.path.join(root, 'ImageSets', 'Main', 'trainval.txt'),
+              'w') as f:
+        f.write('\n'.join(every) + '\n')
+    return written

@@ -263,7 +263,7 @@ def test_evaluate_energy_matches_independent_cams(eval_setup, tmp_path,
     model, _ = load_model(a)
     dataset = get_dataset('voc', voc, 'val')
     per_class = {}
-    for img, lbl in (dataset[i] for i in range(len(dataset))):
+    for img, lbl, _ in (dataset[i] for i in range(len(dataset))):
         for c in set(np.unique(lbl)) - {-1, 0}:
             with chainer.using_config('train', False):
                 cam = normalize_cam(grad_cam(model, preprocess(img)[None],

@@ -125,7 +125,7 @@ def test_fuzzed_files_fail_as_one_line_dataset_errors(tmp_path):
             corrupt_label(path, kind, rng)
         case = '%d %s %s' % (i, kind, os.path.basename(path))
         try:
-            img, lbl = dataset.get_example(i)
+            img, lbl, _ = dataset.get_example(i)
         except DatasetError as e:
             message = str(e)
             assert path in message, case
@@ -152,7 +152,7 @@ def test_tiny_huge_and_odd_sizes_read(tmp_path, size):
         os.path.join(root, 'JPEGImages', 'train_000.jpg'))
     lbl = PIL.Image.fromarray(np.zeros(size, np.uint8), mode='P')
     lbl.save(os.path.join(root, 'SegmentationClass', 'train_000.png'))
-    got, got_lbl = VOCSegmentation(root, 'train')[0]
+    got, got_lbl, _ = VOCSegmentation(root, 'train')[0]
     assert got.shape == size + (3,) and got_lbl.shape == size
 
 

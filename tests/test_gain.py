@@ -7,6 +7,7 @@ import chainer.functions as F
 import numpy as np
 import pytest
 
+from helpers import observe
 from models import cam_from_features, normalize_cam
 from models.fcn8s import CLASSIFICATION_HEAD, TRUNK
 from models.gain import erase, soft_mask
@@ -36,17 +37,6 @@ def grads(model, loss_fn, data):
     loss_fn(*data).backward()
     return {name: None if p.grad is None else p.grad.copy()
             for name, p in model.namedparams()}
-
-
-def observe(loss, *data):
-    """Run ``loss`` on ``data``; returns (value, {term: float})."""
-    reporter = chainer.Reporter()
-    reporter.add_observer('main', loss)
-    observation = {}
-    with reporter.scope(observation):
-        value = loss(*data)
-    return value, {k.split('/')[1]: float(v.array)
-                   for k, v in observation.items()}
 
 
 def trunk_grads_nonzero(g):

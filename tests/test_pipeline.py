@@ -119,7 +119,7 @@ def test_evaluate_matches_fcn_label_accuracy_score(setup):
     # differently, and an argmax between near-equal scores may flip
     ours, _ = evaluate_model(model, dataset, device, batch_size=1)
     trues, preds = [], []
-    for img, lbl in (dataset[i] for i in range(len(dataset))):
+    for img, lbl, _ in (dataset[i] for i in range(len(dataset))):
         with chainer.using_config('train', False):
             score = model.segment(preprocess(img)[None]).array
         trues.append(lbl)
@@ -166,7 +166,7 @@ def test_tiny_voc_written_images_read_back(tmp_path):
     written = write_voc(str(tmp_path), {'train': 3}, n_class=4)
     dataset = VOCSegmentation(str(tmp_path), 'train')
     for i, image_id in enumerate(dataset.ids):
-        img, lbl = dataset[i]
+        img, lbl, _ = dataset[i]
         src_img, src_lbl = written[image_id]
         expected = src_lbl.astype(np.int32)
         expected[expected == 255] = -1

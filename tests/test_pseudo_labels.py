@@ -73,7 +73,7 @@ def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
     inter, union = np.zeros(21), np.zeros(21)
     labelled = total = 0
     for i, image_id in enumerate(source.ids):
-        img, _ = source[i]  # the decoded JPEG, as the script reads it
+        img = source[i][0]  # the decoded JPEG, as the script reads it
         gt = written[image_id][1]
         with PIL.Image.open(os.path.join(out, 'SegmentationClass',
                                          image_id + '.png')) as png:
@@ -108,7 +108,7 @@ def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
 
     # The output is itself a VOC-format dataset.
     dataset = get_dataset('voc', out, 'train')
-    img, lbl = dataset[0]
+    img, lbl, _ = dataset[0]
     assert img.shape == written[dataset.ids[0]][0].shape
     assert set(np.unique(lbl).tolist()) <= {-1, 0} | set(
         np.unique(written[dataset.ids[0]][1]).tolist())

@@ -48,8 +48,8 @@ class AttentionEvaluator(extension.Extension):
 
     Args:
         model (FCN8s): the network.
-        dataset: raw ``(img, label_map)`` examples with ``n_class``; the first
-            ``n_images`` are used.
+        dataset: raw ``(img, label_map, labels)`` examples with
+            ``n_class``, masked ones; the first ``n_images`` are used.
         batch_size (int): images per Grad-CAM batch (consecutive images of
             one size).
     """
@@ -69,11 +69,11 @@ class AttentionEvaluator(extension.Extension):
         metrics = AttentionMetrics(self.n_class)
         for batch in self.batches:
             x = self.model.device.send(
-                preprocess_batch([img for img, _ in batch]))
+                preprocess_batch([img for img, _, _ in batch]))
             classes = [gt_classes(label_map, self.n_class)
-                       for _, label_map in batch]
+                       for _, label_map, _ in batch]
             cams = class_cams(self.model, x, classes)
-            for (_, label_map), cam, cs in zip(batch, cams, classes):
+            for (_, label_map, _), cam, cs in zip(batch, cams, classes):
                 metrics.add(label_map, dict(cams=cam, cam_classes=cs))
         result = metrics.result()
         return {k: result[k] for k in self.KEYS}

@@ -48,6 +48,13 @@ class GAINLoss(chainer.Chain):
     labels ``(N, K)`` and ``supervised``, a bool ``(N,)`` marking the images
     with pixel supervision (GAIN_ext), and reports
     ``cl``, ``am``, ``ext``, ``seg`` and ``loss``.
+
+    A batch may mix images with a mask and images with image-level labels
+    only, whose label map is -1 everywhere: L_cl and L_am take every image;
+    L_seg is the mean over the labelled pixels of the batch and L_ext over
+    those of its ``supervised`` images (chosen among the masked ones), so
+    an image without a mask adds nothing to them, nor to their gradient,
+    and each is 0 (with a zero gradient) in a batch without any.
     """
 
     def __init__(self, model, am_mode='per-class', cam_grad='activations',
@@ -168,12 +175,17 @@ class GAINLoss(chainer.Chain):
         return F.sum((cam - target.astype(cam.dtype)) ** 2 * weight) / \
             xp.maximum(weight.sum(), 1)
 
-    def evaluate(self, x, label_map, labels, supervised=None):
-        """Validation terms that need no gradient: ``cl`` and ``seg``."""
-        chainer.report({
-            'cl': F.sigmoid_cross_entropy(self.model.classify(x), labels),
-            'seg': F.softmax_cross_entropy(self.model.segment(x),
-                                           label_map)}, self)
+    def evaluate(self, x, label_map, labels, supervised=None, seg=True):
+        """Validation terms that need no gradient: ``cl`` and, unless not
+        ``seg`` (a validation split without masks), ``seg``. Every batch
+        reports the same terms: a data-parallel evaluator averages them
+        over the ranks key by key."""
+        terms = {'cl': F.sigmoid_cross_entropy(self.model.classify(x),
+                                               labels)}
+        if seg:
+            terms['seg'] = F.softmax_cross_entropy(self.model.segment(x),
+                                                   label_map)
+        chainer.report(terms, self)
 
 
 def parse_warmup(text):

@@ -4,12 +4,13 @@ and the run itself."""
 import argparse
 import math
 import os
+import sys
 
 import chainer
 from chainer import training
 from chainer.training import extensions
 
-from datasets import get_dataset, training_data
+from datasets import get_dataset, masked_only, training_data
 from datasets.voc import missing_files
 from models import FCN8s, save_model
 from runtime import distributed, flags, outdir
@@ -88,13 +89,14 @@ def check_training_flags(args):
                          '(--val-split)' % args.keep_best)
 
 
-def start_run(args, default_iterations):
+def start_run(args, default_iterations, masks_only=False):
     """The start of a training run from its flags: the flags checked, the
     data-parallel run joined (``--communicator``, see
     :mod:`runtime.distributed`), ``--out`` claimed (rank 0), the device
     picked, every random stream seeded (per rank) and the datasets opened
-    (wrapped in :class:`runtime.guards.SkipBadSamples` with
-    ``--skip-bad``).
+    (with ``masks_only`` restricted to their images with a mask, see
+    :func:`datasets.masked_only`; wrapped in
+    :class:`runtime.guards.SkipBadSamples` with ``--skip-bad``).
 
     Returns:
         ``(device, stop, train, val)``: ``stop`` is ``(length, unit)``,
@@ -110,18 +112,40 @@ def start_run(args, default_iterations):
     if args.deterministic:
         chainer.global_config.train = False    # no dropout, no flips
     with missing_files('skip' if args.skip_bad else 'error'):
-        train = get_dataset(args.dataset, args.data_dir, args.split)
+        train = get_dataset(args.dataset, args.data_dir, args.split,
+                            layout=args.voc_layout)
         val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
-                           args.val_split, train.class_names)
+                           args.val_split, train.class_names,
+                           args.voc_layout)
                if args.val_split else None)
     if args.skip_bad:
         train = SkipBadSamples(train, 'train')
         val = SkipBadSamples(val, 'val') if val is not None else None
+    if masks_only:
+        train = with_masks(train, '--split', announce=context.is_writer)
+        val = (with_masks(val, '--val-split', announce=context.is_writer)
+               if val is not None else None)
     if args.lr_schedule in DECAYING and args.schedule_iterations is None:
         # the resolved length is written to config.json and kept on resume
         args.schedule_iterations = schedule_iterations(
             stop, len(train), args.batch_size, context.size)
     return context.device, stop, train, val
+
+
+def with_masks(dataset, what='the split', announce=False):
+    """:func:`datasets.masked_only` of ``dataset``, inside its
+    :class:`runtime.guards.SkipBadSamples` if it has one; ``announce``:
+    say how many images are kept when some are left out."""
+    skipping = isinstance(dataset, SkipBadSamples)
+    inner = dataset.dataset if skipping else dataset
+    kept = masked_only(inner, what)
+    if kept is inner:
+        return dataset
+    if announce:
+        print('note: %s %r: using the %d of its %d images that have a mask'
+              % (what, inner.split, len(kept), len(inner)), file=sys.stderr,
+              flush=True)
+    return SkipBadSamples(kept, dataset.name) if skipping else kept
 
 
 def train_iterator(dataset, batch_size):
