@@ -208,6 +208,8 @@ def main():
     p.add_argument('--dtype', default='float32', choices=PRECISIONS,
                    help='--dtype of the training steps (see '
                    'train_GAIN.py --help)')
+    p.add_argument('--data-dir', default=None,
+                   help='a shapes dataset (default: the generated one)')
     p.add_argument('--out', default=os.path.join(HERE, 'runs', 'demo'),
                    help='directory of the runs')
     p.add_argument('--media', default=os.path.join(HERE, 'media'),
@@ -216,7 +218,7 @@ def main():
     preset, cfg = preset_of(args)
     gpu = str(args.device) not in ('-1', '@numpy')
     start = time.time()
-    data_dir = shapes.ensure()
+    data_dir = args.data_dir or shapes.ensure()
     print('== dataset: %s' % data_dir, flush=True)
     shipped = not args.retrain_fcn and all(
         cfg[k] == PRESETS['cpu'][k] for k in ('width', 'fcn_iterations',

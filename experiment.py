@@ -220,7 +220,7 @@ def write_media(media, result):
         differences=report.difference_table(result['differences']),
         goals=goal_lines, ap=ap_table(rows, result['class_names']),
         sigma=result['config']['sigma'],
-        resamples=result['resamples'])
+        resamples=result['resamples'], images=result['test_images'])
     write_text(os.path.join(media, 'EXPERIMENT.md'), text)
     return text
 
@@ -251,7 +251,7 @@ tau of each model is its best threshold on `tune`.
 ## Differences (percentage points; AUC in hundredths)
 
 Mean over the seeds, the 95 %% percentile interval of that mean over
-%(resamples)d paired resamples of the 200 test images, the seeds'
+%(resamples)d paired resamples of the %(images)d test images, the seeds'
 standard deviation and each seed's difference. "shown": the interval of
 the mean and every seed's own interval exclude 0.
 
@@ -322,11 +322,13 @@ def main():
     taus = results['tune', args.seeds[0]][0]['classifier'][
         'attention_curve']['tau']
     diffs = differences(results, args.seeds, args.resamples)
+    test_images = bootstrap.n_images(
+        results['test', args.seeds[0]][1]['classifier'])
     result = dict(
         wall_s=round(time.time() - start), seeds=args.seeds,
         command=' '.join(['experiment.py'] + sys.argv[1:]), preset=preset,
         config=cfg, stand_in=os.path.relpath(args.stand_in, HERE),
-        resamples=args.resamples, taus=taus,
+        resamples=args.resamples, test_images=test_images, taus=taus,
         data_dir=data_dir, class_names=list(shapes.CLASS_NAMES[1:]),
         rows=row_summaries(results, args.seeds), differences=diffs)
     result['goals'] = goals(diffs)

@@ -285,7 +285,7 @@ def differences_figure(differences, title):
         ax.invert_yaxis()
         ax.set_title(name, fontsize=10)
         ax.grid(axis='x', alpha=0.3)
-    axes[-1, 0].set_xlabel('difference (percentage points; AUC x 100); '
-                           'bar: 95 % interval, dots: seeds; green: shown')
+    axes[-1, 0].set_xlabel('difference (points; AUC x 100): 95 % interval '
+                           '(bar), seeds (dots), green: shown', fontsize=9)
     fig.tight_layout()
     return fig

@@ -36,6 +36,7 @@ def cell(value, key, digits=2):
     """``value`` of metric ``key`` on screen; a list (one value per seed)
     as its mean ± standard deviation (ddof 1); '-' for None."""
     scale = TITLES[key][1]
+    digits = digits if scale != 1 else max(digits, 2)   # a tau, an AUC
     if value is None:
         return '-'
     values = np.asarray(value, dtype=float) * scale

@@ -91,8 +91,8 @@ class MeanAPEvaluator(extension.Extension):
 
     Args:
         model (FCN8s): the network, run in test mode.
-        dataset: raw ``(img, label_map)`` examples with ``n_class``, read
-            anew at each evaluation.
+        dataset: raw ``(img, label_map, labels)`` examples with
+            ``n_class``, read anew at each evaluation.
         batch_size (int): images per forward pass (consecutive images of
             one size).
     """
@@ -110,10 +110,11 @@ class MeanAPEvaluator(extension.Extension):
                 chainer.no_backprop_mode():
             for batch in batches(self.dataset, self.batch_size):
                 x = self.model.device.send(
-                    preprocess_batch([img for img, _ in batch]))
+                    preprocess_batch([img for img, _, _ in batch]))
                 logits = to_cpu(self.model.classify(x).array)
-                for (_, label_map), scores in zip(batch, logits):
-                    metrics.add(label_map, dict(logits=scores))
+                for (_, label_map, labels), scores in zip(batch, logits):
+                    metrics.add(label_map, dict(logits=scores,
+                                                labels=labels))
         value = metrics.result()['map']
         return value if value is not None and math.isfinite(value) else None
 
