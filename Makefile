@@ -9,7 +9,7 @@ DEVICE ?=
 MPI    ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test demo bench tensorboard-screenshot clean
+.PHONY: setup test demo experiment weak tune bench tensorboard-screenshot clean
 
 setup: $(STAMP) $(if $(GPU),$(VENV)/.cupy-$(GPU)) $(if $(MPI),$(VENV)/.mpi)
 
@@ -62,6 +62,19 @@ test: setup
 # make demo DEVICE=0: the larger GPU preset on GPU 0 (see demo.py --help).
 demo: setup
 	$(PY) demo.py $(if $(DEVICE),--device $(DEVICE)) $(DEMO_ARGS)
+
+# make experiment: every row over 5 seeds, differences with their intervals
+# (media/EXPERIMENT.md; about 40 minutes on 2 CPU cores).
+experiment: setup
+	$(PY) experiment.py $(if $(DEVICE),--device $(DEVICE)) $(EXPERIMENT_ARGS)
+
+# make weak: the weakly supervised track (media/WEAK.md).
+weak: setup
+	$(PY) weak.py $(if $(DEVICE),--device $(DEVICE)) $(WEAK_ARGS)
+
+# make tune: the sweep on the tune split that chose the CPU preset.
+tune: setup
+	$(PY) tune.py $(TUNE_ARGS)
 
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)

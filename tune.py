@@ -30,9 +30,15 @@ from training.presets import (PRESETS, STAND_IN, classifier_args,
 
 GRID = dict(am_weight=(1.0, 2.0), seg_weight=(1.0, 2.0), sigma=(0.4, 0.5))
 EXT_GRID = dict(ext_weight=(2.0, 5.0, 10.0))
+#: Choices of this port measured against the chosen GAIN setting: the
+#: flags that turn each into the alternative (docs/DEVIATIONS.md).
+ALTERNATIVES = {'am_average=pair': ['--am-average', 'pair'],
+                'head_dropout': ['--head-dropout']}
 SEEDS = (0, 1)
 KEYS = ('attention_miou', 'attention_miou_fixed', 'pointing_15px',
         'energy_box', 'map', 'mean_iu')
+#: AP per class of the classifiers on tune (every class must learn).
+AP = 'ap'
 MEAN_IU_TOLERANCE = 0.01
 
 
@@ -43,8 +49,9 @@ def settings(grid):
 
 
 def label(setting):
-    return ' '.join('--%s %g' % (k.replace('_', '-'), v)
-                    for k, v in sorted(setting.items()))
+    """``'am_weight=2,seg_weight=1,sigma=0.4'``: a run's name (and its
+    ``evaluate.py --names``)."""
+    return ','.join('%s=%g' % kv for kv in sorted(setting.items()))
 
 
 def choose(rows, control, key):
@@ -77,8 +84,8 @@ def main():
     def gain_jobs(grid, variant, base):
         chosen_settings.update({label(s): s for s in settings(grid)})
         return {(label(s), seed): job(
-            '%s_%s_seed%d' % (variant, label(s).replace('--', '')
-                              .replace(' ', '_'), seed), 'train_GAIN.py',
+            '%s_%s_seed%d' % (variant, label(s).replace(',', '_'), seed),
+            'train_GAIN.py',
             gain_args(dict(base, **s), classifiers[seed].path, seed,
                       variant)) for s in settings(grid) for seed in SEEDS}
 
@@ -101,7 +108,7 @@ def main():
             for seed in SEEDS:
                 with open(evals[seed].path) as f:
                     metrics.append(json.load(f)['models'][name])
-            rows[name] = {k: [m[k] for m in metrics] for k in KEYS}
+            rows[name] = {k: [m[k] for m in metrics] for k in KEYS + (AP,)}
         return rows
 
     chosen_settings = {}
@@ -115,9 +122,12 @@ def main():
             for s in SEEDS}
         gains = dict(control, **gain_jobs(GRID, 'gain', cfg))
         run_jobs(list(gains.values()), args.jobs, '-1')
-        evals = evaluate(gains, 'gain', cfg['sigma'])
+        evals = evaluate(dict(gains, **{('classifier', s): classifiers[s]
+                                        for s in SEEDS}), 'gain', cfg['sigma'])
         run_jobs(list(evals.values()), args.jobs, '-1')
-        rows = table(gains, evals)
+        rows = table(dict(gains, **{('classifier', s): classifiers[s]
+                                    for s in SEEDS}), evals)
+        classifier_row = rows.pop('classifier')
         control_row = rows.pop('control')
         best = choose(rows, control_row, 'attention_miou')
         chosen = dict(cfg, **chosen_settings.get(best, {}))
@@ -126,28 +136,45 @@ def main():
         ext_evals = evaluate(exts, 'gain_ext', chosen['sigma'])
         run_jobs(list(ext_evals.values()), args.jobs, '-1')
         ext_rows = table(exts, ext_evals)
+        alternatives = {(name, seed): job(
+            'gain_%s_seed%d' % (name, seed), 'train_GAIN.py',
+            gain_args(chosen, classifiers[seed].path, seed) + flags)
+            for name, flags in ALTERNATIVES.items() for seed in SEEDS}
+        alternatives.update({(best, s): gains[best, s] for s in SEEDS})
+        run_jobs(list(alternatives.values()), args.jobs, '-1')
+        alt_evals = evaluate(alternatives, 'alternatives', cfg['sigma'])
+        run_jobs(list(alt_evals.values()), args.jobs, '-1')
+        alt_rows = table(alternatives, alt_evals)
     except JobFailed as e:
         sys.exit(str(e))
     best_ext = choose(ext_rows, control_row, 'attention_miou_fixed')
     result = dict(seeds=list(SEEDS), preset=cfg, chosen=chosen,
-                  control=control_row,
-                  gain=rows, gain_ext=ext_rows, chosen_gain=best,
+                  classifier=classifier_row, control=control_row,
+                  gain=rows, gain_ext=ext_rows, alternatives=alt_rows,
+                  chosen_gain=best,
                   chosen_gain_ext=best_ext, rule=__doc__.split('The rule')[1]
                   .split('Writes')[0].strip())
     write_text(os.path.join(args.out, 'sweep.json'),
                json.dumps(result, indent=1, sort_keys=True))
     lines = [report.markdown_table(
-        [('control (--am-weight 0)', control_row)] +
+        [('classifier', classifier_row),
+         ('control (--am-weight 0)', control_row)] +
         [('GAIN ' + n + (' (chosen)' if n == best else ''), r)
          for n, r in rows.items()] +
         [('GAIN_ext ' + n + (' (chosen)' if n == best_ext else ''), r)
-         for n, r in ext_rows.items()], KEYS, digits=1,
+         for n, r in ext_rows.items()] +
+        [('GAIN (chosen) ' + n, r) for n, r in alt_rows.items()
+         if n != best], KEYS, digits=1,
         first='run (tune split, mean ± sd over seeds %s)'
         % ' and '.join(map(str, SEEDS)))]
     print('\n'.join(lines))
     print('Attention mIoU @sigma: at %g for control and GAIN, at the chosen '
           '%g for GAIN_ext' % (cfg['sigma'], chosen['sigma']))
     print('chosen: GAIN %s; GAIN_ext %s' % (best, best_ext))
+    print('classifier AP per class on tune (%s): %s' % (
+        ', '.join(shapes.CLASS_NAMES[1:]), ', '.join(
+            '%.1f' % (100 * np.mean(a)) for a in
+            zip(*classifier_row[AP]))))
 
 
 if __name__ == '__main__':

@@ -47,7 +47,7 @@ CORE = 0.2, 0.32, 0.68          # cue_core geometry (fractions of the side)
 SUPERSAMPLE = 4
 RING_HOLE = 0.4                 # inner radius / outer radius of a ring
 OWN_FILES = ('JPEGImages', 'SegmentationClass', 'Annotations', 'ImageSets',
-             'meta.json')
+             'class_names.txt', 'meta.json')
 DEFAULTS = dict(size=96, n_train=600, n_val=100, n_tune=200, n_test=200,
                 bias=0.9)
 FLAG_HELP = dict(size='side of the square images in pixels (>= 48)',
@@ -300,6 +300,8 @@ def generate(root, seed=0, **kwargs):
                                    split + '.txt'), 'w') as f:
                 f.write(''.join(id_ + '\n' for id_ in ids))
     shown.close()
+    with open(os.path.join(root, 'class_names.txt'), 'w') as f:
+        f.write(''.join(name + '\n' for name in CLASS_NAMES))
     meta = dict(version=VERSION, params=params, class_names=CLASS_NAMES,
                 cue_names=CUE_NAMES, cue_of_class=dict(
                     zip(CLASS_NAMES[1:], CUE_NAMES)),

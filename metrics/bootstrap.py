@@ -126,3 +126,19 @@ def paired_difference(metric, pairs, n_resamples=N_RESAMPLES, seed=0,
                 sd_seeds=(float(np.std(per_seed, ddof=1))
                           if len(per_seed) > 1 else None),
                 shown=shown)
+
+
+def value(metric, runs, n_resamples=N_RESAMPLES, seed=0, level=0.95,
+          scale=1.0):
+    """One model's ``metric`` over seeds: ``runs`` ``[records]``, one per
+    seed, over the same images. Returns ``mean`` (over the seeds), its
+    ``ci95`` over resamples of the images, ``per_seed`` and ``sd_seeds``
+    (ddof 1; None for one seed)."""
+    index = resamples(n_images(runs[0]), n_resamples, seed)
+    per_seed = [scale * metric(r) for r in runs]
+    boot = np.mean([[scale * metric(r, idx) for idx in index]
+                    for r in runs], axis=0)
+    return dict(mean=float(np.mean(per_seed)), ci95=_interval(boot, level),
+                per_seed=[float(v) for v in per_seed],
+                sd_seeds=(float(np.std(per_seed, ddof=1))
+                          if len(per_seed) > 1 else None))

@@ -54,8 +54,9 @@ def test_same_seed_byte_identical_other_seed_differs(tmp_path):
     shapes.generate(b, seed=3, **SMALL)
     shapes.generate(c, seed=4, **SMALL)
     fa, fb, fc = read_tree(a), read_tree(b), read_tree(c)
-    # jpg, png and xml per image, two lists per split, meta.json
-    assert len(fa) == 3 * (6 + 3 + 4 + 6) + 2 * 4 + 1
+    # jpg, png and xml per image, two lists per split, class_names.txt,
+    # meta.json
+    assert len(fa) == 3 * (6 + 3 + 4 + 6) + 2 * 4 + 2
     assert fa == fb
     assert sorted(fa) == sorted(fc)
     jpgs = [k for k in fa if k.endswith('.jpg')]
