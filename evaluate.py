@@ -10,8 +10,11 @@ Grad-CAM attention (see ``metrics/attention.py``):
   models are also compared at one threshold;
 * Energy: share of each CAM's mass on its class's pixels;
 * Pointing: share of CAMs whose peak lies on their class;
-* Zero CAMs: share of flat (all-zero) CAMs; a model above 20 % is marked
-  ``(!)``: its head finds no class evidence at conv5_3.
+* Zero CAMs: share of flat (all-zero) CAMs; a model above 5 % is marked
+  ``(!)`` (its head finds no class evidence at conv5_3), and so is one
+  whose pointing game is not above chance (``pointing_chance`` in
+  metrics.json: the share of a class's pixels among the labelled pixels of
+  its image, what a peak drawn at random scores).
 
 One markdown row per ``--modelfile``; everything is also written to
 ``--out/metrics.json``, the tau curves to ``--out/attention_miou.png``.
@@ -33,8 +36,10 @@ from runtime.device import get_device, set_seed
 from runtime.errors import UsageError
 from runtime.files import write_text
 from runtime.progress import progress
+from training.extensions import PointingChance, attention_warnings
 from visualizations import attention_curves_figure, save_figure
 
+OUTPUTS = ('config.json', 'metrics.json', 'metrics.md', 'attention_miou.png')
 # (key, title[, scale]): values are shown as scale * value, 2 decimals.
 COLUMNS = [('accuracy', 'Accuracy'), ('accuracy_class', 'Accuracy Class'),
            ('mean_iu', 'Mean IU'), ('fwavacc', 'FWAVACC'), ('map', 'mAP')]
@@ -43,7 +48,6 @@ ATTENTION_COLUMNS = [('attention_miou', 'Attention mIoU'),
                      ('attention_miou_fixed', 'Attention mIoU @tau'),
                      ('energy', 'Energy'), ('pointing', 'Pointing'),
                      ('zero_cams', 'Zero CAMs')]
-ZERO_CAMS_MARK = 0.2
 
 
 def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
@@ -128,13 +132,12 @@ def model_names(names, modelfiles):
 
 
 def marked(name, metrics):
-    """``name``, with ``(!)`` (and a warning) when more than
-    :data:`ZERO_CAMS_MARK` of its Grad-CAMs are all zero."""
-    zero = metrics.get('zero_cams')
-    if zero is None or zero <= ZERO_CAMS_MARK:
+    """``name``, with ``(!)`` (and a warning) when its Grad-CAMs are
+    useless for GAIN (:func:`training.extensions.attention_warnings`)."""
+    problems = attention_warnings(metrics)
+    if not problems:
         return name
-    print('warning: %s: %.0f %% of its Grad-CAMs are all zero (no class '
-          'evidence at conv5_3); marked (!)' % (name, 100 * zero),
+    print('warning: %s: %s; marked (!)' % (name, '; '.join(problems)),
           file=sys.stderr)
     return name + ' (!)'
 
@@ -161,7 +164,7 @@ def main():
     p.add_argument('--split', default=None,
                    help='split to evaluate (default: test for shapes, '
                    'seg11valid for voc)')
-    p.add_argument('--batch-size', type=flags.positive(int), default=8,
+    p.add_argument('--batch-size', type=int, default=8,
                    help='images per forward pass (consecutive images of '
                    'one size)')
     p.add_argument('--tau', type=float, default=DEFAULT_TAU,
@@ -176,17 +179,19 @@ def main():
     args = p.parse_args()
     if args.names and len(args.names) != len(args.modelfile):
         raise UsageError('--names needs one name per --modelfile')
-    if not 0 < args.tau < 1:
-        raise UsageError('--tau must be in (0, 1), got %g' % args.tau)
     names = model_names(args.names, args.modelfile)
     compare = ([resolve_model(r, names) for r in args.compare]
                if args.compare else None)
-    outdir.claim_report(args.out, writes_config=True)
+    split = args.split or TEST_SPLIT[args.dataset]
+    dataset = get_dataset(args.dataset, args.data_dir, split,
+                          max_pixels=args.max_image_pixels)
+    outdir.claim_report(
+        args.out, writes_config=True, files=OUTPUTS,
+        inputs=[('--data-dir', dataset.data_dir, 'dir')] +
+        [('--modelfile', m, 'file') for m in args.modelfile])
 
     device = get_device(args.device)
     set_seed(args.seed, device)
-    split = args.split or TEST_SPLIT[args.dataset]
-    dataset = get_dataset(args.dataset, args.data_dir, split)
     loaded = [load_model(m, n_class=dataset.n_class)
               for m in args.modelfile]  # fail early on any bad file
     columns = COLUMNS + ([] if args.no_attention else [
@@ -201,7 +206,8 @@ def main():
         metrics = [SegmentationMetrics(dataset.n_class),
                    ClassificationMetrics(dataset.n_class)]
         if not args.no_attention:
-            metrics.append(AttentionMetrics(dataset.n_class, tau=args.tau))
+            metrics += [AttentionMetrics(dataset.n_class, tau=args.tau),
+                        PointingChance(dataset.n_class)]
         results[name] = evaluate_model(model, dataset, device,
                                        args.batch_size, metrics,
                                        'evaluate %s' % name)
@@ -215,16 +221,16 @@ def main():
                              columns=columns)
         print()
         print(diff)
-    os.makedirs(args.out, exist_ok=True)
     config = write_config(args.out, args, split=split,
                           data_dir=dataset.data_dir)
     if not args.no_attention:
         save_figure(attention_curves_figure(results),
-                    os.path.join(args.out, 'attention_miou.png'), dpi=100)
-    write_text(os.path.join(args.out, 'metrics.json'), json.dumps(
+                    outdir.output_path(args.out, 'attention_miou.png'),
+                    dpi=100)
+    write_text(outdir.output_path(args.out, 'metrics.json'), json.dumps(
         dict(split=split, class_names=dataset.class_names, config=config,
              models=results, compare=compare), indent=2))
-    write_text(os.path.join(args.out, 'metrics.md'),
+    write_text(outdir.output_path(args.out, 'metrics.md'),
                table + '\n' + ('\n' + diff + '\n' if diff else ''))
 
 

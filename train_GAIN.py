@@ -15,12 +15,13 @@ import numpy as np
 import datasets
 from datasets import PixelSupervisionFlag, training_data
 from models import load_model
-from runtime import cli, distributed, flags
+from runtime import cli, distributed, flags, outdir
 from runtime.config import write_run_config
 from runtime.errors import UsageError
 from runtime.files import write_text
 from runtime.triggers import every_and_last
-from training.extensions import AttentionEvaluator, AttentionSnapshot
+from training.extensions import (AttentionEvaluator, AttentionSnapshot,
+                                 attention_warnings)
 from training.gain_loss import (AM_MODES, AM_SCORES, CAM_GRADS, GAINLoss,
                                 parse_warmup)
 from training.mixed_precision import set_precision
@@ -50,7 +51,7 @@ def add_gain_flags(p):
                    help='score of the erased class in L_am')
     p.add_argument('--sigma', type=float, default=0.5,
                    help='soft-mask threshold, in (0, 1)')
-    p.add_argument('--omega', type=flags.positive(float), default=10.0,
+    p.add_argument('--omega', type=float, default=10.0,
                    help='soft-mask sharpness')
     for term, default in (('cl', 1.0), ('am', 1.0), ('seg', 1.0),
                           ('ext', 0.0)):
@@ -74,30 +75,27 @@ def add_gain_flags(p):
                    'the start and reported at every validation')
 
 
-ZERO_CAM_WARNING = 0.2
-
-
 def check_attention(evaluator, modelfile):
-    """Print the share of flat (all-zero) Grad-CAMs of the validation
-    images; warn loudly above :data:`ZERO_CAM_WARNING`."""
+    """Print the attention of the validation images at the start, in
+    percent (the log's unit), and warn loudly when GAIN has nothing to
+    train on (:func:`training.extensions.attention_warnings`)."""
     with chainer.using_config('train', False):
-        quality = evaluator.evaluate()
-    share = quality['zero_cams']
-    if share is None:
+        quality = evaluator.evaluate_at_start()
+    if quality['zero_cams'] is None:
         return
     print('attention at start (%d validation images): %.1f %% of the '
           'labelled (image, class) pairs have an all-zero Grad-CAM; pointing '
-          'game %.1f %%, energy in mask %.1f %%'
-          % (evaluator.n_images, 100 * share, 100 * (quality['pointing'] or 0),
+          'game %.1f %% (chance %.1f %%), energy in mask %.1f %%'
+          % (evaluator.n_images, 100 * quality['zero_cams'],
+             100 * (quality['pointing'] or 0),
+             100 * (quality['pointing_chance'] or 0),
              100 * (quality['energy'] or 0)), flush=True)
-    if share > ZERO_CAM_WARNING:
-        print('WARNING: %.0f %% of the Grad-CAMs of %s are all zero (more '
-              'than %.0f %%): its head finds no class evidence at conv5_3, '
-              'and GAIN has nothing to train on there. Is its trunk trained '
-              'for classification (train_fcn.py --cls-weight) and its head '
-              'trained (train_classifier.py)?'
-              % (100 * share, modelfile, 100 * ZERO_CAM_WARNING),
-              file=sys.stderr, flush=True)
+    problems = attention_warnings(quality)
+    if problems:
+        print('WARNING: %s: %s; GAIN has nothing to train on. Is its trunk '
+              'trained for classification (train_fcn.py --cls-weight 1) and '
+              'its head trained (train_classifier.py)?'
+              % (modelfile, '; '.join(problems)), file=sys.stderr, flush=True)
 
 
 def parse_ext_images(spec):
@@ -122,6 +120,10 @@ def pick_ext_images(n_images, value, seed):
         raise UsageError('--ext-images %g: must be a fraction in (0, 1) '
                          'or a count in 0..%d' % (value, n_images))
     n = int(round(value * n_images)) if 0 < value < 1 else int(value)
+    if value > 0 and n == 0:
+        raise UsageError('--ext-images %g selects none of the %d training '
+                         'images; give a count >= 1 or a fraction >= %.3g'
+                         % (value, n_images, 0.5 / n_images))
     rng = np.random.RandomState(seed)
     return np.sort(rng.choice(n_images, n, replace=False))
 
@@ -186,7 +188,7 @@ def main():
     write_run_config(args, model, train,
                      ext_image_ids=[train.ids[i] for i in ext_idx])
     if distributed.is_writer():
-        write_text(os.path.join(args.out, 'ext_images.txt'),
+        write_text(outdir.output_path(args.out, 'ext_images.txt'),
                    ''.join(train.ids[i] + '\n' for i in ext_idx))
     terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
     panels = [term_panel(t.split('/')[1], [t, 'validation/' + t]
@@ -219,7 +221,12 @@ def main():
                                          args.omega, args.am_mode,
                                          train.class_names),
                        trigger=every_and_last(args.attention_interval))
-    run_training(trainer, model, args.out)
+    model_path = os.path.join(args.out, 'model.npz')
+    run_training(trainer, model, args.out, [
+        cli.next_command(args, 'evaluate.py', '--modelfile', args.modelfile,
+                         model_path),
+        cli.next_command(args, 'visualize.py', '--pretrained',
+                         args.modelfile, '--trained', model_path)])
 
 
 if __name__ == '__main__':

@@ -10,6 +10,7 @@ from datasets.transforms import (MEAN_BGR, deprocess, preprocess,  # NOQA
                                  preprocess_batch)
 from datasets.voc import (DatasetError, VOCSegmentation, VOC_CLASS_NAMES,  # NOQA
                           image_labels)
+from datasets.voc import MAX_IMAGE_PIXELS
 
 DATASETS = ('shapes', 'voc')
 #: The split that evaluate.py and visualize.py take by default.
@@ -28,6 +29,11 @@ def add_flags(parser):
     parser.add_argument('--data-dir', default=None,
                         help='dataset root (default: the generated shapes '
                         'cache, or ~/data/datasets/VOC/VOCdevkit/VOC2012)')
+    parser.add_argument('--max-image-pixels', type=int,
+                        default=MAX_IMAGE_PIXELS,
+                        help='largest image read, width x height; a larger '
+                        'one is refused from its header, before decoding '
+                        '(default: %d = 4096x4096)' % MAX_IMAGE_PIXELS)
 
 
 def read_class_names(data_dir):
@@ -48,7 +54,8 @@ def read_class_names(data_dir):
     return names
 
 
-def get_dataset(name, data_dir=None, split='train', class_names=None):
+def get_dataset(name, data_dir=None, split='train', class_names=None,
+                max_pixels=MAX_IMAGE_PIXELS):
     """The raw ``(img, label_map)`` dataset of a split.
 
     Args:
@@ -61,6 +68,7 @@ def get_dataset(name, data_dir=None, split='train', class_names=None):
         class_names: the classes the split must have (a val split takes
             its training split's); for ``voc`` by default those of
             ``data_dir/class_names.txt``, else VOC's 21.
+        max_pixels: the largest image read (``--max-image-pixels``).
     """
     if name == 'shapes':
         from datasets import shapes
@@ -78,7 +86,7 @@ def get_dataset(name, data_dir=None, split='train', class_names=None):
         raise DatasetError('%s: classes %s differ from the training '
                            'data\'s %s' % (data_dir, ', '.join(names),
                                             ', '.join(class_names)))
-    return VOCSegmentation(data_dir, split, names)
+    return VOCSegmentation(data_dir, split, names, max_pixels)
 
 
 def training_data(dataset, flip=False):

@@ -1,7 +1,5 @@
 """What every training script assembles: its run (device, seed, --out,
 data), iterators, optimizer, evaluator and Trainer, and the run itself."""
-import os
-
 import chainer
 from chainer import training
 from chainer.training import extensions
@@ -10,6 +8,7 @@ from datasets import get_dataset, training_data
 from datasets.voc import missing_files
 from models import FCN8s, save_model
 from runtime import distributed, outdir
+from runtime.config import check_resume_length
 from runtime.device import set_seed
 from runtime.errors import OutOfMemory, WriteFailed
 from runtime.flags import stop_trigger
@@ -44,10 +43,13 @@ def start_run(args, default_iterations):
     if args.deterministic:
         chainer.global_config.train = False    # no dropout, no flips
     with missing_files('skip' if args.skip_bad else 'error'):
-        train = get_dataset(args.dataset, args.data_dir, args.split)
+        train = get_dataset(args.dataset, args.data_dir, args.split,
+                            max_pixels=args.max_image_pixels)
         val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
-                           args.val_split, train.class_names)
+                           args.val_split, train.class_names,
+                           args.max_image_pixels)
                if args.val_split else None)
+    context.on_writer(check_resume_length, args, stop, len(train))
     if args.skip_bad:
         train = SkipBadSamples(train, 'train')
         val = SkipBadSamples(val, 'val') if val is not None else None
@@ -88,7 +90,8 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     :mod:`runtime.snapshots`: a rerun in the same ``out`` continues from
     the newest good one; ``resume`` and ``force`` as the flags, see
     :func:`trainer_options`). ``validators`` are further extensions that
-    run when the evaluator does.
+    run when the evaluator does, and once before the first update: the
+    log and the figures then start at iteration 0.
 
     In a data-parallel run (:mod:`runtime.distributed`) the evaluator is
     averaged over the ranks, so are the ``main/`` terms of
@@ -112,7 +115,8 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                        trigger=(eval_interval, 'iteration'))
         iterators.append(evaluator.get_iterator('main'))
     for validator in validators:
-        trainer.extend(validator, trigger=(eval_interval, 'iteration'))
+        trainer.extend(validator, trigger=(eval_interval, 'iteration'),
+                       call_before_training=True)
     skippers = [s for s in (find_wrapped(it.dataset, SkipBadSamples)
                             for it in iterators) if s is not None]
     trainer.extend(BadSampleCount(skippers), trigger=log)
@@ -125,13 +129,16 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     trainer.extend(extensions.observe_value(
         'lr', lambda _: optimizer.alpha if hasattr(optimizer, 'alpha')
         else optimizer.lr), trigger=log)
-    trainer.extend(extensions.LogReport(trigger=log))
+    start = bool(validators)      # an iteration-0 entry of the validators
+    trainer.extend(extensions.LogReport(trigger=log),
+                   call_before_training=start)
     trainer.extend(extensions.PrintReport(
         ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time'],
         out=report_stream()))
     trainer.extend(TrainingProgress(log_interval))
     for name, (title, panels) in plots.items():
-        trainer.extend(PanelPlot(panels, name + '.png', title), trigger=log)
+        trainer.extend(PanelPlot(panels, name + '.png', title), trigger=log,
+                       call_before_training=start)
     return trainer
 
 
@@ -142,9 +149,10 @@ def trainer_options(args):
                 resume=args.resume, force=args.force)
 
 
-def run_training(trainer, model, out):
+def run_training(trainer, model, out, next_steps=()):
     """Run the trainer and write ``out/model.npz`` (never from NaN or inf
-    weights; rank 0 of a data-parallel run). Errors inside the loop (a bad
+    weights; rank 0 of a data-parallel run), then print its path and the
+    command lines ``next_steps``. Errors inside the loop (a bad
     sample, a non-finite loss, an interruption) propagate as they are,
     without chainer's traceback dump, for :func:`runtime.cli.run` to
     report in one line; so do a batch that does not fit in memory (refused
@@ -162,7 +170,11 @@ def run_training(trainer, model, out):
         if context.rank_weights_path():
             save_model(context.rank_weights_path(), model)
         if context.is_writer:
-            save_model(os.path.join(out, 'model.npz'), model)
+            path = outdir.output_path(out, outdir.MODEL)
+            save_model(path, model)
+            print('\nmodel: %s' % path)
+            for command in next_steps:
+                print('next: %s' % command)
     except MemoryError:
         raise OutOfMemory(
             'out of memory in a training step on images of %s with '
