@@ -203,18 +203,3 @@ def test_no_tool_writes_into_its_dataset(files, tmp_path, monkeypatch,
         'pick another --out' % (out, 'is' if where == '.' else 'lies inside',
                                 voc)
     assert read_tree(voc) == before
-
-
-def test_evaluate_never_writes_beside_its_model(files, tmp_path, monkeypatch,
-                                                capsys):
-    folder = tmp_path / 'models'
-    folder.mkdir()
-    model = str(folder / 'm.npz')
-    shutil.copy(files['model'], model)
-    before = read_tree(str(folder))
-    code, err = run_script('evaluate', command('evaluate', dict(
-        files, model=model), folder), monkeypatch, capsys)
-    assert code == 2 and error_line(err) == (
-        'error: --out %s holds the input --modelfile %s; pick another --out'
-        % (folder, model))
-    assert read_tree(str(folder)) == before

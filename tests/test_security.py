@@ -308,21 +308,26 @@ def test_a_killed_force_run_gives_the_old_run_back(files, tmp_path,
     assert read_tree(out) == before
 
 
-@pytest.mark.parametrize('script', ['train_classifier', 'train_GAIN'])
+@pytest.mark.parametrize('script', ['train_classifier', 'train_GAIN',
+                                    'evaluate', 'visualize',
+                                    'make_pseudo_labels'])
 def test_an_out_holding_the_input_model_is_refused(files, tmp_path,
                                                    monkeypatch, capsys,
                                                    script):
     out = tmp_path / 'keep2'
     out.mkdir()
-    model = str(out / 'model.npz')
+    model = str(out / 'm.npz')      # model.npz: a training run, refused too
     shutil.copy(files['model'], model)
     before = read_tree(str(out))
+    flag = '--pretrained' if script == 'visualize' else '--modelfile'
+    extra = {'evaluate': ['--split', 'train'],
+             'visualize': ['--split', 'train', '--trained', files['model']]
+             }.get(script, ['--force'])
     code, err = run_script(script, ['--dataset', 'voc', '--data-dir',
-                                    files['voc'], '--out', out,
-                                    '--modelfile', model, '--force'],
-                           monkeypatch, capsys)
+                                    files['voc'], '--out', out, flag, model] +
+                           extra, monkeypatch, capsys)
     assert code == 2
-    assert 'holds the input --modelfile %s' % model in error_line(err)
+    assert 'holds the input %s %s' % (flag, model) in error_line(err)
     assert read_tree(str(out)) == before
 
 
