@@ -17,8 +17,11 @@ of each class, the quality of the Grad-CAM attention and, on the
   side) and energy-based pointing game (Score-CAM: the CAM's mass in the
   class's box), beside two variants of ours: energy in the mask and the
   exact pointing game;
-* Zero CAMs: share of flat (all-zero) CAMs; a model above 20 % is marked
-  ``(!)``: its head finds no class evidence at conv5_3;
+* Zero CAMs: share of flat (all-zero) CAMs; a model above 5 % is marked
+  ``(!)`` (its head finds no class evidence at conv5_3), and so is one
+  whose pointing game is not above chance (``pointing_chance`` in
+  metrics.json: the share of a class's pixels among the labelled pixels of
+  its image, what a peak drawn at random scores);
 * Cue reliance (``shapes``): P(logit > 0 | cue) - P(logit > 0 | no cue)
   for absent and present classes, and the threshold-free AUC of the same
   comparison.
@@ -46,8 +49,8 @@ from datasets import shapes
 from datasets import TEST_SPLIT, batches, get_dataset, preprocess_batch
 from metrics import (AttentionMetrics, ClassificationMetrics,
                      SegmentationMetrics, gt_classes)
-from metrics.attention import DEFAULT_TAU, miou_at
 from metrics import report
+from metrics.attention import DEFAULT_TAU, attention_warnings, miou_at
 from metrics.cue import CueMetrics
 from models import class_cams, load_model
 from runtime import cli, flags, outdir
@@ -59,12 +62,13 @@ from runtime.progress import progress
 from training.tensorboard import config_text, write_texts
 from visualizations import attention_curves_figure, save_figure
 
+OUTPUTS = ('config.json', 'metrics.json', 'metrics.md', 'attention_miou.png',
+           'per_image.npz')
 KEYS = ['accuracy', 'accuracy_class', 'mean_iu', 'fwavacc', 'map']
 ATTENTION_KEYS = ['attention_miou_tuned', 'attention_tuned_tau',
                   'attention_miou_fixed', 'attention_miou', 'pointing_15px',
                   'energy_box', 'energy', 'pointing', 'zero_cams']
 CUE_KEYS = ['cue_gap_absent', 'cue_gap_present', 'cue_auc_absent']
-ZERO_CAMS_MARK = 0.2
 
 
 def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
@@ -126,13 +130,12 @@ def model_names(names, modelfiles):
 
 
 def marked(name, metrics):
-    """``name``, with ``(!)`` (and a warning) when more than
-    :data:`ZERO_CAMS_MARK` of its Grad-CAMs are all zero."""
-    zero = metrics.get('zero_cams')
-    if zero is None or zero <= ZERO_CAMS_MARK:
+    """``name``, with ``(!)`` (and a warning) when its Grad-CAMs are
+    useless for GAIN (:func:`metrics.attention.attention_warnings`)."""
+    problems = attention_warnings(metrics)
+    if not problems:
         return name
-    print('warning: %s: %.0f %% of its Grad-CAMs are all zero (no class '
-          'evidence at conv5_3); marked (!)' % (name, 100 * zero),
+    print('warning: %s: %s; marked (!)' % (name, '; '.join(problems)),
           file=sys.stderr)
     return name + ' (!)'
 
@@ -195,7 +198,7 @@ def main():
     p.add_argument('--split', default=None,
                    help='split to evaluate (default: test for shapes, '
                    'seg11valid for voc)')
-    p.add_argument('--batch-size', type=flags.positive(int), default=8,
+    p.add_argument('--batch-size', type=int, default=8,
                    help='images per forward pass (consecutive images of '
                    'one size)')
     p.add_argument('--tau', type=float, default=DEFAULT_TAU,
@@ -219,18 +222,20 @@ def main():
     args = p.parse_args()
     if args.names and len(args.names) != len(args.modelfile):
         raise UsageError('--names needs one name per --modelfile')
-    if not 0 < args.tau < 1:
-        raise UsageError('--tau must be in (0, 1), got %g' % args.tau)
     names = model_names(args.names, args.modelfile)
     compare = ([resolve_model(r, names) for r in args.compare]
                if args.compare else None)
-    outdir.claim_report(args.out, writes_config=True)
+    split = args.split or TEST_SPLIT[args.dataset]
+    dataset = get_dataset(args.dataset, args.data_dir, split,
+                          layout=args.voc_layout,
+                          max_pixels=args.max_image_pixels)
+    outdir.claim_report(
+        args.out, writes_config=True, files=OUTPUTS,
+        inputs=[('--data-dir', dataset.data_dir, 'dir')] +
+        [('--modelfile', m, 'file') for m in args.modelfile])
 
     device = get_device(args.device)
     set_seed(args.seed, device)
-    split = args.split or TEST_SPLIT[args.dataset]
-    dataset = get_dataset(args.dataset, args.data_dir, split,
-                          layout=args.voc_layout)
     loaded = [load_model(m, n_class=dataset.n_class)
               for m in args.modelfile]  # fail early on any bad file
     masked = int(np.sum(dataset.has_mask))
@@ -283,19 +288,19 @@ def main():
                                     keys=keys, tau=args.tau)
         print()
         print(diff)
-    os.makedirs(args.out, exist_ok=True)
     config = write_config(args.out, args, split=split,
                           data_dir=dataset.data_dir, images=len(dataset),
                           images_with_mask=masked)
     if attention:
         save_figure(attention_curves_figure(results),
-                    os.path.join(args.out, 'attention_miou.png'), dpi=100)
-    write_text(os.path.join(args.out, 'metrics.json'), json.dumps(
+                    outdir.output_path(args.out, 'attention_miou.png'),
+                    dpi=100)
+    write_text(outdir.output_path(args.out, 'metrics.json'), json.dumps(
         dict(split=split, class_names=dataset.class_names, config=config,
              models=results, compare=compare), indent=2))
-    save_records(os.path.join(args.out, 'per_image.npz'), records,
+    save_records(outdir.output_path(args.out, 'per_image.npz'), records,
                  dataset.ids)
-    write_text(os.path.join(args.out, 'metrics.md'),
+    write_text(outdir.output_path(args.out, 'metrics.md'),
                table + '\n' + ('\n' + diff + '\n' if diff else ''))
     if args.tensorboard:
         texts = dict(evaluation=table, config=config_text(config))

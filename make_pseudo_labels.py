@@ -12,7 +12,15 @@ is 255 (ignore). ``--out`` becomes a VOC-format directory:
 * ``JPEGImages/<id>.jpg``: symlinks to the source images (copies where
   links are not possible);
 * ``class_names.txt``: the source's classes, background first, so that
-  ``--dataset voc --data-dir OUT`` reads them with the source's classes.
+  ``--dataset voc --data-dir OUT`` reads them with the source's classes;
+* ``manifest.txt``: every file above (written first), what a later
+  ``--force`` may delete.
+
+``--out`` may not be, hold or lie inside the source dataset, nor hold the
+model file. A non-empty ``--out`` is refused, naming what ``--force`` would
+delete; ``--force`` deletes only files of an earlier run of this tool
+(listed in its manifest.txt), once the new labels are written, and refuses
+an ``--out`` holding anything else under the names above.
 
 The pseudo labels' mIoU against the ground truth, counted on the pixels
 they label (not 255, nor ignored in the ground truth) of the images with a
@@ -49,10 +57,10 @@ from runtime.progress import progress
 
 NEXT_STEPS = """\
 Train an FCN8s on them, validating on the real labels:
-  python train_fcn.py --dataset voc --data-dir %(out)s --split %(split)s \\
+  %(python)s train_fcn.py --dataset voc --data-dir %(out)s --split %(split)s \\
       --val-data-dir %(source)s --val-split val --out runs/pseudo_fcn
 and score it against the ground truth:
-  python evaluate.py --dataset %(dataset)s --data-dir %(source)s \\
+  %(python)s evaluate.py --dataset %(dataset)s --data-dir %(source)s \\
       --no-attention --modelfile runs/pseudo_fcn/model.npz \\
       --out runs/pseudo_eval"""
 
@@ -127,15 +135,18 @@ def main():
     p.add_argument('--out', required=True,
                    help='output VOC-format directory (empty or new)')
     p.add_argument('--force', action='store_true',
-                   help='replace what this tool writes in a non-empty '
-                   '--out (JPEGImages, SegmentationClass, ImageSets, '
-                   'config.json, pseudo_labels.json); the old files are '
-                   'deleted only once the new labels are written')
+                   help='replace what an earlier run of this tool wrote in '
+                   '--out, as its manifest.txt lists it (JPEGImages, '
+                   'SegmentationClass, ImageSets, class_names.txt, '
+                   'config.json, pseudo_labels.json, manifest.txt); the old '
+                   'files are deleted only once the new labels are written, '
+                   'and an --out holding other files of these names is '
+                   'refused')
     p.add_argument('--low', type=float, default=0.3,
                    help='normalised CAM below which a pixel is background')
     p.add_argument('--high', type=float, default=0.6,
                    help='normalised CAM from which a pixel takes the class')
-    p.add_argument('--batch-size', type=flags.positive(int), default=8,
+    p.add_argument('--batch-size', type=int, default=8,
                    help='images per forward pass (consecutive images of '
                    'one size)')
     args = p.parse_args()
@@ -146,29 +157,28 @@ def main():
     device = get_device(args.device)
     set_seed(args.seed, device)
     dataset = get_dataset(args.dataset, args.data_dir, args.split,
-                          layout=args.voc_layout)
+                          layout=args.voc_layout,
+                          max_pixels=args.max_image_pixels)
     model, _ = load_model(args.modelfile, n_class=dataset.n_class,
                           require_head=True)
     outdir.claim_dataset(args.out, args.force,
-                         [('--data-dir', dataset.data_dir),
-                          ('--modelfile', args.modelfile)])
+                         [('--data-dir', dataset.data_dir, 'dir'),
+                          ('--modelfile', args.modelfile, 'file')])
     model.to_device(device)
 
     split_name = os.path.splitext(os.path.basename(args.split))[0]
-    dirs = {d: os.path.join(args.out, d) for d in (
-        'SegmentationClass', 'JPEGImages',
-        os.path.join('ImageSets', 'Segmentation'))}
-    for d in dirs.values():
-        os.makedirs(d, exist_ok=True)
+    list_file = os.path.join('ImageSets', 'Segmentation', split_name + '.txt')
+    outdir.write_manifest(args.out, [list_file, CLASS_NAMES_FILE,
+                                     'config.json', 'pseudo_labels.json'] + [
+        os.path.join(d, image_id + ext) for image_id in dataset.ids
+        for d, ext in (('SegmentationClass', '.png'), ('JPEGImages', '.jpg'))])
 
     report = write_labels(model, dataset, args.out, args.low, args.high,
                           args.batch_size)
-    list_file = os.path.join(dirs[os.path.join('ImageSets', 'Segmentation')],
-                             split_name + '.txt')
-    names_file = os.path.join(args.out, CLASS_NAMES_FILE)
     for path, lines in ((list_file, dataset.ids),
-                        (names_file, dataset.class_names)):
-        write_text(path, '\n'.join(lines) + '\n')
+                        (CLASS_NAMES_FILE, dataset.class_names)):
+        write_text(outdir.output_path(args.out, path),
+                   '\n'.join(lines) + '\n')
 
     report.update(modelfile=args.modelfile, dataset=args.dataset,
                   data_dir=dataset.data_dir, split=args.split,
@@ -176,7 +186,7 @@ def main():
                   images_with_mask=int(np.sum(dataset.has_mask)),
                   class_names=list(dataset.class_names))
     write_config(args.out, args, data_dir=dataset.data_dir)
-    write_text(os.path.join(args.out, 'pseudo_labels.json'),
+    write_text(outdir.output_path(args.out, 'pseudo_labels.json'),
                json.dumps(report, indent=2))
     miou = report['mean_iu']
     print('%d pseudo labels in %s: mIoU %s on the labelled pixels of the '
@@ -185,8 +195,9 @@ def main():
                         '-' if miou is None else '%.2f%%' % (100 * miou),
                         report['images_with_mask'],
                         100 * report['labelled_share'], args.low, args.high))
-    print(NEXT_STEPS % dict(out=args.out, split=split_name,
-                            source=dataset.data_dir, dataset=args.dataset))
+    print(NEXT_STEPS % dict(python=cli.python_command(), out=args.out,
+                            split=split_name, source=dataset.data_dir,
+                            dataset=args.dataset))
 
 
 if __name__ == '__main__':

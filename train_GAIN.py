@@ -15,8 +15,9 @@ import numpy as np
 
 import datasets
 from datasets import PixelSupervisionFlag, training_data
+from metrics.attention import attention_warnings
 from models import load_model
-from runtime import cli, distributed, flags
+from runtime import cli, distributed, flags, outdir
 from runtime.config import write_run_config
 from runtime.errors import UsageError
 from runtime.files import write_text
@@ -58,7 +59,7 @@ def add_gain_flags(p):
                    'over (image, class) pairs')
     p.add_argument('--sigma', type=float, default=0.5,
                    help='soft-mask threshold, in (0, 1)')
-    p.add_argument('--omega', type=flags.positive(float), default=10.0,
+    p.add_argument('--omega', type=float, default=10.0,
                    help='soft-mask sharpness')
     for term, default in (('cl', 1.0), ('am', 1.0), ('seg', 1.0),
                           ('ext', 0.0)):
@@ -85,30 +86,27 @@ def add_gain_flags(p):
                    'validation')
 
 
-ZERO_CAM_WARNING = 0.2
-
-
 def check_attention(evaluator, modelfile):
-    """Print the share of flat (all-zero) Grad-CAMs of the validation
-    images; warn loudly above :data:`ZERO_CAM_WARNING`."""
+    """Print the attention of the validation images at the start, in
+    percent (the log's unit), and warn loudly when GAIN has nothing to
+    train on (:func:`metrics.attention.attention_warnings`)."""
     with chainer.using_config('train', False):
-        quality = evaluator.evaluate()
-    share = quality['zero_cams']
-    if share is None:
+        quality = evaluator.evaluate_at_start()
+    if quality['zero_cams'] is None:
         return
     print('attention at start (%d validation images): %.1f %% of the '
           'labelled (image, class) pairs have an all-zero Grad-CAM; pointing '
-          'game %.1f %%, energy in mask %.1f %%'
-          % (evaluator.n_images, 100 * share, 100 * (quality['pointing'] or 0),
+          'game %.1f %% (chance %.1f %%), energy in mask %.1f %%'
+          % (evaluator.n_images, 100 * quality['zero_cams'],
+             100 * (quality['pointing'] or 0),
+             100 * (quality['pointing_chance'] or 0),
              100 * (quality['energy'] or 0)), flush=True)
-    if share > ZERO_CAM_WARNING:
-        print('WARNING: %.0f %% of the Grad-CAMs of %s are all zero (more '
-              'than %.0f %%): its head finds no class evidence at conv5_3, '
-              'and GAIN has nothing to train on there. Is its trunk trained '
-              'for classification (train_fcn.py --cls-weight) and its head '
-              'trained (train_classifier.py)?'
-              % (100 * share, modelfile, 100 * ZERO_CAM_WARNING),
-              file=sys.stderr, flush=True)
+    problems = attention_warnings(quality)
+    if problems:
+        print('WARNING: %s: %s; GAIN has nothing to train on. Is its trunk '
+              'trained for classification (train_fcn.py --cls-weight 1) and '
+              'its head trained (train_classifier.py)?'
+              % (modelfile, '; '.join(problems)), file=sys.stderr, flush=True)
 
 
 def parse_ext_images(spec):
@@ -134,6 +132,10 @@ def pick_ext_images(has_mask, value, seed):
     candidates = np.flatnonzero(has_mask)
     n = (int(round(value * len(has_mask))) if 0 < value < 1
          else int(value))
+    if value > 0 and n == 0:
+        raise UsageError('--ext-images %g selects none of the %d training '
+                         'images; give a count >= 1 or a fraction >= %.3g'
+                         % (value, len(has_mask), 0.5 / len(has_mask)))
     if n > len(candidates):
         raise UsageError('--ext-images %g: %d images with pixel supervision,'
                          ' but only %d of the %d training images have a mask'
@@ -220,7 +222,7 @@ def main():
     write_run_config(args, model, train,
                      ext_image_ids=[train.ids[i] for i in ext_idx])
     if distributed.is_writer():
-        write_text(os.path.join(args.out, 'ext_images.txt'),
+        write_text(outdir.output_path(args.out, 'ext_images.txt'),
                    ''.join(train.ids[i] + '\n' for i in ext_idx))
     terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
     panels = [term_panel(t.split('/')[1], [t, 'validation/' + t]
@@ -262,7 +264,12 @@ def main():
                                          train.class_names,
                                          tensorboard.find(trainer)),
                        trigger=every_and_last(args.attention_interval))
-    run_training(trainer, model, args.out)
+    model_path = os.path.join(args.out, 'model.npz')
+    run_training(trainer, model, args.out, [
+        cli.next_command(args, 'evaluate.py', '--modelfile', args.modelfile,
+                         model_path),
+        cli.next_command(args, 'visualize.py', '--pretrained',
+                         args.modelfile, '--trained', model_path)])
 
 
 if __name__ == '__main__':

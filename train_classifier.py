@@ -7,6 +7,8 @@ in the model file is discarded unless ``--keep-head``); every trunk
 parameter stays bit-identical. With ``--train-trunk`` the trunk learns too
 (classification pre-training of a model trained from scratch).
 """
+import os
+
 import chainer
 
 import datasets
@@ -83,7 +85,9 @@ def main():
     trainer = build_trainer(updater, stop, args.out, keys, plots,
                             evaluator, validators=validators,
                             **trainer_options(args))
-    run_training(trainer, model, args.out)
+    run_training(trainer, model, args.out, [cli.next_command(
+        args, 'train_GAIN.py', '--modelfile',
+        os.path.join(args.out, 'model.npz'))])
 
 
 if __name__ == '__main__':

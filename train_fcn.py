@@ -1,12 +1,18 @@
 #!/usr/bin/env python
-"""Train FCN8s for segmentation (the stand-in for the pretrained FCN8s).
+"""Train FCN8s for segmentation and multi-label classification (the
+stand-in for the pretrained FCN8s).
 
 On the embedded dataset a thin FCN8s (``--width``) is trained from scratch;
 ``--modelfile`` starts from an existing FCN8s instead (e.g. fcn's
-``fcn8s_from_caffe.npz``). Only the images with a mask are used: of a
-split with masks on some images only (``--voc-layout joined``, an image
-list), the others are left out; a split without any mask is refused.
+``fcn8s_from_caffe.npz``). The defaults are the schedule of the shipped
+stand-in (models/pretrained/README.md): a trunk that carries a classifier,
+which a trunk trained for segmentation only (``--cls-weight 0``) cannot.
+Only the images with a mask are used: of a split with masks on some images
+only (``--voc-layout joined``, an image list), the others are left out; a
+split without any mask is refused.
 """
+import os
+
 import chainer
 
 import datasets
@@ -23,7 +29,7 @@ from training.trainer import (add_training_flags, build_trainer, iterators,
                               trainer_options)
 from visualizations import term_panel
 
-ITERATIONS = 1000  # without --iterations or --epochs
+ITERATIONS = 1500  # without --iterations or --epochs
 WIDTH = 0.0625     # of a model trained from scratch
 
 
@@ -34,15 +40,16 @@ def main():
     p.add_argument('--modelfile', default=None,
                    help='FCN8s npz to start from (default: train from '
                    'scratch)')
-    p.add_argument('--width', type=flags.positive(float), default=None,
+    p.add_argument('--width', type=float, default=None,
                    help='channel multiplier (default: %g for a model '
                    'trained from scratch, the file\'s with --modelfile)'
                    % WIDTH)
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
-    p.add_argument('--cls-weight', type=float, default=0.0,
+    p.add_argument('--cls-weight', type=float, default=1.0,
                    help='weight of a multi-label classification loss of the '
-                   'GAIN head trained with the trunk (0: segmentation only; '
-                   '> 0 also validates its mAP)')
+                   'GAIN head trained with the trunk (0: segmentation only, '
+                   'a trunk on which no classifier learns; > 0 also '
+                   'validates its mAP)')
     add_training_flags(p, keep_best=('mean_iu', 'map'), weight_decay=1e-4)
     args = p.parse_args()
     if args.keep_best == 'map' and not args.cls_weight:
@@ -78,8 +85,8 @@ def main():
     if args.cls_weight:
         keys += ['main/seg', 'main/cl']
         panels = [term_panel('loss', keys[:2]),
-                  term_panel('seg', ['main/seg']),
-                  term_panel('cl', ['main/cl'])]
+                  term_panel('seg', ['main/seg', 'validation/main/seg']),
+                  term_panel('cl', ['main/cl', 'validation/main/cl'])]
     if evaluator is not None:
         keys.append('validation/main/mean_iu')
         panels.append(term_panel('mean_iu', ['validation/main/mean_iu']))
@@ -90,7 +97,9 @@ def main():
     trainer = build_trainer(updater, stop, args.out, keys, plots,
                             evaluator, validators=validators,
                             **trainer_options(args))
-    run_training(trainer, model, args.out)
+    run_training(trainer, model, args.out, [cli.next_command(
+        args, 'train_classifier.py', '--modelfile',
+        os.path.join(args.out, 'model.npz'))])
 
 
 if __name__ == '__main__':

@@ -10,6 +10,9 @@ import matplotlib
 import numpy as np
 
 matplotlib.use('Agg')
+# Text drawn here (class names, image ids, model names) is never parsed as
+# math: a '$' in a name is a '$'.
+matplotlib.rcParams['text.parse_math'] = False
 import matplotlib.patches as mpatches  # NOQA: E402
 import matplotlib.pyplot as plt  # NOQA: E402
 
@@ -36,10 +39,10 @@ TERMS = {
     'mean_iu': ('segmentation mean IU (val split)', 'IU (0 to 1)'),
     'map': ('classification mAP (val split)', 'mean AP (0 to 1)'),
     'pointing': ('pointing game: CAM peak on the class',
-                 'share of (image, class)'),
-    'energy': ('energy: CAM mass on the class', 'share of the mass'),
-    'attention_miou': ('attention mIoU (best tau)', 'IU (0 to 1)'),
-    'zero_cams': ('all-zero Grad-CAMs', 'share of (image, class)'),
+                 '% of (image, class)'),
+    'energy': ('energy: CAM mass on the class', '% of the mass'),
+    'attention_miou': ('attention mIoU (best tau)', 'IU (%)'),
+    'zero_cams': ('all-zero Grad-CAMs', '% of (image, class)'),
 }
 
 

@@ -15,7 +15,10 @@ trained model scores highest (among ``--classes`` if given).
 ``--save-cams`` also writes ``--out/cams/<id>.npz`` with ``before`` and
 ``after`` ``(C, H, W)`` float32 maps in [0, 1], ``classes`` ``(C,)`` label
 values, ``class_names`` and the sigmoid ``scores_before``/``scores_after``
-``(C,)``.
+``(C,)``. ``--out`` may not be, hold or lie inside the images' folder or
+the dataset, nor hold a model file; only regular files of ``--images`` are
+read (a FIFO or a device under an image's name is skipped with a
+warning).
 """
 import os
 import sys
@@ -80,16 +83,16 @@ def list_images(folder):
              os.path.join(folder, f)) for s, f in zip(stems, files)]
 
 
-def examples(files, dataset):
+def examples(files, dataset, max_pixels):
     """``(id, img, label_map or None, classes or None, error)`` of the
-    images ``files`` (``[(id, path)]``, see :func:`list_images`) or of a
-    dataset (``classes``: the label values of the image's labels), lazily;
-    ``error`` is None, or for an unreadable file the one-line reason (and
-    ``img`` None)."""
+    images ``files`` (``[(id, path)]``, see :func:`list_images`; at most
+    ``max_pixels``) or of a dataset (``classes``: the label values of the
+    image's labels), lazily; ``error`` is None, or for an unreadable file
+    the one-line reason (and ``img`` None)."""
     if files:
         for image_id, path in files:
             try:
-                yield image_id, read_image(path), None, None, None
+                yield image_id, read_image(path, max_pixels), None, None, None
             except DatasetError as e:
                 yield image_id, None, None, None, str(e)
         return
@@ -156,7 +159,7 @@ def main():
     p.add_argument('--out', default='runs/visualize',
                    help='output directory')
     count = p.add_mutually_exclusive_group()
-    count.add_argument('--num', type=flags.positive(int), default=8,
+    count.add_argument('--num', type=int, default=8,
                        help='number of images')
     count.add_argument('--all', action='store_true', help='every image')
     p.add_argument('--classes', nargs='+', default=None,
@@ -167,18 +170,23 @@ def main():
     p.add_argument('--images', default=None,
                    help='folder of unlabelled jpg/png images instead of a '
                    'dataset split')
-    p.add_argument('--top', type=flags.positive(int), default=2,
+    p.add_argument('--top', type=int, default=2,
                    help='with --images: classes shown per image')
     p.add_argument('--save-cams', action='store_true',
                    help='also write the maps to --out/cams/<id>.npz')
     args = p.parse_args()
-    outdir.claim_report(args.out)
+    dataset = None if args.images else get_dataset(
+        args.dataset, args.data_dir, args.split or TEST_SPLIT[args.dataset],
+        layout=args.voc_layout, max_pixels=args.max_image_pixels)
+    outdir.claim_report(
+        args.out, files=('overview.png',), dirs=('cams',),
+        inputs=[('--images', args.images, 'dir'),
+                ('--data-dir', dataset and dataset.data_dir, 'dir'),
+                ('--pretrained', args.pretrained, 'file'),
+                ('--trained', args.trained, 'file')])
 
     device = get_device(args.device)
     set_seed(args.seed, device)
-    dataset = None if args.images else get_dataset(
-        args.dataset, args.data_dir, args.split or TEST_SPLIT[args.dataset],
-        layout=args.voc_layout)
     before, _ = load_model(args.pretrained, require_head=True,
                            n_class=dataset.n_class if dataset else None)
     after, _ = load_model(args.trained, n_class=before.n_class,
@@ -190,9 +198,8 @@ def main():
     for m in models:
         m.to_device(device)
 
-    os.makedirs(args.out, exist_ok=True)
     if args.save_cams:
-        os.makedirs(os.path.join(args.out, 'cams'), exist_ok=True)
+        outdir.output_path(args.out, 'cams', directory=True)
     limit = None if args.all else args.num
     files = list_images(args.images) if args.images else None
     n = len(files) if files else len(dataset)
@@ -200,7 +207,7 @@ def main():
                      else min(limit, n), 'visualize')
     overview, written, unreadable = [], 0, 0
     for image_id, img, label_map, classes, error in examples(
-            files, dataset):
+            files, dataset, args.max_image_pixels):
         if limit is not None and written >= limit:
             break
         shown.update()
@@ -223,7 +230,7 @@ def main():
     shown.close()
     if overview:
         _save(overview_figure(overview, class_names),
-              os.path.join(args.out, 'overview.png'))
+              outdir.output_path(args.out, 'overview.png'))
     if unreadable and not written:
         raise UsageError('--images %s: none of its %d jpg/png files is '
                          'a readable image' % (args.images, unreadable))

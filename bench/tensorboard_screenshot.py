@@ -89,9 +89,9 @@ def main():
     p.add_argument('--png', default=os.path.join(ROOT, 'media',
                                                  'tensorboard.png'),
                    help='the screenshot')
-    p.add_argument('--classifier-iterations', type=flags.positive(int),
+    p.add_argument('--classifier-iterations', type=int,
                    default=200, help='updates of train_classifier.py')
-    p.add_argument('--gain-iterations', type=flags.positive(int),
+    p.add_argument('--gain-iterations', type=int,
                    default=60, help='updates of train_GAIN.py')
     p.add_argument('--chromium', default='chromium',
                    help='the Chromium executable')

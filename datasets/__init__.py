@@ -17,8 +17,9 @@ from chainer.datasets import TransformDataset
 from datasets.transforms import PixelSupervisionFlag, SegmentationTransform  # NOQA
 from datasets.transforms import (MEAN_BGR, deprocess, preprocess,  # NOQA
                                  preprocess_batch)
-from datasets.voc import (DatasetError, VOCSegmentation, VOC_CLASS_NAMES,  # NOQA
-                          _find_split_file, image_labels)
+from datasets.voc import (MAX_IMAGE_PIXELS, DatasetError,  # NOQA
+                          VOCSegmentation, VOC_CLASS_NAMES, _find_split_file,
+                          image_labels)
 from datasets.classification import (ImageList, VOCClassification,  # NOQA
                                      has_classification_layout)
 
@@ -55,6 +56,11 @@ def add_flags(parser):
                         'segmentation list keeping their masks; auto: '
                         'joined where both lists exist, else the one that '
                         'does (a list file path as --split: segmentation)')
+    parser.add_argument('--max-image-pixels', type=int,
+                        default=MAX_IMAGE_PIXELS,
+                        help='largest image read, width x height; a larger '
+                        'one is refused from its header, before decoding '
+                        '(default: %d = 4096x4096)' % MAX_IMAGE_PIXELS)
 
 
 def read_class_names(data_dir):
@@ -76,7 +82,7 @@ def read_class_names(data_dir):
 
 
 def get_dataset(name, data_dir=None, split='train', class_names=None,
-                layout='auto'):
+                layout='auto', max_pixels=MAX_IMAGE_PIXELS):
     """The raw ``(img, label_map, labels)`` dataset of a split.
 
     Args:
@@ -92,6 +98,7 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
             its training split's); for ``voc`` and ``list`` by default
             those of ``data_dir/class_names.txt``, else VOC's 21 (``voc``).
         layout: one of :data:`VOC_LAYOUTS`, for ``shapes`` and ``voc``.
+        max_pixels: the largest image read (``--max-image-pixels``).
     """
     if name == 'shapes':
         from datasets import shapes
@@ -122,13 +129,15 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
         raise DatasetError('%s: classes %s differ from the training '
                            'data\'s %s' % (data_dir, ', '.join(names),
                                            ', '.join(class_names)))
-    if name == 'list':
-        return ImageList(data_dir, split, names)
-    layout = voc_layout(data_dir, split, layout)
+    layout = 'list' if name == 'list' else voc_layout(data_dir, split,
+                                                      layout)
     if layout == 'segmentation':
-        return VOCSegmentation(data_dir, split, names)
-    return VOCClassification(data_dir, split, names,
-                             masks=layout == 'joined')
+        return VOCSegmentation(data_dir, split, names, max_pixels)
+    dataset = (ImageList(data_dir, split, names) if layout == 'list' else
+               VOCClassification(data_dir, split, names,
+                                 masks=layout == 'joined'))
+    dataset.max_pixels = max_pixels
+    return dataset
 
 
 def voc_layout(data_dir, split, layout='auto'):

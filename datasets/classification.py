@@ -57,9 +57,10 @@ import chainer
 import numpy as np
 
 from datasets.annotations import read_annotation
-from datasets.voc import (IGNORE, _ON_MISSING, _find_layout,
-                          _find_split_file, _read_split, _relative_name,
-                          keep_existing, read_image, read_mask)
+from datasets.voc import (IGNORE, MAX_IMAGE_PIXELS, _ON_MISSING,
+                          _find_layout, _find_split_file, _read_split,
+                          _relative_name, keep_existing, read_image,
+                          read_mask)
 from runtime.errors import DatasetError
 from runtime.progress import progress
 
@@ -78,6 +79,8 @@ class ImageLevelDataset(chainer.dataset.DatasetMixin):
     """
     #: The attributes holding one entry per example.
     per_example = ('ids', 'image_files', 'label_files', 'labels')
+    #: The largest image read, width x height (``--max-image-pixels``).
+    max_pixels = MAX_IMAGE_PIXELS
 
     def __init__(self, data_dir, split, class_names, entries, missing=()):
         self.data_dir, self.split = data_dir, split
@@ -102,12 +105,13 @@ class ImageLevelDataset(chainer.dataset.DatasetMixin):
         return len(self.ids)
 
     def get_example(self, i):
-        img = read_image(self.image_files[i])
+        img = read_image(self.image_files[i], self.max_pixels)
         if self.label_files[i] is None:
             label_map = np.full(img.shape[:2], IGNORE, np.int32)
         else:
             label_map = read_mask(self.label_files[i], img,
-                                  self.image_files[i], self.n_class)
+                                  self.image_files[i], self.n_class,
+                                  self.max_pixels)
         return img, label_map, self.labels[i].copy()
 
     def subset(self, indices):

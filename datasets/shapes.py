@@ -332,32 +332,39 @@ def ensure(root=None, seed=0, **kwargs):
     A directory whose meta.json has this version and these parameters is
     reused as is. Otherwise the dataset is generated in a temporary sibling
     directory and renamed into place, so an interrupted run never leaves a
-    half-written directory that looks valid. An existing ``root`` holding
-    anything but dataset files is never replaced (FileExistsError).
+    half-written directory that looks valid. One process generates at a
+    time (a lock on the parent directory), so the temporaries of an
+    interrupted one (``.<name>.tmp-*``, ``.<name>.old-*``) are stale and
+    removed. An existing ``root`` holding anything but dataset files is
+    never replaced (FileExistsError).
     """
+    from runtime.files import locked
     params = _params(seed=seed, **kwargs)
     root = os.path.abspath(root or default_root(params['seed']))
     if _is_current(root, params):
         return root
-    if os.path.isdir(root) and not set(os.listdir(root)) <= set(OWN_FILES):
-        raise FileExistsError('%s holds files that are not a shapes dataset; '
-                              'not replacing it' % root)
     parent, name = os.path.split(root)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.%s.tmp-' % name, dir=parent)
-    trash = tempfile.mkdtemp(prefix='.%s.old-' % name, dir=parent)
-    try:
-        generate(tmp, **params)
-        if os.path.lexists(root):
-            os.replace(root, os.path.join(trash, name))
+    with locked(parent):
+        if _is_current(root, params):    # made by the process we waited for
+            return root
+        if os.path.isdir(root) and not set(os.listdir(root)) <= set(
+                OWN_FILES):
+            raise FileExistsError('%s holds files that are not a shapes '
+                                  'dataset; not replacing it' % root)
+        for entry in os.listdir(parent):
+            if entry.startswith(('.%s.tmp-' % name, '.%s.old-' % name)):
+                shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+        tmp = tempfile.mkdtemp(prefix='.%s.tmp-' % name, dir=parent)
+        trash = tempfile.mkdtemp(prefix='.%s.old-' % name, dir=parent)
         try:
+            generate(tmp, **params)
+            if os.path.lexists(root):
+                os.replace(root, os.path.join(trash, name))
             os.replace(tmp, root)
-        except OSError:
-            if not _is_current(root, params):  # not a concurrent twin
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(trash, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(trash, ignore_errors=True)
     return root
 
 

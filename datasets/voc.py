@@ -12,19 +12,26 @@ Accepted layouts under ``data_dir``:
 
 ``split`` may also be a path to a list file; ``seg11valid`` (the split of
 the published FCN8s table) is taken from the fcn package if the directory
-does not have it. A list names one image per line: its id (the first
-word), or the image and label paths of DeepLab's ``train_aug.txt``
-(``/JPEGImages/x.jpg /SegmentationClassAug/x.png``). Ids and paths are
-relative names inside the dataset (subfolders allowed); an absolute one,
-a ``..`` component or a NUL is refused naming the list file and line.
+does not have it.
+
+The list format: one image per line. A line of two words of which the
+first ends in ``.jpg`` names the image and label paths, as DeepLab's
+``train_aug.txt`` does (``/JPEGImages/x.jpg /SegmentationClassAug/x.png``);
+any other line, stripped of the white space around it, is the id (spaces
+inside it belong to it: ``my image`` is ``JPEGImages/my image.jpg``).
+Blank lines are skipped. Ids and paths are relative names inside the
+dataset (subfolders allowed); an absolute one, a ``..`` component, a NUL
+or an id listed twice is refused naming the list file and line.
 
 Every problem with the files (a missing or unreadable image, a truncated
 JPEG or PNG, labels outside the classes, image and label of different
-sizes, an empty split...) is a :class:`DatasetError` whose one-line message
-names the file.
+sizes, an empty split, an image larger than ``max_pixels`` by its header,
+a FIFO or device under an image's name...) is a :class:`DatasetError`
+whose one-line message names the file.
 """
 import contextlib
 import os
+import stat
 import sys
 
 import chainer
@@ -32,8 +39,17 @@ import numpy as np
 import PIL.Image
 
 from runtime.errors import DatasetError, one_line
+from runtime.files import file_kind
 
 IGNORE = -1
+
+#: The largest image (width x height) read by default: 16.8 million pixels
+#: (4096 x 4096), 90 times a VOC image (500 x 375). Images are checked
+#: from their header, before anything is decoded (``--max-image-pixels``).
+MAX_IMAGE_PIXELS = 4096 * 4096
+# Pillow's own check warns from 89 million pixels and refuses from 179
+# million; this reader checks the size itself, against its own limit.
+PIL.Image.MAX_IMAGE_PIXELS = None
 
 VOC_CLASS_NAMES = (
     'background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',
@@ -75,22 +91,46 @@ def _reason(e, path=None):
     return '%s: %s' % (type(e).__name__, text) if text else type(e).__name__
 
 
-def _decode(path, what, read):
-    """``read(PIL image)`` of the image file ``path``; any failure to open
-    or decode it is a DatasetError naming the file."""
+def _open_regular(path, what):
+    """A binary file object of ``path``, opened without blocking (a FIFO
+    would wait for a writer forever) and refused unless it is a regular
+    file."""
     try:
-        with PIL.Image.open(path) as im:
-            return read(im)
-    except DatasetError:
-        raise
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            mode = os.fstat(fd).st_mode     # replaced meanwhile?
+            if stat.S_ISREG(mode):
+                return os.fdopen(fd, 'rb')
+            os.close(fd)
     except FileNotFoundError:
         raise DatasetError('%s: %s file does not exist' % (path, what))
-    except PIL.Image.DecompressionBombError as e:
-        raise DatasetError('%s: %s too large to decode (%s)'
-                           % (path, what, _reason(e, path)))
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError...
+    except OSError as e:
         raise DatasetError('%s: not a readable %s (%s)'
                            % (path, what, _reason(e, path)))
+    raise DatasetError('%s: %s, not a regular file; only image files are '
+                       'read' % (path, file_kind(mode)))
+
+
+def _decode(path, what, read, max_pixels=MAX_IMAGE_PIXELS):
+    """``read(PIL image)`` of the image file ``path``, once its header
+    says it has at most ``max_pixels``; any failure to open or decode it
+    is a DatasetError naming the file."""
+    with _open_regular(path, what) as f:
+        try:
+            with PIL.Image.open(f) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise DatasetError(
+                        '%s: %s of %dx%d pixels (width x height) is larger '
+                        'than --max-image-pixels %d; downscale it or raise '
+                        'that flag' % (path, what, width, height, max_pixels))
+                return read(im)
+        except DatasetError:
+            raise
+        except Exception as e:  # PIL raises OSError, SyntaxError, ...
+            raise DatasetError('%s: not a readable %s (%s)'
+                               % (path, what, _reason(e, path)))
 
 
 def _seg11valid_file():
@@ -146,11 +186,11 @@ def _read_mat_label(path):
     return label_map.astype(np.int32)
 
 
-def read_label(path):
+def read_label(path, max_pixels=MAX_IMAGE_PIXELS):
     """Label map ``(H, W)`` int32 with 255 turned into ``IGNORE`` (-1).
 
     Palette or grayscale PNGs (8 or 16 bit) whose values are the class
-    indices, or SBD ``.mat`` files.
+    indices, at most ``max_pixels``, or SBD ``.mat`` files.
     """
     if path.endswith('.mat'):
         label_map = _read_mat_label(path)
@@ -161,7 +201,7 @@ def read_label(path):
                                    'grayscale image, got mode %s'
                                    % (path, im.mode))
             return np.array(im, dtype=np.int32)
-        label_map = _decode(path, 'label image', read)
+        label_map = _decode(path, 'label image', read, max_pixels)
     label_map = label_map.copy()
     label_map[label_map == 255] = IGNORE
     return label_map
@@ -183,14 +223,16 @@ def _to_rgb(im, path):
     return np.asarray(im.convert('RGB'), dtype=np.uint8)
 
 
-def read_image(path):
+def read_image(path, max_pixels=MAX_IMAGE_PIXELS):
     """RGB image ``(H, W, 3)`` uint8 (grayscale, RGBA, CMYK, palette,
     16-bit are converted).
 
     Raises:
-        DatasetError: missing, unreadable or truncated file, naming it.
+        DatasetError: missing, unreadable, truncated or not a regular
+            file, or larger than ``max_pixels`` (width x height, from its
+            header), naming it.
     """
-    img = _decode(path, 'image', lambda im: _to_rgb(im, path))
+    img = _decode(path, 'image', lambda im: _to_rgb(im, path), max_pixels)
     if img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
         raise DatasetError('%s: image has no pixels (%s)' % (path, img.shape))
     return img
@@ -219,25 +261,32 @@ def _read_split(split_file, data_dir, image_dir, label_dir, ext):
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError('%s: unreadable split file (%s)'
                            % (split_file, _reason(e)))
-    entries = []
+    entries, seen = [], {}
     for number, line in enumerate(lines, 1):
-        words = line.split()
-        if not words:
+        entry = line.strip()
+        if not entry:
             continue
-        if len(words) > 1 and words[0].lower().endswith('.jpg'):
+        words = entry.split()
+        if len(words) == 2 and words[0].lower().endswith('.jpg'):
             # DeepLab's train_aug.txt: image and label paths
             image, label = (_relative_name(w.lstrip('/'), split_file, number)
-                            for w in words[:2])
+                            for w in words)
             parts = os.path.splitext(image)[0].split('/')
             image_id = '/'.join(parts[1:] if parts[0] == image_dir and
                                 len(parts) > 1 else parts)
-            entries.append((image_id, os.path.join(data_dir, image),
-                            os.path.join(data_dir, label)))
-            continue
-        image_id = _relative_name(words[0], split_file, number)
-        entries.append((image_id,
-                        os.path.join(data_dir, image_dir, image_id + '.jpg'),
-                        os.path.join(data_dir, label_dir, image_id + ext)))
+            files = os.path.join(data_dir, image), os.path.join(data_dir,
+                                                                label)
+        else:
+            image_id = _relative_name(entry, split_file, number)
+            files = (os.path.join(data_dir, image_dir, image_id + '.jpg'),
+                     os.path.join(data_dir, label_dir, image_id + ext))
+        if image_id in seen:
+            raise DatasetError('%s line %d: %r is listed again (first on '
+                               'line %d); each image may be listed once'
+                               % (split_file, number, image_id,
+                                  seen[image_id]))
+        seen[image_id] = number
+        entries.append((image_id,) + files)
     return entries
 
 
@@ -255,9 +304,11 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
         data_dir: dataset root (see the module docstring for layouts).
         split: split name or path to a list of ids.
         class_names: names, background first (default: VOC's 21).
+        max_pixels: the largest image read (width x height).
     """
 
-    def __init__(self, data_dir, split='train', class_names=VOC_CLASS_NAMES):
+    def __init__(self, data_dir, split='train', class_names=VOC_CLASS_NAMES,
+                 max_pixels=MAX_IMAGE_PIXELS):
         if not os.path.exists(data_dir):
             raise DatasetError('%s: data directory does not exist' % data_dir)
         if not os.path.isdir(data_dir):
@@ -265,6 +316,7 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
         self.data_dir = data_dir
         self.split = split
         self.class_names = tuple(class_names)
+        self.max_pixels = max_pixels
         image_dir, label_dir, ext = _find_layout(data_dir)
         split_file = _find_split_file(data_dir, split)
         files = _read_split(split_file, data_dir, image_dir, label_dir, ext)
@@ -288,17 +340,17 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
         return np.ones(len(self), bool)
 
     def get_example(self, i):
-        img = read_image(self.image_files[i])
+        img = read_image(self.image_files[i], self.max_pixels)
         label_map = read_mask(self.label_files[i], img, self.image_files[i],
-                              self.n_class)
+                              self.n_class, self.max_pixels)
         return img, label_map, image_labels(label_map, self.n_class)
 
 
-def read_mask(path, img, image_file, n_class):
+def read_mask(path, img, image_file, n_class, max_pixels=MAX_IMAGE_PIXELS):
     """:func:`read_label` of ``path``, checked against its image ``img``
     (of ``image_file``): same size, values in ``0..n_class - 1`` or
     ignored."""
-    label_map = read_label(path)
+    label_map = read_label(path, max_pixels)
     if img.shape[:2] != label_map.shape:
         raise DatasetError('%s: image is %dx%d but its label %s is %dx%d'
                            % (image_file, img.shape[0], img.shape[1], path,

@@ -1,5 +1,8 @@
 """The entry point of every script: :func:`run` reports what stops it as
-one line and an exit status, never a traceback."""
+one line and an exit status, never a traceback; and the command lines a
+script prints for the user's next step."""
+import os
+import shlex
 import sys
 
 from runtime import distributed, outdir
@@ -43,3 +46,26 @@ def _fail(line, status, e):
     if not together:
         context.abort(status)
     sys.exit(status)
+
+
+def python_command():
+    """The interpreter as the user can type it: its path relative to the
+    current directory when it lies under it (``.venv/bin/python``), else
+    ``python``."""
+    path = os.path.relpath(sys.executable)
+    return 'python' if path.startswith('..') or os.path.isabs(path) else path
+
+
+def next_command(args, script, *words):
+    """The command line of a next step: ``script`` with ``words`` and the
+    ``--dataset``, ``--data-dir`` and ``--device`` of this run's ``args``
+    where they are not the defaults, quoted for the shell."""
+    carried = []
+    if getattr(args, 'dataset', 'shapes') != 'shapes':
+        carried += ['--dataset', args.dataset]
+    if getattr(args, 'data_dir', None):
+        carried += ['--data-dir', args.data_dir]
+    if str(getattr(args, 'device', '-1')) != '-1':
+        carried += ['--device', args.device]
+    return ' '.join([python_command(), script] + [
+        shlex.quote(str(w)) for w in list(words) + carried])

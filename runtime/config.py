@@ -1,6 +1,8 @@
-"""The ``config.json`` of a run: its full configuration, and the check
-that a resumed run keeps the flags that shape the training."""
+"""The ``config.json`` of a run: its full configuration, and the checks
+that a resumed run keeps the flags that shape the training and goes on
+from where it stopped (never shorter)."""
 import json
+import math
 import os
 import platform
 import subprocess
@@ -12,13 +14,14 @@ import numpy as np
 from runtime import distributed, outdir
 from runtime.errors import UsageError
 from runtime.files import atomic_write
-from runtime.snapshots import list_snapshots
+from runtime.snapshots import list_snapshots, resume_point
 
 # Flags that may differ when a run is resumed: how long it goes on, where
 # it runs and how often it saves. Every other one shapes the training.
 RESUMABLE = ('iterations', 'epochs', 'resume', 'force', 'device',
              'snapshot_interval', 'skip_bad', 'attention_interval',
-             'communicator', 'rank_weights', 'val_interval', 'tensorboard')
+             'communicator', 'rank_weights', 'val_interval', 'tensorboard',
+             'max_image_pixels')
 
 
 def write_config(out, args, **extra):
@@ -47,7 +50,7 @@ def _write_config(out, args, **extra):
             cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     except OSError:
         pass
-    with atomic_write(os.path.join(out, 'config.json')) as f:
+    with atomic_write(outdir.output_path(out, 'config.json')) as f:
         json.dump(config, f, indent=2, sort_keys=True, default=str)
     return config
 
@@ -76,6 +79,34 @@ def _begin_run(args, extra):
                 'resuming it would mix two runs: rerun with the flags of its '
                 'config.json, or pass --force to start over'
                 % (args.out, ', '.join(changed)))
+
+
+def check_resume_length(args, stop, n_train):
+    """UsageError if the snapshot a run would resume from (``--resume``,
+    or found in ``--out`` without ``--force``) has done more than the run's
+    length ``stop`` (``(length, unit)``, over ``n_train`` training
+    examples): it would train nothing, and config.json would name a length
+    that never trained. Checked before config.json is written."""
+    if args.force:
+        return
+    point = resume_point(args.out, args.resume)
+    if point is None:
+        return
+    iteration, path = point
+    length, unit = stop
+    if unit == 'iteration':
+        done, asked = iteration, '--iterations %d' % length
+    else:   # the epochs of this rank's shard, as chainer's iterator counts
+        shard = math.ceil(n_train / float(distributed.current().size))
+        done = iteration * args.batch_size / float(shard)
+        asked = '--epochs %g' % length
+    if done > length + 1e-9:
+        raise UsageError(
+            '%s: the run in %s has already trained %d iterations%s (%s); '
+            'resuming cannot train less: pass a longer %s, or --force to '
+            'start over' % (asked, args.out, iteration, '' if unit ==
+                            'iteration' else ' (%.4g epochs)' % done,
+                            os.path.basename(path), asked.split()[0]))
 
 
 def _short(value):

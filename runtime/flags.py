@@ -1,6 +1,7 @@
 """The flags every script shares, and their checks."""
 import argparse
 import math
+from fractions import Fraction
 
 from runtime import distributed
 from runtime.errors import UsageError
@@ -8,12 +9,70 @@ from runtime.errors import UsageError
 SEED_MAX = 2 ** 32 - 1
 
 
+# The range of every numeric flag of the scripts, in interval notation
+# (``inf``: unbounded above); :func:`check_flags` checks each flag a
+# script has against it, and refuses NaN and inf everywhere.
+RANGES = {
+    'iterations': '(0, inf)', 'batch_size': '(0, inf)',
+    'snapshot_interval': '(0, inf)', 'attention_interval': '(0, inf)',
+    'attention_val_images': '(0, inf)', 'num': '(0, inf)',
+    'top': '(0, inf)', 'max_image_pixels': '(0, inf)',
+    'epochs': '(0, inf)', 'lr': '(0, inf)', 'omega': '(0, inf)',
+    'weight_decay': '[0, inf)', 'cls_weight': '[0, inf)',
+    'cl_weight': '[0, inf)', 'am_weight': '[0, inf)',
+    'seg_weight': '[0, inf)', 'ext_weight': '[0, inf)',
+    'sigma': '(0, 1)', 'tau': '(0, 1)', 'low': '[0, 1]', 'high': '[0, 1]',
+    'lr_power': '(0, inf)', 'lr_gamma': '(0, 1]', 'lr_step': '(0, inf)',
+    'schedule_iterations': '(0, inf)', 'val_interval': '(0, inf)',
+    # at least one channel in conv1_1 (64 x width)
+    'width': '[1/64, 1]',
+}
+
+
+def _bounds(interval):
+    """``'(0, 1]'`` -> ``(0.0, 1.0, False, True)``."""
+    low, high = (float(Fraction(v.strip())) if v.strip() != 'inf'
+                 else math.inf for v in interval[1:-1].split(','))
+    return low, high, interval[0] == '[', interval[-1] == ']'
+
+
+def in_range(name, value):
+    """Whether ``value`` of flag ``name`` (``args`` attribute name) is in
+    its :data:`RANGES` entry (finite; any value without an entry)."""
+    if name not in RANGES:
+        return True
+    low, high, low_in, high_in = _bounds(RANGES[name])
+    return (math.isfinite(value) and (low < value or low_in and value ==
+                                      low) and
+            (value < high or high_in and value == high))
+
+
+def _range_error(name, value):
+    flag = '--' + name.replace('_', '-')
+    interval = RANGES[name]
+    low, high, low_in, _ = _bounds(interval)
+    if math.isinf(high):
+        text = '%s %s' % ('>=' if low_in else '>', interval[1:].split(',')[0])
+        if not isinstance(value, int):
+            text = 'a finite number ' + text
+    else:
+        text = 'in ' + interval
+    return UsageError('%s must be %s, got %s' % (
+        flag, text, value if isinstance(value, int) else '%g' % value))
+
+
 class _Parser(argparse.ArgumentParser):
     """A bad flag is one line (``error: ...``), exit status 2, like every
-    other user error."""
+    other user error; numeric flags are checked against :data:`RANGES`
+    as they are parsed (:func:`check_flags`)."""
 
     def error(self, message):
         self.exit(2, 'error: %s (see %s --help)\n' % (message, self.prog))
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        check_flags(parsed)
+        return parsed
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -108,48 +167,15 @@ def seed(text):
     return value
 
 
-def positive(kind):
-    """argparse type: a number > 0."""
-    def parse(text):
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError('must be > 0, got %s' % text)
-        return value
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _finite(value):
-    return value is not None and math.isfinite(value)
-
-
 def check_flags(args):
-    """UsageError for a numeric flag out of range (NaN and inf included);
-    flags a script does not have are skipped."""
-    def get(name):
-        return getattr(args, name, None)
-
-    for name in ('iterations', 'batch_size', 'snapshot_interval',
-                 'attention_interval'):
-        if get(name) is not None and get(name) <= 0:
-            raise UsageError('--%s must be > 0, got %d'
-                             % (name.replace('_', '-'), get(name)))
-    for name in ('epochs', 'lr', 'omega'):
-        if get(name) is not None and not (_finite(get(name)) and
-                                          get(name) > 0):
-            raise UsageError('--%s must be a finite number > 0, got %g'
-                             % (name, get(name)))
-    for name in ('weight_decay', 'cl_weight', 'am_weight', 'seg_weight',
-                 'ext_weight'):
-        if get(name) is not None and not (_finite(get(name)) and
-                                          get(name) >= 0):
-            raise UsageError('--%s must be a finite number >= 0, got %g'
-                             % (name.replace('_', '-'), get(name)))
-    if get('sigma') is not None and not 0 < get('sigma') < 1:
-        raise UsageError('--sigma must be in (0, 1), got %g' % get('sigma'))
-    if get('width') is not None and not 0 < get('width') <= 1:
-        raise UsageError('--width must be in (0, 1], got %g' % get('width'))
-    if get('resume') is not None and get('force'):
+    """UsageError for a numeric flag out of its :data:`RANGES` entry (NaN
+    and inf included); flags a script does not have are skipped."""
+    for name, value in sorted(vars(args).items()):
+        if (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and not in_range(name, value)):
+            raise _range_error(name, value)
+    if getattr(args, 'resume', None) is not None and getattr(args, 'force',
+                                                             False):
         raise UsageError('--resume and --force contradict each other')
 
 

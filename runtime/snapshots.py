@@ -16,7 +16,9 @@ but the newest ``n_retains``. :class:`Snapshot` wraps it and replaces its
   deleted) and the previous one is used;
 * it also snapshots at the end of training and, on SIGINT or SIGTERM, at
   the end of the current iteration, then stops with :class:`Interrupted`;
-* it refuses to write a snapshot of non-finite weights;
+* it refuses to write a snapshot of non-finite weights, and to move one
+  onto a snapshot name planted in ``--out`` as a symbolic link or a
+  directory (``runtime.outdir.output_path``);
 * snapshots are data, never code: every value is a plain array (the RNG
   states as integer arrays, chainer's iterator state as numbers, its logs
   as JSON strings), a state that npz could only store as pickled data
@@ -41,6 +43,7 @@ from chainer.serializers import npz
 from chainer.training import extension, extensions
 from chainer.training.extensions import snapshot_writers
 
+from runtime import outdir
 from runtime.errors import (Interrupted, NonFiniteError, SnapshotError,
                             one_line)
 from runtime.guards import check_finite_params
@@ -63,6 +66,29 @@ def list_snapshots(out):
     found = [(int(m.group(1)), os.path.join(out, name))
              for name in os.listdir(out) for m in [_NAME.match(name)] if m]
     return sorted(found)
+
+
+def snapshot_iteration(path):
+    """The iteration a snapshot file holds (only that member is read), or
+    None if it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return int(f['updater/iteration'])
+    except Exception:  # zipfile, zlib, numpy and OS errors alike
+        return None
+
+
+def resume_point(out, resume):
+    """``(iteration, path)`` of the snapshot a run on ``out`` would resume
+    from (``resume`` as :class:`Snapshot` takes it: the given file, or the
+    newest snapshot in ``out`` whose iteration reads back), or None."""
+    paths = ([resume] if resume not in (None, 'latest') else
+             [p for _, p in reversed(list_snapshots(out))])
+    for path in paths:
+        iteration = snapshot_iteration(path)
+        if iteration is not None:
+            return iteration, path
+    return None
 
 
 def read_snapshot(path):
@@ -127,6 +153,16 @@ def _save_synced(path, arrays):
         os.fsync(f.fileno())
 
 
+class _Writer(snapshot_writers.SimpleWriter):
+    """chainer's writer (a temporary directory, then a move) that first
+    refuses a snapshot name planted in ``--out`` as a symbolic link or a
+    directory, into which the move would go."""
+
+    def save(self, filename, out, target, savefun, **kwds):
+        outdir.output_path(out, filename)
+        super().save(filename, out, target, savefun, **kwds)
+
+
 class Snapshot(extension.Extension):
     """Snapshots of the trainer every ``interval`` iterations, at the end,
     and on SIGINT/SIGTERM; resumes from the newest good one on start.
@@ -165,7 +201,7 @@ class Snapshot(extension.Extension):
         self._target = None
         self._inner = extensions.snapshot(
             filename=FILENAME, n_retains=n_retains,
-            writer=snapshot_writers.SimpleWriter(savefun=_save_synced))
+            writer=_Writer(savefun=_save_synced))
 
     def _say(self, text):
         print(text, file=self.stream or sys.stderr)

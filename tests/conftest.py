@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from helpers import write_voc, write_weak_voc
-from models import FCN8s
+from models import FCN8s, save_model
 
 
 @pytest.fixture
@@ -34,3 +34,17 @@ def thin_model():
         if 'score' in name or name.endswith('/b'):
             p.array[...] = rng.normal(0, 0.1, p.shape)
     return model
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    """A tiny VOC dir (``voc``: train 4, val 2, 32x40) and a model file
+    (``model``: 21 classes, width 1/16, a head marked as trained)."""
+    base = tmp_path_factory.mktemp('files')
+    voc = str(base / 'VOC')
+    write_voc(voc, {'train': 4, 'val': 2}, size=(32, 40))
+    np.random.seed(0)
+    model, classifier = str(base / 'model.npz'), FCN8s(21, 1 / 16.)
+    classifier.head_trained_by = ['a test fixture']
+    save_model(model, classifier)
+    return dict(voc=voc, model=model)

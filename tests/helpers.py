@@ -103,6 +103,12 @@ class Toy(chainer.Link):
 def run_script(script, argv, monkeypatch, capsys):
     """``(exit status, stderr)`` of ``<script>.main`` run in-process under
     ``cli.run`` with ``argv``; no traceback may reach the output."""
+    code, _, err = run_script_output(script, argv, monkeypatch, capsys)
+    return code, err
+
+
+def run_script_output(script, argv, monkeypatch, capsys):
+    """``(exit status, stdout, stderr)`` of :func:`run_script`."""
     import importlib
     import sys
     from runtime import cli
@@ -116,7 +122,7 @@ def run_script(script, argv, monkeypatch, capsys):
         code = e.code
     out, err = capsys.readouterr()
     assert 'Traceback' not in out + err
-    return code, err
+    return code, out, err
 
 
 def write_annotation(path, objects, size=(40, 48)):

@@ -294,7 +294,7 @@ def test_tiny_images_through_fcn8s(thin_model, size):
     ('train_fcn', ['--epochs', 'inf'], '--epochs must be'),
     ('train_fcn', ['--snapshot-interval', '0'],
      '--snapshot-interval must be > 0'),
-    ('train_fcn', ['--width', '2'], '--width must be in (0, 1]'),
+    ('train_fcn', ['--width', '2'], '--width must be in [1/64, 1], got 2'),
     ('train_fcn', ['--weight-decay', '-1'], '--weight-decay must be'),
     ('train_fcn', ['--resume', '--force'], 'contradict'),
     ('train_fcn', ['--no-such-flag'], 'unrecognized arguments'),

@@ -156,9 +156,12 @@ def test_tiny_huge_and_odd_sizes_read(tmp_path, size):
     assert got.shape == size + (3,) and got_lbl.shape == size
 
 
-def test_decompression_bomb_is_a_dataset_error(tmp_path, monkeypatch):
+def test_an_image_over_the_pixel_limit_is_a_dataset_error(tmp_path):
     root = str(tmp_path / 'VOC')
     write_voc(root, {'train': 1}, size=(40, 48))
-    monkeypatch.setattr(PIL.Image, 'MAX_IMAGE_PIXELS', 100)
-    with pytest.raises(DatasetError, match='train_000.jpg: image too large'):
-        VOCSegmentation(root, 'train')[0]
+    with pytest.raises(DatasetError, match='train_000.jpg: image of 48x40 '
+                       'pixels .width x height. is larger than '
+                       '--max-image-pixels 100'):
+        VOCSegmentation(root, 'train', max_pixels=100)[0]
+    assert VOCSegmentation(root, 'train', max_pixels=48 * 40)[0][0].shape \
+        == (40, 48, 3)

@@ -9,7 +9,7 @@ import pytest
 
 COMMANDS = ['train_fcn', 'train_classifier', 'train_GAIN', 'evaluate',
             'make_pseudo_labels', 'visualize', 'demo', 'datasets.shapes']
-ITERATIONS = {'train_fcn': 1000, 'train_classifier': 500, 'train_GAIN': 200}
+ITERATIONS = {'train_fcn': 1500, 'train_classifier': 500, 'train_GAIN': 200}
 
 
 class Parsed(Exception):

@@ -222,7 +222,7 @@ def test_head_record_through_the_stages(setup, tmp_path, monkeypatch,
         return code, err, str(out) + '/model.npz'
 
     code, _, seg_only = stage('train_fcn', tmp_path / 'seg', '--width',
-                              1 / 16.)
+                              1 / 16., '--cls-weight', 0)
     assert code == 0 and load_model(seg_only)[0].head_trained_by == []
     code, err, _ = stage('train_GAIN', tmp_path / 'gain', '--modelfile',
                          seg_only)
@@ -252,7 +252,8 @@ def test_validation_figures_equal_evaluate(setup, tmp_path, monkeypatch,
                                            capsys):
     """train_fcn's validation mean IU and train_GAIN's validation pointing
     game, energy and attention mIoU are evaluate.py's figures of the final
-    model on the val split."""
+    model on the val split (the log in percent, evaluate's metrics.json in
+    fractions)."""
     from metrics import AttentionMetrics
     from metrics import ClassificationMetrics, SegmentationMetrics
     val = VOCSegmentation(setup['voc'], 'val')
@@ -278,7 +279,7 @@ def test_validation_figures_equal_evaluate(setup, tmp_path, monkeypatch,
                                    AttentionMetrics(N_VOC)])
     for key in ('pointing', 'energy', 'attention_miou'):
         assert log[-1]['validation/main/' + key] == pytest.approx(
-            ours[key], rel=1e-5), key
+            100 * ours[key], rel=1e-5), key
 
 
 def test_flat_grad_cams_are_flagged(setup, tmp_path, monkeypatch, capsys):
@@ -294,13 +295,14 @@ def test_flat_grad_cams_are_flagged(setup, tmp_path, monkeypatch, capsys):
         tmp_path / 'gain')) + ['--modelfile', flat, '--iterations', 1],
         monkeypatch, capsys)
     assert code == 0, err
-    assert 'WARNING: 100 %% of the Grad-CAMs of %s are all zero' % flat in err
+    assert ('WARNING: %s: 100.0 %% of its Grad-CAMs are all zero (more than '
+            '5 %%: no class evidence at conv5_3)' % flat) in err
     code, err = run_script('evaluate', [
         '--dataset', 'voc', '--data-dir', setup['voc'], '--split', 'val',
         '--modelfile', flat, '--names', 'flat', '--out',
         str(tmp_path / 'eval')], monkeypatch, capsys)
     assert code == 0, err
-    assert 'flat: 100 % of its Grad-CAMs are all zero' in err
+    assert 'warning: flat: 100.0 % of its Grad-CAMs are all zero' in err
     metrics = json.load(open(tmp_path / 'eval' / 'metrics.json'))
     assert metrics['models']['flat']['zero_cams'] == 1.0
     assert '| flat (!) |' in open(tmp_path / 'eval' / 'metrics.md').read()

@@ -164,7 +164,7 @@ def test_pseudo_label_loop_trains_and_scores_against_the_truth(
     printed = capsys.readouterr().out
     commands = [line.split() for line in
                 printed.replace('\\\n', ' ').splitlines()
-                if line.strip().startswith('python ')]
+                if line.strip().startswith(cli.python_command() + ' ')]
     assert [c[1] for c in commands] == ['train_fcn.py', 'evaluate.py']
     train_fcn, evaluate = [c[2:] for c in commands]   # after python X.py
     with open(os.path.join(pseudo, 'class_names.txt')) as f:

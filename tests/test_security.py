@@ -31,19 +31,6 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1',
            MKL_NUM_THREADS='1')
 
 
-@pytest.fixture(scope='module')
-def files(tmp_path_factory):
-    """A tiny VOC dir and a model file (21 classes, with a GAIN head)."""
-    base = tmp_path_factory.mktemp('sec')
-    voc = str(base / 'VOC')
-    write_voc(voc, {'train': 4, 'val': 2}, size=(32, 40))
-    np.random.seed(0)
-    model, classifier = str(base / 'model.npz'), FCN8s(21, 1 / 16.)
-    classifier.head_trained_by = ['a test fixture']
-    save_model(model, classifier)
-    return dict(voc=voc, model=model)
-
-
 def fcn_args(voc, out, *extra):
     return ['--dataset', 'voc', '--data-dir', voc, '--out', out,
             '--iterations', 2, '--batch-size', 2, '--val-split', '',
@@ -246,9 +233,11 @@ def test_output_paths_stay_under_out(tmp_path):
     os.makedirs(out)
     os.symlink(str(tmp_path), os.path.join(out, 'link'))
     for names in [('..', 'x.png'), ('a/../../x.png',), ('/etc/x.png',),
-                  ('link', 'x.png'), ('..',), ('.',)]:
+                  ('..',), ('.',)]:
         with pytest.raises(outdir.OutputError, match='outside --out'):
             outdir.output_path(out, *names)
+    with pytest.raises(outdir.OutputError, match='link is a symbolic link'):
+        outdir.output_path(out, 'link', 'x.png')
     path = outdir.output_path(out, 'cams', 'sub/x.npz')
     assert path == os.path.join(out, 'cams', 'sub', 'x.npz')
     assert os.path.isdir(os.path.dirname(path))
@@ -319,35 +308,48 @@ def test_a_killed_force_run_gives_the_old_run_back(files, tmp_path,
     assert read_tree(out) == before
 
 
-@pytest.mark.parametrize('script', ['train_classifier', 'train_GAIN'])
+@pytest.mark.parametrize('script', ['train_classifier', 'train_GAIN',
+                                    'evaluate', 'visualize',
+                                    'make_pseudo_labels'])
 def test_an_out_holding_the_input_model_is_refused(files, tmp_path,
                                                    monkeypatch, capsys,
                                                    script):
     out = tmp_path / 'keep2'
     out.mkdir()
-    model = str(out / 'model.npz')
+    model = str(out / 'm.npz')      # model.npz: a training run, refused too
     shutil.copy(files['model'], model)
     before = read_tree(str(out))
+    flag = '--pretrained' if script == 'visualize' else '--modelfile'
+    extra = {'evaluate': ['--split', 'train'],
+             'visualize': ['--split', 'train', '--trained', files['model']]
+             }.get(script, ['--force'])
     code, err = run_script(script, ['--dataset', 'voc', '--data-dir',
-                                    files['voc'], '--out', out,
-                                    '--modelfile', model, '--force'],
-                           monkeypatch, capsys)
+                                    files['voc'], '--out', out, flag, model] +
+                           extra, monkeypatch, capsys)
     assert code == 2
-    assert 'holds the input --modelfile %s' % model in error_line(err)
+    assert 'holds the input %s %s' % (flag, model) in error_line(err)
     assert read_tree(str(out)) == before
 
 
 # -- 4. make_pseudo_labels: a non-empty --out only with --force -------------
 def test_pseudo_labels_refuse_a_non_empty_out_unless_force(
         files, tmp_path, monkeypatch, capsys):
-    out = str(tmp_path / 'other_voc')
-    write_voc(out, {'train': 2}, seed=5)
-    open(os.path.join(out, 'notes.txt'), 'w').write('mine')
-    before = read_tree(out)
+    """--force replaces an earlier run's labels (its manifest.txt), says
+    what it would delete, and leaves other files alone."""
+    out = str(tmp_path / 'pseudo')
     argv = ['--dataset', 'voc', '--data-dir', files['voc'], '--split',
             'train', '--out', out, '--modelfile', files['model']]
     code, err = run_script('make_pseudo_labels', argv, monkeypatch, capsys)
-    assert code == 2 and 'is not empty; pass --force' in error_line(err)
+    assert code == 0, err
+    open(os.path.join(out, 'notes.txt'), 'w').write('mine')
+    before = read_tree(out)
+    code, err = run_script('make_pseudo_labels', argv, monkeypatch, capsys)
+    assert code == 2 and error_line(err) == (
+        'error: --out %s is not empty; --force would delete what '
+        'make_pseudo_labels.py wrote there: ImageSets/Segmentation/train.txt, '
+        'JPEGImages/ (4 files), SegmentationClass/ (4 files), '
+        'class_names.txt, config.json, manifest.txt, pseudo_labels.json'
+        % out)
     assert read_tree(out) == before
     code, err = run_script('make_pseudo_labels', argv[:-1] + [
         str(tmp_path / 'missing.npz'), '--force'], monkeypatch, capsys)
@@ -359,6 +361,29 @@ def test_pseudo_labels_refuse_a_non_empty_out_unless_force(
         'train_%03d.png' % i for i in range(4)]
     assert open(os.path.join(out, 'notes.txt')).read() == 'mine'
     assert not os.path.exists(os.path.join(out, outdir.STAGING))
+
+
+def test_pseudo_labels_never_delete_a_datasets_own_folders(
+        files, tmp_path, monkeypatch, capsys):
+    """An --out holding a dataset (folders of the tool's names that it did
+    not write) is refused with and without --force, byte-identical."""
+    out = str(tmp_path / 'other_voc')
+    write_voc(out, {'train': 2}, seed=5)
+    with open(os.path.join(out, 'class_names.txt'), 'w') as f:
+        f.write('background\nmine\n')
+    before = read_tree(out)
+    argv = ['--dataset', 'voc', '--data-dir', files['voc'], '--split',
+            'train', '--out', out, '--modelfile', files['model']]
+    for force in ([], ['--force']):
+        code, err = run_script('make_pseudo_labels', argv + force,
+                               monkeypatch, capsys)
+        assert code == 2 and error_line(err) == (
+            'error: --out %s holds %s and 5 more, which make_pseudo_labels.py '
+            'did not write (not listed in %s); it never deletes such files: '
+            'pick another --out' % (out, os.path.join(
+                out, 'ImageSets', 'Segmentation', 'train.txt'),
+                os.path.join(out, 'manifest.txt')))
+        assert read_tree(out) == before
 
 
 @pytest.mark.parametrize('script', ['make_pseudo_labels', 'evaluate',
@@ -437,6 +462,36 @@ def test_a_resume_with_other_training_flags_is_refused_naming_them(
         monkeypatch, capsys)
     assert code == 0, err
     assert json.load(open(str(out / 'config.json')))['iterations'] == 3
+
+
+@pytest.mark.parametrize('shorter', [
+    ['--resume', '--iterations', 1],
+    ['--resume', '--epochs', 0.5],         # 4 images, batch 2: 1 epoch done
+    ['--iterations', 1, 'KILLED'],         # snapshot but no model.npz yet
+])
+def test_a_resume_that_would_train_less_is_refused(
+        files, tmp_path, monkeypatch, capsys, shorter):
+    """It would train nothing and rewrite config.json to a length that
+    never trained."""
+    out = tmp_path / 'fcn'
+    finished_fcn(files, out, monkeypatch, capsys)
+    if 'KILLED' in shorter:
+        shorter = shorter[:-1]
+        (out / 'model.npz').unlink()
+    before = read_tree(str(out))
+    argv = fcn_args(files['voc'], out)
+    if '--epochs' in shorter:                # --iterations would override
+        del argv[argv.index('--iterations'):argv.index('--iterations') + 2]
+    code, err = run_script('train_fcn', argv + shorter, monkeypatch, capsys)
+    assert code == 2
+    flag = '--iterations 1' if '--iterations' in shorter else '--epochs 0.5'
+    assert error_line(err) == (
+        'error: %s: the run in %s has already trained 2 iterations%s '
+        '(snapshot_iter_2.npz); resuming cannot train less: pass a longer '
+        '%s, or --force to start over' % (
+            flag, out, '' if '--iterations' in shorter else ' (1 epochs)',
+            flag.split()[0]))
+    assert read_tree(str(out)) == before
 
 
 def test_evaluate_writes_its_own_out_and_checks_it_first(

@@ -332,3 +332,18 @@ def test_cli_prints_statistics(tmp_path, capsys):
     assert os.path.exists(os.path.join(out, 'meta.json'))
     for word in shapes.SPLITS + shapes.CUE_NAMES + shapes.CLASS_NAMES[1:]:
         assert word in text
+
+
+def test_ensure_removes_the_leftovers_of_an_interrupted_run(tmp_path):
+    """A generation killed half way leaves ``.<name>.tmp-*`` and
+    ``.<name>.old-*``; the next one removes them (one generation runs at a
+    time, under a lock of the parent directory), and nothing else."""
+    stale = [tmp_path / '.cache.tmp-abc123' / 'JPEGImages' / 'x.jpg',
+             tmp_path / '.cache.old-def456' / 'cache' / 'meta.json']
+    kept = tmp_path / '.cache2.tmp-zzz' / 'x.jpg'
+    for path in stale + [kept]:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b'x' * 100)
+    shapes.ensure(str(tmp_path / 'cache'), seed=0, **TINY)
+    assert sorted(os.listdir(str(tmp_path))) == ['.cache2.tmp-zzz', 'cache']
+    assert kept.read_bytes() == b'x' * 100

@@ -17,6 +17,7 @@ from models import class_cams, inference_cams, save_model
 from models.gain import erase, erased_cams, soft_mask
 from models.serialization import ModelFileError, read_meta
 from runtime.guards import check_finite_params
+from runtime.outdir import output_path
 from runtime.snapshots import set_aside
 
 
@@ -44,7 +45,10 @@ class AttentionEvaluator(extension.Extension):
     ``validation/main/`` ``pointing``, ``energy``, ``attention_miou`` (best
     tau) and ``zero_cams`` (the share of flat maps), as defined in
     :mod:`metrics.attention`, over the Grad-CAMs of every labelled
-    (image, class) pair.
+    (image, class) pair, in percent (as printed at the start of a run).
+    Called before the first update (see ``build_trainer``) it reports the
+    result of :meth:`evaluate` at the start, when there is one, rather
+    than computing it again.
 
     Args:
         model (FCN8s): the network.
@@ -63,9 +67,11 @@ class AttentionEvaluator(extension.Extension):
         examples = [dataset[i] for i in range(min(n_images, len(dataset)))]
         self.n_images = len(examples)
         self.batches = list(batches(examples, batch_size))
+        self.at_start = None
 
     def evaluate(self):
-        """``{key: value}`` of :data:`KEYS` (None where undefined)."""
+        """``{key: value}`` of :data:`KEYS` and ``pointing_chance``, as
+        fractions (None where undefined)."""
         metrics = AttentionMetrics(self.n_class)
         for batch in self.batches:
             x = self.model.device.send(
@@ -76,11 +82,19 @@ class AttentionEvaluator(extension.Extension):
             for (_, label_map, _), cam, cs in zip(batch, cams, classes):
                 metrics.add(label_map, dict(cams=cam, cam_classes=cs))
         result = metrics.result()
-        return {k: result[k] for k in self.KEYS}
+        return {k: result[k] for k in self.KEYS + ('pointing_chance',)}
+
+    def evaluate_at_start(self):
+        """:meth:`evaluate` of the weights before training, kept for the
+        log's iteration-0 entry."""
+        self.at_start = self.evaluate()
+        return self.at_start
 
     def __call__(self, trainer):
-        chainer.report({'validation/main/' + k: v
-                        for k, v in self.evaluate().items() if v is not None})
+        result = (self.at_start if trainer.is_before_training and
+                  self.at_start is not None else self.evaluate())
+        chainer.report({'validation/main/' + k: 100 * result[k]
+                        for k in self.KEYS if result[k] is not None})
 
 
 class MeanAPEvaluator(extension.Extension):
@@ -155,7 +169,8 @@ class KeepBest(extension.Extension):
             return
         iteration = trainer.updater.iteration
         check_finite_params(self.model, '%s not written' % self.FILENAME)
-        save_model(self.path, self.model, best=dict(
+        save_model(output_path(os.path.dirname(self.path), self.FILENAME),
+                   self.model, best=dict(
             metric=self.metric, score=value, iteration=iteration))
         self.score, self.iteration = value, iteration
 
@@ -230,8 +245,6 @@ class AttentionSnapshot(chainer.training.Extension):
             'class %d' % c for c in range(1, self.labels.shape[1] + 1)]
 
     def __call__(self, trainer):
-        directory = os.path.join(trainer.out, 'attention')
-        os.makedirs(directory, exist_ok=True)
         device = self.model.device
         rows = attention_rows(self.model, device.send(self.x),
                               device.send(self.labels), self.sigma,
@@ -240,7 +253,7 @@ class AttentionSnapshot(chainer.training.Extension):
                   img, cam, mask, erased)
                  for classes, img, cam, mask, erased in rows]
         it = trainer.updater.iteration
-        path = os.path.join(directory, 'iter_%06d.png' % it)
+        path = output_path(trainer.out, 'attention', 'iter_%06d.png' % it)
         visualizations.save_figure(
             visualizations.attention_grid_figure(
                 named, 'iteration %d, --am-mode %s' % (it, self.am_mode)),
@@ -264,4 +277,4 @@ class PanelPlot(extension.Extension):
         log = trainer.get_extension(self.log_report).log
         visualizations.save_figure(
             visualizations.log_figure(log, self.panels, self.title),
-            os.path.join(trainer.out, self.filename))
+            output_path(trainer.out, self.filename))

@@ -20,6 +20,8 @@ import PIL.Image
 from chainer.training import extension
 from tensorboardX import SummaryWriter
 
+from runtime.outdir import output_path
+
 DIRECTORY = 'tensorboard'
 # entries of a LogReport's log that are not reported values
 NOT_REPORTED = ('epoch', 'iteration', 'elapsed_time')
@@ -58,7 +60,7 @@ class TensorBoard(extension.Extension):
         this process (a snapshot is loaded after every ``initialize``)."""
         if self._writer is not None:
             return self._writer
-        directory = os.path.join(trainer.out, DIRECTORY)
+        directory = output_path(trainer.out, DIRECTORY, directory=True)
         earlier = glob.glob(os.path.join(directory, 'events.out.tfevents.*'))
         start = trainer.updater.iteration - 1     # the snapshot's iteration
         # the number keeps event files of one second in their order
@@ -113,7 +115,7 @@ def find(trainer):
 def write_texts(out, texts):
     """``{tag: markdown}`` (e.g. a results table) as the texts of step 0 in
     ``out/tensorboard``; they hide what earlier writes put there."""
-    with SummaryWriter(os.path.join(out, DIRECTORY),
+    with SummaryWriter(output_path(out, DIRECTORY, directory=True),
                        purge_step=0) as writer:
         for tag, text in texts.items():
             writer.add_text(tag, text, 0)

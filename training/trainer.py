@@ -2,8 +2,6 @@
 (device, seed, --out, data), iterators, optimizer, evaluator and Trainer,
 and the run itself."""
 import argparse
-import math
-import os
 import sys
 
 import chainer
@@ -13,7 +11,8 @@ from chainer.training import extensions
 from datasets import get_dataset, masked_only, training_data
 from datasets.voc import missing_files
 from models import FCN8s, save_model
-from runtime import distributed, flags, outdir
+from runtime import distributed, outdir
+from runtime.config import check_resume_length
 from runtime.device import set_seed
 from runtime.errors import OutOfMemory, UsageError, WriteFailed
 from runtime.flags import stop_trigger
@@ -45,18 +44,18 @@ def add_training_flags(p, keep_best=(), weight_decay=0.0):
                    '--schedule-iterations')
     p.add_argument('--lr-power', type=float, default=0.9,
                    help='power of --lr-schedule poly')
-    p.add_argument('--lr-step', type=flags.positive(int), default=100,
+    p.add_argument('--lr-step', type=int, default=100,
                    help='updates between the decays of --lr-schedule step')
     p.add_argument('--lr-gamma', type=float, default=0.1,
                    help='factor of each decay of --lr-schedule step, in '
                    '(0, 1]')
-    p.add_argument('--schedule-iterations', type=flags.positive(int),
+    p.add_argument('--schedule-iterations', type=int,
                    default=None,
                    help='T of --lr-schedule poly and cosine, which reach 0 '
                    'there (default: the run\'s length in updates, from '
                    '--iterations or --epochs; a resume for longer must '
                    'pass the run\'s value, in its config.json)')
-    p.add_argument('--val-interval', type=flags.positive(int), default=100,
+    p.add_argument('--val-interval', type=int, default=100,
                    help='updates between validations on --val-split')
     if keep_best:
         p.add_argument('--keep-best', default=None, choices=keep_best,
@@ -74,12 +73,6 @@ def add_training_flags(p, keep_best=(), weight_decay=0.0):
 def check_training_flags(args):
     """UsageError for a value of :func:`add_training_flags` out of range
     or that does not apply."""
-    if not (math.isfinite(args.lr_power) and args.lr_power > 0):
-        raise UsageError('--lr-power must be a finite number > 0, got %g'
-                         % args.lr_power)
-    if not 0 < args.lr_gamma <= 1:
-        raise UsageError('--lr-gamma must be in (0, 1], got %g'
-                         % args.lr_gamma)
     if (args.schedule_iterations is not None and
             args.lr_schedule not in DECAYING):
         raise UsageError('--schedule-iterations applies to --lr-schedule %s '
@@ -113,10 +106,11 @@ def start_run(args, default_iterations, masks_only=False):
         chainer.global_config.train = False    # no dropout, no flips
     with missing_files('skip' if args.skip_bad else 'error'):
         train = get_dataset(args.dataset, args.data_dir, args.split,
-                            layout=args.voc_layout)
+                            layout=args.voc_layout,
+                            max_pixels=args.max_image_pixels)
         val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
                            args.val_split, train.class_names,
-                           args.voc_layout)
+                           args.voc_layout, args.max_image_pixels)
                if args.val_split else None)
     if args.skip_bad:
         train = SkipBadSamples(train, 'train')
@@ -125,6 +119,7 @@ def start_run(args, default_iterations, masks_only=False):
         train = with_masks(train, '--split', announce=context.is_writer)
         val = (with_masks(val, '--val-split', announce=context.is_writer)
                if val is not None else None)
+    context.on_writer(check_resume_length, args, stop, len(train))
     if args.lr_schedule in DECAYING and args.schedule_iterations is None:
         # the resolved length is written to config.json and kept on resume
         args.schedule_iterations = schedule_iterations(
@@ -183,11 +178,12 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     :mod:`runtime.snapshots`: a rerun in the same ``out`` continues from
     the newest good one; ``resume`` and ``force`` as the flags, see
     :func:`trainer_options`). ``validators`` are further extensions that
-    run when the evaluator does. ``schedule``: the keyword arguments of
-    :func:`training.schedules.lr_schedule`; ``keep_best``: a validation
-    metric, see :class:`training.extensions.KeepBest`; ``tensorboard``:
-    also write the run for TensorBoard
-    (:class:`training.tensorboard.TensorBoard`).
+    run when the evaluator does, and once before the first update: the
+    log and the figures then start at iteration 0. ``schedule``: the
+    keyword arguments of :func:`training.schedules.lr_schedule`;
+    ``keep_best``: a validation metric, see
+    :class:`training.extensions.KeepBest`; ``tensorboard``: also write the
+    run for TensorBoard (:class:`training.tensorboard.TensorBoard`).
 
     In a data-parallel run (:mod:`runtime.distributed`) the evaluator is
     averaged over the ranks, so are the ``main/`` terms of
@@ -211,7 +207,8 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                        trigger=(eval_interval, 'iteration'))
         iterators.append(evaluator.get_iterator('main'))
     for validator in validators:
-        trainer.extend(validator, trigger=(eval_interval, 'iteration'))
+        trainer.extend(validator, trigger=(eval_interval, 'iteration'),
+                       call_before_training=True)
     shift = lr_schedule(optimizer, **schedule) if schedule else None
     if shift is not None:
         trainer.extend(shift, trigger=(1, 'iteration'))
@@ -230,7 +227,9 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     trainer.extend(extensions.observe_value(
         'lr', lambda _: getattr(optimizer, lr_attribute(optimizer))),
         trigger=log)
-    trainer.extend(extensions.LogReport(trigger=log))
+    start = bool(validators)      # an iteration-0 entry of the validators
+    trainer.extend(extensions.LogReport(trigger=log),
+                   call_before_training=start)
     if tensorboard:
         trainer.extend(TensorBoard())
     trainer.extend(extensions.PrintReport(
@@ -238,7 +237,8 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
         out=report_stream()))
     trainer.extend(TrainingProgress(log_interval))
     for name, (title, panels) in plots.items():
-        trainer.extend(PanelPlot(panels, name + '.png', title), trigger=log)
+        trainer.extend(PanelPlot(panels, name + '.png', title), trigger=log,
+                       call_before_training=start)
     return trainer
 
 
@@ -256,9 +256,10 @@ def trainer_options(args):
                 tensorboard=args.tensorboard)
 
 
-def run_training(trainer, model, out):
+def run_training(trainer, model, out, next_steps=()):
     """Run the trainer and write ``out/model.npz`` (never from NaN or inf
-    weights; rank 0 of a data-parallel run). Errors inside the loop (a bad
+    weights; rank 0 of a data-parallel run), then print its path and the
+    command lines ``next_steps``. Errors inside the loop (a bad
     sample, a non-finite loss, an interruption) propagate as they are,
     without chainer's traceback dump, for :func:`runtime.cli.run` to
     report in one line; so do a batch that does not fit in memory (refused
@@ -276,7 +277,11 @@ def run_training(trainer, model, out):
         if context.rank_weights_path():
             save_model(context.rank_weights_path(), model)
         if context.is_writer:
-            save_model(os.path.join(out, 'model.npz'), model)
+            path = outdir.output_path(out, outdir.MODEL)
+            save_model(path, model)
+            print('\nmodel: %s' % path)
+            for command in next_steps:
+                print('next: %s' % command)
     except MemoryError:
         raise OutOfMemory(
             'out of memory in a training step on images of %s with '
