@@ -120,13 +120,13 @@ def main():
             'control_seed%d' % s, 'train_GAIN.py',
             gain_args(cfg, classifiers[s].path, s, 'control'))
             for s in SEEDS}
-        gains = dict(control, **gain_jobs(GRID, 'gain', cfg))
+        gains = {**control, **gain_jobs(GRID, 'gain', cfg)}
         run_jobs(list(gains.values()), args.jobs, '-1')
-        evals = evaluate(dict(gains, **{('classifier', s): classifiers[s]
-                                        for s in SEEDS}), 'gain', cfg['sigma'])
+        reference = {**gains, **{('classifier', s): classifiers[s]
+                                 for s in SEEDS}}
+        evals = evaluate(reference, 'gain', cfg['sigma'])
         run_jobs(list(evals.values()), args.jobs, '-1')
-        rows = table(dict(gains, **{('classifier', s): classifiers[s]
-                                    for s in SEEDS}), evals)
+        rows = table(reference, evals)
         classifier_row = rows.pop('classifier')
         control_row = rows.pop('control')
         best = choose(rows, control_row, 'attention_miou')

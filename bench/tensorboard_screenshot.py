@@ -25,8 +25,8 @@ if ROOT not in sys.path:
 from runtime import cli, flags  # NOQA: E402
 from runtime.errors import UsageError  # NOQA: E402
 from training import tensorboard  # NOQA: E402
+from training.presets import STAND_IN  # NOQA: E402
 
-STAND_IN = os.path.join(ROOT, 'models', 'pretrained', 'fcn8s_shapes_v1.npz')
 # the cards shown: the attention pictures, two loss terms, three
 # validation measures
 TAGS = ('^attention$|^main/(loss|am)$|'
