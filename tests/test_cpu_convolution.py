@@ -39,8 +39,13 @@ DECONVOLUTIONS = [
     (1, 2, 3, 5, 4, 3, 2, 0),
 ]
 FUNCTIONS = {'conv': F.convolution_2d, 'deconv': F.deconvolution_2d}
-CASES = ([('conv', c) for c in CONVOLUTIONS]
-         + [('deconv', c) for c in DECONVOLUTIONS])
+# (kind, case, keyword arguments): the sizes above, and chainer's
+# cover_all, also what the gradient of a deconvolution with an output size
+# between two input sizes uses.
+CASES = ([('conv', c, {}) for c in CONVOLUTIONS]
+         + [('deconv', c, {}) for c in DECONVOLUTIONS]
+         + [('conv', (3, 2, 3, 9, 8, 3, 2, 1), dict(cover_all=True)),
+            ('deconv', (3, 2, 2, 5, 5, 3, 2, 0), dict(outsize=(10, 10)))])
 BRANCHES = ('_conv_by_columns', '_conv_by_phase', '_grad_w_by_columns',
             '_grad_w_by_phase', '_subpixel', '_col2im')
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
@@ -54,24 +59,24 @@ def inputs(kind, case, dtype, seed=0):
                  for s in ((n, c_in, h, w), w_shape, (c_out,)))
 
 
-def forward_backward(kind, case, arrays):
+def forward_backward(kind, case, kwargs, arrays):
     """``y`` and the gradients of ``x``, ``W`` and ``b`` for a random
     ``gy``, with the kernels in place now."""
     stride, pad = case[6:]
     x, W, b = (chainer.Variable(a.copy()) for a in arrays)
-    y = FUNCTIONS[kind](x, W, b, stride, pad)
+    y = FUNCTIONS[kind](x, W, b, stride, pad, **kwargs)
     y.grad = np.random.RandomState(1).normal(0, 1, y.shape).astype(y.dtype)
     y.backward()
     return [y.array, x.grad, W.grad, b.grad]
 
 
-def double_backward(kind, case, arrays):
+def double_backward(kind, case, kwargs, arrays):
     """Gradients of ``|dL/dx|^2 + |dL/dW|^2`` with ``L = sum(c * y^2)``
     (first derivatives through ``chainer.grad``, so the second backward
     goes through the convolution's gradients)."""
     stride, pad = case[6:]
     x, W, b = (chainer.Variable(a.copy()) for a in arrays)
-    y = FUNCTIONS[kind](x, W, b, stride, pad)
+    y = FUNCTIONS[kind](x, W, b, stride, pad, **kwargs)
     c = np.random.RandomState(2).normal(0, 1, y.shape).astype(y.dtype)
     gx, gW = chainer.grad([F.sum(c * y * y)], [x, W],
                           enable_double_backprop=True)
@@ -96,39 +101,44 @@ def test_models_install_the_kernels():
 
 
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
-@pytest.mark.parametrize('kind,case', CASES)
-def test_output_and_gradients_equal_chainers(kind, case, dtype):
+@pytest.mark.parametrize('kind,case,kwargs', CASES)
+def test_output_and_gradients_equal_chainers(kind, case, kwargs, dtype):
     """y and the gradients of x, W and b: rel 1e-5 (float32), 1e-12
     (float64) of chainer's kernels."""
     arrays = inputs(kind, case, dtype)
-    fast = forward_backward(kind, case, arrays)
+    fast = forward_backward(kind, case, kwargs, arrays)
     with cpu_convolution.chainer_kernels():
-        expected = forward_backward(kind, case, arrays)
+        expected = forward_backward(kind, case, kwargs, arrays)
     assert_close(fast, expected, TOLERANCE[dtype], (kind, case))
 
 
-@pytest.mark.parametrize('kind,case', CASES)
-def test_double_backprop_equals_chainers(kind, case):
+@pytest.mark.parametrize('kind,case,kwargs', CASES)
+def test_double_backprop_equals_chainers(kind, case, kwargs):
     arrays = inputs(kind, case, np.float32)
-    fast = double_backward(kind, case, arrays)
+    fast = double_backward(kind, case, kwargs, arrays)
     with cpu_convolution.chainer_kernels():
-        expected = double_backward(kind, case, arrays)
+        expected = double_backward(kind, case, kwargs, arrays)
     assert_close(fast, expected, 1e-5, (kind, case))
 
 
 def test_cases_take_every_branch(monkeypatch):
-    """The cases above run each way the kernels compute, and the kernels
-    do run (a spy counts the calls)."""
+    """The cases above run each way the kernels compute, and none of them
+    falls back to chainer's code (spies count the calls)."""
     calls = collections.Counter()
-    for name in BRANCHES:
-        branch = getattr(cpu_convolution, name)
 
-        def spy(*args, _branch=branch, _name=name):
-            calls[_name] += 1
-            return _branch(*args)
-        monkeypatch.setattr(cpu_convolution, name, spy)
-    for kind, case in CASES:
-        forward_backward(kind, case, inputs(kind, case, np.float32))
+    def spy(name, function):
+        def counted(*args):
+            calls[name] += 1
+            return function(*args)
+        return counted
+    for name in BRANCHES:
+        monkeypatch.setattr(cpu_convolution, name,
+                            spy(name, getattr(cpu_convolution, name)))
+    monkeypatch.setattr(cpu_convolution, '_ORIGINAL', {
+        name: (cls, spy('chainer ' + name, kernel)) for name, (cls, kernel)
+        in cpu_convolution._ORIGINAL.items()})
+    for kind, case, kwargs in CASES:
+        forward_backward(kind, case, kwargs, inputs(kind, case, np.float32))
     assert set(calls) == set(BRANCHES), calls
 
 
