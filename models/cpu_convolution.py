@@ -168,11 +168,16 @@ class _Geometry(object):
 
     @property
     def by_phase(self):
-        """Whether the stride-phase matrix with its ``ku*kv`` shifted
-        copies of the outputs (or of ``gy``) is smaller than ``col``."""
+        """Whether to go through the stride phases: where its shifted
+        copies of the outputs (or of ``gy``) are fewer numbers than ``col``
+        and its matrix product has at most 1.5 times the multiply-adds of
+        ``col``'s (the phases pad the kernel to whole strides, the outputs
+        by ``ku - 1``)."""
         oh, ow = self.out_size
-        return (self.out_c * self.ku * self.kv * (oh + self.ku - 1)
-                * (ow + self.kv - 1) < self.c * self.kh * self.kw * oh * ow)
+        shifted = self.ku * self.kv * (oh + self.ku - 1) * (ow + self.kv - 1)
+        col = self.kh * self.kw * oh * ow
+        return (self.out_c * shifted < self.c * col
+                and shifted * self.phases <= 1.5 * col)
 
 
 # -- Convolution2DFunction ---------------------------------------------------
@@ -247,15 +252,19 @@ def _grad_w_by_phase(g, x, gy):
 # -- Deconvolution2DFunction -------------------------------------------------
 def _deconvolution(self, x, W, b):
     """``y (N, Cout, outh, outw)`` of ``x (N, Cin, h, w)`` and
-    ``W (Cin, Cout, kh, kw)``: :func:`_subpixel` or :func:`_col2im`,
-    whichever has the smaller intermediate matrix."""
+    ``W (Cin, Cout, kh, kw)``: :func:`_subpixel` where its ``col`` is no
+    larger than :func:`_col2im`'s products and its matrix product has at
+    most 1.5 times their multiply-adds, else :func:`_col2im`."""
     if not _fast(self, x, W, b):
         return _ORIGINAL['deconv'][1](self, x, W, b)
     in_c, out_c, kh, kw = W.shape
     h, w = x.shape[2:]
-    subpixel_rows = in_c * _ceil_div(kh, self.sy) * _ceil_div(kw, self.sx)
-    if (subpixel_rows * self.outh * self.outw
-            <= out_c * kh * kw * h * w * self.sy * self.sx):
+    # per image: subpixel's col has in_c * taps * ~outh*outw / (sy*sx)
+    # numbers, col2im's products out_c * kh*kw * h*w
+    taps = _ceil_div(kh, self.sy) * _ceil_div(kw, self.sx)
+    subpixel, products = taps * self.outh * self.outw, kh * kw * h * w
+    if (in_c * subpixel <= out_c * products * self.sy * self.sx
+            and subpixel <= 1.5 * products):
         y = _subpixel(self, x, W)
     else:
         y = _col2im(self, x, W)
