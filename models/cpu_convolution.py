@@ -27,8 +27,8 @@ the next layer reads channels-last memory; the weight gradient copies
 matrix product with no copy of it; outputs are ``(N, C, H, W)`` arrays
 whose memory is in ``(C, N, H, W)`` order, which the next layer reads as a
 matrix as it is. Two more rewrites, each taken only where its intermediate
-array is the smaller one (the upscore layers, whose kernel is large against
-their stride):
+array is the smaller one and its matrix product not much larger (the
+upscore layers, whose kernel is large against their stride):
 
 - a deconvolution as one stride-1 convolution with ``sy*sx`` times the
   output channels, one per stride phase (:func:`_subpixel`), instead of a
@@ -38,12 +38,16 @@ their stride):
 
 Results equal chainer's within rounding: the same products, summed in
 another order (float32: about 1e-7 relative, float64: 1e-15, for finite
-inputs). A training run's weights therefore differ from one with chainer's
-kernels in the last digits; see docs/BENCHMARKS.md for by how much.
+inputs). A training run drifts from one with chainer's kernels as under
+any change of rounding (docs/BENCHMARKS.md: 4% of the weights after 100
+steps of train_fcn.py, as much as a random one-ulp change of chainer's own
+convolution outputs gives).
 
-:func:`install` puts the kernels in place (``models`` does it when it is
-imported, so every model, script and test of the project uses them);
-:func:`chainer_kernels` restores chainer's inside a ``with`` block.
+:func:`install` puts the kernels in place. ``models`` does it when it is
+imported, so every model, script and test of the project uses them; not
+``models.precision.apply_link``, as the nodes of the gradients are made by
+chainer inside ``backward``, out of a link's reach. :func:`chainer_kernels`
+restores chainer's kernels inside a ``with`` block.
 """
 import contextlib
 
