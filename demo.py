@@ -30,6 +30,7 @@ from datasets import shapes
 from metrics import bootstrap, report
 from models.precision import PRECISIONS
 from runtime import flags
+from metrics.records import load_records
 from runtime.files import write_text
 from runtime.jobs import HERE, Job, JobFailed, run_jobs
 from training.presets import (PRESETS, add_preset_flags, classifier_args,
@@ -231,7 +232,6 @@ def main():
     except JobFailed as e:
         sys.exit(str(e))
 
-    from evaluate import load_records
     with open(evaluations['test'].path) as f:
         metrics = json.load(f)['models']
     records, _ = load_records(os.path.join(evaluations['test'].out,

@@ -52,6 +52,7 @@ from metrics import (AttentionMetrics, ClassificationMetrics,
 from metrics import report
 from metrics.attention import DEFAULT_TAU, attention_warnings, miou_at
 from metrics.cue import CueMetrics
+from metrics.records import save_records
 from models import class_cams, load_model
 from runtime import cli, flags, outdir
 from runtime.config import write_config
@@ -166,28 +167,6 @@ def tuned_taus(path, names):
     return taus
 
 
-def save_records(path, records, ids):
-    """``per_image.npz``: ``names``, ``ids`` and ``<i>/<key>``, the per-image
-    records of model ``names[i]`` (plain arrays, no pickle)."""
-    arrays = dict(names=np.array(list(records), str), ids=np.array(ids, str))
-    for i, r in enumerate(records.values()):
-        arrays.update({'%d/%s' % (i, k): np.asarray(v) for k, v in r.items()})
-    with atomic_write(path, 'wb') as f:
-        np.savez(f, **arrays)
-
-
-def load_records(path):
-    """``({name: records}, ids)`` of a ``per_image.npz``."""
-    with np.load(path, allow_pickle=False) as f:
-        names = list(f['names'])
-        records = {n: {} for n in names}
-        for key in f.files:
-            if '/' in key:
-                i, k = key.split('/', 1)
-                records[names[int(i)]][k] = f[key]
-        return records, list(f['ids'])
-
-
 def main():
     p = flags.parser(__doc__, training=False)
     datasets.add_flags(p)
@@ -298,8 +277,9 @@ def main():
     write_text(outdir.output_path(args.out, 'metrics.json'), json.dumps(
         dict(split=split, class_names=dataset.class_names, config=config,
              models=results, compare=compare), indent=2))
-    save_records(outdir.output_path(args.out, 'per_image.npz'), records,
-                 dataset.ids)
+    with atomic_write(outdir.output_path(args.out, 'per_image.npz'),
+                      'wb') as f:
+        save_records(f, records, dataset.ids)
     write_text(outdir.output_path(args.out, 'metrics.md'),
                table + '\n' + ('\n' + diff + '\n' if diff else ''))
     if args.tensorboard:

@@ -42,6 +42,7 @@ import visualizations
 from datasets import shapes
 from metrics import bootstrap, report
 from runtime import flags
+from metrics.records import load_records
 from runtime.files import write_text
 from runtime.jobs import HERE, Job, JobFailed, run_jobs
 from training.presets import (VARIANTS, add_preset_flags, classifier_args,
@@ -132,7 +133,6 @@ def jobs_of(cfg, stand_in, seeds, out, device, data_dir):
 
 def load(evaluations, seeds):
     """``{(split, seed): ({row: metrics}, {row: records})}``."""
-    from evaluate import load_records
     out = {}
     for (split, s), job in evaluations.items():
         with open(job.path) as f:

@@ -43,6 +43,7 @@ import numpy as np
 from datasets import get_dataset, shapes
 from metrics import bootstrap
 from runtime import flags
+from metrics.records import load_records
 from runtime.files import write_text
 from runtime.jobs import HERE, Job, JobFailed, run_jobs
 from training.presets import PRESETS, classifier_args, gain_args
@@ -219,7 +220,6 @@ def main():
     except JobFailed as e:
         sys.exit(str(e))
 
-    from evaluate import load_records
     records = {s: load_records(os.path.join(tests[s].out,
                                             'per_image.npz'))[0]
                for s in seeds}

@@ -88,12 +88,14 @@ def test_full_differs_from_activations(thin_model):
 def test_mask_only_drops_the_attention_mining_pass(thin_model):
     """Under mask-only, L_am's gradient equals that of an independent
     computation in which the attention-mining pass runs on a frozen copy of
-    the network: only the path through the mask remains."""
+    the network: only the path through the mask remains (L_am averaged
+    over the (image, class) pairs, as the reference does)."""
     x, lbl, labels, ext = batch([[1, 0, 0], [0, 1, 1]])
     weights = dict(ONLY, am=1.0)
     with chainer.using_config('train', False):
         g = grads(thin_model, GAINLoss(thin_model, cam_grad='mask-only',
-                                       weights=weights), (x, lbl, labels, ext))
+                                       weights=weights, am_average='pair'),
+                  (x, lbl, labels, ext))
         g_act = grads(thin_model, GAINLoss(thin_model, weights=weights),
                       (x, lbl, labels, ext))
 

@@ -6,6 +6,7 @@ import html
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -139,7 +140,9 @@ def test_server_shows_every_logged_value_pictures_and_texts(runs):
         assert '<td>%.2f</td>' % (100 * metrics['models']['gain']['map']) \
             in table
         assert '<th>Mean IU</th>' in table
-        assert '<td>classifier</td>' in table and '<td>gain</td>' in table
+        # a row per model (a tiny model may be marked (!): at chance)
+        assert re.search(r'<td>classifier( \(!\))?</td>', table)
+        assert re.search(r'<td>gain( \(!\))?</td>', table)
 
 
 @pytest.mark.slow

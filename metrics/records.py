@@ -1,0 +1,26 @@
+"""Per-image records of an evaluation, on disk: what ``evaluate.py``
+writes to ``per_image.npz`` and the experiments read back for their
+bootstrap intervals (plain arrays; read without pickle)."""
+import numpy as np
+
+
+def save_records(f, records, ids):
+    """Write ``names``, ``ids`` and ``<i>/<key>``, the per-image records
+    ``{name: {key: array}}`` of model ``names[i]``, to the open binary
+    file ``f``."""
+    arrays = dict(names=np.array(list(records), str), ids=np.array(ids, str))
+    for i, r in enumerate(records.values()):
+        arrays.update({'%d/%s' % (i, k): np.asarray(v) for k, v in r.items()})
+    np.savez(f, **arrays)
+
+
+def load_records(path):
+    """``({name: records}, ids)`` of a ``per_image.npz``."""
+    with np.load(path, allow_pickle=False) as f:
+        names = list(f['names'])
+        records = {n: {} for n in names}
+        for key in f.files:
+            if '/' in key:
+                i, k = key.split('/', 1)
+                records[names[int(i)]][k] = f[key]
+        return records, list(f['ids'])
