@@ -5,9 +5,10 @@
    1``): the CPU preset takes the shipped
    ``models/pretrained/fcn8s_shapes_v2.npz`` unless ``--retrain-fcn``;
 1. ``train_classifier.py``: a fresh GAIN head on the frozen trunk;
-2. ``train_GAIN.py``: GAIN and GAIN_ext for each of ``--seeds``, as
-   ``--jobs`` parallel processes of one thread each (the same numbers
-   whatever ``--jobs``);
+2. ``train_GAIN.py``: for each of ``--seeds``, GAIN, GAIN_ext and the
+   fine-tuning control (the same schedule without L_am), as ``--jobs``
+   parallel processes of one thread each (the same numbers whatever
+   ``--jobs``);
 3. ``evaluate.py`` on the ``tune`` split (where each model's attention
    threshold is chosen), then on the unbiased ``test`` split;
    ``visualize.py``.
@@ -40,10 +41,16 @@ KEYS = ['mean_iu', 'map', 'attention_miou_tuned', 'attention_miou_fixed',
         'pointing_15px', 'energy_box', 'zero_cams', 'cue_gap_absent',
         'cue_auc_absent']
 #: The differences the demo measures on its own runs: (b, a, keys).
-COMPARISONS = (('gain', 'classifier', ('attention_miou_tuned',
-                                       'pointing_15px', 'map', 'mean_iu')),
+COMPARISONS = (('control', 'classifier', ('attention_miou_tuned',
+                                          'pointing_15px', 'map',
+                                          'mean_iu')),
+               ('gain', 'control', ('attention_miou_tuned', 'pointing_15px',
+                                    'map', 'mean_iu')),
                ('gain_ext', 'gain', ('attention_miou_fixed',
                                      'attention_miou_tuned', 'mean_iu')))
+#: The GAIN runs of each seed, and their titles in the tables.
+VARIANTS = (('control', 'control (no L_am)'), ('gain', 'GAIN'),
+            ('gain_ext', 'GAIN_ext'))
 METRICS = dict(map=bootstrap.mean_ap, mean_iu=bootstrap.mean_iu,
                attention_miou_tuned=bootstrap.attention_miou_tuned)
 
@@ -71,7 +78,7 @@ def pipeline(args, cfg, shipped, data_dir):
                                 classifier_args(cfg, stand_in, 0) +
                                 precision)}
     for s in args.seeds:
-        for v in ('gain', 'gain_ext'):
+        for v, _ in VARIANTS:
             models['%s_seed%d' % (v, s)] = job(
                 '2/3 %s seed %d' % (v, s), 'train_GAIN.py', '%s_seed%d'
                 % (v, s), gain_args(cfg, models['classifier'].path, s, v) +
@@ -90,7 +97,8 @@ def pipeline(args, cfg, shipped, data_dir):
                                  product='metrics.json', restart=None)
         stages.append([evaluations[split]])
     visualize = job('3/3 visualize', 'visualize.py', 'visualize',
-                    ['--pretrained', paths[0], '--trained', paths[1],
+                    ['--pretrained', models['classifier'].path, '--trained',
+                     models['gain_seed%d' % args.seeds[0]].path,
                      '--split', 'test', '--num', 6], product='overview.png',
                     restart=None)
     stages.append([visualize])
@@ -100,7 +108,7 @@ def pipeline(args, cfg, shipped, data_dir):
 def rows_of(models, seeds):
     """``[(title, {key: value or [per seed]})]`` of the test metrics."""
     rows = [('FCN8s + classifier (before GAIN)', models['classifier'])]
-    for v, title in (('gain', 'GAIN'), ('gain_ext', 'GAIN_ext')):
+    for v, title in VARIANTS:
         runs = [models['%s_seed%d' % (v, s)] for s in seeds]
         rows.append(('%s (%d seed%s)' % (title, len(seeds),
                                          's' if len(seeds) > 1 else ''),
@@ -175,9 +183,8 @@ each, so the seeds' spread is not measured here):
 
 %(differences)s
 
-GAIN - classifier mixes two effects: fine-tuning the trunk (L_cl, L_seg)
-and attention mining (L_am). What holds over seeds, and against a control
-that differs only in L_am:
+The control fine-tunes the trunk on the GAIN schedule without L_am, so
+GAIN - control is what attention mining adds. What holds over seeds:
 
 %(claims)s
 

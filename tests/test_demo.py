@@ -68,9 +68,9 @@ def test_experiment_then_demo(tmp_path):
               '--gain-iterations', 2, '--ext-images', 3)
     with open(os.path.join(media, 'results.json')) as f:
         res = json.load(f)
-    assert set(res['models']) == {'classifier', 'gain_seed0',
-                                  'gain_ext_seed0'}
-    d = res['differences']['gain - classifier']['attention_miou_tuned']
+    assert set(res['models']) == {'classifier', 'control_seed0',
+                                  'gain_seed0', 'gain_ext_seed0'}
+    d = res['differences']['gain - control']['attention_miou_tuned']
     assert d['sd_seeds'] is None and len(d['per_seed']) == 1
     results_md = open(os.path.join(media, 'RESULTS.md')).read()
     # the demo quotes what the experiment established, not claims of its own

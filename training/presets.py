@@ -1,10 +1,11 @@
 """The schedules and settings of the ``shapes`` pipeline that the demo and
 the experiment run, and the command lines they make of them.
 
-Every value was chosen on the ``tune`` split (never on ``test``); the
-sweep that chose them is in models/pretrained/README.md. ``cpu``: 2 CPU
-cores, the shipped stand-in; ``gpu``: one GPU, a wider stand-in trained
-first.
+``cpu``: 2 CPU cores, the shipped stand-in; its GAIN weights and sigma
+were chosen on the ``tune`` split (never on ``test``) by ``tune.py``, whose
+table is in models/pretrained/README.md. ``gpu``: one GPU, a wider
+stand-in trained first, the paper's alpha = 1, sigma = 0.5 and L_e weight
+10 with L_seg weight 1 (not tuned: no GPU was at hand).
 """
 import os
 
@@ -14,8 +15,8 @@ STAND_IN = os.path.join(HERE, 'models', 'pretrained', 'fcn8s_shapes_v2.npz')
 PRESETS = {
     'cpu': dict(width=0.0625, fcn_iterations=1500, fcn_lr=1e-3,
                 classifier_iterations=600, gain_iterations=150, gain_lr=3e-4,
-                am_weight=2.0, seg_weight=2.0, sigma=0.4, ext_images=60,
-                ext_weight=5.0),
+                am_weight=1.0, seg_weight=2.0, sigma=0.5, ext_images=60,
+                ext_weight=10.0),
     'gpu': dict(width=0.25, fcn_iterations=1500, fcn_lr=1e-3,
                 classifier_iterations=1000, gain_iterations=300,
                 gain_lr=3e-4, am_weight=1.0, seg_weight=1.0, sigma=0.5,
