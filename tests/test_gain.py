@@ -92,8 +92,10 @@ def test_mask_only_drops_the_attention_mining_pass(thin_model):
     x, lbl, labels, ext = batch([[1, 0, 0], [0, 1, 1]])
     weights = dict(ONLY, am=1.0)
     with chainer.using_config('train', False):
+        # the reference averages over (image, class) pairs
         g = grads(thin_model, GAINLoss(thin_model, cam_grad='mask-only',
-                                       weights=weights), (x, lbl, labels, ext))
+                                       am_average='pair', weights=weights),
+                  (x, lbl, labels, ext))
         g_act = grads(thin_model, GAINLoss(thin_model, weights=weights),
                       (x, lbl, labels, ext))
 
