@@ -9,7 +9,7 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 
-from models import padding
+from models.padding import inside, masked_mean, pooled
 from models.precision import apply_link, cast
 
 TRUNK = ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2',
@@ -126,17 +126,17 @@ class FCN8s(chainer.Chain):
         with ``sizes`` (a padded batch, see :mod:`models.padding`), the
         valid size ``(N, 2)`` of conv5_3 (else None), every map zeroed
         beyond its valid size."""
-        h, pooled, valid = x, [], None
+        h, pools, valid = x, [], None
         if sizes is not None:       # conv1_1: 3x3, output side + 2 pad - 2
             valid = np.asarray(sizes) + 2 * conv1_pad - 2
         for name in TRUNK:
-            h = padding.inside(F.relu(self._apply(
+            h = inside(F.relu(self._apply(
                 name, h, conv1_pad if name == 'conv1_1' else None)), valid)
             if name in POOLED:
                 h = F.max_pooling_2d(h, 2, 2)
-                valid = None if valid is None else padding.pooled(valid)
-                pooled.append(h)
-        return pooled[2], pooled[3], h, valid
+                valid = None if valid is None else pooled(valid)
+                pools.append(h)
+        return pools[2], pools[3], h, valid
 
     # -- segmentation --------------------------------------------------------
     def segment(self, x, sizes=None):
@@ -159,16 +159,16 @@ class FCN8s(chainer.Chain):
         # deconvolution (kernel 2s, stride s) makes n cells s n + s. Past a
         # layer with a bias, the cells beyond are zeroed before the next
         # deconvolution could spread them into the image.
-        fr = None if sizes is None else padding.pooled(v5) - 6
-        h = padding.inside(self._apply('score_fr', h), fr)
+        fr = None if sizes is None else pooled(v5) - 6
+        h = inside(self._apply('score_fr', h), fr)
         upscore2 = self._apply('upscore2', h)
         h = self._apply('score_pool4', pool4)
         up2 = None if sizes is None else 2 * fr + 2
-        h = padding.inside(upscore2 + _crop(h, 5, upscore2.shape[2:]), up2)
+        h = inside(upscore2 + _crop(h, 5, upscore2.shape[2:]), up2)
         upscore_pool4 = self._apply('upscore_pool4', h)
         h = self._apply('score_pool3', pool3)
         up4 = None if sizes is None else 2 * up2 + 2
-        h = padding.inside(
+        h = inside(
             upscore_pool4 + _crop(h, 9, upscore_pool4.shape[2:]), up4)
         score = _crop(self._apply('upscore8', h), 31, x.shape[2:])
         return self._output(score)
@@ -198,7 +198,7 @@ class FCN8s(chainer.Chain):
         if sizes is None:
             h = F.mean(h, axis=(2, 3))
         else:       # pool5: four poolings to conv5_3 and one more
-            h = padding.masked_mean(h, padding.pooled(
+            h = masked_mean(h, pooled(
                 -(-np.asarray(sizes) // self.feature_stride)))
         h = F.dropout(F.relu(self._apply('fc6_cl', h)), ratio=.5)
         h = F.dropout(F.relu(self._apply('fc7_cl', h)), ratio=.5)
