@@ -105,7 +105,7 @@ def _window(scaled, side):
     return slice(0, scaled), slice(offset, offset + scaled)
 
 
-# -- AutoAugment ---------------------------------------------------------------
+# -- AutoAugment -------------------------------------------------------------
 def _enhance(kind):
     def apply(image, labels, magnitude):
         return kind(image).enhance(1 + _sign() * magnitude), labels

@@ -142,7 +142,8 @@ def test_mixed_sizes_equal_the_images_alone(am_mode, cam_grad, negatives):
 
     batch = pad_examples(examples)
     x, lbl, labels, supervised, sizes = batch
-    assert x.shape == (3, 3, 50, 61) and sizes.tolist() == [list(s) for s in SIZES]
+    assert x.shape == (3, 3, 50, 61)
+    assert sizes.tolist() == [list(s) for s in SIZES]
     with chainer.using_config('train', False):
         model.cleargrads()
         value, terms = observe(GAINLoss(model, weights=every, **kwargs),
