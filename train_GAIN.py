@@ -14,7 +14,7 @@ import chainer
 import numpy as np
 
 import datasets
-from datasets import PixelSupervisionFlag, training_data
+from datasets import PixelSupervisionFlag, pad_examples, training_data
 from metrics.attention import attention_warnings
 from models import load_model
 from runtime import cli, distributed, flags, outdir
@@ -31,7 +31,7 @@ from training.mixed_precision import set_precision
 from training.trainer import (add_training_flags, build_trainer,
                               make_evaluator, make_optimizer, run_training,
                               start_run, train_iterator, trainer_options,
-                              val_iterator, with_masks)
+                              training_view, val_iterator, with_masks)
 from training.updaters import GAINUpdater
 from visualizations import term_panel
 
@@ -73,6 +73,12 @@ def add_gain_flags(p):
                    help='L_am off for N iterations (or Ne epochs)')
     p.add_argument('--ext-warmup', default='0',
                    help='L_ext off for N iterations (or Ne epochs)')
+    p.add_argument('--am-on-negatives', action='store_true',
+                   help='L_am also on the images without a foreground class: '
+                   'each is erased where the Grad-CAM of its top-scoring '
+                   'class looks, and that class\'s score on the erased image '
+                   'is penalised, as for an image labelled with it (default: '
+                   'positives only, as the paper)')
     p.add_argument('--head-dropout', action='store_true',
                    help='keep the frozen head\'s dropout in the L_cl and '
                    'attention-mining passes (default: off; see '
@@ -208,15 +214,16 @@ def main():
               file=sys.stderr)
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
                     args.sigma, args.omega, weights, am_warmup, ext_warmup,
-                    args.head_dropout, args.am_average)
+                    args.head_dropout, args.am_average,
+                    args.am_on_negatives)
     optimizer = make_optimizer(loss, args.lr, model.head_links(),
                                args.weight_decay)
     set_precision(model, optimizer, args.dtype)
 
     train_it = train_iterator(
-        PixelSupervisionFlag(training_data(train, flip=True), ext_idx),
-        args.batch_size)
-    updater = GAINUpdater(train_it, optimizer, device=device)
+        PixelSupervisionFlag(training_view(train, args), ext_idx), train, args)
+    updater = GAINUpdater(train_it, optimizer, converter=pad_examples,
+                          device=device)
     val_it, eval_func = validation(val, loss, args.batch_size)
     evaluator = make_evaluator(val_it, loss, device, eval_func)
     write_run_config(args, model, train,

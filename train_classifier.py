@@ -12,6 +12,7 @@ import os
 import chainer
 
 import datasets
+from datasets import pad_examples
 from models import FCN8s, load_model
 from runtime import cli, flags
 from runtime.config import write_run_config
@@ -67,9 +68,9 @@ def main():
     optimizer = make_optimizer(loss, args.lr, frozen, args.weight_decay)
     set_precision(model, optimizer, args.dtype)
 
-    train_it, val_it = iterators(train, val, args.batch_size)
-    updater = chainer.training.StandardUpdater(train_it, optimizer,
-                                               device=device)
+    train_it, val_it = iterators(train, val, args)
+    updater = chainer.training.StandardUpdater(
+        train_it, optimizer, converter=pad_examples, device=device)
     evaluator = make_evaluator(val_it, loss, device)
     validators = ([MeanAPEvaluator(model, val, args.batch_size)]
                   if val is not None and distributed.is_writer() else [])

@@ -16,6 +16,7 @@ import os
 import chainer
 
 import datasets
+from datasets import pad_examples
 from models import FCN8s, load_model
 from runtime import cli, flags
 from runtime.config import write_run_config
@@ -71,10 +72,11 @@ def main():
                                weight_decay=args.weight_decay)
     set_precision(model, optimizer, args.dtype)
 
-    train_it, val_it = iterators(train, val, args.batch_size)
-    updater = chainer.training.StandardUpdater(train_it, optimizer,
-                                               device=device)
-    evaluator = (MeanIUEvaluator(val_it, loss, device=device)
+    train_it, val_it = iterators(train, val, args)
+    updater = chainer.training.StandardUpdater(
+        train_it, optimizer, converter=pad_examples, device=device)
+    evaluator = (MeanIUEvaluator(val_it, loss, converter=pad_examples,
+                                 device=device)
                  if val_it is not None else None)
     validators = ([MeanAPEvaluator(model, val, args.batch_size)]
                   if val is not None and args.cls_weight and

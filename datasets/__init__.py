@@ -14,6 +14,7 @@ import os
 import numpy as np
 from chainer.datasets import TransformDataset
 
+from datasets.convert import pad_examples  # NOQA
 from datasets.transforms import PixelSupervisionFlag, SegmentationTransform  # NOQA
 from datasets.transforms import (MEAN_BGR, deprocess, preprocess,  # NOQA
                                  preprocess_batch)
@@ -172,10 +173,11 @@ def masked_only(dataset, what='the split'):
     return dataset.subset(np.flatnonzero(has_mask))
 
 
-def training_data(dataset, flip=False):
+def training_data(dataset, flip=False, augment=None):
     """``(x, label_map, labels)`` view of a raw dataset (see
-    :class:`SegmentationTransform`)."""
-    return TransformDataset(dataset, SegmentationTransform(flip))
+    :class:`SegmentationTransform`; ``augment``: one of
+    :mod:`datasets.augment`)."""
+    return TransformDataset(dataset, SegmentationTransform(flip, augment))
 
 
 def batches(dataset, batch_size):

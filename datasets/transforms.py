@@ -36,17 +36,21 @@ class SegmentationTransform(object):
     them.
 
     With ``flip`` a random horizontal flip is drawn from ``numpy.random``
-    (seeded by the scripts) for training; like dropout, it is a train-mode
-    augmentation: none while ``chainer.config.train`` is off.
+    (seeded by the scripts) for training, then ``augment`` (one of
+    :mod:`datasets.augment`, or None) changes image and label map together;
+    like dropout, they are train-mode augmentations: none while
+    ``chainer.config.train`` is off.
     """
 
-    def __init__(self, flip=False):
-        self.flip = flip
+    def __init__(self, flip=False, augment=None):
+        self.flip, self.augment = flip, augment
 
     def __call__(self, example):
         img, label_map, labels = example
         if self.flip and chainer.config.train and np.random.rand() < 0.5:
             img, label_map = img[:, ::-1], label_map[:, ::-1]
+        if self.augment is not None and chainer.config.train:
+            img, label_map = self.augment(img, label_map)
         return (preprocess(img),
                 np.ascontiguousarray(label_map, dtype=np.int32),
                 np.asarray(labels, dtype=np.int32))

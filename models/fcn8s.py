@@ -9,6 +9,7 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 
+from models.padding import inside, masked_mean, pooled
 from models.precision import apply_link, cast
 
 TRUNK = ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2',
@@ -120,56 +121,85 @@ class FCN8s(chainer.Chain):
         self.head_trained_by = []
 
     # -- trunk ---------------------------------------------------------------
-    def _trunk(self, x, conv1_pad):
-        """conv1_1 ... conv5_3; returns pool3, pool4 and relu(conv5_3)."""
-        h, pooled = x, []
+    def _trunk(self, x, conv1_pad, sizes=None):
+        """conv1_1 ... conv5_3; returns pool3, pool4, relu(conv5_3) and,
+        with ``sizes`` (a padded batch, see :mod:`models.padding`), the
+        valid size ``(N, 2)`` of conv5_3 (else None), every map zeroed
+        beyond its valid size."""
+        h, pools, valid = x, [], None
+        if sizes is not None:       # conv1_1: 3x3, output side + 2 pad - 2
+            valid = np.asarray(sizes) + 2 * conv1_pad - 2
         for name in TRUNK:
-            h = F.relu(self._apply(name, h, conv1_pad if name == 'conv1_1'
-                                   else None))
+            h = inside(F.relu(self._apply(
+                name, h, conv1_pad if name == 'conv1_1' else None)), valid)
             if name in POOLED:
                 h = F.max_pooling_2d(h, 2, 2)
-                pooled.append(h)
-        return pooled[2], pooled[3], h
+                valid = None if valid is None else pooled(valid)
+                pools.append(h)
+        return pools[2], pools[3], h, valid
 
     # -- segmentation --------------------------------------------------------
-    def segment(self, x):
+    def segment(self, x, sizes=None):
         """Per-pixel class scores.
 
         Args:
             x: ``(N, 3, H, W)`` caffe-preprocessed images.
+            sizes: ``(N, 2)`` each image's own size in a padded batch
+                (:mod:`models.padding`), None when they fill ``(H, W)``.
         Returns:
-            ``(N, n_class, H, W)`` Variable, fcn's FCN8s forward.
+            ``(N, n_class, H, W)`` Variable, fcn's FCN8s forward; with
+            ``sizes`` each image's scores inside its size are those of the
+            image alone (outside they mean nothing; the loss ignores them).
         """
-        pool3, pool4, conv5_3 = self._trunk(x, conv1_pad=100)
+        pool3, pool4, conv5_3, v5 = self._trunk(x, 100, sizes)
         h = F.max_pooling_2d(conv5_3, 2, 2)
         h = F.dropout(F.relu(self._apply('fc6', h)), ratio=.5)
         h = F.dropout(F.relu(self._apply('fc7', h)), ratio=.5)
-        upscore2 = self._apply('upscore2', self._apply('score_fr', h))
+        # Valid sizes: fc6 (7x7, no pad) takes 6 off pool5; each
+        # deconvolution (kernel 2s, stride s) makes n cells s n + s. Past a
+        # layer with a bias, the cells beyond are zeroed before the next
+        # deconvolution could spread them into the image.
+        fr = None if sizes is None else pooled(v5) - 6
+        h = inside(self._apply('score_fr', h), fr)
+        upscore2 = self._apply('upscore2', h)
         h = self._apply('score_pool4', pool4)
-        h = upscore2 + _crop(h, 5, upscore2.shape[2:])
+        up2 = None if sizes is None else 2 * fr + 2
+        h = inside(upscore2 + _crop(h, 5, upscore2.shape[2:]), up2)
         upscore_pool4 = self._apply('upscore_pool4', h)
         h = self._apply('score_pool3', pool3)
-        h = upscore_pool4 + _crop(h, 9, upscore_pool4.shape[2:])
+        up4 = None if sizes is None else 2 * up2 + 2
+        h = inside(
+            upscore_pool4 + _crop(h, 9, upscore_pool4.shape[2:]), up4)
         score = _crop(self._apply('upscore8', h), 31, x.shape[2:])
         return self._output(score)
 
     # -- classification ------------------------------------------------------
-    def features(self, x):
+    def features(self, x, sizes=None):
         """``relu(conv5_3)`` of the classification stream (conv1_1 pad 1).
 
         Args:
             x: ``(N, 3, H, W)`` caffe-preprocessed images.
+            sizes: ``(N, 2)`` each image's own size in a padded batch
+                (:mod:`models.padding`), None when they fill ``(H, W)``.
         Returns:
             ``(N, C5, ceil(H/16), ceil(W/16))`` Variable, where Grad-CAM is
             taken; cell ``(i, j)`` is centred on pixel
-            ``(16 i + 7.5, 16 j + 7.5)``.
+            ``(16 i + 7.5, 16 j + 7.5)``. With ``sizes``, image ``i``'s
+            first ``ceil(sizes[i] / 16)`` cells are those of the image
+            alone, the others 0.
         """
-        return self._output(self._trunk(x, conv1_pad=1)[2])
+        return self._output(self._trunk(x, 1, sizes)[2])
 
-    def head(self, conv5_3):
-        """Multi-label logits ``(N, n_class - 1)`` from ``relu(conv5_3)``."""
+    def head(self, conv5_3, sizes=None):
+        """Multi-label logits ``(N, n_class - 1)`` from ``relu(conv5_3)``;
+        with ``sizes`` (the images', as :meth:`features`) the global
+        average pooling takes each image's own cells only."""
         h = F.max_pooling_2d(conv5_3, 2, 2)
-        h = F.mean(h, axis=(2, 3))
+        if sizes is None:
+            h = F.mean(h, axis=(2, 3))
+        else:       # pool5: four poolings to conv5_3 and one more
+            h = masked_mean(h, pooled(
+                -(-np.asarray(sizes) // self.feature_stride)))
         h = F.dropout(F.relu(self._apply('fc6_cl', h)), ratio=.5)
         h = F.dropout(F.relu(self._apply('fc7_cl', h)), ratio=.5)
         return self._output(self._apply('score_cl', h))
@@ -181,9 +211,10 @@ class FCN8s(chainer.Chain):
         """``h`` back in the weights' dtype (from float16 layers)."""
         return cast(h, self.conv1_1.W.dtype)
 
-    def classify(self, x):
-        """Multi-label logits ``(N, n_class - 1)``, background excluded."""
-        return self.head(self.features(x))
+    def classify(self, x, sizes=None):
+        """Multi-label logits ``(N, n_class - 1)``, background excluded
+        (``sizes``: see :meth:`features`)."""
+        return self.head(self.features(x, sizes), sizes)
 
     def predict(self, x):
         """Segmentation ``(N, H, W)`` and multi-label logits ``(N, K)`` of

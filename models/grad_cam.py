@@ -8,7 +8,8 @@ import chainer
 import chainer.functions as F
 import numpy as np
 
-from models.resize import resize_bilinear
+from models.padding import cell_mask, masked_mean
+from models.resize import resize_bilinear, upsample_each
 
 
 def grad_cam(model, x, targets, double_backprop=False):
@@ -31,12 +32,16 @@ def grad_cam(model, x, targets, double_backprop=False):
                              x.shape[2:], double_backprop)
 
 
-def cam_from_features(model, conv5_3, targets, size, double_backprop=False):
+def cam_from_features(model, conv5_3, targets, size, double_backprop=False,
+                      sizes=None):
     """Grad-CAM from already computed ``relu(conv5_3)`` ``(N, C, h, w)``.
 
     Only the head is back-propagated (``chainer.grad`` from the scores to
     ``conv5_3``); the head runs without dropout so the map is the network's
     deterministic attention. Returns ``(N, H, W)`` with ``(H, W) = size``.
+    With ``sizes`` ``(N, 2)`` (a padded batch, :mod:`models.padding`) each
+    map is that of its image alone: the channel weights average its own
+    cells, it is up-sampled onto its own pixels and is 0 on the padding.
     """
     xp = chainer.backend.get_array_module(conv5_3)
     if not isinstance(conv5_3, chainer.Variable):
@@ -44,18 +49,26 @@ def cam_from_features(model, conv5_3, targets, size, double_backprop=False):
     onehot = _as_multi_hot(xp, targets, len(conv5_3), model.n_class - 1,
                            conv5_3.dtype)
     with chainer.using_config('train', False):
-        scores = model.head(conv5_3)
+        scores = model.head(conv5_3, sizes)
     gA, = chainer.grad([F.sum(scores * onehot)], [conv5_3],
                        enable_double_backprop=double_backprop)
-    weights = F.mean(gA, axis=(2, 3), keepdims=True)
+    if sizes is None:
+        weights = F.mean(gA, axis=(2, 3), keepdims=True)
+    else:       # gA is 0 beyond an image's cells: the head never saw them
+        cells = -(-np.asarray(sizes) // model.feature_stride)
+        weights = F.expand_dims(F.expand_dims(masked_mean(gA, cells), 2), 3)
     cam = F.relu(F.sum(F.broadcast_to(weights, conv5_3.shape) * conv5_3,
                        axis=1))
-    return resize_bilinear(cam, size, stride=model.feature_stride)
+    if sizes is None:
+        return resize_bilinear(cam, size, stride=model.feature_stride)
+    return upsample_each(cam, sizes, size, model.feature_stride)
 
 
-def normalize_cam(cam, eps=1e-5):
+def normalize_cam(cam, eps=1e-5, sizes=None):
     """Min-max normalise each map of ``(N, H, W)`` to [0, 1]; a flat map
-    becomes 0 instead of dividing by zero.
+    becomes 0 instead of dividing by zero. With ``sizes`` ``(N, 2)`` (a
+    padded batch, :mod:`models.padding`) the minimum and the maximum are
+    those of each image's own pixels, and the padding is 0.
 
     The minimum and the maximum each take their gradient through one
     element, as those of distinct values would. ``F.min``/``F.max`` give
@@ -67,19 +80,28 @@ def normalize_cam(cam, eps=1e-5):
     n = cam.shape[0]
     flat = F.reshape(cam, (n, -1))
     xp = chainer.backend.get_array_module(flat)
-    lo, hi = (F.select_item(flat, pick(flat.array, axis=1).astype(np.int32))
-              for pick in (xp.argmin, xp.argmax))
+    values = low = high = flat.array
+    if sizes is not None:
+        own = cell_mask(sizes, cam.shape[1:], xp, bool).reshape(n, -1)
+        low = xp.where(own, values, xp.inf)
+        high = xp.where(own, values, -xp.inf)
+    lo, hi = (F.select_item(flat, pick(a, axis=1).astype(np.int32))
+              for pick, a in ((xp.argmin, low), (xp.argmax, high)))
     lo, hi = F.expand_dims(lo, 1), F.expand_dims(hi, 1)
     out = (flat - F.broadcast_to(lo, flat.shape)) / F.broadcast_to(
         hi - lo + eps, flat.shape)
+    if sizes is not None:
+        out = out * own.astype(out.dtype)
     return F.reshape(out, cam.shape)
 
 
-def attention_maps(model, conv5_3, targets, size, double_backprop=False):
+def attention_maps(model, conv5_3, targets, size, double_backprop=False,
+                   sizes=None):
     """Normalised Grad-CAMs ``(N, H, W)`` in [0, 1] from ``relu(conv5_3)``
     (see :func:`cam_from_features`), differentiable w.r.t. ``conv5_3``."""
     return normalize_cam(cam_from_features(model, conv5_3, targets, size,
-                                           double_backprop))
+                                           double_backprop, sizes),
+                         sizes=sizes)
 
 
 def inference_cams(model, x, targets):

@@ -68,3 +68,32 @@ def _on_device(device, dtype, n_out, n_in, stride):
         m = interpolation_matrix(n_out, n_in, stride).astype(dtype)
         _DEVICE_MATRICES[key] = device.send(m)
     return _DEVICE_MATRICES[key]
+
+
+def upsample_each(x, sizes, size, stride):
+    """:func:`resize_bilinear` by ``stride`` of the maps ``(N, h, w)`` of
+    a padded batch (:mod:`models.padding`): map ``i``'s first
+    ``ceil(sizes[i] / stride)`` cells land on its image's ``sizes[i]``
+    pixels, clamped at that image's own last cell as for the image alone;
+    the padding of the output ``(N, H, W)``, ``(H, W) = size``, is 0.
+    """
+    n, h, w = x.shape
+    array = x.array if isinstance(x, chainer.Variable) else x
+    device = chainer.backend.get_device_from_array(array)
+    mh, mw = (device.send(np.stack([
+        _padded_matrix(n_out, int(side), stride, n_in)
+        for side in np.asarray(sizes)[:, axis]]).astype(array.dtype))
+        for axis, n_out, n_in in ((0, size[0], h), (1, size[1], w)))
+    y = F.matmul(x, mw, transb=True)                                # (N, h, W)
+    return F.matmul(mh, y)                                          # (N, H, W)
+
+
+@functools.lru_cache(maxsize=256)
+def _padded_matrix(n_out, side, stride, n_in):
+    """``(n_out, n_in)``: :func:`interpolation_matrix` of a ``side``-pixel
+    image's ``ceil(side / stride)`` cells in the top left, zeros
+    elsewhere."""
+    m = np.zeros((n_out, n_in), np.float32)
+    cells = -(-side // stride)
+    m[:side, :cells] = interpolation_matrix(side, cells, stride)
+    return m

@@ -24,6 +24,7 @@ RANGES = {
     'sigma': '(0, 1)', 'tau': '(0, 1)', 'low': '[0, 1]', 'high': '[0, 1]',
     'lr_power': '(0, inf)', 'lr_gamma': '(0, 1]', 'lr_step': '(0, inf)',
     'schedule_iterations': '(0, inf)', 'val_interval': '(0, inf)',
+    'positive_share': '[0, 1]',
     # at least one channel in conv1_1 (64 x width)
     'width': '[1/64, 1]',
 }

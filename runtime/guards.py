@@ -1,6 +1,5 @@
 """Guards of a training run: stop on a non-finite loss, skip bad samples
-on request, refuse batches of mixed image sizes and batches that cannot
-fit in memory.
+on request, refuse batches that cannot fit in memory.
 
 Every failure here is an exception of :mod:`runtime.errors`.
 """
@@ -8,7 +7,6 @@ import sys
 
 import chainer
 import numpy as np
-from chainer.iterators import SerialIterator
 from chainer.training import extension
 
 from runtime.errors import DatasetError, NonFiniteError, OutOfMemory
@@ -174,25 +172,6 @@ class BadSampleCount(extension.Extension):
         if n:
             print('warning: %d bad samples were skipped (see the warnings '
                   'above and bad_samples in the log)' % n, file=sys.stderr)
-
-
-class SameSizeIterator(SerialIterator):
-    """SerialIterator that refuses a batch of images of different sizes
-    with a one-line :class:`DatasetError` instead of a failure deep in
-    ``concat_examples``."""
-
-    def __next__(self):
-        batch = super().__next__()
-        shapes = sorted({tuple(np.shape(example[0])[-2:])
-                         for example in batch})
-        if len(shapes) > 1:
-            raise DatasetError(
-                'a batch of %d images mixes the sizes %s; the images of '
-                'this dataset differ in size, use --batch-size 1'
-                % (len(batch), ', '.join('%dx%d' % s for s in shapes)))
-        return batch
-
-    next = __next__
 
 
 # -- memory ----------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import PIL.Image
 
 from datasets.voc import voc_palette
+from models import FCN8s
 
 
 def write_example(root, image_id, img, lbl):
@@ -72,6 +73,18 @@ def error_line(err):
     lines = [l for l in err.splitlines() if l.startswith('error:')]
     assert len(lines) == 1, err
     return lines[0]
+
+
+def float64_model(seed=3):
+    """A thin FCN8s in float64 with non-zero score layers and biases."""
+    np.random.seed(seed)
+    model = FCN8s(n_class=4, width=1 / 16.)
+    rng = np.random.RandomState(seed)
+    for name, p in model.namedparams():
+        if 'score' in name or name.endswith('/b'):
+            p.array[...] = rng.normal(0, 0.1, p.shape)
+        p.array = p.array.astype(np.float64)
+    return model
 
 
 def observe(loss, *data):

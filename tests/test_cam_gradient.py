@@ -9,7 +9,8 @@ import chainer
 import numpy as np
 import pytest
 
-from models import FCN8s, cam_from_features, normalize_cam, resize_bilinear
+from helpers import float64_model
+from models import cam_from_features, normalize_cam, resize_bilinear
 from models.fcn8s import TRUNK
 from training.gain_loss import GAINLoss
 
@@ -60,18 +61,6 @@ def test_normalize_upsampled_map_matches_central_differences():
         expected[idx] = (f[0] - f[1]) / (2 * h)
     np.testing.assert_allclose(x.grad[0], expected, rtol=1e-5,
                                atol=1e-7 * np.abs(expected).max())
-
-
-def float64_model(seed=3):
-    """A thin FCN8s in float64 with non-zero score layers and biases."""
-    np.random.seed(seed)
-    model = FCN8s(n_class=4, width=1 / 16.)
-    rng = np.random.RandomState(seed)
-    for name, p in model.namedparams():
-        if 'score' in name or name.endswith('/b'):
-            p.array[...] = rng.normal(0, 0.1, p.shape)
-        p.array = p.array.astype(np.float64)
-    return model
 
 
 PROBES = [('conv1_1', 'W', (1, 0, 1, 1)), ('conv2_2', 'b', (3,)),

@@ -27,11 +27,22 @@ SCRIPTS = ('train_fcn', 'train_classifier', 'train_GAIN', 'evaluate',
 
 def shell_commands(markdown):
     """The commands of the ``sh`` blocks of a markdown file, continuation
-    lines joined, comments dropped."""
+    lines joined, comments dropped; a variable set to several words
+    (``FLAGS="--a 1 --b 2"``) is expanded where a command uses it, other
+    variables (paths) are left as they are."""
     blocks = re.findall(r'```sh\n(.*?)```', markdown, re.S)
     text = '\n'.join(blocks).replace('\\\n', ' ')
-    return [shlex.split(line, comments=True) for line in text.splitlines()
-            if line.strip()]
+    bundles, commands = {}, []
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if len(words) == 1 and re.match(r'^\w+=', words[0]):
+            name, value = words[0].split('=', 1)
+            if len(value.split()) > 1:
+                bundles['$' + name] = shlex.split(value)
+        elif words:
+            commands.append([w for word in words
+                             for w in bundles.get(word, [word])])
+    return commands
 
 
 def script_call(words):

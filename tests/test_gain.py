@@ -270,3 +270,57 @@ def test_attention_mining_averages_per_image_or_per_pair(thin_model, am_mode):
                             weights=dict(ONLY, am=1.0))
             _, terms = observe(loss, x, lbl, labels, ext)
             assert terms['am'] == pytest.approx(expected, rel=1e-5), average
+
+
+@pytest.mark.parametrize('am_mode', ['per-class', 'joint'])
+def test_attention_mining_on_negatives(thin_model, am_mode):
+    """With am_on_negatives an image without a label is erased where the
+    Grad-CAM of its top-scoring class looks, and that class's sigmoid score
+    on the erased image joins L_am as one more image (numpy mask and
+    erasure, chainer forward passes); without it the image adds nothing.
+    L_ext never takes the negative's CAM, even where it is supervised."""
+    x, lbl, labels, ext = batch([[1, 0, 1], [0, 0, 0], [0, 1, 0]])
+    lbl[1] = 0                         # a background-only mask
+    sigma, omega = 0.5, 10.0
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    with chainer.using_config('train', False):
+        feats = thin_model.features(x).array
+        logits = thin_model.classify(x).array
+        per_image = {}
+        for i, row in enumerate(labels):
+            classes = (np.flatnonzero(row) if row.any() else
+                       [int(np.argmax(logits[i]))])
+            targets = (np.eye(3, dtype=np.float32)[classes]
+                       if am_mode == 'per-class' or not row.any()
+                       else row[None].astype(np.float32))
+            cams = normalize_cam(cam_from_features(
+                thin_model, np.repeat(feats[i:i + 1], len(targets), 0),
+                targets, (48, 48))).array
+            scores = []
+            for cam, target in zip(cams, targets):
+                erased = (x[i] - sigmoid(omega * (cam - sigma))[None] *
+                          x[i])[None]
+                z = thin_model.classify(erased).array[0]
+                scores += [sigmoid(z[c]) for c in np.flatnonzero(target)]
+            per_image[i] = np.mean(scores)
+        values = {}
+        for negatives in (False, True):
+            loss = GAINLoss(thin_model, am_mode=am_mode,
+                            am_on_negatives=negatives,
+                            weights=dict(ONLY, am=1.0, ext=1.0))
+            values[negatives] = observe(loss, x, lbl, labels, ext)[1]
+            xv = chainer.Variable(x.copy())
+            GAINLoss(thin_model, am_mode=am_mode, am_on_negatives=negatives,
+                     weights=dict(ONLY, am=1.0))(
+                xv, lbl, labels, ext).backward()
+            assert (np.abs(xv.grad[1]).max() > 0) == negatives
+    assert values[True]['am'] == pytest.approx(
+        np.mean(list(per_image.values())), rel=1e-5)
+    assert values[False]['am'] == pytest.approx(
+        np.mean([per_image[0], per_image[2]]), rel=1e-5)
+    assert values[True]['ext'] == pytest.approx(values[False]['ext'],
+                                                rel=1e-6)
+    assert values[False]['ext'] > 0

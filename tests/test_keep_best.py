@@ -33,7 +33,8 @@ class BiasLoss(chainer.Chain):
 
 class ScriptedValidation(extension.Extension):
     """Reports ``validation/main/map`` = ``scores[iteration]`` and keeps
-    the weights it was reported for."""
+    the weights it was reported for; the validation before the first update
+    (or at a resumed snapshot), which KeepBest does not see, reports 0."""
     priority = extension.PRIORITY_WRITER
 
     def __init__(self, model, scores):
@@ -42,7 +43,7 @@ class ScriptedValidation(extension.Extension):
     def __call__(self, trainer):
         it = trainer.updater.iteration
         self.seen[it] = self.model.score_fr.b.array.copy()
-        chainer.report({'validation/main/map': self.scores[it]})
+        chainer.report({'validation/main/map': self.scores.get(it, 0.0)})
 
 
 def train(out, iterations, scores):
@@ -128,14 +129,15 @@ def test_train_classifier_keeps_the_weights_of_its_best_map(
         voc, tmp_path, monkeypatch, capsys):
     """model_best.npz of a 30-update run equals model.npz of a run stopped
     at the iteration whose validation mAP the log shows best (the first of
-    equal ones)."""
+    equal ones), the untrained model of iteration 0 not among them."""
     out = str(tmp_path / 'run')
     code, err = run_script('train_classifier', classifier(voc, out, 30),
                            monkeypatch, capsys)
     assert code == 0, err
     log = json.load(open(os.path.join(out, 'log')))
     scores = [(e['iteration'], e['validation/main/map']) for e in log]
-    assert [it for it, _ in scores] == [10, 20, 30]
+    assert [it for it, _ in scores] == [0, 10, 20, 30]
+    scores = scores[1:]     # the model before training is not a candidate
     top = max(score for _, score in scores)
     at = min(it for it, score in scores if score == top)
     best = read_meta(os.path.join(out, 'model_best.npz'))['best']
@@ -156,7 +158,7 @@ def test_train_classifier_keeps_the_weights_of_its_best_map(
      '--keep-best map needs a validation split (--val-split)'),
     ('train_classifier', ['--keep-best', 'pointing'],
      "argument --keep-best: invalid choice: 'pointing'"),
-    ('train_fcn', ['--keep-best', 'map'],
+    ('train_fcn', ['--cls-weight', '0', '--keep-best', 'map'],
      '--keep-best map needs --cls-weight > 0'),
     ('train_GAIN', ['--keep-best', 'mean_iu'],
      "argument --keep-best: invalid choice: 'mean_iu'"),

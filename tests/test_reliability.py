@@ -16,7 +16,7 @@ from chainer.training import StandardUpdater
 
 from datasets import DatasetError
 from runtime.errors import Interrupted, NonFiniteError, SnapshotError
-from runtime.guards import BadSampleCount, SameSizeIterator, SkipBadSamples
+from runtime.guards import BadSampleCount, SkipBadSamples
 from runtime.snapshots import (CorruptSnapshot, Snapshot, list_snapshots,
                                 read_snapshot)
 from training.trainer import build_trainer, make_optimizer
@@ -358,11 +358,3 @@ def test_skip_bad_samples_substitutes_warns_and_counts(capsys):
     BadSampleCount([fresh]).serialize(npz.NpzDeserializer({}))
     with pytest.raises(DatasetError, match='every one of the 5'):
         SkipBadSamples(Flaky(range(5)))[0]
-
-
-def test_mixed_image_sizes_in_a_batch_are_one_error():
-    data = [(np.zeros((3, 8, 8)), 0), (np.zeros((3, 8, 9)), 0)]
-    it = SameSizeIterator(data, 2, shuffle=False)
-    with pytest.raises(DatasetError, match='8x8, 8x9.*--batch-size 1'):
-        it.next()
-    assert len(SameSizeIterator(data, 1).next()) == 1

@@ -42,12 +42,25 @@ class GAINLoss(chainer.Chain):
             GAIN: the head is not trained here, and its dropout would only
             add noise to the scores whose gradients train the trunk (about
             0.035 sd on an erased image's score). Grad-CAM never uses it.
+        am_on_negatives (bool): L_am also takes the images without any
+            foreground label (negatives). Such an image has no class to
+            erase; it is erased where the Grad-CAM of its top-scoring class
+            ``c = argmax_k s_k(I)`` looks (the logits of the L_cl pass, a
+            constant choice), and L_am adds ``sigmoid(s_c(I*))`` of the
+            erased image, as for an image whose one label is ``c``: one more
+            image in the mean over images (one more pair with
+            ``am_average='pair'``). The class the network most believes in
+            on an image that has none must then lie where its attention
+            is, and its score drops once that is erased. L_ext never takes
+            these CAMs. Off by default (the paper: positives only).
 
-    ``forward(x, label_map, labels, supervised)`` takes images
+    ``forward(x, label_map, labels, supervised, sizes=None)`` takes images
     ``(N, 3, H, W)``, label maps ``(N, H, W)`` (-1 ignored), multi-hot
-    labels ``(N, K)`` and ``supervised``, a bool ``(N,)`` marking the images
-    with pixel supervision (GAIN_ext), and reports
-    ``cl``, ``am``, ``ext``, ``seg`` and ``loss``.
+    labels ``(N, K)``, ``supervised``, a bool ``(N,)`` marking the images
+    with pixel supervision (GAIN_ext), and for a padded batch of images of
+    different sizes each image's ``(height, width)`` ``(N, 2)`` (see
+    :mod:`models.padding`: every term is then that of the images alone),
+    and reports ``cl``, ``am``, ``ext``, ``seg`` and ``loss``.
 
     A batch may mix images with a mask and images with image-level labels
     only, whose label map is -1 everywhere: L_cl and L_am take every image;
@@ -60,7 +73,8 @@ class GAINLoss(chainer.Chain):
     def __init__(self, model, am_mode='per-class', cam_grad='activations',
                  am_score='sigmoid', sigma=0.5, omega=10.0, weights=None,
                  am_warmup=(0, 'iteration'), ext_warmup=(0, 'iteration'),
-                 head_dropout=False, am_average='image'):
+                 head_dropout=False, am_average='image',
+                 am_on_negatives=False):
         super().__init__()
         if am_mode not in AM_MODES:
             raise ValueError('am_mode must be one of %s' % (AM_MODES,))
@@ -77,6 +91,7 @@ class GAINLoss(chainer.Chain):
         self.weights.update(weights or {})
         self.warmup = dict(am=am_warmup, ext=ext_warmup)
         self.head_dropout = head_dropout
+        self.am_on_negatives = am_on_negatives
         self.progress = dict(iteration=0, epoch=0.0)  # set by the updater
         with self.init_scope():
             self.model = model
@@ -93,41 +108,65 @@ class GAINLoss(chainer.Chain):
         return chainer.using_config(
             'train', chainer.config.train and self.head_dropout)
 
-    def forward(self, x, label_map, labels, supervised):
+    def forward(self, x, label_map, labels, supervised, sizes=None):
         model, xp = self.model, self.model.xp
-        features = model.features(x)
+        features = model.features(x, sizes)
         with self.head_mode():
-            logits = model.head(features)
+            logits = model.head(features, sizes)
         terms = {'cl': F.sigmoid_cross_entropy(logits, labels)}
         zero = chainer.Variable(xp.zeros((), dtype=x.dtype))
         terms['am'] = terms['ext'] = zero
         if self.active('am') or self.active('ext'):
-            terms.update(self.attention_terms(x, label_map, labels,
-                                              supervised, features))
-        terms['seg'] = (F.softmax_cross_entropy(model.segment(x), label_map)
+            terms.update(self.attention_terms(
+                x, label_map, labels, supervised, features, sizes,
+                logits.array))
+        terms['seg'] = (F.softmax_cross_entropy(model.segment(x, sizes),
+                                                label_map)
                         if self.weights['seg'] else zero)
         loss = sum((self.weights[k] * v for k, v in terms.items()
                     if self.weights[k]), zero)
         chainer.report(dict(terms, loss=loss), self)
         return loss
 
-    def attention_terms(self, x, label_map, labels, supervised, features):
-        """L_am and L_ext; 0 for a batch without foreground labels."""
+    def attention_terms(self, x, label_map, labels, supervised, features,
+                        sizes=None, logits=None):
+        """L_am and L_ext; 0 for a batch without foreground labels (and,
+        with ``am_on_negatives``, without images)."""
         xp = self.model.xp
-        rows, targets = erased_cams(xp.asarray(labels), self.am_mode, x.dtype)
+        labels, supervised = xp.asarray(labels), xp.asarray(supervised)
+        if self.am_on_negatives:
+            labels, negative = self.with_negatives(labels, logits)
+            supervised = supervised & ~negative
+        rows, targets = erased_cams(labels, self.am_mode, x.dtype)
         out = {}
         if len(rows) == 0:
             return out
+        if sizes is not None:
+            sizes = sizes[chainer.backend.CpuDevice().send(rows)]
         cam = attention_maps(self.model, features[rows], targets, x.shape[2:],
-                             double_backprop=self.cam_grad == 'full')
+                             double_backprop=self.cam_grad == 'full',
+                             sizes=sizes)
         if self.active('am'):
             erased = soft_erase(x[rows], cam, self.sigma, self.omega)
             out['am'] = self.attention_mining(
-                erased, targets * self.pair_weights(labels, rows)[:, None])
+                erased, targets * self.pair_weights(labels, rows)[:, None],
+                sizes)
         if self.active('ext'):    # 0 without supervised rows; no host sync
             out['ext'] = self.pixel_supervision(
-                cam, label_map[rows], targets, xp.asarray(supervised)[rows])
+                cam, label_map[rows], targets, supervised[rows])
         return out
+
+    @staticmethod
+    def with_negatives(labels, logits):
+        """``(labels, negative)``: the multi-hot ``labels`` ``(N, K)`` with
+        each image without a label given its top-scoring class (argmax of
+        ``logits`` ``(N, K)``), and ``negative`` ``(N,)`` bool, those
+        images (see ``am_on_negatives``)."""
+        xp = chainer.backend.get_array_module(labels)
+        negative = ~labels.astype(bool).any(axis=1)
+        top = xp.zeros_like(labels)
+        top[xp.arange(len(labels)), logits.argmax(axis=1)] = 1
+        return xp.where(negative[:, None], top, labels), negative
 
     def pair_weights(self, labels, rows):
         """``(M,)``: the weight of each erased image's classes in L_am (see
@@ -139,10 +178,11 @@ class GAINLoss(chainer.Chain):
         # no host sync: the number of images with a class stays on device
         return 1 / (n[rows] * (n > 0).sum())
 
-    def attention_mining(self, erased, weights):
+    def attention_mining(self, erased, weights, sizes=None):
         """Weighted sum of the scores of the erased classes on the erased
         images; ``weights`` ``(M, K)``: each erased class's weight (0 for
-        the classes not erased), summing to 1."""
+        the classes not erased), summing to 1; ``sizes``: the images' in
+        a padded batch."""
         def loss_of(scores):
             if self.am_score == 'softmax':
                 p = F.softmax(scores)
@@ -152,13 +192,13 @@ class GAINLoss(chainer.Chain):
 
         if self.cam_grad != 'mask-only':
             with self.head_mode():
-                return loss_of(self.model.classify(erased))
+                return loss_of(self.model.classify(erased, sizes))
         # Value of L_am, gradient only through the mask: the erased image
         # becomes a leaf of the attention-mining pass, and the loss is
         # linearised around it.
         leaf = chainer.Variable(erased.array)
         with self.head_mode():
-            loss = loss_of(self.model.classify(leaf))
+            loss = loss_of(self.model.classify(leaf, sizes))
         g, = chainer.grad([loss], [leaf])
         return (F.sum(erased * g.array) +
                 (loss.array - (erased.array * g.array).sum()))
@@ -175,16 +215,16 @@ class GAINLoss(chainer.Chain):
         return F.sum((cam - target.astype(cam.dtype)) ** 2 * weight) / \
             xp.maximum(weight.sum(), 1)
 
-    def evaluate(self, x, label_map, labels, supervised=None, seg=True):
+    def evaluate(self, x, label_map, labels, sizes=None, seg=True):
         """Validation terms that need no gradient: ``cl`` and, unless not
-        ``seg`` (a validation split without masks), ``seg``. Every batch
-        reports the same terms: a data-parallel evaluator averages them
-        over the ranks key by key."""
-        terms = {'cl': F.sigmoid_cross_entropy(self.model.classify(x),
-                                               labels)}
+        ``seg`` (a validation split without masks), ``seg`` (``sizes``: as
+        :meth:`forward`'s). Every batch reports the same terms: a
+        data-parallel evaluator averages them over the ranks key by key."""
+        terms = {'cl': F.sigmoid_cross_entropy(
+            self.model.classify(x, sizes), labels)}
         if seg:
-            terms['seg'] = F.softmax_cross_entropy(self.model.segment(x),
-                                                   label_map)
+            terms['seg'] = F.softmax_cross_entropy(
+                self.model.segment(x, sizes), label_map)
         chainer.report(terms, self)
 
 

@@ -1,7 +1,9 @@
 """Loss chains of the segmentation and classifier stages.
 
 Each takes a batch ``(x, label_map, labels)`` (see
-``datasets.SegmentationTransform``) and reports its terms.
+``datasets.SegmentationTransform``), and for a padded batch of images of
+different sizes each image's ``(height, width)`` ``(N, 2)`` (see
+:mod:`models.padding`), and reports its terms.
 """
 import chainer
 import chainer.functions as F
@@ -27,8 +29,8 @@ class SegmentationLoss(chainer.Chain):
         with self.init_scope():
             self.model = model
 
-    def forward(self, x, label_map, labels):
-        score = self.model.segment(x)
+    def forward(self, x, label_map, labels, sizes=None):
+        score = self.model.segment(x, sizes)
         if self.confusion is not None:
             to_cpu = chainer.backend.CpuDevice().send
             self.confusion += confusion_matrix(
@@ -37,7 +39,8 @@ class SegmentationLoss(chainer.Chain):
         seg = F.softmax_cross_entropy(score, label_map)
         loss = seg
         if self.cls_weight:
-            cl = F.sigmoid_cross_entropy(self.model.classify(x), labels)
+            cl = F.sigmoid_cross_entropy(self.model.classify(x, sizes),
+                                         labels)
             loss = seg + self.cls_weight * cl
             chainer.report({'seg': seg, 'cl': cl}, self)
         chainer.report({'loss': loss}, self)
@@ -57,12 +60,12 @@ class ClassificationLoss(chainer.Chain):
         with self.init_scope():
             self.model = model
 
-    def forward(self, x, label_map, labels):
+    def forward(self, x, label_map, labels, sizes=None):
         with chainer.using_config('enable_backprop',
                                   chainer.config.enable_backprop and
                                   not self.frozen_trunk):
-            features = self.model.features(x)
-        logits = self.model.head(features)
+            features = self.model.features(x, sizes)
+        logits = self.model.head(features, sizes)
         loss = F.sigmoid_cross_entropy(logits, labels)
         accuracy = F.binary_accuracy(logits, labels)
         chainer.report({'loss': loss, 'accuracy': accuracy}, self)

@@ -5,10 +5,13 @@ import argparse
 import sys
 
 import chainer
+import numpy as np
 from chainer import training
+from chainer.iterators import SerialIterator
 from chainer.training import extensions
 
-from datasets import get_dataset, masked_only, training_data
+from datasets import get_dataset, masked_only, pad_examples, training_data
+from datasets.augment import AUGMENTATIONS, augmentation
 from datasets.voc import missing_files
 from models import FCN8s, save_model
 from runtime import distributed, outdir
@@ -16,24 +19,39 @@ from runtime.config import check_resume_length
 from runtime.device import set_seed
 from runtime.errors import OutOfMemory, UsageError, WriteFailed
 from runtime.flags import stop_trigger
-from runtime.guards import (BadSampleCount, FiniteLoss, SameSizeIterator,
-                            SkipBadSamples, check_batch_fits,
-                            check_finite_params, find_wrapped)
+from runtime.guards import (BadSampleCount, FiniteLoss, SkipBadSamples,
+                            check_batch_fits, check_finite_params,
+                            find_wrapped)
 from runtime.progress import TrainingProgress, report_stream
 from runtime.snapshots import Snapshot, list_snapshots
 from runtime.triggers import StopTrigger
 from training.extensions import KeepBest, PanelPlot
 from training.mixed_precision import LossScale, loss_scale
+from training.sampling import PositiveShareOrder, positive_images
 from training.schedules import (DECAYING, SCHEDULES, lr_attribute,
                                 lr_schedule, schedule_iterations)
 from training.tensorboard import TensorBoard
 
 
 def add_training_flags(p, keep_best=(), weight_decay=0.0):
-    """The flags of every training script for its optimizer (weight decay,
-    learning-rate schedule), validation, kept best model and TensorBoard;
-    ``keep_best``: the validation metrics the script reports, the choices
-    of ``--keep-best``."""
+    """The flags of every training script for its data (augmentation,
+    positive share), optimizer (weight decay, learning-rate schedule),
+    validation, kept best model and TensorBoard; ``keep_best``: the
+    validation metrics the script reports, the choices of
+    ``--keep-best``."""
+    p.add_argument('--augment', default='none', choices=AUGMENTATIONS,
+                   help='training augmentation besides the random flip '
+                   '(image and mask moved together, see datasets/augment.py): '
+                   'seg: random scale in [0.75, 1.25] and crop back to the '
+                   'image size, colour jitter; autoaugment: an AutoAugment '
+                   'policy of 8 sub-policies (posterize, solarize, equalize, '
+                   'autocontrast, colour, contrast, brightness, sharpness, '
+                   'rotate, translate)')
+    p.add_argument('--positive-share', type=float, default=None,
+                   help='share of positive images (with a foreground class) '
+                   'in every training batch, in [0, 1]; the rarer kind is '
+                   'repeated, the other subsampled (default: batches drawn '
+                   'uniformly)')
     p.add_argument('--weight-decay', type=float, default=weight_decay,
                    help='L2 weight decay: rate x weight added to the '
                    'gradient of every trained parameter')
@@ -143,27 +161,46 @@ def with_masks(dataset, what='the split', announce=False):
     return SkipBadSamples(kept, dataset.name) if skipping else kept
 
 
-def train_iterator(dataset, batch_size):
-    """Shuffled iterator over a training dataset (this rank's shard in a
-    data-parallel run) that refuses batches of mixed image sizes with a
-    one-line error."""
-    dataset = distributed.current().scatter(dataset, shuffle=True)
-    return SameSizeIterator(dataset, batch_size)
+def train_iterator(examples, train, args):
+    """Shuffled iterator over ``examples``, the training view of the raw
+    split ``train`` (this rank's shard in a data-parallel run), of
+    ``--batch-size``; with ``--positive-share`` each batch holds that share
+    of positive images (:class:`training.sampling.PositiveShareOrder`).
+    Its batches may mix image sizes (see :func:`datasets.pad_examples`)."""
+    context = distributed.current()
+    examples = context.scatter(examples, shuffle=True)
+    if args.positive_share is None:
+        return SerialIterator(examples, args.batch_size)
+    # the same seed deals the flags out as it dealt the examples
+    flags = context.scatter(positive_images(train), shuffle=True)
+    positive = np.array([flags[i] for i in range(len(flags))], bool)
+    return SerialIterator(examples, args.batch_size,
+                          order_sampler=PositiveShareOrder(
+                              positive, args.positive_share,
+                              args.batch_size))
+
+
+def training_view(train, args):
+    """The training examples of the raw split ``train``: flipped at random
+    and ``--augment``'ed (see :func:`datasets.training_data`)."""
+    return training_data(train, flip=True,
+                         augment=augmentation(args.augment))
 
 
 def val_iterator(val, batch_size):
     """One pass over this rank's shard of a val split (None without one)."""
     if val is None:
         return None
-    return SameSizeIterator(distributed.current().scatter(training_data(val)),
-                            batch_size, repeat=False, shuffle=False)
+    return SerialIterator(distributed.current().scatter(training_data(val)),
+                          batch_size, repeat=False, shuffle=False)
 
 
-def iterators(train, val, batch_size):
-    """Shuffled, flipped training iterator and a one-pass val iterator over
-    ``(x, label_map, labels)`` examples."""
-    return (train_iterator(training_data(train, flip=True), batch_size),
-            val_iterator(val, batch_size))
+def iterators(train, val, args):
+    """The training iterator (:func:`train_iterator` of
+    :func:`training_view`) and a one-pass val iterator over ``(x,
+    label_map, labels)`` examples."""
+    return (train_iterator(training_view(train, args), train, args),
+            val_iterator(val, args.batch_size))
 
 
 def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
@@ -318,5 +355,5 @@ def make_evaluator(val_it, loss, device, eval_func=None):
     without a validation iterator."""
     if val_it is None:
         return None
-    return extensions.Evaluator(val_it, loss, device=device,
-                                eval_func=eval_func)
+    return extensions.Evaluator(val_it, loss, converter=pad_examples,
+                                device=device, eval_func=eval_func)
