@@ -248,7 +248,8 @@ def time_op(op, sync, min_time, max_inner):
 
 def config_worker(spec):
     """Every op of ``spec['ops']`` on one model: warm-up, then rounds."""
-    from bench.ops import build, make_batch, make_model
+    from bench.ops import build, make_model
+    from bench.random_batch import make_batch
     from runtime.device import get_device
     device = get_device(spec['device'])
     if spec.get('mode') == 'dtypes':
@@ -333,8 +334,9 @@ def config_worker(spec):
 
 def dtype_worker(spec, device):
     """Every op once, then once more under a dtype recorder (thin model)."""
-    from runtime.dtypes import check_step
-    from bench.ops import build, make_batch, make_model
+    from bench.dtypes import check_step
+    from bench.ops import build, make_model
+    from bench.random_batch import make_batch
     result = {}
     batch = make_batch(spec['batch'], spec['size'])
     for name in OPS:
