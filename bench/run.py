@@ -21,11 +21,11 @@ shared with other work. The peak RSS of each operation comes from
 the first round. A missed target is profiled (per chainer function and with
 cProfile) into ``<out>/profile_*.txt``.
 
-Writes ``<out>/results.json`` and ``<out>/results.png`` and prints markdown
-tables. Defaults: on CPU, width 1.0 at 320x320 batch 1 (a batch of 8 at
-full width would take over 5 minutes per round of 11 operations on 2 cores)
-and the demo's thin model (width 0.0625, 96x96, batch 8); on GPU also width
-1.0 at 320x320 batch 8.
+Writes ``<out>/results.json`` and ``<out>/results.png`` (``--out``, default
+runs/bench) and prints markdown tables. Defaults: on CPU, width 1.0 at
+320x320 batch 1 (a batch of 8 at full width would take over 5 minutes per
+round of 11 operations on 2 cores) and the demo's thin model (width
+0.0625, 96x96, batch 8); on GPU also width 1.0 at 320x320 batch 8.
 """
 import argparse
 import datetime
@@ -54,7 +54,7 @@ from runtime.files import write_text  # NOQA: E402
 CPU_CONFIGS = [(1.0, 320, 1), (0.0625, 96, 8)]
 GPU_CONFIGS = [(1.0, 320, 1), (1.0, 320, 8), (0.0625, 96, 8)]
 QUICK_CONFIGS = [(0.0625, 48, 1), (0.0625, 48, 2)]
-DEFAULT_OUT = os.path.join(ROOT, 'bench')
+DEFAULT_OUT = os.path.join(ROOT, 'runs', 'bench')
 
 
 def parse_args(argv=None):
@@ -106,7 +106,7 @@ def parse_args(argv=None):
     p.add_argument('--timeout', type=int, default=1800,
                    help='seconds per worker process (default 1800)')
     p.add_argument('--out', default=DEFAULT_OUT,
-                   help='output directory (default bench/)')
+                   help='output directory (default runs/bench)')
     p.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     p.add_argument('--worker-out', default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
