@@ -76,6 +76,8 @@ weak: setup
 tune: setup
 	$(PY) tune.py $(TUNE_ARGS)
 
+# make bench: every step timed side by side (docs/BENCHMARKS.md); results in
+# runs/bench (BENCH_ARGS="--out DIR" for another directory).
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
 

@@ -1,11 +1,9 @@
-"""The measured operations: each builds a model, a batch and a closure that
-runs one step (training) or one call (inference) on a device."""
+"""The measured operations: each builds a closure that runs one step
+(training) or one call (inference) of a model on a batch on a device."""
 import copy
 
 import chainer
 import numpy as np
-
-from datasets.random_batch import make_batch  # NOQA: bench.run takes it here
 
 from models import FCN8s, grad_cam
 from training.gain_loss import AM_MODES, CAM_GRADS, GAINLoss

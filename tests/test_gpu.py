@@ -16,8 +16,8 @@ import numpy as np  # NOQA: E402
 import pytest  # NOQA: E402
 
 from helpers import relative_error  # NOQA: E402
-from runtime.dtypes import check_step  # NOQA: E402
-from datasets.random_batch import make_batch  # NOQA: E402
+from bench.dtypes import check_step  # NOQA: E402
+from bench.random_batch import make_batch  # NOQA: E402
 from models import grad_cam  # NOQA: E402
 from models.fcn8s import CLASSIFICATION_HEAD  # NOQA: E402
 from models.gain import soft_erase  # NOQA: E402
@@ -253,7 +253,7 @@ def test_no_float64_in_gain_step_cpu_softmax_scores(thin_model):
 def test_dtype_recorder_reports_float64():
     """The recorder does flag a float64 array (so an empty report means
     something)."""
-    from runtime.dtypes import DtypeRecorder
+    from bench.dtypes import DtypeRecorder
     import chainer.functions as F
     x = chainer.Variable(np.ones((2, 3), np.float64))
     recorder = DtypeRecorder()

@@ -11,13 +11,13 @@ import pytest
 from chainer import gradient_check
 
 from helpers import relative_error, run_script, write_voc
-from datasets.random_batch import make_batch
+from bench.dtypes import check_step
+from bench.random_batch import make_batch
 from models import FCN8s, load_model, save_model
 from models.fcn8s import CLASSIFICATION_HEAD
 from models.gain import soft_erase
 from models.precision import PRECISIONS, RoundToHalf
 from runtime import flags
-from runtime.dtypes import check_step
 from training.gain_loss import GAINLoss
 from training.mixed_precision import LossScale, loss_scale, set_precision
 from training.trainer import make_optimizer

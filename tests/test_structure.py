@@ -1,6 +1,7 @@
 """The layering a reader relies on: no import cycle between modules or
-packages, no script that imports another script, numpy-only metrics and
-one module that draws."""
+packages, no script that imports another script, numpy-only metrics, one
+module that draws, the benchmark's modules used only by the benchmark and
+the tests, and no function over 80 lines in the benchmark."""
 import ast
 import os
 
@@ -9,6 +10,7 @@ PACKAGES = ('bench', 'datasets', 'metrics', 'models', 'runtime', 'training')
 SCRIPTS = ('demo', 'evaluate', 'make_pseudo_labels', 'train_GAIN',
            'train_classifier', 'train_fcn', 'visualize')
 MODULES = ('chainer_compat', 'visualizations')
+MAX_FUNCTION_LINES = 80
 
 
 def project_modules():
@@ -122,3 +124,67 @@ def test_only_visualizations_imports_matplotlib():
             if 'import matplotlib' in f.read():
                 drawing.add(module)
     assert drawing == {'visualizations'}
+
+
+def top_level_modules():
+    """``{name: path}`` of every module in the project's root folder (the
+    scripts and the modules beside them, listed in SCRIPTS or not)."""
+    return {entry[:-3]: os.path.join(ROOT, entry)
+            for entry in sorted(os.listdir(ROOT)) if entry.endswith('.py')}
+
+
+def importers_from_outside(edges, package):
+    """``{module: what it imports of package}`` for the modules outside
+    ``package`` that import any of it."""
+    found = {}
+    for module, targets in edges.items():
+        inside = {t for t in targets if package_of(t) == package}
+        if package_of(module) != package and inside:
+            found[module] = inside
+    return found
+
+
+def test_importers_from_outside_finds_one():
+    edges = {'bench.run': {'bench.ops', 'models'}, 'demo': {'models'},
+             'training.trainer': {'bench.dtypes', 'runtime'}}
+    assert importers_from_outside(edges, 'bench') == {
+        'training.trainer': {'bench.dtypes'}}
+
+
+def test_only_bench_imports_bench():
+    """The benchmark's modules (its dtype recorder, random batches,
+    measuring and reporting) serve the benchmark and the tests alone."""
+    known = dict(project_modules(), **top_level_modules())
+    edges = {name: imports(path, known) - {name}
+             for name, path in known.items()}
+    assert any(package_of(m) == 'bench' for m in known)
+    assert importers_from_outside(edges, 'bench') == {}
+
+
+def long_functions(source, limit=MAX_FUNCTION_LINES):
+    """``[(name, lines)]`` of the functions in ``source`` (methods and
+    nested functions too) longer than ``limit`` lines, counted from their
+    ``def`` to their last line."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > limit:
+                found.append((node.name, lines))
+    return found
+
+
+def test_long_functions_counts_from_def_to_last_line():
+    def body(indent):
+        return ''.join('%sx%d = %d\n' % (indent, i, i) for i in range(79))
+    source = ('def short():\n' + body(' ' * 4) + '\n\nclass A:\n'
+              '    def long(self):\n' + body(' ' * 8) + '        pass\n')
+    assert long_functions(source) == [('long', 81)]
+    assert long_functions(source, limit=81) == []
+
+
+def test_no_function_over_80_lines_in_bench():
+    for module, path in project_modules().items():
+        if package_of(module) == 'bench':
+            with open(path) as f:
+                assert long_functions(f.read()) == [], (module, path)

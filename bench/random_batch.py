@@ -1,5 +1,5 @@
 """A random batch in the layout of ``training_data`` plus the GAIN_ext
-flags, for benchmarks and for device-equality tests."""
+flags, for the benchmark and for device-equality tests."""
 import numpy as np
 
 LABELS_PER_IMAGE = (2, 3, 1)   # image i has LABELS_PER_IMAGE[i % 3] labels
