@@ -14,7 +14,7 @@ from datasets import batches, deprocess, preprocess_batch
 from metrics import (AttentionMetrics, ClassificationMetrics, gt_classes,
                      segmentation_scores)
 from models import class_cams, inference_cams, save_model
-from models.gain import erase, erased_cams, soft_mask
+from models.gain import erased_cams, soft_erase, soft_mask
 from models.serialization import ModelFileError, read_meta
 from runtime.guards import check_finite_params
 from runtime.outdir import output_path
@@ -217,11 +217,10 @@ def attention_rows(model, x, labels, sigma, omega, am_mode='joint'):
         return []
     x = x[xp.asarray(image)]
     cam = inference_cams(model, x, xp.asarray(targets))
+    mask = soft_mask(cam, sigma, omega)
     with chainer.no_backprop_mode():
-        mask = soft_mask(cam, sigma, omega)
-        erased = erase(x, mask)
-    cam, mask, erased, x = (to_cpu(v.array if hasattr(v, 'array') else v)
-                            for v in (cam, mask, erased, x))
+        erased = soft_erase(x, cam, sigma, omega).array
+    cam, mask, erased, x = (to_cpu(v) for v in (cam, mask, erased, x))
     return [(np.flatnonzero(targets[i]), deprocess(x[i]), cam[i], mask[i],
              deprocess(erased[i])) for i in range(len(x))]
 
