@@ -12,7 +12,6 @@ from chainer.training import extensions
 
 from datasets import get_dataset, masked_only, pad_examples, training_data
 from datasets.augment import AUGMENTATIONS, augmentation
-from datasets.voc import missing_files
 from models import FCN8s, save_model
 from runtime import distributed, outdir
 from runtime.config import check_resume_length
@@ -122,14 +121,14 @@ def start_run(args, default_iterations, masks_only=False):
     set_seed(context.rank_seed(), context.device)
     if args.deterministic:
         chainer.global_config.train = False    # no dropout, no flips
-    with missing_files('skip' if args.skip_bad else 'error'):
-        train = get_dataset(args.dataset, args.data_dir, args.split,
-                            layout=args.voc_layout,
-                            max_pixels=args.max_image_pixels)
-        val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
-                           args.val_split, train.class_names,
-                           args.voc_layout, args.max_image_pixels)
-               if args.val_split else None)
+    train = get_dataset(args.dataset, args.data_dir, args.split,
+                        layout=args.voc_layout,
+                        max_pixels=args.max_image_pixels,
+                        skip_missing=args.skip_bad)
+    val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
+                       args.val_split, train.class_names, args.voc_layout,
+                       args.max_image_pixels, args.skip_bad)
+           if args.val_split else None)
     if args.skip_bad:
         train = SkipBadSamples(train, 'train')
         val = SkipBadSamples(val, 'val') if val is not None else None
