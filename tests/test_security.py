@@ -661,8 +661,8 @@ def test_an_out_that_is_a_file_is_refused_before_the_work(
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused(files, tmp_path,
                                                       monkeypatch, capsys):
-    import runtime.guards
-    monkeypatch.setattr(runtime.guards, 'available_memory',
+    import training.memory
+    monkeypatch.setattr(training.memory, 'available_memory',
                         lambda device: 10 ** 5)
     out = tmp_path / 'fcn'
     code, err = run_script('train_fcn', fcn_args(files['voc'], out),

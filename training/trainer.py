@@ -19,12 +19,12 @@ from runtime.device import set_seed
 from runtime.errors import OutOfMemory, UsageError, WriteFailed
 from runtime.flags import stop_trigger
 from runtime.guards import (BadSampleCount, FiniteLoss, SkipBadSamples,
-                            check_batch_fits, check_finite_params,
-                            find_wrapped)
+                            check_finite_params, find_wrapped)
 from runtime.progress import TrainingProgress, report_stream
 from runtime.snapshots import Snapshot, list_snapshots
 from runtime.triggers import StopTrigger
 from training.extensions import KeepBest, PanelPlot
+from training.memory import check_batch_fits
 from training.mixed_precision import LossScale, loss_scale
 from training.sampling import PositiveShareOrder, positive_images
 from training.schedules import (DECAYING, SCHEDULES, lr_attribute,
