@@ -19,10 +19,11 @@ import pytest
 from helpers import error_line, read_tree, run_script, write_voc
 from datasets import DatasetError, VOCSegmentation
 from datasets.voc import read_image
-from models import FCN8s, save_model
+from models import FCN8s
 from test_reliability import toy_trainer
 from runtime import outdir
 from runtime.errors import SnapshotError, WriteFailed
+from runtime.model_files import save_model
 from runtime.snapshots import _save_synced, list_snapshots, read_snapshot
 from training.trainer import run_training as finish
 

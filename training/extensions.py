@@ -13,10 +13,11 @@ import visualizations
 from datasets import batches, deprocess, preprocess_batch
 from metrics import (AttentionMetrics, ClassificationMetrics,
                      confusion_matrix, gt_classes, segmentation_scores)
-from models import class_cams, inference_cams, save_model
+from models import class_cams, inference_cams
 from models.gain import erased_cams, soft_erase, soft_mask
-from models.serialization import ModelFileError, read_meta
+from runtime.errors import ModelFileError
 from runtime.guards import check_finite_params
+from runtime.model_files import read_meta, save_model
 from runtime.outdir import output_path
 from runtime.snapshots import set_aside
 

@@ -12,7 +12,7 @@ from chainer.training import extensions
 
 from datasets import get_dataset, masked_only, pad_examples, training_data
 from datasets.augment import AUGMENTATIONS, augmentation
-from models import FCN8s, save_model
+from models import FCN8s
 from runtime import distributed, outdir
 from runtime.config import check_resume_length
 from runtime.device import set_seed
@@ -20,6 +20,7 @@ from runtime.errors import OutOfMemory, UsageError, WriteFailed
 from runtime.flags import stop_trigger
 from runtime.guards import (BadSampleCount, FiniteLoss, SkipBadSamples,
                             check_finite_params, find_wrapped)
+from runtime.model_files import save_model
 from runtime.progress import TrainingProgress, report_stream
 from runtime.snapshots import Snapshot, list_snapshots
 from runtime.triggers import StopTrigger
