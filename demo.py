@@ -51,8 +51,6 @@ COMPARISONS = (('control', 'classifier', ('attention_miou_tuned',
 #: The GAIN runs of each seed, and their titles in the tables.
 VARIANTS = (('control', 'control (no L_am)'), ('gain', 'GAIN'),
             ('gain_ext', 'GAIN_ext'))
-METRICS = dict(map=bootstrap.mean_ap, mean_iu=bootstrap.mean_iu,
-               attention_miou_tuned=bootstrap.attention_miou_tuned)
 
 
 def pipeline(args, cfg, shipped, data_dir):
@@ -118,18 +116,10 @@ def rows_of(models, seeds):
 
 def differences(records, seeds):
     """The demo's own paired differences (percentage points)."""
-    out = {}
-    for b, a, keys in COMPARISONS:
-        name = '%s - %s' % (b, a)
-        out[name] = {}
-        for key in keys:
-            f = METRICS.get(key) or bootstrap.attention(key)
-            pairs = [(records[a if a == 'classifier' else '%s_seed%d'
-                              % (a, s)], records['%s_seed%d' % (b, s)])
-                     for s in seeds]
-            out[name][key] = bootstrap.paired_difference(f, pairs,
-                                                         scale=100.0)
-    return out
+    def pairs(a, b, key):
+        return [(records[a if a == 'classifier' else '%s_seed%d' % (a, s)],
+                 records['%s_seed%d' % (b, s)]) for s in seeds]
+    return bootstrap.differences(COMPARISONS, pairs)
 
 
 def established(media):
@@ -147,56 +137,9 @@ def write_media(media, results, pictures):
                json.dumps(results, indent=1, sort_keys=True))
     for name, src in pictures.items():
         shutil.copyfile(src, os.path.join(media, name))
-    experiment = established(media)
-    claims = ('`make experiment` has not been run: nothing is established '
-              'yet.' if experiment is None else
-              'From `%s` (%d seeds, %.0f minutes; [EXPERIMENT.md]'
-              '(EXPERIMENT.md)):\n\n%s' % (
-                  experiment['command'], len(experiment['seeds']),
-                  experiment['wall_s'] / 60.,
-                  report.difference_table(experiment['differences'])))
-    text = RESULTS % dict(
-        command=results['command'], seconds=results['seconds'],
-        sigma=results['config']['sigma'],
-        summary=report.markdown_table(results['rows'], KEYS, digits=1,
-                                      tau=results['config']['sigma']),
-        differences=report.difference_table(results['differences']),
-        claims=claims)
+    text = report.results_page(results, KEYS, established(media))
     write_text(os.path.join(media, 'RESULTS.md'), text)
     return text
-
-
-RESULTS = """# Demo results (embedded `shapes` dataset, unbiased `test` split)
-
-Written by `make demo` (`%(command)s`) in %(seconds).0f s; the numbers are
-also in [results.json](results.json). Percentages (AUC as a probability);
-with several seeds, mean ± standard deviation (ddof 1). Each model's tau
-was chosen on the `tune` split; `@%(sigma)g` is the sigma GAIN trains its
-mask with. *Cue gap*: on images without class c, how much more often c is
-called when c's context cue is present; *Cue AUC*: the same without a
-threshold (0.5: the cue is ignored). Definitions: `metrics/`.
-
-%(summary)s
-
-What this run shows (paired bootstrap over the test images; one run of
-each, so the seeds' spread is not measured here):
-
-%(differences)s
-
-The control fine-tunes the trunk on the GAIN schedule without L_am, so
-GAIN - control is what attention mining adds. What holds over seeds:
-
-%(claims)s
-
-![image | Grad-CAM before GAIN | Grad-CAM after GAIN](attention_before_after.png)
-
-![attention mIoU against the threshold](attention_miou_vs_tau.png)
-
-Training curves: [classifier](loss_classifier.png), [GAIN](loss_gain.png)
-(seed of the first run), [GAIN's validation attention](attention_val_gain.png),
-[GAIN_ext](loss_gain_ext.png); what GAIN erases at its last iteration:
-[image | CAM | mask | erased image](attention_during_gain.png).
-"""
 
 
 def main():

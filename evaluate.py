@@ -53,12 +53,13 @@ from metrics import report
 from metrics.attention import DEFAULT_TAU, attention_warnings, miou_at
 from metrics.cue import CueMetrics
 from metrics.records import save_records
-from models import class_cams, load_model
+from models import class_cams
 from runtime import cli, flags, outdir
 from runtime.config import write_config
 from runtime.device import get_device, set_seed
 from runtime.errors import UsageError, one_line
 from runtime.files import atomic_write, write_text
+from runtime.model_files import load_model
 from runtime.progress import progress
 from training.tensorboard import config_text, write_texts
 from visualizations import attention_curves_figure, save_figure

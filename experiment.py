@@ -82,17 +82,9 @@ def metric(key):
     """``(split, f(records, index))`` of a row key."""
     if key == 'map_val':
         return 'val', bootstrap.mean_ap
-    if key == 'map':
-        return 'test', bootstrap.mean_ap
-    if key == 'mean_iu':
-        return 'test', bootstrap.mean_iu
-    if key == 'attention_miou_tuned':
-        return 'test', bootstrap.attention_miou_tuned
     if key == 'attention_miou_sigma':
         return 'test', bootstrap.attention('attention_miou_fixed')
-    if key.startswith(('cue_', 'positive_rate')):
-        return 'test', bootstrap.cue(key)
-    return 'test', bootstrap.attention(key)
+    return 'test', bootstrap.metric(key)
 
 
 def jobs_of(cfg, stand_in, seeds, out, device, data_dir):
@@ -163,18 +155,14 @@ def row_summaries(results, seeds):
 
 
 def differences(results, seeds, n_resamples):
-    """``{'b - a': {key: bootstrap.paired_difference(...)}}`` in
-    percentage points (AUCs in points of 0.01)."""
-    out = {}
-    for b, a, keys in COMPARISONS:
-        out['%s - %s' % (b, a)] = d = {}
-        for key in keys:
-            split, f = metric(key)
-            pairs = [(results[split, s][1][a], results[split, s][1][b])
-                     for s in seeds]
-            d[key] = bootstrap.paired_difference(f, pairs, n_resamples,
-                                                 scale=100.0)
-    return out
+    """:func:`metrics.bootstrap.differences` of :data:`COMPARISONS`, each
+    metric on its split."""
+    def pairs(a, b, key):
+        split = metric(key)[0]
+        return [(results[split, s][1][a], results[split, s][1][b])
+                for s in seeds]
+    return bootstrap.differences(COMPARISONS, pairs, n_resamples,
+                                 lambda key: metric(key)[1])
 
 
 def goals(diffs):

@@ -47,12 +47,13 @@ import datasets
 from datasets import CLASS_NAMES_FILE, batches, get_dataset, preprocess_batch
 from datasets.voc import voc_palette
 from metrics import confusion_matrix, pseudo_label, segmentation_scores
-from models import class_cams, load_model
+from models import class_cams
 from runtime import cli, flags, outdir
 from runtime.config import write_config
 from runtime.device import get_device, set_seed
 from runtime.errors import UsageError
 from runtime.files import atomic_write, write_text
+from runtime.model_files import load_model
 from runtime.progress import progress
 
 NEXT_STEPS = """\

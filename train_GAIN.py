@@ -16,11 +16,11 @@ import numpy as np
 import datasets
 from datasets import PixelSupervisionFlag, pad_examples, training_data
 from metrics.attention import attention_warnings
-from models import load_model
 from runtime import cli, distributed, flags, outdir
 from runtime.config import write_run_config
 from runtime.errors import UsageError
 from runtime.files import write_text
+from runtime.model_files import load_model
 from runtime.triggers import every_and_last
 from training import tensorboard
 from training.extensions import (AttentionEvaluator, AttentionSnapshot,

@@ -17,11 +17,12 @@ import chainer
 
 import datasets
 from datasets import pad_examples
-from models import FCN8s, load_model
+from models import FCN8s
 from runtime import cli, flags
 from runtime.config import write_run_config
 from runtime import distributed
 from runtime.errors import UsageError
+from runtime.model_files import load_model
 from training.extensions import MeanAPEvaluator, MeanIUEvaluator
 from training.losses import SegmentationLoss
 from training.mixed_precision import set_precision

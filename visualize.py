@@ -29,11 +29,12 @@ import datasets
 from datasets import (TEST_SPLIT, VOC_CLASS_NAMES, DatasetError, get_dataset,
                       preprocess_batch)
 from datasets.voc import read_image
-from models import class_cams, load_model
+from models import class_cams
 from runtime import cli, flags, outdir
 from runtime.device import get_device, set_seed
 from runtime.errors import UsageError
 from runtime.files import atomic_write
+from runtime.model_files import load_model
 from runtime.progress import progress
 from visualizations import image_figure, overview_figure
 from visualizations import save_figure as _save

@@ -83,7 +83,8 @@ def read_class_names(data_dir):
 
 
 def get_dataset(name, data_dir=None, split='train', class_names=None,
-                layout='auto', max_pixels=MAX_IMAGE_PIXELS):
+                layout='auto', max_pixels=MAX_IMAGE_PIXELS,
+                skip_missing=False):
     """The raw ``(img, label_map, labels)`` dataset of a split.
 
     Args:
@@ -100,6 +101,10 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
             those of ``data_dir/class_names.txt``, else VOC's 21 (``voc``).
         layout: one of :data:`VOC_LAYOUTS`, for ``shapes`` and ``voc``.
         max_pixels: the largest image read (``--max-image-pixels``).
+        skip_missing: drop the split's images without files (or, for
+            VOC's classification layout, without a readable annotation)
+            with a warning, listing them in the dataset's ``missing``
+            (``--skip-bad``), instead of failing on them.
     """
     if name == 'shapes':
         from datasets import shapes
@@ -133,10 +138,13 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
     layout = 'list' if name == 'list' else voc_layout(data_dir, split,
                                                       layout)
     if layout == 'segmentation':
-        return VOCSegmentation(data_dir, split, names, max_pixels)
-    dataset = (ImageList(data_dir, split, names) if layout == 'list' else
+        return VOCSegmentation(data_dir, split, names, max_pixels,
+                               skip_missing)
+    dataset = (ImageList(data_dir, split, names, skip_missing)
+               if layout == 'list' else
                VOCClassification(data_dir, split, names,
-                                 masks=layout == 'joined'))
+                                 masks=layout == 'joined',
+                                 skip_missing=skip_missing))
     dataset.max_pixels = max_pixels
     return dataset
 

@@ -57,10 +57,9 @@ import chainer
 import numpy as np
 
 from datasets.annotations import read_annotation
-from datasets.voc import (IGNORE, MAX_IMAGE_PIXELS, _ON_MISSING,
-                          _find_layout, _find_split_file, _read_split,
-                          _relative_name, keep_existing, read_image,
-                          read_mask)
+from datasets.voc import (IGNORE, MAX_IMAGE_PIXELS, _find_layout,
+                          _find_split_file, _read_split, _relative_name,
+                          keep_existing, read_image, read_mask)
 from runtime.errors import DatasetError
 from runtime.progress import progress
 
@@ -163,6 +162,9 @@ class VOCClassification(ImageLevelDataset):
         class_names: names, background first.
         masks: join the segmentation list of ``split``: its images keep
             their masks (each of its ids must be in the Main list).
+        skip_missing: drop the images without files or without a readable
+            annotation with a warning (listed in ``missing``) instead of
+            failing on them.
 
     Attributes:
         difficult_only: ``(N, K)`` bool, the (image, class) pairs whose
@@ -172,7 +174,8 @@ class VOCClassification(ImageLevelDataset):
     """
     per_example = ImageLevelDataset.per_example + ('difficult_only',)
 
-    def __init__(self, data_dir, split, class_names, masks=False):
+    def __init__(self, data_dir, split, class_names, masks=False,
+                 skip_missing=False):
         if not os.path.isdir(data_dir):
             raise DatasetError('%s: data directory does not exist'
                                % data_dir)
@@ -186,13 +189,14 @@ class VOCClassification(ImageLevelDataset):
             raise DatasetError('%s: split %r is empty' % (list_file, split))
         mask_of = self._masks(data_dir, split, files) if masks else {}
         files, missing = keep_existing(
-            [f + (mask_of.get(f[0]),) for f in files], list_file, split)
+            [f + (mask_of.get(f[0]),) for f in files], list_file, split,
+            skip_missing)
         entries, difficult = [], []
         for image_id, image, xml, mask in _counted(files, 'annotations'):
             try:
                 labels, hard = read_annotation(xml, class_names)
             except DatasetError as e:
-                if _ON_MISSING[-1] == 'error':
+                if not skip_missing:
                     raise
                 print('warning: skipping %s' % e, file=sys.stderr)
                 missing.append(image_id)
@@ -284,9 +288,11 @@ class ImageList(ImageLevelDataset):
         split: list file, or its name in ``data_dir`` (``.txt`` or
             ``.csv`` may be left out).
         class_names: names, background first.
+        skip_missing: drop the images without files with a warning
+            (listed in ``missing``) instead of failing on them.
     """
 
-    def __init__(self, data_dir, split, class_names):
+    def __init__(self, data_dir, split, class_names, skip_missing=False):
         if not os.path.isdir(data_dir):
             raise DatasetError('%s: data directory does not exist'
                                % data_dir)
@@ -318,6 +324,7 @@ class ImageList(ImageLevelDataset):
                               mask, list_file, number)) if mask else None))
         if not files:
             raise DatasetError('%s: split %r is empty' % (list_file, split))
-        files, missing = keep_existing(files, list_file, split)
+        files, missing = keep_existing(files, list_file, split,
+                                       skip_missing)
         super().__init__(data_dir, split, class_names,
                          [f + (labels[f[0]],) for f in files], missing)

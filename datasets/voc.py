@@ -29,7 +29,6 @@ sizes, an empty split, an image larger than ``max_pixels`` by its header,
 a FIFO or device under an image's name...) is a :class:`DatasetError`
 whose one-line message names the file.
 """
-import contextlib
 import os
 import stat
 import sys
@@ -63,23 +62,6 @@ def voc_palette():
     import fcn.utils  # imports scipy and skimage: only when drawing
     colours = fcn.utils.label_colormap(256) * 255
     return [int(v) for v in colours.round().astype(np.uint8).ravel()]
-
-
-_ON_MISSING = ['error']
-
-
-@contextlib.contextmanager
-def missing_files(policy):
-    """Within it, :class:`VOCSegmentation` either fails on split entries
-    without files (``'error'``, the default) or drops them with a warning
-    (``'skip'``, for ``--skip-bad``; they are listed in ``missing``)."""
-    if policy not in ('error', 'skip'):
-        raise ValueError('policy must be error or skip, got %r' % policy)
-    _ON_MISSING.append(policy)
-    try:
-        yield
-    finally:
-        _ON_MISSING.pop()
 
 
 def _reason(e, path=None):
@@ -305,10 +287,13 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
         split: split name or path to a list of ids.
         class_names: names, background first (default: VOC's 21).
         max_pixels: the largest image read (width x height).
+        skip_missing: drop the split's entries without files with a
+            warning (listed in ``missing``; ``--skip-bad``) instead of
+            failing on them.
     """
 
     def __init__(self, data_dir, split='train', class_names=VOC_CLASS_NAMES,
-                 max_pixels=MAX_IMAGE_PIXELS):
+                 max_pixels=MAX_IMAGE_PIXELS, skip_missing=False):
         if not os.path.exists(data_dir):
             raise DatasetError('%s: data directory does not exist' % data_dir)
         if not os.path.isdir(data_dir):
@@ -322,7 +307,8 @@ class VOCSegmentation(chainer.dataset.DatasetMixin):
         files = _read_split(split_file, data_dir, image_dir, label_dir, ext)
         if not files:
             raise DatasetError('%s: split %r is empty' % (split_file, split))
-        files, self.missing = keep_existing(files, split_file, split)
+        files, self.missing = keep_existing(files, split_file, split,
+                                            skip_missing)
         self.ids = [f[0] for f in files]
         self.image_files = [f[1] for f in files]
         self.label_files = [f[2] for f in files]
@@ -363,18 +349,18 @@ def read_mask(path, img, image_file, n_class, max_pixels=MAX_IMAGE_PIXELS):
     return label_map
 
 
-def keep_existing(files, list_file, split):
+def keep_existing(files, list_file, split, skip_missing=False):
     """The entries ``(id, path, ...)`` of ``list_file`` whose paths (None
     ones aside) are files, and the ids of the others: these are an error
-    unless within ``missing_files('skip')``, where they are dropped with
-    a warning (not all of them)."""
+    unless ``skip_missing``, where they are dropped with a warning (not all
+    of them)."""
     missing = [f for f in files
                if not all(p is None or os.path.isfile(p) for p in f[1:])]
     if not missing:
         return files, []
     first = [p for p in missing[0][1:]
              if p is not None and not os.path.isfile(p)][0]
-    if _ON_MISSING[-1] == 'error' or len(missing) == len(files):
+    if not skip_missing or len(missing) == len(files):
         raise DatasetError('%s: split %r names %d of %d images without '
                            'their files, e.g. %s' % (list_file, split,
                                                      len(missing),

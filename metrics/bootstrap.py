@@ -79,6 +79,19 @@ def cue(key):
     return f
 
 
+def metric(key):
+    """The metric ``f(records, index)`` of a key of ``evaluate.py``'s
+    metrics (``map``, ``mean_iu``, ``attention_miou_tuned``, a cue or
+    positive-rate key, else a key of the attention scores)."""
+    named = dict(map=mean_ap, mean_iu=mean_iu,
+                 attention_miou_tuned=attention_miou_tuned)
+    if key in named:
+        return named[key]
+    if key.startswith(('cue_', 'positive_rate')):
+        return cue(key)
+    return attention(key)
+
+
 def resamples(n_images, n=N_RESAMPLES, seed=0):
     """``(n, n_images)`` indices: ``n`` resamples with replacement."""
     return np.random.RandomState(seed).randint(0, n_images, (n, n_images))
@@ -126,6 +139,21 @@ def paired_difference(metric, pairs, n_resamples=N_RESAMPLES, seed=0,
                 sd_seeds=(float(np.std(per_seed, ddof=1))
                           if len(per_seed) > 1 else None),
                 shown=shown)
+
+
+def differences(comparisons, pairs, n_resamples=N_RESAMPLES,
+                metric_of=metric):
+    """``{'b - a': {key: paired_difference(...)}}`` in percentage points
+    (AUCs in points of 0.01) of ``comparisons`` ``[(b, a, keys)]``;
+    ``pairs(a, b, key)``: the ``[(records of a, records of b)]`` of each
+    seed; ``metric_of(key)``: the metric of a key."""
+    out = {}
+    for b, a, keys in comparisons:
+        out['%s - %s' % (b, a)] = {
+            key: paired_difference(metric_of(key), pairs(a, b, key),
+                                   n_resamples, scale=100.0)
+            for key in keys}
+    return out
 
 
 def value(metric, runs, n_resamples=N_RESAMPLES, seed=0, level=0.95,

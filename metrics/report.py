@@ -1,5 +1,5 @@
 """Markdown tables of metrics: one set of titles and units for
-evaluate.py, the demo and the experiment."""
+evaluate.py, the demo and the experiment; the demo's results page."""
 import numpy as np
 
 #: Title of each metric key, and its scale on screen (100: percent).
@@ -88,3 +88,56 @@ def difference_table(differences, digits=1):
                                      for v in d['per_seed']),
                             'shown' if d['shown'] else 'not shown'))
     return '\n'.join(lines)
+
+
+def results_page(results, keys, experiment=None):
+    """The text of ``media/RESULTS.md``: the demo's ``results`` (the
+    ``keys`` of its rows, its own differences) and the differences that
+    ``experiment`` (experiment.json; None: not run) established."""
+    claims = ('`make experiment` has not been run: nothing is established '
+              'yet.' if experiment is None else
+              'From `%s` (%d seeds, %.0f minutes; [EXPERIMENT.md]'
+              '(EXPERIMENT.md)):\n\n%s' % (
+                  experiment['command'], len(experiment['seeds']),
+                  experiment['wall_s'] / 60.,
+                  difference_table(experiment['differences'])))
+    return RESULTS % dict(
+        command=results['command'], seconds=results['seconds'],
+        sigma=results['config']['sigma'],
+        summary=markdown_table(results['rows'], keys, digits=1,
+                               tau=results['config']['sigma']),
+        differences=difference_table(results['differences']),
+        claims=claims)
+
+
+RESULTS = """# Demo results (embedded `shapes` dataset, unbiased `test` split)
+
+Written by `make demo` (`%(command)s`) in %(seconds).0f s; the numbers are
+also in [results.json](results.json). Percentages (AUC as a probability);
+with several seeds, mean ± standard deviation (ddof 1). Each model's tau
+was chosen on the `tune` split; `@%(sigma)g` is the sigma GAIN trains its
+mask with. *Cue gap*: on images without class c, how much more often c is
+called when c's context cue is present; *Cue AUC*: the same without a
+threshold (0.5: the cue is ignored). Definitions: `metrics/`.
+
+%(summary)s
+
+What this run shows (paired bootstrap over the test images; one run of
+each, so the seeds' spread is not measured here):
+
+%(differences)s
+
+The control fine-tunes the trunk on the GAIN schedule without L_am, so
+GAIN - control is what attention mining adds. What holds over seeds:
+
+%(claims)s
+
+![image | Grad-CAM before GAIN | Grad-CAM after GAIN](attention_before_after.png)
+
+![attention mIoU against the threshold](attention_miou_vs_tau.png)
+
+Training curves: [classifier](loss_classifier.png), [GAIN](loss_gain.png)
+(seed of the first run), [GAIN's validation attention](attention_val_gain.png),
+[GAIN_ext](loss_gain_ext.png); what GAIN erases at its last iteration:
+[image | CAM | mask | erased image](attention_during_gain.png).
+"""

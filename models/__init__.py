@@ -1,11 +1,10 @@
-"""FCN8s with a GAIN head, Grad-CAM and model files."""
+"""FCN8s with a GAIN head and Grad-CAM (model files: runtime.model_files)."""
 import chainer_compat  # NOQA: before chainer (Python 3.12)
 from models import cpu_convolution
 from models.fcn8s import FCN8s  # NOQA
 from models.grad_cam import (attention_maps, cam_from_features, class_cams,  # NOQA
                              grad_cam, inference_cams, normalize_cam)
 from models.resize import resize_bilinear  # NOQA
-from models.serialization import ModelFileError, load_model, save_model  # NOQA
 
 # Chainer's CPU convolution kernels, replaced for every model, script and
 # test of the project (models/cpu_convolution.py says what and why).

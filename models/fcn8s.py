@@ -240,21 +240,6 @@ class FCN8s(chainer.Chain):
         return [l for l in self.children() if l.name not in
                 CLASSIFICATION_HEAD]
 
-    def trunk_activations(self, shape):
-        """``[(inputs, outputs)]``: the element counts per image of each
-        layer of a classification forward of an ``(H, W)`` image, conv and
-        pooling layers of the trunk in order (conv1_1 padded by 1)."""
-        h, w = shape
-        layers = []
-        for name in TRUNK:
-            channels = getattr(self, name).W.shape[0]
-            layers.append((layers[-1][1] if layers else 3 * h * w,
-                           channels * h * w))
-            if name in POOLED:
-                h, w = -(-h // 2), -(-w // 2)        # 2x2 max pooling, ceil
-                layers.append((layers[-1][1], channels * h * w))
-        return layers
-
 
 def _crop(h, offset, size):
     return h[:, :, offset:offset + size[0], offset:offset + size[1]]

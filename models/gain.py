@@ -1,8 +1,6 @@
 """GAIN's soft mask and erasure (Li et al., CVPR 2018, eq. 2-3), and which
 CAMs are erased."""
 import chainer
-import chainer.functions as F
-import numpy as np
 from chainer import utils
 from chainer.backends import cuda
 
@@ -29,25 +27,13 @@ def erased_cams(labels, am_mode, dtype):
     return rows, targets
 
 
-def soft_mask(cam_norm, sigma=0.5, omega=10.0):
-    """``T(A) = sigmoid(omega * (A - sigma))`` of normalised maps
-    ``(N, H, W)``: ~1 where the network looks, ~0 elsewhere."""
-    return F.sigmoid(omega * (cam_norm - sigma))
-
-
-def erase(x, mask):
-    """``I* = I - T * I`` for images ``(N, 3, H, W)`` and masks ``(N, H, W)``.
-
-    On caffe-preprocessed input an erased pixel becomes 0, the mean colour.
-    """
-    mask = F.broadcast_to(F.expand_dims(mask, 1), x.shape)
-    return x - mask * x
-
-
 def soft_erase(x, cam_norm, sigma=0.5, omega=10.0):
-    """``erase(x, soft_mask(cam_norm, sigma, omega))`` as one function:
-    one kernel forward and three backward on a GPU instead of about ten
-    (and none of the mask's intermediate arrays kept for the backward).
+    """GAIN's erasure ``I* = I - T(A) I`` with the soft mask
+    ``T(A) = sigmoid(omega (A - sigma))`` (:func:`soft_mask`) broadcast over
+    the channels, as one function: one kernel forward and three backward
+    on a GPU instead of about ten (and none of the mask's intermediate
+    arrays kept for the backward). On caffe-preprocessed input an erased
+    pixel becomes 0, the mean colour.
 
     Args:
         x: ``(N, C, H, W)`` images.
@@ -59,14 +45,18 @@ def soft_erase(x, cam_norm, sigma=0.5, omega=10.0):
     return SoftErase(sigma, omega).apply((x, cam_norm))[0]
 
 
-# The same arithmetic, in the same order, as the chain of chainer functions
-# it replaces (F.sigmoid is tanh-based), so both give the same numbers.
+# The arithmetic of soft_mask, in its order, for the GPU kernels.
 _MASK = 'T m = tanh((a - sigma) * omega * (T)0.5) * (T)0.5 + (T)0.5;'
 
 
-def _mask(a, sigma, omega):
-    t = a.dtype.type
-    return np.tanh((a - t(sigma)) * t(omega) * t(0.5)) * t(0.5) + t(0.5)
+def soft_mask(cam_norm, sigma=0.5, omega=10.0):
+    """``T(A) = sigmoid(omega (A - sigma))`` of normalised maps ``(N, H, W)``
+    (a numpy or cupy array): ~1 where the network looks, ~0 elsewhere; the
+    mask :func:`soft_erase` applies (the pictures show it)."""
+    xp = chainer.backend.get_array_module(cam_norm)
+    t = cam_norm.dtype.type
+    return (xp.tanh((cam_norm - t(sigma)) * t(omega) * t(0.5)) * t(0.5) +
+            t(0.5))
 
 
 class SoftErase(chainer.FunctionNode):
@@ -79,7 +69,7 @@ class SoftErase(chainer.FunctionNode):
     def forward_cpu(self, inputs):
         self.retain_inputs((0, 1))
         x, a = inputs
-        m = _mask(a, self.sigma, self.omega)[:, None]
+        m = soft_mask(a, self.sigma, self.omega)[:, None]
         return utils.force_array(x - m * x),
 
     def forward_gpu(self, inputs):
@@ -106,7 +96,7 @@ class SoftEraseGrad(chainer.FunctionNode):
     def forward_cpu(self, inputs):
         x, a, gy = inputs
         t = a.dtype.type
-        m = _mask(a, self.sigma, self.omega)
+        m = soft_mask(a, self.sigma, self.omega)
         gx = gy + -gy * m[:, None]
         gm = (-gy * x).sum(axis=1)
         return gx, utils.force_array(gm * m * (t(1) - m) * t(self.omega))

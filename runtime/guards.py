@@ -1,5 +1,5 @@
 """Guards of a training run: stop on a non-finite loss, skip bad samples
-on request, refuse batches that cannot fit in memory.
+on request.
 
 Every failure here is an exception of :mod:`runtime.errors`.
 """
@@ -9,7 +9,7 @@ import chainer
 import numpy as np
 from chainer.training import extension
 
-from runtime.errors import DatasetError, NonFiniteError, OutOfMemory
+from runtime.errors import DatasetError, NonFiniteError
 
 
 def _to_numpy(value):
@@ -172,51 +172,3 @@ class BadSampleCount(extension.Extension):
         if n:
             print('warning: %d bad samples were skipped (see the warnings '
                   'above and bad_samples in the log)' % n, file=sys.stderr)
-
-
-# -- memory ----------------------------------------------------------------
-def available_memory(device):
-    """Bytes that ``device`` can still allocate (None if unknown): free
-    GPU memory, or MemAvailable of /proc/meminfo."""
-    if device.xp is not np:
-        free, _ = device.xp.cuda.runtime.memGetInfo()
-        return int(free)
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def step_memory(model, shape, batch_size, backprop):
-    """A lower bound of the bytes one training step of ``model`` needs
-    for a batch of ``batch_size`` images of ``shape`` (H, W): the trunk's
-    activations of one classification forward, all of them when the graph
-    is kept for the trunk's gradient (``backprop``), else the largest input
-    and output of one layer (see ``FCN8s.trunk_activations``)."""
-    layers = model.trunk_activations(shape)
-    count = (sum(out for _, out in layers) if backprop else
-             max(a + b for a, b in layers))
-    return count * batch_size * model.conv1_1.W.dtype.itemsize
-
-
-def check_batch_fits(model, shape, batch_size, device):
-    """OutOfMemory (one line naming ``--batch-size``) when a training step
-    surely cannot fit in the memory ``device`` has left."""
-    rule = model.conv1_1.W.update_rule
-    need = step_memory(model, shape, batch_size,
-                       backprop=rule is not None and rule.enabled)
-    have = available_memory(device)
-    if have is not None and need > have:
-        raise OutOfMemory(
-            '--batch-size %d: a training step on %dx%d images needs at '
-            'least %s of memory, %s is available; use a smaller '
-            '--batch-size' % (batch_size, shape[0], shape[1],
-                              _gigabytes(need), _gigabytes(have)))
-
-
-def _gigabytes(n):
-    return '%.3g GB' % (n / 1e9) if n >= 1e7 else '%.2g MB' % (n / 1e6)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from helpers import write_voc, write_weak_voc
-from models import FCN8s, save_model
+from models import FCN8s
+from runtime.model_files import save_model
 
 
 @pytest.fixture

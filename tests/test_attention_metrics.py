@@ -14,8 +14,9 @@ from helpers import write_voc
 from metrics import (AttentionMetrics, average_precision, energy_inside,
                      pointing_hit, pseudo_label)
 from metrics.attention import TAUS
-from models import FCN8s, class_cams, grad_cam, normalize_cam, save_model
+from models import FCN8s, class_cams, grad_cam, normalize_cam
 from runtime import cli
+from runtime.model_files import save_model
 
 
 def add(metric, lbl, cams, classes):
@@ -260,7 +261,7 @@ def test_evaluate_energy_matches_independent_cams(eval_setup, tmp_path,
     with open(os.path.join(out, 'metrics.json')) as f:
         got = json.load(f)['models']['m']
     from datasets import get_dataset, preprocess
-    from models import load_model
+    from runtime.model_files import load_model
     model, _ = load_model(a)
     dataset = get_dataset('voc', voc, 'val')
     per_class = {}

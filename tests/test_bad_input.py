@@ -12,8 +12,10 @@ import pytest
 
 from datasets.voc import voc_palette
 from helpers import error_line, run_script, write_voc
-from models import FCN8s, ModelFileError, grad_cam, load_model, save_model
+from models import FCN8s, grad_cam
 from models.fcn8s import CLASSIFICATION_HEAD
+from runtime.errors import ModelFileError
+from runtime.model_files import load_model, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_VOC = 21

@@ -66,3 +66,18 @@ def test_shown_needs_every_seed_on_one_side():
         n_resamples=100)
     assert not got['shown']
     assert got['per_seed'][0] > 0 > got['per_seed'][1]
+
+
+def test_differences_of_comparisons_in_percentage_points():
+    """Each comparison ``b - a`` and key, from the pairs of its seeds, in
+    percentage points, against the mean IUs written out."""
+    runs = {('a', 0): records(5, flip=0.5), ('b', 0): records(6, flip=0.2),
+            ('a', 1): records(7, flip=0.5), ('b', 1): records(8, flip=0.3)}
+    got = bootstrap.differences(
+        [('b', 'a', ('mean_iu',))],
+        lambda a, b, key: [(runs[a, s], runs[b, s]) for s in (0, 1)],
+        n_resamples=20)
+    assert list(got) == ['b - a'] and list(got['b - a']) == ['mean_iu']
+    full = [100 * (miou(runs['b', s]['confusion'].sum(0)) -
+                   miou(runs['a', s]['confusion'].sum(0))) for s in (0, 1)]
+    assert got['b - a']['mean_iu']['per_seed'] == pytest.approx(full)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from datasets import shapes
-from models import load_model
+from runtime.model_files import load_model
 from training.presets import PRESETS, STAND_IN
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from helpers import run_script, write_example, write_voc
-from models import FCN8s, load_model, save_model
+from models import FCN8s
+from runtime.model_files import load_model, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_VOC = 21

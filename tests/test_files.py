@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from helpers import error_line, run_script, write_voc
-from models import FCN8s, save_model
+from models import FCN8s
 from runtime import files
 from runtime.files import atomic_write, locked
+from runtime.model_files import save_model
 
 
 class FullDisk(object):

@@ -1,5 +1,6 @@
-"""A newcomer's first commands: the README's commands parse and name files
-that exist or that an earlier command writes; train_fcn.py's defaults are
+"""A newcomer's first commands: the commands of the README and of
+docs/GAIN.md and docs/OPERATIONS.md parse and name files that exist or
+that an earlier command writes; train_fcn.py's defaults are
 the shipped stand-in's schedule; every training ends with its model's
 path and the next command, which runs; attention is in percent on screen
 and in the log, from iteration 0 on every panel; train_fcn.py draws its
@@ -54,28 +55,37 @@ def script_call(words):
     return None
 
 
-def test_readme_commands_parse_and_name_files_that_exist(monkeypatch):
+#: The pages whose commands a user copies, in reading order: a page's
+#: commands may take the models that an earlier page's commands write.
+COMMAND_PAGES = ('README.md', os.path.join('docs', 'GAIN.md'),
+                 os.path.join('docs', 'OPERATIONS.md'))
+
+
+def test_documented_commands_parse_and_name_files_that_exist(monkeypatch):
     with open(os.path.join(ROOT, 'README.md')) as f:
-        readme = f.read()
-    assert '. .venv/bin/activate' in readme
-    written, calls = set(), 0
-    for words in shell_commands(readme):
-        call = script_call(words)
-        if call is None:
-            continue
-        script, argv = call
-        parser = parser_of(script, monkeypatch)
-        args, unknown = parser.parse_known_args(argv)
-        assert unknown == [], (script, unknown)
-        calls += 1
-        models = [getattr(args, name, None) for name in
-                  ('modelfile', 'pretrained', 'trained')]
-        for model in [m for ms in models for m in
-                      (ms if isinstance(ms, list) else [ms]) if m]:
-            assert model.startswith('$') or model in written or \
-                os.path.isfile(os.path.join(ROOT, model)), (script, model)
-        written.add(os.path.join(args.out, 'model.npz'))
-    assert calls >= 10
+        assert '. .venv/bin/activate' in f.read()
+    written, calls = set(), dict.fromkeys(COMMAND_PAGES, 0)
+    for page in COMMAND_PAGES:
+        with open(os.path.join(ROOT, page)) as f:
+            commands = shell_commands(f.read())
+        for words in commands:
+            call = script_call(words)
+            if call is None:
+                continue
+            script, argv = call
+            parser = parser_of(script, monkeypatch)
+            args, unknown = parser.parse_known_args(argv)
+            assert unknown == [], (page, script, unknown)
+            calls[page] += 1
+            models = [getattr(args, name, None) for name in
+                      ('modelfile', 'pretrained', 'trained')]
+            for model in [m for ms in models for m in
+                          (ms if isinstance(ms, list) else [ms]) if m]:
+                assert model.startswith('$') or model in written or \
+                    os.path.isfile(os.path.join(ROOT, model)), \
+                    (page, script, model)
+            written.add(os.path.join(args.out, 'model.npz'))
+    assert calls['README.md'] >= 10 and all(calls.values()), calls
 
 
 def test_step_one_starts_from_the_shipped_stand_in():

@@ -10,7 +10,7 @@ import pytest
 from helpers import observe
 from models import cam_from_features, normalize_cam
 from models.fcn8s import CLASSIFICATION_HEAD, TRUNK
-from models.gain import erase, soft_mask
+from models.gain import soft_erase, soft_mask
 from training.gain_loss import GAINLoss, parse_warmup
 from training.trainer import make_optimizer
 from training.updaters import GAINUpdater
@@ -105,7 +105,9 @@ def test_mask_only_drops_the_attention_mining_pass(thin_model):
         onehot = np.eye(labels.shape[1], dtype=np.float32)[cls]
         cam = normalize_cam(cam_from_features(
             thin_model, thin_model.features(x)[rows], onehot, x.shape[2:]))
-        erased = erase(x[rows], soft_mask(cam))
+        mask = F.sigmoid(10.0 * (cam - 0.5))      # T(A), sigma 0.5
+        erased = x[rows] - F.broadcast_to(mask[:, None], x[rows].shape) * \
+            x[rows]
         scores = F.sigmoid(frozen.classify(erased))
         F.mean(F.sum(scores * onehot, axis=1)).backward()
     for name, p in thin_model.namedparams():
@@ -208,14 +210,15 @@ def test_warmup_turns_terms_off(thin_model):
 
 def test_soft_mask_and_erasure_on_a_hand_made_map():
     cam = np.array([[[0.0, 0.5, 1.0]]], dtype=np.float32)     # (1, 1, 3)
-    mask = soft_mask(cam, sigma=0.5, omega=10.0).array
+    mask = soft_mask(cam, sigma=0.5, omega=10.0)
     sig = 1 / (1 + np.exp(-np.array([-5.0, 0.0, 5.0])))
     np.testing.assert_allclose(mask[0, 0], sig, rtol=1e-6)
     x = np.arange(9, dtype=np.float32).reshape(1, 3, 1, 3) - 4
-    erased = erase(x, mask).array
+    erased = soft_erase(x, cam, sigma=0.5, omega=10.0).array
     np.testing.assert_allclose(erased, x * (1 - sig), rtol=1e-5)
     # a fully attended pixel becomes the mean colour (0 after preprocessing)
-    full = erase(x, np.ones((1, 1, 3), np.float32)).array
+    full = soft_erase(x, np.ones((1, 1, 3), np.float32), sigma=0.5,
+                      omega=1e4).array
     np.testing.assert_array_equal(full, 0)
 
 

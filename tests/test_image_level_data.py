@@ -10,7 +10,7 @@ import pytest
 from datasets import get_dataset, masked_only, training_data, voc_layout
 from datasets.annotations import read_annotation
 from datasets.classification import ImageList, VOCClassification
-from datasets.voc import VOC_CLASS_NAMES, missing_files
+from datasets.voc import VOC_CLASS_NAMES
 from helpers import write_annotation, write_example
 from runtime.errors import DatasetError
 
@@ -207,8 +207,7 @@ def test_bad_annotation_names_the_file_or_is_skipped(weak_voc, capsys):
         f.write('<annotation><object><name>dog')
     refused(lambda: get_dataset('voc', root, 'train'), path, 'truncated')
     os.remove(os.path.join(root, 'JPEGImages', 'train_img_002.jpg'))
-    with missing_files('skip'):
-        dataset = get_dataset('voc', root, 'train')
+    dataset = get_dataset('voc', root, 'train', skip_missing=True)
     assert 'train_img_001' not in dataset.ids and len(dataset) == 5
     assert sorted(dataset.missing) == ['train_img_001', 'train_img_002']
     assert 'train_img_001.xml' in capsys.readouterr().err

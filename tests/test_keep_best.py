@@ -11,8 +11,8 @@ import pytest
 from chainer.training import StandardUpdater, extension
 
 from helpers import error_line, run_script, write_voc
-from models import FCN8s, load_model
-from models.serialization import read_meta
+from models import FCN8s
+from runtime.model_files import load_model, read_meta
 from training.trainer import build_trainer
 
 

@@ -13,11 +13,12 @@ from chainer import gradient_check
 from helpers import relative_error, run_script, write_voc
 from bench.dtypes import check_step
 from bench.random_batch import make_batch
-from models import FCN8s, load_model, save_model
+from models import FCN8s
 from models.fcn8s import CLASSIFICATION_HEAD
 from models.gain import soft_erase
 from models.precision import PRECISIONS, RoundToHalf
 from runtime import flags
+from runtime.model_files import load_model, save_model
 from training.gain_loss import GAINLoss
 from training.mixed_precision import LossScale, loss_scale, set_precision
 from training.trainer import make_optimizer

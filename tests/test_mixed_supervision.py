@@ -13,10 +13,10 @@ from chainer.dataset import concat_examples
 from datasets import (PixelSupervisionFlag, get_dataset, preprocess_batch,
                       training_data)
 from helpers import observe, run_script
-from models import (FCN8s, cam_from_features, load_model, normalize_cam,
-                    save_model)
+from models import FCN8s, cam_from_features, normalize_cam
 from train_GAIN import pick_ext_images
 from runtime.errors import UsageError
+from runtime.model_files import load_model, save_model
 from training.gain_loss import GAINLoss
 
 ONLY = dict(cl=0.0, am=0.0, seg=0.0, ext=0.0)

@@ -5,9 +5,10 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from models import (FCN8s, cam_from_features, grad_cam, load_model,
-                    normalize_cam, resize_bilinear)
+from models import (FCN8s, cam_from_features, grad_cam, normalize_cam,
+                    resize_bilinear)
 from models.fcn8s import CLASSIFICATION_HEAD
+from runtime.model_files import load_model
 
 
 def test_segment_equals_fcn_forward(tmp_path):

@@ -14,8 +14,9 @@ from helpers import run_script, write_voc
 from datasets import VOCSegmentation, preprocess
 from datasets.voc import voc_palette
 from evaluate import evaluate_model
-from models import FCN8s, load_model, save_model
+from models import FCN8s
 from models.fcn8s import CLASSIFICATION_HEAD
+from runtime.model_files import load_model, save_model
 
 N_VOC = 21
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from chainer.training import extensions
 
+from datasets import deprocess
 from helpers import Toy
 from models import class_cams
 import visualizations as plots
@@ -36,6 +37,12 @@ def test_attention_rows_follow_the_am_mode(thin_model, am_mode, expected):
     for (image, classes), (_, img, cam, mask, erased) in zip(expected, rows):
         assert img.shape == erased.shape == (32, 40, 3)
         assert cam.shape == mask.shape == (32, 40)
+        # the mask and erased image of GAIN's formula, in float64
+        t = 1 / (1 + np.exp(-10.0 * (cam.astype(np.float64) - 0.5)))
+        np.testing.assert_allclose(mask, t, rtol=1e-5, atol=1e-6)
+        ref = x[image].astype(np.float64) * (1 - t)
+        np.testing.assert_allclose(erased.astype(int),
+                                   deprocess(ref).astype(int), atol=1)
         if len(classes) == 1:   # the CAM of that class of that image
             ref = class_cams(thin_model, x[image:image + 1],
                              [[classes[0] + 1]])[0][0]

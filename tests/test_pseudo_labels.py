@@ -12,8 +12,9 @@ import make_pseudo_labels
 from datasets.voc import voc_palette
 from helpers import run_script, write_voc
 from datasets import get_dataset, preprocess
-from models import FCN8s, grad_cam, load_model, normalize_cam, save_model
+from models import FCN8s, grad_cam, normalize_cam
 from runtime import cli
+from runtime.model_files import load_model, save_model
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from helpers import error_line, run_script, write_voc
-from models import load_model
 from models.fcn8s import CLASSIFICATION_HEAD
+from runtime.model_files import load_model
 
 LR, STEP, GAMMA, POWER = 1e-3, 3, 0.5, 0.9
 
@@ -156,7 +156,8 @@ def test_bad_schedule_flags_are_one_line(script, flags, message, voc,
 
 def head_trained_model(path):
     """A thin model whose file records a trained head (for GAIN)."""
-    from models import FCN8s, save_model
+    from models import FCN8s
+    from runtime.model_files import save_model
     np.random.seed(0)
     model = FCN8s(21, 0.0625)
     model.head_trained_by = ['train_classifier.py']

@@ -19,10 +19,11 @@ import pytest
 from helpers import error_line, read_tree, run_script, write_voc
 from datasets import DatasetError, VOCSegmentation
 from datasets.voc import read_image
-from models import FCN8s, save_model
+from models import FCN8s
 from test_reliability import toy_trainer
 from runtime import outdir
 from runtime.errors import SnapshotError, WriteFailed
+from runtime.model_files import save_model
 from runtime.snapshots import _save_synced, list_snapshots, read_snapshot
 from training.trainer import run_training as finish
 
@@ -661,8 +662,8 @@ def test_an_out_that_is_a_file_is_refused_before_the_work(
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused(files, tmp_path,
                                                       monkeypatch, capsys):
-    import runtime.guards
-    monkeypatch.setattr(runtime.guards, 'available_memory',
+    import training.memory
+    monkeypatch.setattr(training.memory, 'available_memory',
                         lambda device: 10 ** 5)
     out = tmp_path / 'fcn'
     code, err = run_script('train_fcn', fcn_args(files['voc'], out),

@@ -1,22 +1,31 @@
 """The layering a reader relies on: no import cycle between modules or
 packages, no script that imports another script, numpy-only metrics, one
-module that draws, the benchmark's modules used only by the benchmark and
-the tests, and no function over 80 lines in the benchmark."""
+module that draws, models that import nothing of runtime/, the benchmark's
+modules used only by the benchmark and the tests, and no function over 80
+lines in the benchmark."""
 import ast
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ('bench', 'datasets', 'metrics', 'models', 'runtime', 'training')
-SCRIPTS = ('demo', 'evaluate', 'make_pseudo_labels', 'train_GAIN',
-           'train_classifier', 'train_fcn', 'visualize')
+#: The modules of the root folder that are not scripts; every other one is.
 MODULES = ('chainer_compat', 'visualizations')
 MAX_FUNCTION_LINES = 80
 
 
+def top_level_modules():
+    """``{name: path}`` of every module in the project's root folder (the
+    scripts and the modules beside them)."""
+    return {entry[:-3]: os.path.join(ROOT, entry)
+            for entry in sorted(os.listdir(ROOT)) if entry.endswith('.py')}
+
+
+SCRIPTS = tuple(sorted(set(top_level_modules()) - set(MODULES)))
+
+
 def project_modules():
     """``{dotted name: path}`` of every module outside the tests."""
-    found = {name: os.path.join(ROOT, name + '.py')
-             for name in SCRIPTS + MODULES}
+    found = dict(top_level_modules())
     for package in PACKAGES:
         for entry in sorted(os.listdir(os.path.join(ROOT, package))):
             if entry.endswith('.py'):
@@ -97,40 +106,56 @@ def test_no_import_cycle_between_packages():
     assert find_cycle(edges) is None
 
 
+def test_the_scripts_are_found():
+    assert {'demo', 'evaluate', 'experiment', 'make_pseudo_labels',
+            'train_GAIN', 'train_classifier', 'train_fcn', 'tune',
+            'visualize', 'weak'} <= set(SCRIPTS)
+    assert set(MODULES) <= set(top_level_modules())
+
+
 def test_no_script_imports_a_script():
     for module, targets in graph().items():
         assert not targets & set(SCRIPTS), (module, targets & set(SCRIPTS))
 
 
+def top_level_imports(path):
+    """The top-level names of every module ``path`` imports (anywhere in
+    it): ``{'chainer', 'numpy', 'models', ...}``."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    names = {a.name.split('.')[0] for node in ast.walk(tree)
+             if isinstance(node, ast.Import) for a in node.names}
+    names |= {node.module.split('.')[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.level == 0}
+    return names
+
+
+def test_top_level_imports_sees_every_form(tmp_path):
+    path = tmp_path / 'm.py'
+    path.write_text('import a.b\nfrom c.d import e\n\n\ndef f():\n'
+                    '    from g import h\n    import i as j\n')
+    assert top_level_imports(str(path)) == {'a', 'c', 'g', 'i'}
+
+
 def test_metrics_are_numpy_only():
     for module, path in project_modules().items():
         if package_of(module) == 'metrics':
-            with open(path) as f:
-                tree = ast.parse(f.read())
-            third_party = {a.name.split('.')[0] for node in ast.walk(tree)
-                           if isinstance(node, ast.Import)
-                           for a in node.names}
-            third_party |= {node.module.split('.')[0]
-                            for node in ast.walk(tree)
-                            if isinstance(node, ast.ImportFrom)}
-            assert not third_party & {'chainer', 'cupy', 'matplotlib'}, \
-                module
+            assert not top_level_imports(path) & {
+                'chainer', 'cupy', 'matplotlib'}, module
 
 
 def test_only_visualizations_imports_matplotlib():
-    drawing = set()
-    for module, path in project_modules().items():
-        with open(path) as f:
-            if 'import matplotlib' in f.read():
-                drawing.add(module)
+    drawing = {module for module, path in project_modules().items()
+               if 'matplotlib' in top_level_imports(path)}
     assert drawing == {'visualizations'}
 
 
-def top_level_modules():
-    """``{name: path}`` of every module in the project's root folder (the
-    scripts and the modules beside them, listed in SCRIPTS or not)."""
-    return {entry[:-3]: os.path.join(ROOT, entry)
-            for entry in sorted(os.listdir(ROOT)) if entry.endswith('.py')}
+def test_models_import_nothing_of_runtime():
+    """The network and its Grad-CAM know nothing of how a run is operated
+    (flags, files, guards, errors for the command line)."""
+    for module, path in project_modules().items():
+        if package_of(module) == 'models':
+            assert 'runtime' not in top_level_imports(path), module
 
 
 def importers_from_outside(edges, package):
@@ -154,10 +179,8 @@ def test_importers_from_outside_finds_one():
 def test_only_bench_imports_bench():
     """The benchmark's modules (its dtype recorder, random batches,
     measuring and reporting) serve the benchmark and the tests alone."""
-    known = dict(project_modules(), **top_level_modules())
-    edges = {name: imports(path, known) - {name}
-             for name, path in known.items()}
-    assert any(package_of(m) == 'bench' for m in known)
+    edges = graph()
+    assert any(package_of(m) == 'bench' for m in edges)
     assert importers_from_outside(edges, 'bench') == {}
 
 

@@ -9,8 +9,9 @@ import pytest
 
 import visualize
 from helpers import write_voc
-from models import FCN8s, save_model
+from models import FCN8s
 from runtime import cli
+from runtime.model_files import save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,7 +115,7 @@ def test_folder_of_own_images_top_k(setup, tmp_path, monkeypatch):
     # the 3 classes the trained model scores highest on the grey image
     import chainer
     from datasets import preprocess
-    from models import load_model
+    from runtime.model_files import load_model
     model, _ = load_model(b)
     img = np.asarray(PIL.Image.open(str(folder / 'y.png')).convert('RGB'))
     with chainer.using_config('train', False):

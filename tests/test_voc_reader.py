@@ -14,7 +14,8 @@ import pytest
 from datasets import DatasetError, VOCSegmentation
 from datasets.voc import read_image, read_label
 from helpers import error_line, run_script, write_voc
-from models import FCN8s, save_model
+from models import FCN8s
+from runtime.model_files import save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,12 +11,13 @@ from chainer.training import extension, extensions
 
 import visualizations
 from datasets import batches, deprocess, preprocess_batch
-from metrics import (AttentionMetrics, ClassificationMetrics, gt_classes,
-                     segmentation_scores)
-from models import class_cams, inference_cams, save_model
-from models.gain import erase, erased_cams, soft_mask
-from models.serialization import ModelFileError, read_meta
+from metrics import (AttentionMetrics, ClassificationMetrics,
+                     confusion_matrix, gt_classes, segmentation_scores)
+from models import class_cams, inference_cams
+from models.gain import erased_cams, soft_erase, soft_mask
+from runtime.errors import ModelFileError
 from runtime.guards import check_finite_params
+from runtime.model_files import read_meta, save_model
 from runtime.outdir import output_path
 from runtime.snapshots import set_aside
 
@@ -27,16 +28,26 @@ class MeanIUEvaluator(extensions.Evaluator):
     (from one confusion matrix, not a mean over batches; with
     ``--communicator`` the mean of the ranks' shards)."""
 
-    def evaluate(self):
+    def __init__(self, iterator, loss, **kwargs):
+        super().__init__(iterator, loss, eval_func=self.segment, **kwargs)
+        self.confusion = None
+
+    def segment(self, x, label_map, labels, sizes=None):
+        """The loss of one batch, its predictions added to ``confusion``."""
         loss = self.get_target('main')
-        n = loss.model.n_class
-        loss.confusion = np.zeros((n, n), np.int64)
-        try:
-            result = super().evaluate()
-            result['validation/main/mean_iu'] = segmentation_scores(
-                loss.confusion)['mean_iu']
-        finally:
-            loss.confusion = None
+        score = loss.model.segment(x, sizes)
+        to_cpu = chainer.backend.CpuDevice().send
+        self.confusion += confusion_matrix(
+            to_cpu(label_map), to_cpu(score.array.argmax(axis=1)),
+            len(self.confusion))
+        return loss.from_scores(score, x, label_map, labels, sizes)
+
+    def evaluate(self):
+        n = self.get_target('main').model.n_class
+        self.confusion = np.zeros((n, n), np.int64)
+        result = super().evaluate()
+        result['validation/main/mean_iu'] = segmentation_scores(
+            self.confusion)['mean_iu']
         return result
 
 
@@ -217,11 +228,10 @@ def attention_rows(model, x, labels, sigma, omega, am_mode='joint'):
         return []
     x = x[xp.asarray(image)]
     cam = inference_cams(model, x, xp.asarray(targets))
+    mask = soft_mask(cam, sigma, omega)
     with chainer.no_backprop_mode():
-        mask = soft_mask(cam, sigma, omega)
-        erased = erase(x, mask)
-    cam, mask, erased, x = (to_cpu(v.array if hasattr(v, 'array') else v)
-                            for v in (cam, mask, erased, x))
+        erased = soft_erase(x, cam, sigma, omega).array
+    cam, mask, erased, x = (to_cpu(v) for v in (cam, mask, erased, x))
     return [(np.flatnonzero(targets[i]), deprocess(x[i]), cam[i], mask[i],
              deprocess(erased[i])) for i in range(len(x))]
 

@@ -8,34 +8,29 @@ different sizes each image's ``(height, width)`` ``(N, 2)`` (see
 import chainer
 import chainer.functions as F
 
-from metrics import confusion_matrix
-
 
 class SegmentationLoss(chainer.Chain):
     """Pixel-wise softmax cross-entropy of ``model.segment``, ignoring -1,
     plus ``cls_weight`` times the multi-label loss of ``model.classify``
     (multi-task training of a trunk from scratch, the stand-in for the
     ImageNet-pretrained trunk of the published FCN8s).
-
-    While ``confusion`` is an ``(n_class, n_class)`` array (set by
-    :class:`training.extensions.MeanIUEvaluator`), each forward adds the
-    confusion matrix of its predictions to it.
     """
 
     def __init__(self, model, cls_weight=0.0):
         super().__init__()
         self.cls_weight = cls_weight
-        self.confusion = None
         with self.init_scope():
             self.model = model
 
     def forward(self, x, label_map, labels, sizes=None):
-        score = self.model.segment(x, sizes)
-        if self.confusion is not None:
-            to_cpu = chainer.backend.CpuDevice().send
-            self.confusion += confusion_matrix(
-                to_cpu(label_map), to_cpu(score.array.argmax(axis=1)),
-                len(self.confusion))
+        return self.from_scores(self.model.segment(x, sizes), x, label_map,
+                                labels, sizes)
+
+    def from_scores(self, score, x, label_map, labels, sizes=None):
+        """The loss of the batch given its segmentation scores ``score``
+        ``(N, n_class, H, W)`` (``model.segment(x, sizes)``), for a caller
+        that also reads them (:class:`training.extensions.MeanIUEvaluator`).
+        """
         seg = F.softmax_cross_entropy(score, label_map)
         loss = seg
         if self.cls_weight:

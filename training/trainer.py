@@ -12,20 +12,20 @@ from chainer.training import extensions
 
 from datasets import get_dataset, masked_only, pad_examples, training_data
 from datasets.augment import AUGMENTATIONS, augmentation
-from datasets.voc import missing_files
-from models import FCN8s, save_model
+from models import FCN8s
 from runtime import distributed, outdir
 from runtime.config import check_resume_length
 from runtime.device import set_seed
 from runtime.errors import OutOfMemory, UsageError, WriteFailed
 from runtime.flags import stop_trigger
 from runtime.guards import (BadSampleCount, FiniteLoss, SkipBadSamples,
-                            check_batch_fits, check_finite_params,
-                            find_wrapped)
+                            check_finite_params, find_wrapped)
+from runtime.model_files import save_model
 from runtime.progress import TrainingProgress, report_stream
 from runtime.snapshots import Snapshot, list_snapshots
 from runtime.triggers import StopTrigger
 from training.extensions import KeepBest, PanelPlot
+from training.memory import check_batch_fits
 from training.mixed_precision import LossScale, loss_scale
 from training.sampling import PositiveShareOrder, positive_images
 from training.schedules import (DECAYING, SCHEDULES, lr_attribute,
@@ -122,14 +122,14 @@ def start_run(args, default_iterations, masks_only=False):
     set_seed(context.rank_seed(), context.device)
     if args.deterministic:
         chainer.global_config.train = False    # no dropout, no flips
-    with missing_files('skip' if args.skip_bad else 'error'):
-        train = get_dataset(args.dataset, args.data_dir, args.split,
-                            layout=args.voc_layout,
-                            max_pixels=args.max_image_pixels)
-        val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
-                           args.val_split, train.class_names,
-                           args.voc_layout, args.max_image_pixels)
-               if args.val_split else None)
+    train = get_dataset(args.dataset, args.data_dir, args.split,
+                        layout=args.voc_layout,
+                        max_pixels=args.max_image_pixels,
+                        skip_missing=args.skip_bad)
+    val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
+                       args.val_split, train.class_names, args.voc_layout,
+                       args.max_image_pixels, args.skip_bad)
+           if args.val_split else None)
     if args.skip_bad:
         train = SkipBadSamples(train, 'train')
         val = SkipBadSamples(val, 'val') if val is not None else None
