@@ -56,8 +56,11 @@ $(VENV)/.mpi: requirements-mpi.txt $(STAMP)
 	$(PY) -m pip install -q -r requirements-mpi.txt
 	touch $@
 
+# One pytest worker per core; a test file's tests stay on one worker (they
+# share its fixtures). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # make demo DEVICE=0: the larger GPU preset on GPU 0 (see demo.py --help).
 demo: setup

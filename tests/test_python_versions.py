@@ -53,7 +53,8 @@ def fake_python(directory, name, version):
 # What an outer make (``make test PYTHON=...``) passes to the commands it
 # runs: its flags and command-line variables, also as environment variables.
 OUTER_MAKE = ('MAKEFLAGS', 'MFLAGS', 'MAKELEVEL', 'MAKEOVERRIDES', 'PYTHON',
-              'VENV', 'GPU', 'DEVICE', 'MPI', 'DEMO_ARGS', 'BENCH_ARGS')
+              'VENV', 'GPU', 'DEVICE', 'MPI', 'DEMO_ARGS', 'BENCH_ARGS',
+              'TEST_WORKERS')
 
 
 def make_environment(**env):
