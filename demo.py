@@ -184,6 +184,8 @@ def main():
 
     with open(evaluations['test'].path) as f:
         metrics = json.load(f)['models']
+    for m in metrics.values():   # results.json names no path of this machine
+        m['modelfile'] = os.path.relpath(m['modelfile'], HERE)
     records, _ = load_records(os.path.join(evaluations['test'].out,
                                            'per_image.npz'))
     first = models['gain_seed%d' % args.seeds[0]].out

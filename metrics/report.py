@@ -67,14 +67,15 @@ def compare_table(a, b, keys, tau=None):
     for k in keys:
         diff = ('%+.2f' % (TITLES[k][1] * (mb[k] - ma[k]))
                 if ma.get(k) is not None and mb.get(k) is not None else '-')
-        lines.append('| %s | %s | %s | %s |' % (title(k, tau), cell(ma.get(k), k),
-                                                 cell(mb.get(k), k), diff))
+        lines.append('| %s | %s | %s | %s |' % (
+            title(k, tau), cell(ma.get(k), k), cell(mb.get(k), k), diff))
     return '\n'.join(lines)
 
 
-def difference_table(differences, digits=1):
+def difference_table(differences, digits=1, tau=None):
     """``differences``: ``{'b - a': {key: paired_difference result}}`` (in
-    the metric's screen units) -> one row per comparison and metric."""
+    the metric's screen units) -> one row per comparison and metric;
+    ``tau`` fills in the fixed threshold of ``@tau`` titles."""
     lines = ['| difference | metric | mean | 95 % interval (images) | '
              'sd over seeds | per seed | |', '|---|---|---|---|---|---|---|']
     for name, metrics in differences.items():
@@ -82,7 +83,7 @@ def difference_table(differences, digits=1):
             sd = '-' if d.get('sd_seeds') is None else '%.*f' % (
                 digits, d['sd_seeds'])
             lines.append('| %s | %s | %+.*f | [%+.*f, %+.*f] | %s | %s | %s |'
-                         % (name, title(key), digits, d['mean'], digits,
+                         % (name, title(key, tau), digits, d['mean'], digits,
                             d['ci95'][0], digits, d['ci95'][1], sd,
                             ' '.join('%+.*f' % (digits, v)
                                      for v in d['per_seed']),
@@ -106,7 +107,8 @@ def results_page(results, keys, experiment=None):
         sigma=results['config']['sigma'],
         summary=markdown_table(results['rows'], keys, digits=1,
                                tau=results['config']['sigma']),
-        differences=difference_table(results['differences']),
+        differences=difference_table(results['differences'],
+                                     tau=results['config']['sigma']),
         claims=claims)
 
 
