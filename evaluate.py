@@ -168,7 +168,7 @@ def tuned_taus(path, names):
     return taus
 
 
-def main():
+def parse_args():
     p = flags.parser(__doc__, training=False)
     datasets.add_flags(p)
     p.add_argument('--modelfile', nargs='+', required=True,
@@ -202,6 +202,11 @@ def main():
     args = p.parse_args()
     if args.names and len(args.names) != len(args.modelfile):
         raise UsageError('--names needs one name per --modelfile')
+    return args
+
+
+def main():
+    args = parse_args()
     names = model_names(args.names, args.modelfile)
     compare = ([resolve_model(r, names) for r in args.compare]
                if args.compare else None)
@@ -271,6 +276,14 @@ def main():
     config = write_config(args.out, args, split=split,
                           data_dir=dataset.data_dir, images=len(dataset),
                           images_with_mask=masked)
+    write_results(args, dataset, split, config, results, records, table,
+                  diff, compare, attention)
+
+
+def write_results(args, dataset, split, config, results, records, table,
+                  diff, compare, attention):
+    """metrics.json, metrics.md, per_image.npz, the attention curves and
+    the TensorBoard texts, under ``--out``."""
     if attention:
         save_figure(attention_curves_figure(results),
                     outdir.output_path(args.out, 'attention_miou.png'),

@@ -104,11 +104,12 @@ def _write_csv(path, rows):
     return path
 
 
-def main():
+def parse_args():
     p = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--device', default='-1', help='-1 for the CPU, N for GPU N')
+    p.add_argument('--device', default='-1',
+                   help='-1 for the CPU, N for GPU N')
     p.add_argument('--seeds', type=flags.seed, nargs='+', default=[0, 1, 2],
                    help='seeds of every stage')
     p.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
@@ -133,39 +134,42 @@ def main():
     args = p.parse_args()
     if len(set(args.seeds)) != len(args.seeds):
         p.error('--seeds must be distinct')
-    cfg = dict(PRESETS['cpu'], seg_weight=0.0)
-    for key in ('classifier_iterations', 'gain_iterations'):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
-    parallel = 1 if str(args.device) not in ('-1', '@numpy') else \
-        max(1, args.jobs)
-    start = time.time()
-    data_dir = args.data_dir or shapes.ensure()
-    print('== dataset: %s' % data_dir, flush=True)
-    lists = write_lists(data_dir, args.seeds, os.path.join(args.out,
-                                                           'lists'))
-    logs = os.path.join(args.out, 'logs')
+    return args
 
-    def job(name, script, a, **kw):
-        return Job(name, script, os.path.join(args.out, name),
-                   [str(v) for v in a] + ['--device', args.device],
-                   os.path.join(logs, name + '.txt'), **kw)
 
-    def listed(row, s):
-        return ['--dataset', 'list', '--data-dir', data_dir, '--split',
-                lists[row, s], '--val-split', lists['val']]
+class Stages(object):
+    """Steps 1-6 of the module docstring as jobs (``runtime.jobs``) of one
+    seed list; each method runs one stage over every row and seed."""
 
-    def run(jobs):
-        run_jobs(list(jobs.values()) if isinstance(jobs, dict) else jobs,
-                 parallel, args.device)
+    def __init__(self, args, cfg, data_dir):
+        self.args, self.cfg, self.data_dir = args, cfg, data_dir
+        self.lists = write_lists(data_dir, args.seeds,
+                                 os.path.join(args.out, 'lists'))
+        self.parallel = 1 if str(args.device) not in ('-1', '@numpy') \
+            else max(1, args.jobs)
 
-    seeds = args.seeds
-    cams = {('classifier_cam', s): job(
-        'classifier_cam_seed%d' % s, 'train_classifier.py',
-        classifier_args(cfg, args.stand_in, s) + listed('classifier_cam', s))
-        for s in seeds}
-    try:
-        run(cams)
+    def job(self, name, script, a, **kw):
+        return Job(name, script, os.path.join(self.args.out, name),
+                   [str(v) for v in a] + ['--device', self.args.device],
+                   os.path.join(self.args.out, 'logs', name + '.txt'), **kw)
+
+    def run(self, jobs):
+        run_jobs(list(jobs.values()), self.parallel, self.args.device)
+        return jobs
+
+    def _listed(self, row, s):
+        return ['--dataset', 'list', '--data-dir', self.data_dir, '--split',
+                self.lists[row, s], '--val-split', self.lists['val']]
+
+    def attention_models(self):
+        """Steps 1-2: ``{(row, seed): job}`` of every CAM row."""
+        cfg, seeds = self.cfg, self.args.seeds
+        cams = self.run({('classifier_cam', s): self.job(
+            'classifier_cam_seed%d' % s, 'train_classifier.py',
+            classifier_args(cfg, self.args.stand_in, s) +
+            self._listed('classifier_cam', s)) for s in seeds})
+        n_train = len(shapes.read_split(self.data_dir, 'train'))
+        gains = {}
         for row, share in CAM_ROWS.items():
             if share is None:
                 continue
@@ -173,56 +177,68 @@ def main():
                 a = gain_args(cfg, cams['classifier_cam', s].path, s,
                               'gain_ext' if share else 'gain')
                 if share:    # every masked image of the list is supervised
-                    i = a.index('--ext-images')
-                    a[i + 1] = int(round(share * len(shapes.read_split(
-                        data_dir, 'train'))))
-                cams[row, s] = job('%s_seed%d' % (row, s), 'train_GAIN.py',
-                                   a + listed(row, s))
-        run(cams)
-        tune = {s: job('eval_tune_seed%d' % s, 'evaluate.py', [
-            '--dataset', 'shapes', '--data-dir', data_dir, '--split', 'tune',
-            '--tau', cfg['sigma'],
+                    a[a.index('--ext-images') + 1] = int(round(
+                        share * n_train))
+                gains[row, s] = self.job('%s_seed%d' % (row, s),
+                                         'train_GAIN.py',
+                                         a + self._listed(row, s))
+        cams.update(self.run(gains))
+        return cams
+
+    def taus(self, cams):
+        """Step 3: ``{(row, seed): tau}`` chosen on ``tune``."""
+        tune = self.run({s: self.job('eval_tune_seed%d' % s, 'evaluate.py', [
+            '--dataset', 'shapes', '--data-dir', self.data_dir, '--split',
+            'tune', '--tau', self.cfg['sigma'],
             '--modelfile'] + [cams[r, s].path for r in CAM_ROWS] +
             ['--names'] + list(CAM_ROWS), product='metrics.json',
-            restart=None) for s in seeds}
-        run(tune)
+            restart=None) for s in self.args.seeds})
         taus = {}
-        for s in seeds:
-            with open(tune[s].path) as f:
+        for s, j in tune.items():
+            with open(j.path) as f:
                 models = json.load(f)['models']
             taus.update({(r, s): models[r]['attention_tau']
                          for r in CAM_ROWS})
-        pseudo = {(r, s): job(
-            'pseudo_%s_seed%d' % (r, s), 'make_pseudo_labels.py', [
-                '--dataset', 'shapes', '--data-dir', data_dir, '--split',
-                'train', '--modelfile', cams[r, s].path, '--low',
-                taus[r, s], '--high', taus[r, s]],
-            product='pseudo_labels.json') for r in CAM_ROWS for s in seeds}
-        run(pseudo)
-        fcn_common = ['--modelfile', args.stand_in, '--iterations',
-                      args.fcn_iterations, '--batch-size', 8, '--lr', 1e-3,
-                      '--cls-weight', 0, '--val-split', '']
-        fcns = {(r, s): job('fcn_%s_seed%d' % (r, s), 'train_fcn.py', [
-            '--dataset', 'voc', '--data-dir', pseudo[r, s].out, '--split',
-            'train', '--seed', s] + fcn_common)
-            for r in CAM_ROWS for s in seeds}
-        fcns.update({('full', s): job('fcn_full_seed%d' % s, 'train_fcn.py', [
-            '--dataset', 'shapes', '--data-dir', data_dir, '--split',
-            'train', '--voc-layout', 'segmentation', '--seed', s] +
-            fcn_common) for s in seeds})
-        run(fcns)
-        tests = {s: job('eval_test_seed%d' % s, 'evaluate.py', [
-            '--dataset', 'shapes', '--data-dir', data_dir, '--split', 'test',
-            '--voc-layout', 'segmentation', '--no-attention', '--modelfile']
-            + [fcns[r, s].path for r in ROWS] + ['--names'] + list(ROWS),
-            product='metrics.json', restart=None) for s in seeds}
-        run(tests)
-    except JobFailed as e:
-        sys.exit(str(e))
+        return taus
 
-    records = {s: load_records(os.path.join(tests[s].out,
-                                            'per_image.npz'))[0]
-               for s in seeds}
+    def pseudo_labels(self, cams, taus):
+        """Step 4: ``{(row, seed): job}`` writing each pseudo-label set."""
+        return self.run({(r, s): self.job(
+            'pseudo_%s_seed%d' % (r, s), 'make_pseudo_labels.py', [
+                '--dataset', 'shapes', '--data-dir', self.data_dir,
+                '--split', 'train', '--modelfile', cams[r, s].path, '--low',
+                taus[r, s], '--high', taus[r, s]],
+            product='pseudo_labels.json') for r, s in cams})
+
+    def segmenters(self, pseudo):
+        """Steps 5-6: ``{seed: per-image test records of every row}``."""
+        seeds = self.args.seeds
+        common = ['--modelfile', self.args.stand_in, '--iterations',
+                  self.args.fcn_iterations, '--batch-size', 8, '--lr', 1e-3,
+                  '--cls-weight', 0, '--val-split', '']
+        fcns = {(r, s): self.job('fcn_%s_seed%d' % (r, s), 'train_fcn.py', [
+            '--dataset', 'voc', '--data-dir', pseudo[r, s].out, '--split',
+            'train', '--seed', s] + common) for r, s in pseudo}
+        fcns.update({('full', s): self.job(
+            'fcn_full_seed%d' % s, 'train_fcn.py', [
+                '--dataset', 'shapes', '--data-dir', self.data_dir,
+                '--split', 'train', '--voc-layout', 'segmentation', '--seed',
+                s] + common) for s in seeds})
+        self.run(fcns)
+        tests = self.run({s: self.job('eval_test_seed%d' % s, 'evaluate.py', [
+            '--dataset', 'shapes', '--data-dir', self.data_dir, '--split',
+            'test', '--voc-layout', 'segmentation', '--no-attention',
+            '--modelfile'] + [fcns[r, s].path for r in ROWS] + ['--names'] +
+            list(ROWS), product='metrics.json', restart=None)
+            for s in seeds})
+        return {s: load_records(os.path.join(j.out, 'per_image.npz'))[0]
+                for s, j in tests.items()}
+
+
+def summarize(args, records, pseudo, taus):
+    """Each row's Mean IU over the seeds, its pseudo labels' mIoU, its
+    share of ``full``, and the paired differences."""
+    seeds = args.seeds
     pseudo_miou = {}
     for (r, s), j in pseudo.items():
         with open(j.path) as f:
@@ -245,7 +261,29 @@ def main():
     differences = {'%s - %s' % (b, a): {'mean_iu': bootstrap.paired_difference(
         bootstrap.mean_iu, [(records[s][a], records[s][b]) for s in seeds],
         args.resamples, scale=100.0)} for b, a in COMPARISONS}
-    result = dict(wall_s=round(time.time() - start), seeds=seeds,
+    return rows, differences
+
+
+def main():
+    args = parse_args()
+    cfg = dict(PRESETS['cpu'], seg_weight=0.0)
+    for key in ('classifier_iterations', 'gain_iterations'):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    start = time.time()
+    data_dir = args.data_dir or shapes.ensure()
+    print('== dataset: %s' % data_dir, flush=True)
+    stages = Stages(args, cfg, data_dir)
+    try:
+        cams = stages.attention_models()
+        taus = stages.taus(cams)
+        pseudo = stages.pseudo_labels(cams, taus)
+        records = stages.segmenters(pseudo)
+    except JobFailed as e:
+        sys.exit(str(e))
+
+    rows, differences = summarize(args, records, pseudo, taus)
+    result = dict(wall_s=round(time.time() - start), seeds=args.seeds,
                   command=' '.join(['weak.py'] + sys.argv[1:]),
                   config=dict(cfg, fcn_iterations=args.fcn_iterations),
                   stand_in=os.path.relpath(args.stand_in, HERE),
