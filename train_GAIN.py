@@ -179,6 +179,32 @@ def validation(val, loss, batch_size):
             functools.partial(loss.evaluate, seg=False))
 
 
+def attention_validation(args, model, train, val, report, plots):
+    """The validators of attention (pointing, energy) and mAP, their keys
+    added to ``report`` and their panels to ``plots``; none where the
+    validation split (or, without one, the training split) has no mask."""
+    checked = val if val is not None else train
+    if not checked.has_mask.any():
+        print('no image of %s has a mask: attention quality (pointing game, '
+              'energy, attention mIoU) is not measured'
+              % ('--val-split' if val is not None else '--split'))
+        return []
+    attention = AttentionEvaluator(model, with_masks(checked),
+                                   args.attention_val_images, args.batch_size)
+    check_attention(attention, args.modelfile)
+    if val is None:
+        return []
+    report += ['validation/main/pointing', 'validation/main/energy',
+               'validation/main/map']
+    plots['loss'][1].append(term_panel('map', ['validation/main/map']))
+    plots['attention_val'] = (
+        'train_GAIN.py: attention on %d validation images'
+        % attention.n_images,
+        [term_panel(k, ['validation/main/' + k])
+         for k in AttentionEvaluator.KEYS])
+    return [attention, MeanAPEvaluator(model, val, args.batch_size)]
+
+
 def main():
     p = flags.parser(__doc__, iterations=ITERATIONS)
     datasets.add_flags(p)
@@ -228,9 +254,6 @@ def main():
     evaluator = make_evaluator(val_it, loss, device, eval_func)
     write_run_config(args, model, train,
                      ext_image_ids=[train.ids[i] for i in ext_idx])
-    if distributed.is_writer():
-        write_text(outdir.output_path(args.out, 'ext_images.txt'),
-                   ''.join(train.ids[i] + '\n' for i in ext_idx))
     terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
     panels = [term_panel(t.split('/')[1], [t, 'validation/' + t]
                          if t in ('main/cl', 'main/seg') else [t])
@@ -239,32 +262,16 @@ def main():
                       % args.am_mode, panels)}
     report = terms + ['validation/main/seg']
     validators = []
-    # the training split stands in for a missing validation split
-    checked = val if val is not None else train
-    if distributed.is_writer() and not checked.has_mask.any():
-        print('no image of %s has a mask: attention quality (pointing game, '
-              'energy, attention mIoU) is not measured'
-              % ('--val-split' if val is not None else '--split'))
-    elif distributed.is_writer():
-        attention = AttentionEvaluator(
-            model, with_masks(checked), args.attention_val_images,
-            args.batch_size)
-        check_attention(attention, args.modelfile)
-        if val is not None:
-            validators += [attention,
-                           MeanAPEvaluator(model, val, args.batch_size)]
-            report += ['validation/main/pointing', 'validation/main/energy',
-                       'validation/main/map']
-            panels.append(term_panel('map', ['validation/main/map']))
-            plots['attention_val'] = (
-                'train_GAIN.py: attention on %d validation images'
-                % attention.n_images,
-                [term_panel(k, ['validation/main/' + k])
-                 for k in AttentionEvaluator.KEYS])
+    writer = distributed.is_writer()    # rank 0 of a data-parallel run
+    if writer:
+        validators = attention_validation(args, model, train, val, report,
+                                          plots)
     trainer = build_trainer(updater, stop, args.out, report, plots,
                             evaluator, validators=validators,
                             **trainer_options(args))
-    if distributed.is_writer():
+    if writer:
+        write_text(outdir.output_path(args.out, 'ext_images.txt'),
+                   ''.join(train.ids[i] + '\n' for i in ext_idx))
         shown = pictured(val if val is not None else train)
         trainer.extend(AttentionSnapshot(model, shown, args.sigma,
                                          args.omega, args.am_mode,
