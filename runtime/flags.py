@@ -150,7 +150,7 @@ def parser(description, training=True, iterations=None):
                        'needs mpi4py and an MPI): each rank takes a shard '
                        'of the data and --batch-size images per step')
         # Debugging: train mode off (no dropout, no random flips), to
-        # compare runs step by step (tests/test_distributed.py).
+        # compare runs step by step (tests/runtime/test_distributed.py).
         p.add_argument('--deterministic', action='store_true',
                        help=argparse.SUPPRESS)
         # Debugging: every rank writes its final weights to DIR/rank<N>.npz.

@@ -1,14 +1,36 @@
 """Helpers of the tests: tiny VOC-format directories, running a script
-in-process, reading its error line, and a toy link."""
+in-process, reading its error line, toy links and trainers, the command
+lines and inputs several test files share, and the GPU tests' helpers."""
+import argparse
+import copy
+import importlib
 import os
+import shlex
+import sys
 
 import chainer
 import chainer.functions as F
+import chainer.links as L
 import numpy as np
 import PIL.Image
+import pytest
+from chainer.iterators import SerialIterator
+from chainer.training import StandardUpdater
 
+from bench.random_batch import make_batch
 from datasets.voc import voc_palette
 from models import FCN8s
+from runtime.errors import DatasetError
+from runtime.model_files import load_model
+from training.gain_loss import GAINLoss
+from training.trainer import build_trainer, make_optimizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N_VOC = 21      # VOC's classes with the background
+# One BLAS thread for a script run as a process: the machine is small and
+# shared.
+ENV = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1',
+           MKL_NUM_THREADS='1')
 
 
 def write_example(root, image_id, img, lbl):
@@ -201,3 +223,317 @@ def write_weak_voc(root, masked, unmasked, n_class=4, size=(40, 48),
               'w') as f:
         f.write('\n'.join(every) + '\n')
     return written
+
+
+# -- the scripts' command lines ----------------------------------------------
+def voc_args(pipeline, out):
+    """The flags of a run on the ``pipeline`` fixture's VOC dir."""
+    return ['--dataset', 'voc', '--data-dir', pipeline['voc'], '--batch-size',
+            2, '--out', out]
+
+
+def fcn_args(voc, out, *extra):
+    """The flags of a 2-update train_fcn run at batch 2 with a snapshot
+    after each update."""
+    return ['--dataset', 'voc', '--data-dir', voc, '--out', out,
+            '--iterations', 2, '--batch-size', 2, '--val-split', '',
+            '--width', 1 / 16., '--snapshot-interval', 1] + list(extra)
+
+
+def fcn_batch4_args(root, out, *extra):
+    """The flags of a 2-update train_fcn run at batch 4."""
+    return ['--dataset', 'voc', '--data-dir', root, '--out', out,
+            '--iterations', 2, '--batch-size', 4, '--val-split', '',
+            '--width', 1 / 16.] + list(extra)
+
+
+def gain_args(files, out, *extra):
+    """The flags of a 2-update train_GAIN run on the ``files`` fixture."""
+    return ['--dataset', 'voc', '--data-dir', files['voc'], '--out', out,
+            '--modelfile', files['model'], '--iterations', 2,
+            '--batch-size', 2, '--val-split', '', '--snapshot-interval', 1,
+            '--attention-interval', 1] + list(extra)
+
+
+def finished_fcn(files, out, monkeypatch, capsys):
+    """A finished train_fcn run in ``out``; returns its files."""
+    code, err = run_script('train_fcn', fcn_args(files['voc'], out),
+                           monkeypatch, capsys)
+    assert code == 0, err
+    return read_tree(str(out))
+
+
+def voc_copy(files, tmp_path):
+    """A copy of the ``files`` fixture's VOC dir, to break."""
+    import shutil
+    root = str(tmp_path / 'VOC')
+    shutil.copytree(files['voc'], root)
+    return root
+
+
+def break_voc(root, how):
+    """Break the dataset at ``root``; returns the file the error names."""
+    jpg = os.path.join(root, 'JPEGImages', 'train_001.jpg')
+    png = os.path.join(root, 'SegmentationClass', 'train_001.png')
+    split = os.path.join(root, 'ImageSets', 'Segmentation', 'train.txt')
+    if how == 'missing-image':
+        with open(split, 'a') as f:
+            f.write('ghost\n')
+        return split
+    if how == 'empty-split':
+        open(split, 'w').write('\n\n')
+        return split
+    if how == 'binary-split':
+        open(split, 'wb').write(np.random.RandomState(0).bytes(300))
+        return split
+    if how == 'no-split':
+        os.remove(split)
+        return 'train'
+    if how == 'not-voc':
+        import shutil
+        shutil.rmtree(os.path.join(root, 'SegmentationClass'))
+        return root
+    if how == 'random-jpeg':
+        open(jpg, 'wb').write(np.random.RandomState(0).bytes(500))
+        return jpg
+    if how == 'truncated-jpeg':
+        data = open(jpg, 'rb').read()
+        open(jpg, 'wb').write(data[:len(data) // 2])
+        return jpg
+    lbl = np.asarray(PIL.Image.open(png))
+    if how == 'label-out-of-range':
+        lbl = lbl.copy()
+        lbl[5, 5] = 25
+    elif how == 'label-size':
+        lbl = lbl[:-3]
+    elif how == 'label-rgb':
+        PIL.Image.fromarray(np.stack([lbl] * 3, 2)).save(png)
+        return png
+    im = PIL.Image.fromarray(lbl, mode='P')
+    im.putpalette(voc_palette())
+    im.save(png)
+    return jpg if how == 'label-size' else png
+
+
+class Parsed(Exception):
+    """Raised by :func:`parser_of` with the parser."""
+
+
+def parser_of(command, monkeypatch):
+    """The ArgumentParser that ``command``'s main() builds."""
+    def capture(self, *args, **kwargs):
+        raise Parsed(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', capture)
+    monkeypatch.setattr(sys, 'argv', [command])
+    with pytest.raises(Parsed) as e:
+        importlib.import_module(command).main()
+    return e.value.args[0]
+
+
+def printed_next(out_text):
+    """The model path and the next commands a training run printed."""
+    lines = out_text.splitlines()
+    model = [l.split(': ', 1)[1] for l in lines if l.startswith('model: ')]
+    nexts = [shlex.split(l.split(': ', 1)[1]) for l in lines
+             if l.startswith('next: ')]
+    return model, nexts
+
+
+# -- datasets ----------------------------------------------------------------
+NAMES = ('background', 'cat', 'dog', 'person')
+
+
+def refused(call, *named):
+    """The one-line DatasetError of ``call()``, which must name each of
+    ``named``."""
+    with pytest.raises(DatasetError) as e:
+        call()
+    message = str(e.value)
+    assert '\n' not in message
+    for text in named:
+        assert text in message, (text, message)
+    return message
+
+
+SIZES = [(45, 61), (32, 37), (50, 50)]   # every image padded, none % 16
+
+
+# -- a toy trainer (snapshots, guards, --out) --------------------------------
+class ToyChain(chainer.Chain):
+    """A linear layer with dropout (numpy's global RNG on CPU), reporting
+    GAIN-like terms; ``bad_at``: the call whose ``am`` term is NaN (its
+    gradient makes the weights NaN too); ``signal_at``: ``(call, signal,
+    times)``, the call that sends ``signal`` ``times`` to this process;
+    ``poison_at``: the call that makes a bias infinite behind a finite
+    reported loss."""
+
+    n_class, width, head_trained_by = 2, 1.0, []
+
+    def __init__(self, n_in=3, bad_at=None, signal_at=None, poison_at=None):
+        super().__init__()
+        self.bad_at, self.signal_at, self.poison_at = (bad_at, signal_at,
+                                                       poison_at)
+        self.calls = 0
+        with self.init_scope():
+            self.l = L.Linear(n_in, 2)
+
+    def forward(self, x, t):
+        self.calls += 1
+        if self.signal_at and self.calls == self.signal_at[0]:
+            call, signum, times = (tuple(self.signal_at) + (1,))[:3]
+            for _ in range(times):
+                os.kill(os.getpid(), signum)
+        if self.calls == self.poison_at:
+            self.l.b.array[0] = np.inf
+            chainer.report({'loss': 1.0}, self)
+            return F.sum(self.l.W) * np.float32(0)
+        y = F.dropout(self.l(x), 0.5)
+        cl = F.mean_squared_error(y, t)
+        am = F.sum(y) * (np.float32(np.nan) if self.calls == self.bad_at
+                         else np.float32(0))
+        loss = cl + am
+        chainer.report({'cl': cl, 'am': am, 'loss': loss}, self)
+        return loss
+
+
+def toy_trainer(out, iterations=9, interval=3, seed=0, toy=None, **kw):
+    """A trainer of ``ToyChain(**toy)`` seeded by ``seed``."""
+    np.random.seed(seed)
+    model = ToyChain(**(toy or {}))
+    rng = np.random.RandomState(1)
+    data = [(rng.randn(3).astype(np.float32), rng.randn(2).astype(np.float32))
+            for _ in range(10)]
+    updater = StandardUpdater(SerialIterator(data, 4),
+                              make_optimizer(model, 0.05))
+    trainer = build_trainer(updater, (iterations, 'iteration'), str(out),
+                            ['main/loss'], {}, log_interval=5,
+                            snapshot_interval=interval, **kw)
+    return trainer, model
+
+
+# -- model files -------------------------------------------------------------
+def params(path):
+    """``{name: array}`` of the parameters of a model file."""
+    model, _ = load_model(path)
+    return {n: p.array.copy() for n, p in model.namedparams()}
+
+
+class Payload(object):
+    """Unpickling it creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, 'w')
+
+
+def poison(path, marker):
+    """Add an object array holding a :class:`Payload` to an npz."""
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays['extensions/snapshot/payload'] = np.array([Payload(marker)],
+                                                     dtype=object)
+    with open(path, 'wb') as f:
+        np.savez(f, **arrays)
+
+
+# -- the GAIN objective ------------------------------------------------------
+ONLY = dict(cl=0.0, am=0.0, seg=0.0, ext=0.0)
+
+
+def numpy_softmax_cross_entropy(score, lbl, images):
+    """Mean of -log softmax(score)[label] over the labelled pixels of
+    ``images``: numpy, from the score maps ``(N, C, H, W)``."""
+    total, count = 0.0, 0
+    for i in images:
+        s = score[i].astype(np.float64)
+        log_p = s - s.max(axis=0) - np.log(np.exp(s - s.max(axis=0)).sum(0))
+        ys, xs = np.nonzero(lbl[i] >= 0)
+        total -= log_p[lbl[i][ys, xs], ys, xs].sum()
+        count += len(ys)
+    return total / count
+
+
+def batch(n=3, size=32):
+    """A random batch of ``n`` images (n_class 4), the first with pixel
+    supervision."""
+    x, label_map, labels, supervised = make_batch(n, size, N_CLASS, seed=0)
+    supervised[0] = True
+    return x, label_map, labels, supervised
+
+
+# -- GPU against CPU (the tests marked gpu) -----------------------------------
+# A batch of SIZE x SIZE images of N_CLASS classes, Adam at LR, the
+# gradients of PARAMS compared.
+N_CLASS = 4       # the thin_model fixture's
+
+
+SIZE = 48
+
+
+LR = 1e-3
+
+
+# Parameters whose gradients are compared: the first and last trunk layers,
+# the segmentation head and the (frozen, but differentiated) GAIN head.
+PARAMS = ('/conv1_1/W', '/conv3_1/W', '/conv5_3/W', '/conv5_3/b', '/fc6/W',
+          '/score_fr/W', '/score_pool3/W', '/upscore8/W', '/fc6_cl/W')
+
+
+def gpu_device():
+    """The chainer device of GPU 0, or skip."""
+    cupy = pytest.importorskip('cupy')
+    if not chainer.backends.cuda.available:
+        pytest.skip('chainer sees no CUDA (cupy installed but unusable)')
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip('no GPU')
+    except Exception as e:  # no driver, no device
+        pytest.skip('no GPU: %s' % e)
+    return chainer.get_device('@cupy:0')
+
+
+def data(seed=0):
+    """A batch of 3 images with 2, 3 and 1 labels; the first and last have
+    pixel supervision (for GAIN_ext)."""
+    x, lbl, labels, ext = make_batch(3, SIZE, n_class=N_CLASS, seed=seed)
+    ext[:] = [True, False, True]
+    return x, lbl, labels, ext
+
+
+def to_cpu(a):
+    """A numpy copy of an array or variable."""
+    a = a.array if isinstance(a, chainer.Variable) else a
+    return chainer.backend.CpuDevice().send(a)
+
+
+def assert_close(actual, expected, rtol=1e-3, scale_tol=1e-4, name=''):
+    """Element-wise within ``rtol`` plus ``scale_tol`` times the largest
+    magnitude of ``expected`` (float32 sums in another order)."""
+    actual, expected = to_cpu(actual), to_cpu(expected)
+    assert actual.dtype == expected.dtype, name
+    assert actual.shape == expected.shape, name
+    atol = scale_tol * max(float(np.abs(expected).max()), 1e-30)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol,
+                               err_msg=name)
+
+
+def on_gpu(model, device):
+    """A copy of ``model`` on ``device``."""
+    gpu_model = copy.deepcopy(model)
+    gpu_model.to_device(device)
+    return gpu_model
+
+
+def gain_grads(model, arrays, weights=None, loss_scale=None, **kwargs):
+    """Loss value and parameter gradients of one GAIN forward/backward
+    (train=False: no dropout, so CPU and GPU compute the same function)."""
+    loss_fn = GAINLoss(model, weights=weights or dict(ext=1.0), **kwargs)
+    model.cleargrads()
+    with chainer.using_config('train', False):
+        loss = loss_fn(*arrays)
+    loss.backward(loss_scale=loss_scale)
+    grads = {name: p.grad for name, p in model.namedparams()}
+    return loss, grads

@@ -3,25 +3,16 @@ docs/GAIN.md and docs/OPERATIONS.md parse and name files that exist or
 that an earlier command writes; train_fcn.py's defaults are
 the shipped stand-in's schedule; every training ends with its model's
 path and the next command, which runs; attention is in percent on screen
-and in the log, from iteration 0 on every panel; train_fcn.py draws its
-validation terms; a model whose attention is useless is flagged."""
+and in the log, from iteration 0 on every panel."""
 import json
 import os
 import re
 import shlex
 
-import numpy as np
-import pytest
-
-import visualizations
-from helpers import run_script_output
+from helpers import ROOT, parser_of, printed_next, run_script_output
 from runtime import cli
-from test_help import parser_of
-from metrics import AttentionMetrics
-from metrics.attention import (POINTING_OVER_CHANCE, ZERO_CAMS_WARNING,
-                               attention_warnings)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 SCRIPTS = ('train_fcn', 'train_classifier', 'train_GAIN', 'evaluate',
            'visualize', 'make_pseudo_labels')
 
@@ -119,28 +110,6 @@ def test_train_fcn_defaults_are_the_stand_ins_schedule(monkeypatch):
         assert getattr(stand_in, name) == default, name
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """``{title: (panels, figure)}`` of every log figure drawn."""
-    drawn = {}
-    real = visualizations.log_figure
-
-    def log_figure(log, panels, title):
-        drawn[title] = (panels, real(log, panels, title))
-        return drawn[title][1]
-    monkeypatch.setattr(visualizations, 'log_figure', log_figure)
-    return drawn
-
-
-def printed_next(out_text):
-    """The model path and the next commands a training run printed."""
-    lines = out_text.splitlines()
-    model = [l.split(': ', 1)[1] for l in lines if l.startswith('model: ')]
-    nexts = [shlex.split(l.split(': ', 1)[1]) for l in lines
-             if l.startswith('next: ')]
-    return model, nexts
-
-
 def run_printed(words, extra, monkeypatch, capsys):
     """Run a printed command (with ``extra`` flags); its stdout."""
     assert words[0] == cli.python_command()
@@ -192,47 +161,3 @@ def test_every_training_ends_with_its_model_and_the_next_command(
     assert len(panels) == 4
     for ax in fig.axes[:4]:
         assert ax.lines and ax.lines[0].get_xdata()[0] == 0, ax.get_title()
-
-
-def test_train_fcn_draws_its_validation_terms(files, tmp_path, monkeypatch,
-                                              capsys, figures):
-    code, out, err = run_script_output('train_fcn', [
-        '--dataset', 'voc', '--data-dir', files['voc'], '--out',
-        tmp_path / 'fcn', '--iterations', 2, '--batch-size', 2],
-        monkeypatch, capsys)
-    assert code == 0, err
-    model, nexts = printed_next(out)
-    assert [w[1:4] for w in nexts] == [['train_classifier.py', '--modelfile',
-                                        model[0]]]
-    panels, fig = figures['train_fcn.py: FCN8s segmentation']
-    lines = {p.title.split(':')[0]: [l.get_label() for l in ax.lines]
-             for p, ax in zip(panels, fig.axes)}
-    assert lines['L_seg'] == lines['L_cl'] == ['train', 'validation']
-
-
-def test_pointing_chance_is_the_share_of_the_class():
-    """A peak on a random labelled pixel hits class c with the share of
-    c among them; averaged per class, then over the classes."""
-    chance = AttentionMetrics(4)
-    a = np.zeros((4, 5), np.int32)
-    a[0, :3] = 1                        # 3 of 20 pixels
-    a[1:3, :] = 2                       # 10 of 20
-    a[3, 4] = -1                        # ignored: 19 labelled
-    b = np.zeros((2, 5), np.int32)
-    b[0, :] = 1                         # 5 of 10
-    for lbl, classes in ((a, [1, 2]), (b, [1])):
-        chance.add(lbl, dict(cams=np.zeros((len(classes),) + lbl.shape),
-                             cam_classes=np.array(classes)))
-    expected = np.mean([np.mean([3 / 19., 5 / 10.]), 10 / 19.])
-    assert chance.result()['pointing_chance'] == pytest.approx(expected)
-
-
-def test_useless_attention_is_flagged_where_the_demo_never_goes():
-    """The demo's models have at most 0.7 % all-zero CAMs and point 38 to
-    59 % at a chance of 2.9 %; a trunk trained for segmentation only
-    gave 13.9 % zero CAMs, the weak stand-in pointed 3.3 %."""
-    demo = dict(zero_cams=0.0074, pointing=0.38, pointing_chance=0.029)
-    assert attention_warnings(demo) == []
-    assert len(attention_warnings(dict(demo, zero_cams=0.139))) == 1
-    assert len(attention_warnings(dict(demo, pointing=0.033))) == 1
-    assert ZERO_CAMS_WARNING > 0.0074 and POINTING_OVER_CHANCE * 0.029 < 0.38

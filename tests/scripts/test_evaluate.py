@@ -1,0 +1,224 @@
+"""evaluate.py: its table, attention columns, curve and --compare."""
+import json
+import os
+import sys
+
+import chainer
+import fcn
+import numpy as np
+import PIL.Image
+import pytest
+
+import evaluate
+from datasets import VOCSegmentation, get_dataset, preprocess, preprocess_batch
+from evaluate import evaluate_model
+from helpers import N_VOC, run_script, voc_args, write_voc
+from models import FCN8s, grad_cam, normalize_cam
+from runtime import cli
+from runtime.model_files import load_model, save_model
+
+
+def test_evaluate_matches_fcn_label_accuracy_score(pipeline):
+    dataset = VOCSegmentation(pipeline['voc'], 'train')
+    model, _ = load_model(pipeline['fcn'])
+    rng = np.random.RandomState(0)
+    for _, p in model.namedparams():  # non-trivial predictions
+        if 'score' in _:
+            p.array[...] = rng.normal(0, 0.01, p.shape)
+    device = chainer.get_device('@numpy')
+    # one image per batch, as below: batched and one-by-one scores round
+    # differently, and an argmax between near-equal scores may flip
+    ours, _ = evaluate_model(model, dataset, device, batch_size=1)
+    trues, preds = [], []
+    for img, lbl, _ in (dataset[i] for i in range(len(dataset))):
+        with chainer.using_config('train', False):
+            score = model.segment(preprocess(img)[None]).array
+        trues.append(lbl)
+        preds.append(score[0].argmax(axis=0))
+    assert len(np.unique(np.concatenate([p.ravel() for p in preds]))) > 1
+    ref = fcn.utils.label_accuracy_score(trues, preds, N_VOC)
+    got = [ours[k] for k in ('accuracy', 'accuracy_class', 'mean_iu',
+                             'fwavacc')]
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+def test_flat_grad_cams_are_flagged(pipeline, tmp_path, monkeypatch, capsys):
+    """A head without class evidence at conv5_3 (zero score layer: every
+    Grad-CAM is flat) is reported at the start of train_GAIN and marked by
+    evaluate.py."""
+    model = load_model(pipeline['project'])[0]
+    model.score_cl.W.array[...] = 0
+    model.head_trained_by = ['a test fixture']
+    flat = str(tmp_path / 'flat.npz')
+    save_model(flat, model)
+    code, err = run_script('train_GAIN', voc_args(pipeline, str(
+        tmp_path / 'gain')) + ['--modelfile', flat, '--iterations', 1],
+        monkeypatch, capsys)
+    assert code == 0, err
+    assert ('WARNING: %s: 100.0 %% of its Grad-CAMs are all zero (more than '
+            '5 %%: no class evidence at conv5_3)' % flat) in err
+    code, err = run_script('evaluate', [
+        '--dataset', 'voc', '--data-dir', pipeline['voc'], '--split', 'val',
+        '--modelfile', flat, '--names', 'flat', '--out',
+        str(tmp_path / 'eval')], monkeypatch, capsys)
+    assert code == 0, err
+    assert 'warning: flat: 100.0 % of its Grad-CAMs are all zero' in err
+    metrics = json.load(open(tmp_path / 'eval' / 'metrics.json'))
+    assert metrics['models']['flat']['zero_cams'] == 1.0
+    assert '| flat (!) |' in open(tmp_path / 'eval' / 'metrics.md').read()
+
+
+def save_thin_models(directory, names, n_class=21):
+    paths = []
+    for seed, name in enumerate(names):
+        np.random.seed(seed)
+        model = FCN8s(n_class, width=1 / 16.)
+        rng = np.random.RandomState(seed + 1)
+        for pname, p in model.namedparams():
+            if 'score' in pname or pname.endswith('/b'):
+                p.array[...] = rng.normal(0, 0.1, p.shape)
+        model.head_trained_by = ['a test fixture']
+        path = os.path.join(directory, name, 'model.npz')
+        save_model(path, model)
+        paths.append(path)
+    return paths
+
+
+def run_main(module, argv, monkeypatch):
+    monkeypatch.setattr(sys, 'argv', [module.__name__ + '.py'] + argv)
+    cli.run(module.main)
+
+
+@pytest.fixture
+def eval_setup(tmp_path):
+    voc = str(tmp_path / 'VOC')
+    write_voc(voc, {'val': 3})
+    return voc, save_thin_models(str(tmp_path), ['before', 'after'])
+
+
+def test_evaluate_attention_columns_curve_and_compare(eval_setup, tmp_path,
+                                                      monkeypatch, capsys):
+    voc, (a, b) = eval_setup
+    out = str(tmp_path / 'eval')
+    run_main(evaluate, ['--dataset', 'voc', '--data-dir', voc, '--split',
+                        'val', '--modelfile', a, b, '--out', out,
+                        '--compare', 'before', '1', '--batch-size', '2'],
+             monkeypatch)
+    text = capsys.readouterr().out
+    header = text.splitlines()[0]
+    for title in ('Mean IU', 'mAP', 'Attention mIoU', 'best tau',
+                  'Attention mIoU @0.50', 'Energy', 'Pointing'):
+        assert title in header
+    # (random heads: one that points at chance is marked ' (!)')
+    assert '| before ' in text and '| after ' in text
+    assert '| metric | A: before | B: after | B - A |' in text
+
+    with open(os.path.join(out, 'metrics.json')) as f:
+        saved = json.load(f)
+    ma, mb = saved['models']['before'], saved['models']['after']
+    for m in (ma, mb):
+        assert 0 <= m['attention_miou'] <= 1
+        assert m['attention_miou'] >= m['attention_miou_fixed'] - 1e-12
+        assert m['attention_miou'] == max(m['attention_curve']['miou'])
+        assert 0 <= m['energy'] <= 1 and 0 <= m['pointing'] <= 1
+        assert len(m['ap']) == 20
+    line = [l for l in text.splitlines()
+            if l.startswith('| Energy in mask |')][0]
+    assert line.split('|')[4].strip() == '%+.2f' % (
+        100 * (mb['energy'] - ma['energy']))
+    with PIL.Image.open(os.path.join(out, 'attention_miou.png')) as im:
+        assert im.format == 'PNG' and im.size[0] > 100
+
+
+def test_evaluate_energy_matches_independent_cams(eval_setup, tmp_path,
+                                                  monkeypatch):
+    voc, (a, _) = eval_setup
+    out = str(tmp_path / 'eval')
+    run_main(evaluate, ['--dataset', 'voc', '--data-dir', voc, '--split',
+                        'val', '--modelfile', a, '--names', 'm', '--out',
+                        out], monkeypatch)
+    with open(os.path.join(out, 'metrics.json')) as f:
+        got = json.load(f)['models']['m']
+    from datasets import get_dataset, preprocess
+    from runtime.model_files import load_model
+    model, _ = load_model(a)
+    dataset = get_dataset('voc', voc, 'val')
+    per_class = {}
+    for img, lbl, _ in (dataset[i] for i in range(len(dataset))):
+        for c in set(np.unique(lbl)) - {-1, 0}:
+            with chainer.using_config('train', False):
+                cam = normalize_cam(grad_cam(model, preprocess(img)[None],
+                                             np.array([c - 1]))).array[0]
+            valid = lbl >= 0
+            per_class.setdefault(c, []).append(
+                cam[lbl == c].sum() / cam[valid].sum())
+    expected = np.mean([np.mean(v) for v in per_class.values()])
+    assert got['energy'] == pytest.approx(expected, rel=1e-4)
+
+
+def test_evaluate_compare_unknown_model_is_usage_error(eval_setup, tmp_path,
+                                                       monkeypatch, capsys):
+    voc, (a, b) = eval_setup
+    with pytest.raises(SystemExit) as e:
+        run_main(evaluate, ['--dataset', 'voc', '--data-dir', voc,
+                            '--modelfile', a, b, '--compare', 'before', 'x',
+                            '--out', str(tmp_path / 'e')], monkeypatch)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: --compare x') and err.count('\n') == 1
+
+
+def test_evaluate_and_pseudo_labels_on_image_level_splits(
+        weak_voc, modelfile, tmp_path, monkeypatch, capsys):
+    """On a joined split the pixel metrics are those of its masked images
+    (the segmentation layout of the same split), mAP is over all of its
+    images; on a split without masks only mAP is measured. Pseudo labels
+    cover every image, their mIoU the masked ones."""
+    root, written = weak_voc
+    results = {}
+    for layout in ('joined', 'segmentation', 'classification'):
+        out = str(tmp_path / ('eval_' + layout))
+        code, err = run_script('evaluate', [
+            '--dataset', 'voc', '--data-dir', root, '--split', 'val',
+            '--voc-layout', layout, '--modelfile', modelfile, '--names', 'm',
+            '--out', out], monkeypatch, capsys)
+        assert code == 0, err
+        with open(os.path.join(out, 'metrics.json')) as f:
+            results[layout] = json.load(f)['models']['m']
+    joined, seg, cls = (results[k] for k in ('joined', 'segmentation',
+                                             'classification'))
+    for key in ('mean_iu', 'accuracy', 'attention_miou', 'energy'):
+        assert joined[key] == seg[key] and joined[key] is not None, key
+    assert cls['mean_iu'] is None and 'energy' not in cls
+    assert cls['map'] == joined['map']
+    # mAP over the 4 images, from their XML labels: numpy, from the logits
+    dataset = get_dataset('voc', root, 'val')
+    model, _ = load_model(modelfile)
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        logits = model.classify(preprocess_batch(
+            [dataset[i][0] for i in range(len(dataset))])).array
+    labels = np.stack([written[i][2] for i in dataset.ids]).astype(bool)
+    aps = []
+    for k in np.flatnonzero(labels.any(axis=0)):
+        hits = labels[np.argsort(-logits[:, k], kind='stable'), k]
+        aps.append((np.cumsum(hits) / np.arange(1, len(hits) + 1))[hits]
+                   .mean())
+    assert len(dataset) == 4 and len(aps) > 1
+    assert joined['map'] == pytest.approx(np.mean(aps), rel=1e-5)
+    assert seg['map'] != joined['map']
+
+    reports = {}
+    for layout in ('joined', 'segmentation'):
+        out = str(tmp_path / ('pseudo_' + layout))
+        code, err = run_script('make_pseudo_labels', [
+            '--dataset', 'voc', '--data-dir', root, '--split', 'train',
+            '--voc-layout', layout, '--modelfile', modelfile, '--out', out],
+            monkeypatch, capsys)
+        assert code == 0, err
+        with open(os.path.join(out, 'pseudo_labels.json')) as f:
+            reports[layout] = json.load(f)
+        assert len(os.listdir(os.path.join(out, 'SegmentationClass'))) == \
+            reports[layout]['images']
+    assert reports['joined']['images'] == 7
+    assert reports['joined']['images_with_mask'] == 3
+    assert reports['joined']['mean_iu'] == reports['segmentation']['mean_iu']

@@ -1,0 +1,222 @@
+"""make_pseudo_labels.py: VOC-format output, thresholds, report."""
+import json
+import os
+import sys
+
+import chainer
+import numpy as np
+import PIL.Image
+import pytest
+
+import make_pseudo_labels
+from datasets import get_dataset, preprocess
+from datasets.voc import voc_palette
+from helpers import run_script, write_voc
+from models import FCN8s, grad_cam, normalize_cam
+from runtime import cli
+from runtime.model_files import load_model, save_model
+
+
+@pytest.fixture
+def setup(tmp_path):
+    voc = str(tmp_path / 'VOC')
+    written = write_voc(voc, {'train': 4})
+    np.random.seed(0)
+    model = FCN8s(21, width=1 / 16.)
+    model.head_trained_by = ['a test fixture']
+    path = str(tmp_path / 'm' / 'model.npz')
+    save_model(path, model)
+    return voc, written, path
+
+
+def run_main(argv, monkeypatch):
+    monkeypatch.setattr(sys, 'argv', ['make_pseudo_labels.py'] + argv)
+    cli.run(make_pseudo_labels.main)
+
+
+def expected_label(model, img, lbl, low, high, eps=1e-4):
+    """The threshold rule, from per-class Grad-CAMs computed one by one,
+    and the pixels where float rounding may decide: within ``eps`` of a
+    threshold, or with two classes within ``eps`` of each other at the top.
+    The script computes its maps in batches, whose rounding differs with
+    the BLAS build and the CPU."""
+    classes = sorted(set(np.unique(lbl).tolist()) - {0, 255})
+    out = np.zeros(lbl.shape, np.uint8)
+    if not classes:
+        return out, np.zeros(lbl.shape, bool)
+    with chainer.using_config('train', False):
+        cams = np.stack([normalize_cam(grad_cam(
+            model, preprocess(img)[None], np.array([c - 1]))).array[0]
+            for c in classes])
+    best, arg = cams.max(0), np.array(classes)[cams.argmax(0)]
+    out[(best >= low) & (best < high)] = 255
+    out[best >= high] = arg[best >= high]
+    second = np.sort(cams, 0)[-2] if len(classes) > 1 else best - 1
+    uncertain = ((np.abs(best - low) < eps) | (np.abs(best - high) < eps) |
+                 ((best >= high - eps) & (best - second < eps)))
+    return out, uncertain
+
+
+def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
+                                                monkeypatch, capsys):
+    voc, written, modelfile = setup
+    out = str(tmp_path / 'pseudo')
+    run_main(['--dataset', 'voc', '--data-dir', voc, '--split', 'train',
+              '--modelfile', modelfile, '--out', out, '--low', '0.3',
+              '--high', '0.6', '--batch-size', '3'], monkeypatch)
+    assert 'mIoU' in capsys.readouterr().out
+    with open(os.path.join(out, 'ImageSets', 'Segmentation',
+                           'train.txt')) as f:
+        assert f.read().split() == sorted(written)
+
+    model, _ = load_model(modelfile)
+    source = get_dataset('voc', voc, 'train')
+    inter, union = np.zeros(21), np.zeros(21)
+    labelled = total = 0
+    for i, image_id in enumerate(source.ids):
+        img = source[i][0]  # the decoded JPEG, as the script reads it
+        gt = written[image_id][1]
+        with PIL.Image.open(os.path.join(out, 'SegmentationClass',
+                                         image_id + '.png')) as png:
+            assert png.mode == 'P'
+            assert png.getpalette()[:768] == voc_palette()
+            label = np.asarray(png)
+        expected, uncertain = expected_label(model, img, gt, 0.3, 0.6)
+        assert uncertain.mean() < 0.01
+        np.testing.assert_array_equal(label[~uncertain],
+                                      expected[~uncertain])
+        assert set(label[uncertain].tolist()) <= {0, 255} | set(
+            np.unique(gt).tolist())
+        src = os.path.join(out, 'JPEGImages', image_id + '.jpg')
+        assert os.path.samefile(src, os.path.join(voc, 'JPEGImages',
+                                                  image_id + '.jpg'))
+        keep = (label != 255) & (gt != 255)
+        for c in range(21):
+            t, p = keep & (gt == c), keep & (label == c)
+            inter[c] += (t & p).sum()
+            union[c] += (t | p).sum()
+        labelled += (label != 255).sum()
+        total += label.size
+
+    assert 0 < labelled < total  # the three outcomes all occur
+    assert inter[1:].sum() + (union[1:] - inter[1:]).sum() > 0
+    with open(os.path.join(out, 'pseudo_labels.json')) as f:
+        report = json.load(f)
+    assert report['mean_iu'] == pytest.approx(
+        np.mean(inter[union > 0] / union[union > 0]))
+    assert report['labelled_share'] == pytest.approx(labelled / total)
+    assert (report['low'], report['high']) == (0.3, 0.6)
+
+    # The output is itself a VOC-format dataset.
+    dataset = get_dataset('voc', out, 'train')
+    img, lbl, _ = dataset[0]
+    assert img.shape == written[dataset.ids[0]][0].shape
+    assert set(np.unique(lbl).tolist()) <= {-1, 0} | set(
+        np.unique(written[dataset.ids[0]][1]).tolist())
+
+
+def test_no_ignore_band_when_low_equals_high(setup, tmp_path, monkeypatch):
+    voc, written, modelfile = setup
+    out = str(tmp_path / 'pseudo')
+    run_main(['--dataset', 'voc', '--data-dir', voc, '--split', 'train',
+              '--modelfile', modelfile, '--out', out, '--low', '0.5',
+              '--high', '0.5'], monkeypatch)
+    with open(os.path.join(out, 'pseudo_labels.json')) as f:
+        assert json.load(f)['labelled_share'] == 1.0
+
+
+@pytest.mark.parametrize('extra', [['--low', '0.7', '--high', '0.2'],
+                                   ['--out-is-data'],
+                                   ['--modelfile-missing']])
+def test_bad_input_is_one_line_error(setup, tmp_path, monkeypatch, capsys,
+                                     extra):
+    voc, _, modelfile = setup
+    out = str(tmp_path / 'pseudo')
+    if extra == ['--out-is-data']:
+        extra, out = [], voc
+    if extra == ['--modelfile-missing']:
+        extra, modelfile = [], str(tmp_path / 'missing.npz')
+    with pytest.raises(SystemExit) as e:
+        run_main(['--dataset', 'voc', '--data-dir', voc, '--modelfile',
+                  modelfile, '--out', out] + extra, monkeypatch)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1
+    assert not os.path.exists(os.path.join(voc, 'pseudo_labels.json'))
+
+
+def test_pseudo_label_loop_trains_and_scores_against_the_truth(
+        tmp_path, monkeypatch, capsys):
+    """shapes (6 classes) -> pseudo labels -> train_fcn on them, validated
+    on the real labels -> evaluate against the ground truth, with the
+    commands make_pseudo_labels prints."""
+    from datasets import shapes
+    source = str(tmp_path / 'shapes')
+    shapes.generate(source, size=48, n_train=4, n_val=2, n_test=2)
+    np.random.seed(0)
+    modelfile = str(tmp_path / 'gain' / 'model.npz')
+    model = FCN8s(len(shapes.CLASS_NAMES), width=1 / 16.)
+    model.head_trained_by = ['a test fixture']
+    save_model(modelfile, model)
+    pseudo = str(tmp_path / 'pseudo')
+    run_main(['--dataset', 'shapes', '--data-dir', source, '--split',
+              'train', '--modelfile', modelfile, '--out', pseudo],
+             monkeypatch)
+    printed = capsys.readouterr().out
+    commands = [line.split() for line in
+                printed.replace('\\\n', ' ').splitlines()
+                if line.strip().startswith(cli.python_command() + ' ')]
+    assert [c[1] for c in commands] == ['train_fcn.py', 'evaluate.py']
+    train_fcn, evaluate = [c[2:] for c in commands]   # after python X.py
+    with open(os.path.join(pseudo, 'class_names.txt')) as f:
+        assert tuple(f.read().split()) == shapes.CLASS_NAMES
+
+    fcn_out = str(tmp_path / 'pseudo_fcn')
+    train_fcn[train_fcn.index('--out') + 1] = fcn_out
+    code, err = run_script('train_fcn', train_fcn + [
+        '--iterations', 2, '--batch-size', 2], monkeypatch, capsys)
+    assert code == 0, err
+    model, _ = load_model(os.path.join(fcn_out, 'model.npz'))
+    assert model.n_class == len(shapes.CLASS_NAMES)
+    with open(os.path.join(fcn_out, 'log')) as f:
+        assert 'validation/main/loss' in json.load(f)[-1]
+    with open(os.path.join(fcn_out, 'config.json')) as f:
+        config = json.load(f)
+    assert (config['data_dir'], config['val_data_dir']) == (pseudo, source)
+
+    eval_out = str(tmp_path / 'pseudo_eval')
+    evaluate[evaluate.index('--out') + 1] = eval_out
+    evaluate[evaluate.index('--modelfile') + 1] = os.path.join(
+        fcn_out, 'model.npz')
+    code, err = run_script('evaluate', evaluate, monkeypatch, capsys)
+    assert code == 0, err
+    with open(os.path.join(eval_out, 'metrics.json')) as f:
+        metrics = json.load(f)
+    assert metrics['split'] == 'test'
+    assert metrics['class_names'] == list(shapes.CLASS_NAMES)
+    assert 0 <= metrics['models']['pseudo_fcn']['mean_iu'] <= 1
+
+    # without the real labels the pseudo-label directory has no val split
+    code, err = run_script('train_fcn', ['--dataset', 'voc', '--data-dir',
+                                         pseudo, '--out', str(tmp_path / 'x'),
+                                         '--iterations', 1], monkeypatch,
+                           capsys)
+    assert code == 2 and "no split file for split 'val'" in err
+
+
+def test_class_names_file_sets_and_checks_the_classes(tmp_path):
+    from datasets import DatasetError, VOC_CLASS_NAMES
+    root = str(tmp_path / 'data')
+    write_voc(root, {'train': 1})
+    assert get_dataset('voc', root, 'train').n_class == 21
+    names = ('background', 'a', 'b', 'c')
+    with open(os.path.join(root, 'class_names.txt'), 'w') as f:
+        f.write('\n'.join(names) + '\n')
+    assert get_dataset('voc', root, 'train').class_names == names
+    assert get_dataset('voc', root, 'train', names).class_names == names
+    with pytest.raises(DatasetError, match='differ from the training'):
+        get_dataset('voc', root, 'train', VOC_CLASS_NAMES)
+    with open(os.path.join(root, 'class_names.txt'), 'w') as f:
+        f.write('background\n')
+    with pytest.raises(DatasetError, match='class_names.txt: needs'):
+        get_dataset('voc', root, 'train')
