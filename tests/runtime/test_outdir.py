@@ -517,6 +517,14 @@ def test_a_read_only_out_is_refused_before_training(files, tmp_path,
     assert os.listdir(str(out)) == []
 
 
+def test_out_is_a_file(files, tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'out'
+    out.write_text('')
+    code, err = run_script('train_fcn', fcn_batch4_args(files['voc'], out),
+                           monkeypatch, capsys)
+    assert code == 2 and 'is a file' in error_line(err)
+
+
 @pytest.mark.parametrize('script', ['evaluate', 'visualize',
                                     'make_pseudo_labels'])
 def test_an_out_that_is_a_file_is_refused_before_the_work(

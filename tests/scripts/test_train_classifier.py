@@ -33,6 +33,18 @@ def test_pretraining_options_train_the_trunk(pipeline, tmp_path, monkeypatch,
     assert code != 0 and '--modelfile is required' in err
 
 
+def test_writes_nothing_over_a_finished_run(pipeline, tmp_path, monkeypatch,
+                                             capsys):
+    out = str(tmp_path / 'cls')
+    args = voc_args(pipeline, out) + ['--modelfile', pipeline['fcn'],
+                                      '--iterations', 1]
+    assert run_script('train_classifier', args, monkeypatch, capsys)[0] == 0
+    before = open(out + '/model.npz', 'rb').read()
+    code, err = run_script('train_classifier', args, monkeypatch, capsys)
+    assert code != 0 and 'finished run' in err
+    assert open(out + '/model.npz', 'rb').read() == before
+
+
 def test_head_record_through_the_stages(pipeline, tmp_path, monkeypatch,
                                         capsys):
     """train_fcn records a head it trained (--cls-weight); train_classifier
