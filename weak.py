@@ -25,6 +25,10 @@ unbiased images with their labels only), for each seed:
    schedule;
 6. every FCN8s evaluated on the unbiased ``test`` split.
 
+GAIN's L_am weight and number of updates are those ``weak.py --sweep``
+chose on ``tune`` (``CHOSEN``; the sweep runs steps 1-3 for ``gain`` under
+each setting of ``SWEEP`` and writes ``media/weak_sweep.json``).
+
 Writes ``media/weak.json`` and ``media/WEAK.md``: per row the supervision
 used, the pseudo labels' mIoU (train), the FCN's Mean IU (test) with the
 95 % interval of its mean over the seeds over resampled test images, and
@@ -62,6 +66,14 @@ SUPERVISION = {
     'full': 'masks of every image'}
 COMPARISONS = (('gain', 'classifier_cam'), ('gain_ext_15', 'gain'),
                ('gain_ext_2', 'gain'), ('full', 'gain_ext_15'))
+#: GAIN settings ``--sweep`` tries on ``tune``: the L_am weight and the
+#: updates as a multiple of the preset's.
+SWEEP = [dict(am_weight=a, iterations_factor=f) for a in (1.0, 3.0)
+         for f in (1, 2, 4)]
+#: The sweep's choice (media/weak_sweep.json): the highest attention mIoU
+#: of ``gain`` on ``tune``, mean over seeds 0 and 1 (it lies on the grid's
+#: edge: longer schedules were not tried).
+CHOSEN = dict(am_weight=3.0, iterations_factor=4)
 
 
 def write_lists(data_dir, seeds, out):
@@ -131,6 +143,10 @@ def parse_args():
                    help='directory of the runs')
     p.add_argument('--media', default=os.path.join(HERE, 'media'),
                    help='where weak.json and WEAK.md go')
+    p.add_argument('--sweep', action='store_true',
+                   help='only steps 1-3 for classifier_cam and gain under '
+                   'each GAIN setting of SWEEP, scored on tune (test is not '
+                   'read): writes MEDIA/weak_sweep.json and OUT/sweep')
     args = p.parse_args()
     if len(set(args.seeds)) != len(args.seeds):
         p.error('--seeds must be distinct')
@@ -161,8 +177,9 @@ class Stages(object):
         return ['--dataset', 'list', '--data-dir', self.data_dir, '--split',
                 self.lists[row, s], '--val-split', self.lists['val']]
 
-    def attention_models(self):
-        """Steps 1-2: ``{(row, seed): job}`` of every CAM row."""
+    def attention_models(self, rows=tuple(CAM_ROWS), tag=''):
+        """Steps 1-2: ``{(row, seed): job}`` of each of ``rows``; ``tag``
+        names the GAIN runs of a sweep setting."""
         cfg, seeds = self.cfg, self.args.seeds
         cams = self.run({('classifier_cam', s): self.job(
             'classifier_cam_seed%d' % s, 'train_classifier.py',
@@ -170,7 +187,8 @@ class Stages(object):
             self._listed('classifier_cam', s)) for s in seeds})
         n_train = len(shapes.read_split(self.data_dir, 'train'))
         gains = {}
-        for row, share in CAM_ROWS.items():
+        for row in rows:
+            share = CAM_ROWS[row]
             if share is None:
                 continue
             for s in seeds:
@@ -179,27 +197,29 @@ class Stages(object):
                 if share:    # every masked image of the list is supervised
                     a[a.index('--ext-images') + 1] = int(round(
                         share * n_train))
-                gains[row, s] = self.job('%s_seed%d' % (row, s),
+                gains[row, s] = self.job('%s%s_seed%d' % (row, tag, s),
                                          'train_GAIN.py',
                                          a + self._listed(row, s))
         cams.update(self.run(gains))
         return cams
 
-    def taus(self, cams):
-        """Step 3: ``{(row, seed): tau}`` chosen on ``tune``."""
-        tune = self.run({s: self.job('eval_tune_seed%d' % s, 'evaluate.py', [
-            '--dataset', 'shapes', '--data-dir', self.data_dir, '--split',
-            'tune', '--tau', self.cfg['sigma'],
-            '--modelfile'] + [cams[r, s].path for r in CAM_ROWS] +
-            ['--names'] + list(CAM_ROWS), product='metrics.json',
-            restart=None) for s in self.args.seeds})
-        taus = {}
+    def tune_metrics(self, cams, tag=''):
+        """Step 3: ``{(row, seed): evaluate.py's metrics on tune}``; each
+        model's ``attention_tau`` is its threshold."""
+        rows = list(dict.fromkeys(r for r, _ in cams))
+        tune = self.run({s: self.job(
+            'eval_tune%s_seed%d' % (tag, s), 'evaluate.py', [
+                '--dataset', 'shapes', '--data-dir', self.data_dir,
+                '--split', 'tune', '--tau', self.cfg['sigma'],
+                '--modelfile'] + [cams[r, s].path for r in rows] +
+            ['--names'] + rows, product='metrics.json', restart=None)
+            for s in self.args.seeds})
+        metrics = {}
         for s, j in tune.items():
             with open(j.path) as f:
                 models = json.load(f)['models']
-            taus.update({(r, s): models[r]['attention_tau']
-                         for r in CAM_ROWS})
-        return taus
+            metrics.update({(r, s): models[r] for r in rows})
+        return metrics
 
     def pseudo_labels(self, cams, taus):
         """Step 4: ``{(row, seed): job}`` writing each pseudo-label set."""
@@ -264,6 +284,47 @@ def summarize(args, records, pseudo, taus):
     return rows, differences
 
 
+def gain_config(cfg, setting):
+    """``cfg`` under a SWEEP setting."""
+    return dict(cfg, am_weight=setting['am_weight'], gain_iterations=int(
+        setting['iterations_factor'] * cfg['gain_iterations']))
+
+
+def sweep(args, cfg, data_dir):
+    """Steps 1-3 for ``classifier_cam`` and ``gain`` under each SWEEP
+    setting; attention mIoU and mAP on ``tune`` per setting, the choice."""
+    args.out = os.path.join(args.out, 'sweep')
+    rows = {}
+    for setting in SWEEP:
+        tag = '_am%g_x%g' % (setting['am_weight'],
+                             setting['iterations_factor'])
+        stages = Stages(args, gain_config(cfg, setting), data_dir)
+        metrics = stages.tune_metrics(
+            stages.attention_models(('classifier_cam', 'gain'), tag), tag)
+        for row in ('classifier_cam', 'gain'):
+            name = 'classifier_cam' if row == 'classifier_cam' else \
+                'gain' + tag
+            rows[name] = dict(setting=None if row == 'classifier_cam' else
+                              setting, **{k: [100 * metrics[row, s][k]
+                                              for s in args.seeds]
+                                          for k in ('attention_miou', 'map')})
+    gains = [n for n in rows if n != 'classifier_cam']
+    best = max(gains, key=lambda n: np.mean(rows[n]['attention_miou']))
+    result = dict(command=' '.join(['weak.py'] + sys.argv[1:]),
+                  seeds=args.seeds, config=cfg, split='tune', rows=rows,
+                  chosen=rows[best]['setting'])
+    os.makedirs(args.media, exist_ok=True)
+    write_text(os.path.join(args.media, 'weak_sweep.json'),
+               json.dumps(result, indent=1, sort_keys=True))
+    for name, row in rows.items():
+        print('%-20s attention mIoU %s, mAP %s (tune, seeds %s)' % (
+            name, ' '.join('%.1f' % v for v in row['attention_miou']),
+            ' '.join('%.1f' % v for v in row['map']),
+            ' '.join(map(str, args.seeds))))
+    print('chosen: %s' % best)
+    return result
+
+
 def main():
     args = parse_args()
     cfg = dict(PRESETS['cpu'], seg_weight=0.0)
@@ -273,10 +334,15 @@ def main():
     start = time.time()
     data_dir = args.data_dir or shapes.ensure()
     print('== dataset: %s' % data_dir, flush=True)
-    stages = Stages(args, cfg, data_dir)
     try:
+        if args.sweep:
+            sweep(args, cfg, data_dir)
+            return
+        cfg = gain_config(cfg, CHOSEN)
+        stages = Stages(args, cfg, data_dir)
         cams = stages.attention_models()
-        taus = stages.taus(cams)
+        taus = {k: m['attention_tau']
+                for k, m in stages.tune_metrics(cams).items()}
         pseudo = stages.pseudo_labels(cams, taus)
         records = stages.segmenters(pseudo)
     except JobFailed as e:
@@ -353,7 +419,9 @@ WEAK = """# Weakly supervised segmentation on the embedded dataset
 
 `%(command)s`: %(wall).0f minutes of wall time, seeds %(seeds)s. Every row
 starts from `%(stand_in)s` (classification only, on separate unbiased
-images); GAIN settings and each model's threshold tau chosen on `tune`;
+images); GAIN's L_am weight and updates (`weak.py --sweep`,
+[weak_sweep.json](weak_sweep.json)) and each model's threshold tau chosen
+on `tune`;
 FCN8s trained %(fcn)s updates of 8 images on each pseudo-label set (or on
 the training masks: `full`); Mean IU on the unbiased `test` split, mean ±
 standard deviation over the seeds, and the 95 %% interval of the mean over
