@@ -177,48 +177,51 @@ class Stages(object):
         return ['--dataset', 'list', '--data-dir', self.data_dir, '--split',
                 self.lists[row, s], '--val-split', self.lists['val']]
 
-    def attention_models(self, rows=tuple(CAM_ROWS), tag=''):
-        """Steps 1-2: ``{(row, seed): job}`` of each of ``rows``; ``tag``
-        names the GAIN runs of a sweep setting."""
-        cfg, seeds = self.cfg, self.args.seeds
-        cams = self.run({('classifier_cam', s): self.job(
+    def classifiers(self):
+        """Step 1: ``{('classifier_cam', seed): job}``."""
+        return self.run({('classifier_cam', s): self.job(
             'classifier_cam_seed%d' % s, 'train_classifier.py',
-            classifier_args(cfg, self.args.stand_in, s) +
-            self._listed('classifier_cam', s)) for s in seeds})
+            classifier_args(self.cfg, self.args.stand_in, s) +
+            self._listed('classifier_cam', s)) for s in self.args.seeds})
+
+    def gains(self, classifiers, rows=tuple(CAM_ROWS), cfg=None, tag=''):
+        """Step 2: ``{(row + tag, seed): job}``, GAIN from each seed's
+        classifier for the GAIN rows among ``rows``, under ``cfg`` (default:
+        this run's)."""
+        cfg = cfg or self.cfg
         n_train = len(shapes.read_split(self.data_dir, 'train'))
-        gains = {}
+        jobs = {}
         for row in rows:
             share = CAM_ROWS[row]
             if share is None:
                 continue
-            for s in seeds:
-                a = gain_args(cfg, cams['classifier_cam', s].path, s,
+            for s in self.args.seeds:
+                a = gain_args(cfg, classifiers['classifier_cam', s].path, s,
                               'gain_ext' if share else 'gain')
                 if share:    # every masked image of the list is supervised
                     a[a.index('--ext-images') + 1] = int(round(
                         share * n_train))
-                gains[row, s] = self.job('%s%s_seed%d' % (row, tag, s),
-                                         'train_GAIN.py',
-                                         a + self._listed(row, s))
-        cams.update(self.run(gains))
-        return cams
+                jobs[row + tag, s] = self.job('%s%s_seed%d' % (row, tag, s),
+                                              'train_GAIN.py',
+                                              a + self._listed(row, s))
+        return self.run(jobs)
 
-    def tune_metrics(self, cams, tag=''):
-        """Step 3: ``{(row, seed): evaluate.py's metrics on tune}``; each
-        model's ``attention_tau`` is its threshold."""
-        rows = list(dict.fromkeys(r for r, _ in cams))
-        tune = self.run({s: self.job(
-            'eval_tune%s_seed%d' % (tag, s), 'evaluate.py', [
-                '--dataset', 'shapes', '--data-dir', self.data_dir,
-                '--split', 'tune', '--tau', self.cfg['sigma'],
-                '--modelfile'] + [cams[r, s].path for r in rows] +
-            ['--names'] + rows, product='metrics.json', restart=None)
+    def tune_metrics(self, cams):
+        """Step 3: ``{(name, seed): evaluate.py's metrics on tune}`` of
+        every model of ``cams``, one evaluation per seed; each model's
+        ``attention_tau`` is its threshold."""
+        names = list(dict.fromkeys(n for n, _ in cams))
+        tune = self.run({s: self.job('eval_tune_seed%d' % s, 'evaluate.py', [
+            '--dataset', 'shapes', '--data-dir', self.data_dir, '--split',
+            'tune', '--tau', self.cfg['sigma'],
+            '--modelfile'] + [cams[n, s].path for n in names] +
+            ['--names'] + names, product='metrics.json', restart=None)
             for s in self.args.seeds})
         metrics = {}
         for s, j in tune.items():
             with open(j.path) as f:
                 models = json.load(f)['models']
-            metrics.update({(r, s): models[r] for r in rows})
+            metrics.update({(n, s): models[n] for n in names})
         return metrics
 
     def pseudo_labels(self, cams, taus):
@@ -294,22 +297,22 @@ def sweep(args, cfg, data_dir):
     """Steps 1-3 for ``classifier_cam`` and ``gain`` under each SWEEP
     setting; attention mIoU and mAP on ``tune`` per setting, the choice."""
     args.out = os.path.join(args.out, 'sweep')
-    rows = {}
+    stages = Stages(args, cfg, data_dir)
+    cams = stages.classifiers()
+    settings = {'classifier_cam': None}
     for setting in SWEEP:
         tag = '_am%g_x%g' % (setting['am_weight'],
                              setting['iterations_factor'])
-        stages = Stages(args, gain_config(cfg, setting), data_dir)
-        metrics = stages.tune_metrics(
-            stages.attention_models(('classifier_cam', 'gain'), tag), tag)
-        for row in ('classifier_cam', 'gain'):
-            name = 'classifier_cam' if row == 'classifier_cam' else \
-                'gain' + tag
-            rows[name] = dict(setting=None if row == 'classifier_cam' else
-                              setting, **{k: [100 * metrics[row, s][k]
-                                              for s in args.seeds]
-                                          for k in ('attention_miou', 'map')})
-    gains = [n for n in rows if n != 'classifier_cam']
-    best = max(gains, key=lambda n: np.mean(rows[n]['attention_miou']))
+        cams.update(stages.gains(cams, ('gain',), gain_config(cfg, setting),
+                                 tag))
+        settings['gain' + tag] = setting
+    metrics = stages.tune_metrics(cams)
+    rows = {name: dict(setting=setting, **{
+        k: [100 * metrics[name, s][k] for s in args.seeds]
+        for k in ('attention_miou', 'map')})
+        for name, setting in settings.items()}
+    best = max((n for n in rows if n != 'classifier_cam'),
+               key=lambda n: np.mean(rows[n]['attention_miou']))
     result = dict(command=' '.join(['weak.py'] + sys.argv[1:]),
                   seeds=args.seeds, config=cfg, split='tune', rows=rows,
                   chosen=rows[best]['setting'])
@@ -340,7 +343,8 @@ def main():
             return
         cfg = gain_config(cfg, CHOSEN)
         stages = Stages(args, cfg, data_dir)
-        cams = stages.attention_models()
+        cams = stages.classifiers()
+        cams.update(stages.gains(cams))
         taus = {k: m['attention_tau']
                 for k, m in stages.tune_metrics(cams).items()}
         pseudo = stages.pseudo_labels(cams, taus)
