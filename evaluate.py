@@ -53,19 +53,19 @@ from metrics import report
 from metrics.attention import DEFAULT_TAU, attention_warnings, miou_at
 from metrics.cue import CueMetrics
 from metrics.records import save_records
+from tqdm import tqdm
+
 from models import class_cams
+from models.io import load_model
 from runtime import cli, flags, outdir
-from runtime.config import write_config
 from runtime.device import get_device, set_seed
 from runtime.errors import UsageError, one_line
-from runtime.files import atomic_write, write_text
-from runtime.model_files import load_model
-from runtime.progress import progress
-from training.tensorboard import config_text, write_texts
+from runtime.files import atomic_write, output_path, read_json, write_text
+from training.extensions.tensorboard import config_text, write_texts
 from visualizations import attention_curves_figure, save_figure
 
-OUTPUTS = ('config.json', 'metrics.json', 'metrics.md', 'attention_miou.png',
-           'per_image.npz')
+OUTPUTS = outdir.names('metrics.json', 'metrics.md', 'attention_miou.png',
+                       'per_image.npz', dirs=('tensorboard',))
 KEYS = ['accuracy', 'accuracy_class', 'mean_iu', 'fwavacc', 'map']
 ATTENTION_KEYS = ['attention_miou_tuned', 'attention_tuned_tau',
                   'attention_miou_fixed', 'attention_miou', 'pointing_15px',
@@ -90,7 +90,7 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
                           ClassificationMetrics(dataset.n_class)]
     needs_cams = any(getattr(m, 'needs_cams', False) for m in metrics)
     model.to_device(device)
-    shown = progress(len(dataset), desc)
+    shown = tqdm(total=len(dataset), desc=desc, unit='image')
     index = 0
     for batch in batches(dataset, batch_size):
         x = model.device.send(preprocess_batch([img for img, _, _ in batch]))
@@ -157,11 +157,11 @@ def resolve_model(ref, names):
 def tuned_taus(path, names):
     """``{name: tau}``: each model's best tau in the metrics.json ``path``
     of another evaluation (UsageError when it lacks one of ``names``)."""
+    models = read_json(path, '--tau-from')
     try:
-        with open(path) as f:
-            models = json.load(f)['models']
-        taus = {n: float(models[n]['attention_tau']) for n in names}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        taus = {n: float(models['models'][n]['attention_tau'])
+                for n in names}
+    except (ValueError, KeyError, TypeError) as e:
         raise UsageError('--tau-from %s: not the metrics.json of an '
                          'evaluation with attention of the models %s (%s)'
                          % (path, ', '.join(names), one_line(e)))
@@ -205,41 +205,12 @@ def parse_args():
     return args
 
 
-def main():
-    args = parse_args()
-    names = model_names(args.names, args.modelfile)
-    compare = ([resolve_model(r, names) for r in args.compare]
-               if args.compare else None)
-    split = args.split or TEST_SPLIT[args.dataset]
-    dataset = get_dataset(args.dataset, args.data_dir, split,
-                          layout=args.voc_layout,
-                          max_pixels=args.max_image_pixels)
-    outdir.claim_report(
-        args.out, writes_config=True, files=OUTPUTS,
-        inputs=[('--data-dir', dataset.data_dir, 'dir')] +
-        [('--modelfile', m, 'file') for m in args.modelfile])
-
-    device = get_device(args.device)
-    set_seed(args.seed, device)
-    loaded = [load_model(m, n_class=dataset.n_class)
-              for m in args.modelfile]  # fail early on any bad file
-    masked = int(np.sum(dataset.has_mask))
-    if not masked:
-        print('split %s: none of its %d images has a mask: only mAP is '
-              'measured' % (split, len(dataset)), file=sys.stderr)
-    elif masked < len(dataset):
-        print('split %s: %d of its %d images have a mask: the pixel metrics '
-              'and the attention columns are over those, mAP over all'
-              % (split, masked, len(dataset)), file=sys.stderr)
-    attention = not args.no_attention and masked > 0
-    tuned = tuned_taus(args.tau_from, names) if args.tau_from and \
-        attention else {}
-    cues = (shapes.cue_flags(dataset.data_dir, dataset.ids)
-            if args.dataset == 'shapes' else None)
-    keys = KEYS + ([] if not attention else [
-        k for k in ATTENTION_KEYS if tuned or 'tuned' not in k]) + (
-        CUE_KEYS if cues is not None else [])
+def evaluate_all(args, names, dataset, loaded, device, attention, tuned,
+                 cues):
+    """``(results, records)`` of every model, by name (see
+    :func:`evaluate_model`); ``tuned``: the taus of ``--tau-from``."""
     results, records = {}, {}
+    masked = dataset.has_mask.any()
     for name, path, (model, has_head) in zip(names, args.modelfile, loaded):
         if not has_head or model.head_trained_by == []:
             print('warning: %s has no trained classification head; its mAP '
@@ -263,6 +234,43 @@ def main():
                 attention_miou_tuned=miou_at(records[name], tuned[name]))
         for key in KEYS:    # the pixel metrics of a split without mask
             results[name].setdefault(key, None)
+    return results, records
+
+
+def main():
+    args = parse_args()
+    names = model_names(args.names, args.modelfile)
+    compare = ([resolve_model(r, names) for r in args.compare]
+               if args.compare else None)
+    split = args.split or TEST_SPLIT[args.dataset]
+    dataset = get_dataset(args.dataset, args.data_dir, split,
+                          layout=args.voc_layout,
+                          max_pixels=args.max_image_pixels)
+    outdir.claim(args.out, OUTPUTS, [
+        ('--data-dir', dataset.data_dir, 'dir')] + [
+        ('--modelfile', m, 'file') for m in args.modelfile])
+    device = get_device(args.device)
+    set_seed(args.seed, device)
+    loaded = [load_model(m, n_class=dataset.n_class)
+              for m in args.modelfile]  # fail early on any bad file
+    masked = int(np.sum(dataset.has_mask))
+    if not masked:
+        print('split %s: none of its %d images has a mask: only mAP is '
+              'measured' % (split, len(dataset)), file=sys.stderr)
+    elif masked < len(dataset):
+        print('split %s: %d of its %d images have a mask: the pixel metrics '
+              'and the attention columns are over those, mAP over all'
+              % (split, masked, len(dataset)), file=sys.stderr)
+    attention = not args.no_attention and masked > 0
+    tuned = tuned_taus(args.tau_from, names) if args.tau_from and \
+        attention else {}
+    cues = (shapes.cue_flags(dataset.data_dir, dataset.ids)
+            if args.dataset == 'shapes' else None)
+    keys = KEYS + ([] if not attention else [
+        k for k in ATTENTION_KEYS if tuned or 'tuned' not in k]) + (
+        CUE_KEYS if cues is not None else [])
+    results, records = evaluate_all(args, names, dataset, loaded, device,
+                                    attention, tuned, cues)
     table = report.markdown_table([(marked(name, results[name]),
                                     results[name]) for name in names], keys,
                                   tau=args.tau)
@@ -273,9 +281,9 @@ def main():
                                     keys=keys, tau=args.tau)
         print()
         print(diff)
-    config = write_config(args.out, args, split=split,
-                          data_dir=dataset.data_dir, images=len(dataset),
-                          images_with_mask=masked)
+    config = outdir.write_config(args.out, args, split=split,
+                                 data_dir=dataset.data_dir,
+                                 images=len(dataset), images_with_mask=masked)
     write_results(args, dataset, split, config, results, records, table,
                   diff, compare, attention)
 
@@ -286,15 +294,15 @@ def write_results(args, dataset, split, config, results, records, table,
     the TensorBoard texts, under ``--out``."""
     if attention:
         save_figure(attention_curves_figure(results),
-                    outdir.output_path(args.out, 'attention_miou.png'),
+                    output_path(args.out, 'attention_miou.png'),
                     dpi=100)
-    write_text(outdir.output_path(args.out, 'metrics.json'), json.dumps(
+    write_text(output_path(args.out, 'metrics.json'), json.dumps(
         dict(split=split, class_names=dataset.class_names, config=config,
              models=results, compare=compare), indent=2))
-    with atomic_write(outdir.output_path(args.out, 'per_image.npz'),
+    with atomic_write(output_path(args.out, 'per_image.npz'),
                       'wb') as f:
         save_records(f, records, dataset.ids)
-    write_text(outdir.output_path(args.out, 'metrics.md'),
+    write_text(output_path(args.out, 'metrics.md'),
                table + '\n' + ('\n' + diff + '\n' if diff else ''))
     if args.tensorboard:
         texts = dict(evaluation=table, config=config_text(config))

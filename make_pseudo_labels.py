@@ -47,14 +47,15 @@ import datasets
 from datasets import CLASS_NAMES_FILE, batches, get_dataset, preprocess_batch
 from datasets.voc import voc_palette
 from metrics import confusion_matrix, pseudo_label, segmentation_scores
+from tqdm import tqdm
+
 from models import class_cams
+from models.io import load_model
 from runtime import cli, flags, outdir
-from runtime.config import write_config
 from runtime.device import get_device, set_seed
-from runtime.errors import UsageError
-from runtime.files import atomic_write, write_text
-from runtime.model_files import load_model
-from runtime.progress import progress
+from runtime.errors import DatasetError, UsageError
+from runtime.files import (atomic_write, open_input, output_path, temporary,
+                           write_text)
 
 NEXT_STEPS = """\
 Train an FCN8s on them, validating on the real labels:
@@ -75,13 +76,18 @@ def write_label_png(path, label):
 
 
 def link_image(src, dst):
-    """Symlink ``dst`` -> ``src`` (absolute), or copy if linking fails."""
-    if os.path.lexists(dst):
-        os.remove(dst)
+    """``dst``: a symbolic link to ``src`` (absolute), or a copy where
+    links are not possible, put in place by a rename."""
+    tmp = temporary(dst)
     try:
-        os.symlink(os.path.abspath(src), dst)
+        os.symlink(os.path.abspath(src), tmp)
+        os.replace(tmp, dst)
     except OSError:
-        shutil.copyfile(src, dst)
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        with open_input(src, 'image', error=DatasetError) as f, \
+                atomic_write(dst, 'wb') as g:
+            shutil.copyfileobj(f, g)
 
 
 def label_scores(hist, n_labelled, n_pixels):
@@ -103,7 +109,7 @@ def write_labels(model, dataset, out, low, high, batch_size):
     hist = np.zeros((n, n), np.int64)
     n_labelled = n_pixels = 0
     index = 0
-    shown = progress(len(dataset), 'pseudo labels')
+    shown = tqdm(total=len(dataset), desc='pseudo labels', unit='image')
     for batch in batches(dataset, batch_size):
         classes = [np.flatnonzero(labels) + 1 for _, _, labels in batch]
         x = model.device.send(preprocess_batch([img for img, _, _ in batch]))
@@ -111,9 +117,9 @@ def write_labels(model, dataset, out, low, high, batch_size):
         for (_, label_map, _), cam, cls in zip(batch, cams, classes):
             image_id = dataset.ids[index]
             label = pseudo_label(cam, cls, low, high)
-            write_label_png(outdir.output_path(
+            write_label_png(output_path(
                 out, 'SegmentationClass', image_id + '.png'), label)
-            link_image(dataset.image_files[index], outdir.output_path(
+            link_image(dataset.image_files[index], output_path(
                 out, 'JPEGImages', image_id + '.jpg'))
             labelled = label != 255
             hist += confusion_matrix(np.where(labelled, label_map, -1),
@@ -126,7 +132,7 @@ def write_labels(model, dataset, out, low, high, batch_size):
     return label_scores(hist, n_labelled, n_pixels)
 
 
-def main():
+def parse_args():
     p = flags.parser(__doc__, training=False)
     datasets.add_flags(p)
     p.add_argument('--modelfile', required=True,
@@ -154,7 +160,11 @@ def main():
     if not 0 <= args.low <= args.high <= 1:
         raise UsageError('need 0 <= --low <= --high <= 1, got %g, %g'
                          % (args.low, args.high))
+    return args
 
+
+def main():
+    args = parse_args()
     device = get_device(args.device)
     set_seed(args.seed, device)
     dataset = get_dataset(args.dataset, args.data_dir, args.split,
@@ -178,7 +188,7 @@ def main():
                           args.batch_size)
     for path, lines in ((list_file, dataset.ids),
                         (CLASS_NAMES_FILE, dataset.class_names)):
-        write_text(outdir.output_path(args.out, path),
+        write_text(output_path(args.out, path),
                    '\n'.join(lines) + '\n')
 
     report.update(modelfile=args.modelfile, dataset=args.dataset,
@@ -186,8 +196,8 @@ def main():
                   low=args.low, high=args.high, images=len(dataset),
                   images_with_mask=int(np.sum(dataset.has_mask)),
                   class_names=list(dataset.class_names))
-    write_config(args.out, args, data_dir=dataset.data_dir)
-    write_text(outdir.output_path(args.out, 'pseudo_labels.json'),
+    outdir.write_config(args.out, args, data_dir=dataset.data_dir)
+    write_text(output_path(args.out, 'pseudo_labels.json'),
                json.dumps(report, indent=2))
     miou = report['mean_iu']
     print('%d pseudo labels in %s: mIoU %s on the labelled pixels of the '

@@ -13,7 +13,7 @@ import pytest  # NOQA: E402
 from helpers import N_VOC, write_voc, write_weak_voc  # NOQA: E402
 from models import FCN8s  # NOQA: E402
 from models.fcn8s import CLASSIFICATION_HEAD  # NOQA: E402
-from runtime.model_files import save_model  # NOQA: E402
+from models.io import save_model  # NOQA: E402
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import assert_close, data, gpu_device, on_gpu
 from models import FCN8s, grad_cam, resize_bilinear
-from runtime.model_files import load_model
+from models.io import load_model
 
 
 def test_segment_equals_fcn_forward(tmp_path):

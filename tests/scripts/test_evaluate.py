@@ -15,7 +15,7 @@ from evaluate import evaluate_model
 from helpers import N_VOC, run_script, voc_args, write_voc
 from models import FCN8s, grad_cam, normalize_cam
 from runtime import cli
-from runtime.model_files import load_model, save_model
+from models.io import load_model, save_model
 
 
 def test_evaluate_matches_fcn_label_accuracy_score(pipeline):
@@ -140,7 +140,7 @@ def test_evaluate_energy_matches_independent_cams(eval_setup, tmp_path,
     with open(os.path.join(out, 'metrics.json')) as f:
         got = json.load(f)['models']['m']
     from datasets import get_dataset, preprocess
-    from runtime.model_files import load_model
+    from models.io import load_model
     model, _ = load_model(a)
     dataset = get_dataset('voc', voc, 'val')
     per_class = {}

@@ -14,7 +14,7 @@ from datasets.voc import voc_palette
 from helpers import run_script, write_voc
 from models import FCN8s, grad_cam, normalize_cam
 from runtime import cli
-from runtime.model_files import load_model, save_model
+from models.io import load_model, save_model
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 
 from helpers import params, run_script, voc_args
 from models.fcn8s import CLASSIFICATION_HEAD
-from runtime.model_files import load_model
+from models.io import load_model
 
 
 def test_pretraining_options_train_the_trunk(pipeline, tmp_path, monkeypatch,

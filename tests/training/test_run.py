@@ -1,4 +1,4 @@
-"""runtime/config.py: a resume keeps its run's flags, never trains less."""
+"""training/run.py: a resume keeps its run's flags, never trains less."""
 import json
 
 import pytest
