@@ -139,3 +139,40 @@ def test_output_paths_stay_under_out(tmp_path):
     path = output_path(out, 'cams', 'sub/x.npz')
     assert path == os.path.join(out, 'cams', 'sub', 'x.npz')
     assert os.path.isdir(os.path.dirname(path))
+
+
+def test_a_write_replaces_a_planted_link_and_never_follows_it(tmp_path):
+    target = tmp_path / 'victim.txt'
+    target.write_text('DATA\n')
+    path = tmp_path / 'out.txt'
+    os.symlink(str(target), str(path))
+    files.write_text(str(path), 'new\n')
+    assert target.read_text() == 'DATA\n'
+    assert not os.path.islink(str(path)) and path.read_text() == 'new\n'
+    assert sorted(os.listdir(str(tmp_path))) == ['out.txt', 'victim.txt']
+
+
+@pytest.mark.parametrize('kind', ['fifo', 'device', 'directory', 'large'])
+def test_only_regular_files_under_their_cap_are_read(tmp_path, monkeypatch,
+                                                     kind):
+    """A FIFO is opened without waiting for a writer, then refused like a
+    device or a directory, in one line naming the file and its flag."""
+    path = str(tmp_path / 'config.json')
+    if kind == 'fifo':
+        os.mkfifo(path)
+    elif kind == 'device':
+        path = '/dev/zero'
+    elif kind == 'directory':
+        os.mkdir(path)
+    else:
+        with open(path, 'w') as f:
+            f.write('[0]' + ' ' * 1000)
+        monkeypatch.setitem(files.LIMITS, 'config', 1000)
+    with pytest.raises(UsageError) as e:
+        open_input(path, 'config', '--tau-from')
+    assert str(e.value) == '--tau-from %s: %s' % (path, {
+        'fifo': 'a FIFO, not a regular file',
+        'device': 'a device, not a regular file',
+        'directory': 'a directory, not a regular file',
+        'large': '1003 bytes, more than the 1000 read for a config file',
+    }[kind])

@@ -1,6 +1,7 @@
 """evaluate.py: its table, attention columns, curve and --compare."""
 import json
 import os
+import subprocess
 import sys
 
 import chainer
@@ -12,7 +13,7 @@ import pytest
 import evaluate
 from datasets import VOCSegmentation, get_dataset, preprocess, preprocess_batch
 from evaluate import evaluate_model
-from helpers import N_VOC, run_script, voc_args, write_voc
+from helpers import ENV, N_VOC, ROOT, run_script, voc_args, write_voc
 from models import FCN8s, grad_cam, normalize_cam
 from runtime import cli
 from models.io import load_model, save_model
@@ -222,3 +223,20 @@ def test_evaluate_and_pseudo_labels_on_image_level_splits(
     assert reports['joined']['images'] == 7
     assert reports['joined']['images_with_mask'] == 3
     assert reports['joined']['mean_iu'] == reports['segmentation']['mean_iu']
+
+
+def test_a_fifo_given_to_tau_from_is_one_line_not_a_hang(pipeline, tmp_path):
+    fifo = str(tmp_path / 'metrics.json')
+    os.mkfifo(fifo)
+    try:
+        proc = subprocess.run(
+            [sys.executable, 'evaluate.py', '--dataset', 'voc', '--data-dir',
+             pipeline['voc'], '--split', 'val', '--modelfile',
+             pipeline['project'], '--tau-from', fifo, '--out',
+             str(tmp_path / 'eval')], cwd=ROOT, env=ENV, capture_output=True,
+            text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail('evaluate.py --tau-from FIFO hangs')
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        'error: --tau-from %s: a FIFO, not a regular file' % fifo)

@@ -229,3 +229,25 @@ def test_visualize_skips_a_fifo_among_its_images(tmp_path):
             % (folder / 'fifo.jpg')) in done.stderr
     assert 'skipped 1 unreadable files' in done.stdout
     assert (tmp_path / 'vis' / 'a.png').is_file()
+
+
+def test_pages_never_share_a_name(setup, tmp_path, monkeypatch, capsys):
+    """Images named ``overview`` and ``overview_image`` both went to
+    overview_image.png, one overwriting the other, and both were counted;
+    every page now has a name of its own, and the overview keeps its."""
+    voc, written, (a, b) = setup
+    folder = tmp_path / 'mine'
+    folder.mkdir()
+    for k, name in enumerate(['overview', 'overview_image', 'overview_2']):
+        PIL.Image.fromarray(written['val_00%d' % k][0]).save(
+            str(folder / (name + '.jpg')))
+    out = str(tmp_path / 'vis')
+    run_main(['--dataset', 'voc', '--pretrained', a, '--trained', b,
+              '--out', out, '--images', str(folder)], monkeypatch)
+    assert 'wrote 3 images and overview.png' in capsys.readouterr()[0]
+    assert sorted(os.listdir(out)) == [
+        'config.json', 'overview.png', 'overview_2.png', 'overview_2_2.png',
+        'overview_image.png']
+    for name in os.listdir(out):
+        if name != 'config.json':
+            assert_png(os.path.join(out, name))

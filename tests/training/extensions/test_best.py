@@ -2,14 +2,16 @@
 validation point, across a resume, and says when it can never fire."""
 import json
 import os
+import shutil
 
 import chainer
 import chainer.functions as F
 import numpy as np
+import PIL.Image
 import pytest
 from chainer.training import StandardUpdater, extension
 
-from helpers import run_script
+from helpers import run_script, write_example
 from models import FCN8s
 from models.io import load_model, read_meta
 from training.extensions import snapshots
@@ -149,3 +151,26 @@ def test_train_classifier_keeps_the_weights_of_its_best_map(
     b, _ = load_model(os.path.join(short, 'model.npz'))
     for (name, p), (_, q) in zip(a.namedparams(), b.namedparams()):
         np.testing.assert_array_equal(p.array, q.array, err_msg=name)
+
+
+def test_keep_best_that_can_never_fire_says_so(files, tmp_path, monkeypatch,
+                                               capsys):
+    """--keep-best map on a val split without positive images (mAP
+    undefined there) wrote no model_best.npz without a word."""
+    voc = str(tmp_path / 'VOC')
+    shutil.copytree(files['voc'], voc)
+    for image_id in ('val_000', 'val_001'):       # background only
+        png = os.path.join(voc, 'SegmentationClass', image_id + '.png')
+        shape = np.asarray(PIL.Image.open(png)).shape
+        write_example(voc, image_id, np.zeros(shape + (3,), np.uint8),
+                      np.zeros(shape, np.uint8))
+    out = tmp_path / 'classifier'
+    code, err = run_script('train_classifier', [
+        '--dataset', 'voc', '--data-dir', voc, '--modelfile', files['model'],
+        '--out', out, '--iterations', 2, '--batch-size', 2, '--val-interval',
+        1, '--keep-best', 'map', '--no-tensorboard'], monkeypatch, capsys)
+    assert code == 0, err
+    assert err.count('warning: --keep-best map can never write '
+                     'model_best.npz: the validation at iteration 1 reports '
+                     'no map') == 1
+    assert not (out / 'model_best.npz').exists()

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -15,13 +16,14 @@ import PIL.Image
 import pytest
 
 from bench import tensorboard_server as tensorboard
-from helpers import ROOT, run_script, write_voc
+from helpers import ENV, ROOT, run_script, write_voc
 
 
 def run_name(base, name):
     """The TensorBoard run of the one run directory of ``base/name``
     (``name/tensorboard/<run>`` under ``--logdir base``)."""
-    run, = os.listdir(os.path.join(base, name, 'tensorboard'))
+    run, = [d for d in os.listdir(os.path.join(base, name, 'tensorboard'))
+            if os.path.isdir(os.path.join(base, name, 'tensorboard', d))]
     return '%s/tensorboard/%s' % (name, run)
 
 
@@ -193,3 +195,54 @@ def test_a_killed_and_resumed_run_shows_one_curve(tmp_path, monkeypatch,
             assert sorted(a) == sorted(b) == [10, 20], key
             for step in a:
                 assert b[step] == pytest.approx(a[step], rel=1e-6), key
+
+
+def plant(directory, target, kind, seconds=120):
+    """Under ``directory``, for each of the next ``seconds`` seconds, the
+    names tensorboardX gave its event file (``events.out.tfevents.<time>.
+    <host>`` with the suffixes the tools used: none, and the number of event
+    files already there), each a link to ``target`` or a FIFO."""
+    now, host = int(time.time()), socket.gethostname()
+    names = ['events.out.tfevents.%d.%s%s' % (t, host, suffix)
+             for t in range(now - 2, now - 2 + seconds)
+             for suffix in ('', '.%03d' % (2 * seconds))]
+    for name in names:
+        if kind == 'link':
+            os.symlink(str(target), os.path.join(directory, name))
+        else:
+            os.mkfifo(os.path.join(directory, name))
+    return names
+
+
+@pytest.mark.parametrize('planted', ['link', 'fifo'])
+@pytest.mark.parametrize('script', ['train_classifier', 'evaluate'])
+def test_nothing_planted_under_tensorboard_is_written_or_opened(
+        files, tmp_path, script, planted):
+    """tensorboardX opens a name one can foresee: links planted under
+    OUT/tensorboard made a run overwrite what they point to, FIFOs hung it
+    (SIGTERM did not end it). Its writer now only writes into a directory
+    the run made."""
+    out = tmp_path / 'out'
+    (out / 'tensorboard').mkdir(parents=True)
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('DATA\n')
+    names = plant(str(out / 'tensorboard'), victim, planted)
+    argv = ['--dataset', 'voc', '--data-dir', files['voc'], '--out', out,
+            '--modelfile', files['model']] + {
+        'train_classifier': ['--iterations', 2, '--batch-size', 2,
+                             '--val-split', ''],
+        'evaluate': ['--split', 'val', '--no-attention', '--tensorboard']
+    }[script]
+    try:
+        proc = subprocess.run([sys.executable, script + '.py'] + [
+            str(a) for a in argv], cwd=ROOT, env=ENV, capture_output=True,
+            text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail('%s hangs on a FIFO under OUT/tensorboard' % script)
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_text() == 'DATA\n'
+    left = os.listdir(str(out / 'tensorboard'))
+    assert sorted(set(left) - set(names)) == [run_name(str(tmp_path),
+                                                       'out').split('/')[-1]]
+    run, = glob.glob(str(out / 'tensorboard' / '*' / 'events.out.*'))
+    assert os.path.isfile(run) and not os.path.islink(run)

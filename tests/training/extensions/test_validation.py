@@ -28,8 +28,8 @@ def test_validation_figures_equal_evaluate(pipeline, tmp_path, monkeypatch,
         monkeypatch, capsys)
     assert code == 0, err
     log = json.load(open(os.path.join(fcn_out, 'log')))
-    ours, _ = evaluate_model(load_model(fcn_out + '/model.npz')[0], val, device,
-                          metrics=[SegmentationMetrics(N_VOC)])
+    ours, _ = evaluate_model(load_model(fcn_out + '/model.npz')[0], val,
+                             device, metrics=[SegmentationMetrics(N_VOC)])
     assert log[-1]['validation/main/mean_iu'] == pytest.approx(
         ours['mean_iu'], rel=1e-6)
 
