@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Grad-CAM before (--pretrained) and after (--trained) GAIN, per image.
 
-For each image ``--out/<id>.png`` shows the image, its ground truth (VOC
+For each image ``--out/<id>.png`` (``<id>_2.png``... where an earlier page
+or the overview took the name) shows the image, its ground truth (VOC
 palette), the normalised Grad-CAM of each shown class for both models
 overlaid on the image (titles: class and sigmoid score) and the predicted
 segmentation of the trained model. ``--out/overview.png`` puts up to 6

@@ -3,6 +3,8 @@ writes to ``per_image.npz`` and the experiments read back for their
 bootstrap intervals (plain arrays; read without pickle)."""
 import numpy as np
 
+from runtime.files import open_input
+
 
 def save_records(f, records, ids):
     """Write ``names``, ``ids`` and ``<i>/<key>``, the per-image records
@@ -16,7 +18,8 @@ def save_records(f, records, ids):
 
 def load_records(path):
     """``({name: records}, ids)`` of a ``per_image.npz``."""
-    with np.load(path, allow_pickle=False) as f:
+    with open_input(path, 'records') as data, \
+            np.load(data, allow_pickle=False) as f:
         names = list(f['names'])
         records = {n: {} for n in names}
         for key in f.files:

@@ -26,7 +26,8 @@ TEMPORARY = re.compile(r'^\.tmp-.+-[0-9a-f]{8}$')
 
 #: The largest file read of each kind, in bytes.
 LIMITS = dict(config=64 << 20, list=256 << 20, annotation=1 << 20,
-              image=512 << 20, model=16 << 30, snapshot=64 << 30)
+              image=512 << 20, model=16 << 30, snapshot=64 << 30,
+              records=4 << 30)
 
 
 def file_kind(mode):
