@@ -3,6 +3,8 @@ writes to ``per_image.npz`` and the experiments read back for their
 bootstrap intervals (plain arrays; read without pickle)."""
 import numpy as np
 
+from runtime.errors import DatasetError
+
 
 def save_records(f, records, ids):
     """Write ``names``, ``ids`` and ``<i>/<key>``, the per-image records
@@ -15,7 +17,8 @@ def save_records(f, records, ids):
 
 
 def load_records(path):
-    """``({name: records}, ids)`` of a ``per_image.npz``."""
+    """``({name: records}, ids)`` of a ``per_image.npz``; DatasetError for
+    one without the pointing distances (written before them)."""
     with np.load(path, allow_pickle=False) as f:
         names = list(f['names'])
         records = {n: {} for n in names}
@@ -23,4 +26,8 @@ def load_records(path):
             if '/' in key:
                 i, k = key.split('/', 1)
                 records[names[int(i)]][k] = f[key]
+        if any('attention_sweep' in r and 'pointing_distance' not in r
+               for r in records.values()):
+            raise DatasetError('%s: written by an older evaluate.py (no '
+                               'pointing distances); rerun evaluate.py' % path)
         return records, list(f['ids'])
