@@ -13,25 +13,30 @@ of each class, the quality of the Grad-CAM attention and, on the
   was trained with), and the whole curve over tau (the best tau of the
   evaluated split itself is shown, but it is chosen on the data it
   scores);
-* Pointing game (Zhang et al.; tolerance 15 px per 500 px of the image
-  side) and energy-based pointing game (Score-CAM: the CAM's mass in the
-  class's box), beside two variants of ours: energy in the mask and the
-  exact pointing game;
+* Pointing game (Zhang et al.) at their literal 15 px and, ours, at 15 px
+  per 500 px of the image's longer side (2.88 px on 96-px images), each
+  named by its pixels, with the curve over tolerances in metrics.json;
+  energy-based pointing game (Score-CAM: the CAM's mass in the class's
+  box), beside two variants of ours: energy in the mask and the exact
+  pointing game;
 * Zero CAMs: share of flat (all-zero) CAMs; a model above 5 % is marked
   ``(!)`` (its head finds no class evidence at conv5_3), and so is one
   whose pointing game is not above chance (``pointing_chance`` in
   metrics.json: the share of a class's pixels among the labelled pixels of
-  its image, what a peak drawn at random scores);
+  its image, what a peak drawn at random scores), and each class whose
+  pointing game at the scaled tolerance is below twice its chance there;
 * Cue reliance (``shapes``): P(logit > 0 | cue) - P(logit > 0 | no cue)
   for absent and present classes, and the threshold-free AUC of the same
   comparison.
 
-One markdown row per ``--modelfile``; everything is also written to
-``--out/metrics.json``, every image's counts to ``--out/per_image.npz``
-(for paired bootstrap intervals, ``metrics/bootstrap.py``), the tau curves
-to ``--out/attention_miou.png``. ``--compare A B`` prints B - A per
-metric. ``--tensorboard`` adds the tables and the configuration as texts
-to ``--out/tensorboard``.
+One markdown row per ``--modelfile``, in percent, then a table of each
+model's classes (``per_class`` in metrics.json: AP, IoU, attention IoU,
+pointing games and their chance); everything is also written to
+``--out/metrics.json`` (fractions), every image's counts to
+``--out/per_image.npz`` (for intervals over seeds and images,
+``metrics/bootstrap.py``), the tau curves to ``--out/attention_miou.png``.
+``--compare A B`` prints B - A per metric. ``--tensorboard`` adds the
+tables and the configuration as texts to ``--out/tensorboard``.
 
 The pixel metrics and the attention columns need masks: on a split with
 masks on some images only (``--voc-layout joined``, an image list) they are
@@ -51,6 +56,7 @@ from metrics import (AttentionMetrics, ClassificationMetrics,
                      SegmentationMetrics, gt_classes)
 from metrics import report
 from metrics.attention import DEFAULT_TAU, attention_warnings, miou_at
+from metrics.bootstrap import class_values
 from metrics.cue import CueMetrics
 from metrics.records import save_records
 from tqdm import tqdm
@@ -68,9 +74,21 @@ OUTPUTS = outdir.names('metrics.json', 'metrics.md', 'attention_miou.png',
                        'per_image.npz', dirs=('tensorboard',))
 KEYS = ['accuracy', 'accuracy_class', 'mean_iu', 'fwavacc', 'map']
 ATTENTION_KEYS = ['attention_miou_tuned', 'attention_tuned_tau',
-                  'attention_miou_fixed', 'attention_miou', 'pointing_15px',
-                  'energy_box', 'energy', 'pointing', 'zero_cams']
+                  'attention_miou_fixed', 'attention_miou', 'pointing_scaled',
+                  'pointing_15px', 'energy_box', 'energy', 'pointing',
+                  'zero_cams']
+#: The columns of the per-class tables, each with the per-image record it
+#: needs (the split and the flags decide which are there).
+CLASS_KEYS = dict(ap='logits', iou='confusion',
+                  attention_iou_tuned='tuned_tau',
+                  attention_iou_fixed='attention_sweep',
+                  pointing_scaled='attention_sweep',
+                  pointing_scaled_chance='attention_sweep',
+                  pointing_15px='attention_sweep',
+                  pointing_15px_chance='attention_sweep')
 CUE_KEYS = ['cue_gap_absent', 'cue_gap_present', 'cue_auc_absent']
+UNITS = ('metrics and per_class: fractions of 1 (the tables show percent); '
+         'pointing tolerances (px, pointing_scaled_px): pixels')
 
 
 def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
@@ -131,10 +149,10 @@ def model_names(names, modelfiles):
     return names
 
 
-def marked(name, metrics):
+def marked(name, metrics, class_names):
     """``name``, with ``(!)`` (and a warning) when its Grad-CAMs are
     useless for GAIN (:func:`metrics.attention.attention_warnings`)."""
-    problems = attention_warnings(metrics)
+    problems = attention_warnings(metrics, class_names)
     if not problems:
         return name
     print('warning: %s: %s; marked (!)' % (name, '; '.join(problems)),
@@ -234,6 +252,9 @@ def evaluate_all(args, names, dataset, loaded, device, attention, tuned,
                 attention_miou_tuned=miou_at(records[name], tuned[name]))
         for key in KEYS:    # the pixel metrics of a split without mask
             results[name].setdefault(key, None)
+        results[name]['per_class'] = class_values(
+            [k for k, needs in CLASS_KEYS.items() if needs in records[name]],
+            records[name], dataset.class_names)
     return results, records
 
 
@@ -271,14 +292,18 @@ def main():
         CUE_KEYS if cues is not None else [])
     results, records = evaluate_all(args, names, dataset, loaded, device,
                                     attention, tuned, cues)
-    table = report.markdown_table([(marked(name, results[name]),
-                                    results[name]) for name in names], keys,
-                                  tau=args.tau)
+    px = results[names[0]].get('pointing_scaled_px')
+    table = '\n\n'.join([report.markdown_table(
+        [(marked(name, results[name], dataset.class_names), results[name])
+         for name in names], keys, tau=args.tau, px=px)] + [
+        'Per class, %s:\n\n%s' % (name, report.class_table(
+            results[name]['per_class'], tau=args.tau, px=px))
+        for name in names])
     print(table)
     diff = None
     if compare:
         diff = report.compare_table(*[(n, results[n]) for n in compare],
-                                    keys=keys, tau=args.tau)
+                                    keys=keys, tau=args.tau, px=px)
         print()
         print(diff)
     config = outdir.write_config(args.out, args, split=split,
@@ -298,7 +323,7 @@ def write_results(args, dataset, split, config, results, records, table,
                     dpi=100)
     write_text(output_path(args.out, 'metrics.json'), json.dumps(
         dict(split=split, class_names=dataset.class_names, config=config,
-             models=results, compare=compare), indent=2))
+             units=UNITS, models=results, compare=compare), indent=2))
     with atomic_write(output_path(args.out, 'per_image.npz'),
                       'wb') as f:
         save_records(f, records, dataset.ids)

@@ -25,7 +25,8 @@ an ``--out`` holding anything else under the names above.
 The pseudo labels' mIoU against the ground truth, counted on the pixels
 they label (not 255, nor ignored in the ground truth) of the images with a
 mask, and the share of pixels they label are printed and written to
-``OUT/pseudo_labels.json``.
+``OUT/pseudo_labels.json``, with the IoU of each class
+(``per_class_iou``, fractions; null for a class in neither).
 
 Then train a segmentation network on them, validating on the real labels,
 and score it against the ground truth (the script prints these commands
@@ -191,6 +192,8 @@ def main():
         write_text(output_path(args.out, path),
                    '\n'.join(lines) + '\n')
 
+    report['per_class_iou'] = dict(zip(dataset.class_names,
+                                       report.pop('iu')))
     report.update(modelfile=args.modelfile, dataset=args.dataset,
                   data_dir=dataset.data_dir, split=args.split,
                   low=args.low, high=args.high, images=len(dataset),

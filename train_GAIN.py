@@ -94,7 +94,7 @@ def add_gain_flags(p):
                    'validation')
 
 
-def check_attention(evaluator, modelfile):
+def check_attention(evaluator, modelfile, class_names):
     """Print the attention of the validation images at the start, in
     percent (the log's unit), and warn loudly when GAIN has nothing to
     train on (:func:`metrics.attention.attention_warnings`)."""
@@ -109,7 +109,7 @@ def check_attention(evaluator, modelfile):
              100 * (quality['pointing'] or 0),
              100 * (quality['pointing_chance'] or 0),
              100 * (quality['energy'] or 0)), flush=True)
-    problems = attention_warnings(quality)
+    problems = attention_warnings(quality, class_names)
     if problems:
         print('WARNING: %s: %s; GAIN has nothing to train on. Is its trunk '
               'trained for classification (train_fcn.py --cls-weight 1) and '
@@ -193,7 +193,7 @@ def attention_validation(args, model, train, val, report, plots):
         return []
     attention = AttentionEvaluator(model, with_masks(checked),
                                    args.attention_val_images, args.batch_size)
-    check_attention(attention, args.modelfile)
+    check_attention(attention, args.modelfile, checked.class_names)
     if val is None:
         return []
     report += ['validation/main/pointing', 'validation/main/energy',

@@ -3,6 +3,7 @@ writes to ``per_image.npz`` and the experiments read back for their
 bootstrap intervals (plain arrays; read without pickle)."""
 import numpy as np
 
+from runtime.errors import DatasetError
 from runtime.files import open_input
 
 
@@ -17,8 +18,9 @@ def save_records(f, records, ids):
 
 
 def load_records(path):
-    """``({name: records}, ids)`` of a ``per_image.npz``."""
-    with open_input(path, 'records') as data, \
+    """``({name: records}, ids)`` of a ``per_image.npz``; DatasetError for
+    one without the pointing distances (written before them)."""
+    with open_input(path, 'records', error=DatasetError) as data, \
             np.load(data, allow_pickle=False) as f:
         names = list(f['names'])
         records = {n: {} for n in names}
@@ -26,4 +28,8 @@ def load_records(path):
             if '/' in key:
                 i, k = key.split('/', 1)
                 records[names[int(i)]][k] = f[key]
+        if any('attention_sweep' in r and 'pointing_distance' not in r
+               for r in records.values()):
+            raise DatasetError('%s: written by an older evaluate.py (no '
+                               'pointing distances); rerun evaluate.py' % path)
         return records, list(f['ids'])

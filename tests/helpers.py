@@ -98,6 +98,18 @@ def error_line(err):
     return lines[0]
 
 
+def thin_fcn8s():
+    """A thin FCN8s (n_class 4) with random, non-zero score layers and
+    biases (the ``thin_model`` fixture)."""
+    np.random.seed(0)
+    model = FCN8s(n_class=4, width=1 / 16.)
+    rng = np.random.RandomState(1)
+    for name, p in model.namedparams():
+        if 'score' in name or name.endswith('/b'):
+            p.array[...] = rng.normal(0, 0.1, p.shape)
+    return model
+
+
 def float64_model(seed=3):
     """A thin FCN8s in float64 with non-zero score layers and biases."""
     np.random.seed(seed)

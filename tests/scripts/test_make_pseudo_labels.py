@@ -104,6 +104,9 @@ def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
         report = json.load(f)
     assert report['mean_iu'] == pytest.approx(
         np.mean(inter[union > 0] / union[union > 0]))
+    assert list(report['per_class_iou']) == list(source.class_names)
+    assert [report['per_class_iou'][n] for n in source.class_names] == [
+        pytest.approx(i / u) if u else None for i, u in zip(inter, union)]
     assert report['labelled_share'] == pytest.approx(labelled / total)
     assert (report['low'], report['high']) == (0.3, 0.6)
 

@@ -71,7 +71,7 @@ class AttentionEvaluator(extension.Extension):
         self.at_start = None
 
     def evaluate(self):
-        """``{key: value}`` of :data:`KEYS` and ``pointing_chance``, as
+        """:func:`metrics.attention.attention_scores` of the images, as
         fractions (None where undefined)."""
         metrics = AttentionMetrics(self.n_class)
         for batch in self.batches:
@@ -82,8 +82,7 @@ class AttentionEvaluator(extension.Extension):
             cams = class_cams(self.model, x, classes)
             for (_, label_map, _), cam, cs in zip(batch, cams, classes):
                 metrics.add(label_map, dict(cams=cam, cam_classes=cs))
-        result = metrics.result()
-        return {k: result[k] for k in self.KEYS + ('pointing_chance',)}
+        return metrics.result()
 
     def evaluate_at_start(self):
         """:meth:`evaluate` of the weights before training, kept for the
