@@ -29,8 +29,10 @@ of each class, the quality of the Grad-CAM attention and, on the
   for absent and present classes, and the threshold-free AUC of the same
   comparison.
 
-One markdown row per ``--modelfile``, in percent, then a table of each
-model's classes (``per_class`` in metrics.json: AP, IoU, attention IoU,
+The attention columns take the maps of ``models.class_cams``, averaged
+over resized and mirrored images with ``--cam-scales`` and ``--flip`` (as
+IRN). One markdown row per ``--modelfile``, in percent, then a table of
+each model's classes (``per_class`` in metrics.json: AP, IoU, attention IoU,
 pointing games and their chance); everything is also written to
 ``--out/metrics.json`` (fractions), every image's counts to
 ``--out/per_image.npz`` (for intervals over seeds and images,
@@ -92,7 +94,7 @@ UNITS = ('metrics and per_class: fractions of 1 (the tables show percent); '
 
 
 def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
-                   desc='evaluate', cues=None):
+                   desc='evaluate', cues=None, scales=(1.0,), flip=False):
     """Run ``model`` (moved to ``device``) over ``dataset`` once (progress
     on stderr, labelled ``desc``) and return the metrics' results merged in
     one dict, and their per-image records merged in another.
@@ -102,7 +104,8 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
     ``labels`` ``(K,)``, ``cues`` ``(K,)`` (the row of ``cues`` ``(N, K)``
     where given) and, when a metric has ``needs_cams``, ``cams``
     ``(C, H, W)`` (normalised Grad-CAMs of the classes of the image's mask,
-    ``cam_classes`` ``(C,)``: none without a mask).
+    ``cam_classes`` ``(C,)``: none without a mask; multi-scale and flipped
+    with ``scales`` and ``flip``, ``models.inference_cams``).
     """
     metrics = metrics or [SegmentationMetrics(dataset.n_class),
                           ClassificationMetrics(dataset.n_class)]
@@ -115,7 +118,8 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
         seg, logits = model.predict(x)
         classes = [gt_classes(label_map, dataset.n_class)
                    for _, label_map, _ in batch]
-        cams = class_cams(model, x, classes) if needs_cams else None
+        cams = (class_cams(model, x, classes, scales, flip) if needs_cams
+                else None)
         for i, (_, label_map, labels) in enumerate(batch):
             outputs = dict(segmentation=seg[i], logits=logits[i],
                            labels=labels)
@@ -209,6 +213,7 @@ def parse_args():
                    'tau there gives its "tuned tau" column here')
     p.add_argument('--no-attention', action='store_true',
                    help='skip the Grad-CAM columns (faster)')
+    flags.add_cam_flags(p)
     p.add_argument('--compare', nargs=2, metavar=('A', 'B'), default=None,
                    help='print B - A per metric (model names or 0-based '
                    'indices into --modelfile)')
@@ -243,7 +248,7 @@ def evaluate_all(args, names, dataset, loaded, device, attention, tuned,
             metrics.append(CueMetrics())
         results[name], records[name] = evaluate_model(
             model, dataset, device, args.batch_size, metrics,
-            'evaluate %s' % name, cues)
+            'evaluate %s' % name, cues, args.cam_scales, args.flip)
         results[name]['modelfile'] = path
         if name in tuned:
             records[name]['tuned_tau'] = np.float32(tuned[name])

@@ -28,6 +28,9 @@ RANGES = {
     'positive_share': '[0, 1]',
     # at least one channel in conv1_1 (64 x width)
     'width': '[1/64, 1]',
+    'crf_tau': '(0, 1)', 'crf_iterations': '(0, inf)',
+    'crf_gauss_sxy': '(0, inf)', 'crf_gauss_compat': '[0, inf)', 'crf_bilateral_sxy': '(0, inf)',
+    'crf_bilateral_srgb': '(0, inf)', 'crf_bilateral_compat': '[0, inf)',
 }
 
 
@@ -164,6 +167,27 @@ def _training_flags(p, iterations):
     # Debugging: every rank writes its final weights to DIR/rank<N>.npz.
     p.add_argument('--rank-weights', default=None, metavar='DIR',
                    help=argparse.SUPPRESS)
+
+
+def add_cam_flags(p):
+    """``--cam-scales`` and ``--flip``: multi-scale and flipped Grad-CAMs
+    (``models.inference_cams``)."""
+    p.add_argument('--cam-scales', type=positive, nargs='+', default=[1.0],
+                   metavar='SCALE',
+                   help='average the Grad-CAMs of the image resized by '
+                   'each scale (e.g. 1.0 0.5 1.5 2.0, as IRN)')
+    p.add_argument('--flip', action='store_true',
+                   help='also average the Grad-CAMs of the mirrored '
+                   'image(s), mirrored back')
+
+
+def positive(text):
+    """argparse type: a finite number > 0."""
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError('must be a finite number > 0, '
+                                         'got %s' % text)
+    return value
 
 
 def seed(text):

@@ -140,6 +140,27 @@ def test_evaluate_attention_columns_curve_and_compare(eval_setup, tmp_path,
         assert im.format == 'PNG' and im.size[0] > 100
 
 
+def test_cam_flags_reach_the_attention_columns(eval_setup, tmp_path,
+                                               monkeypatch):
+    """--cam-scales and --flip reach models.class_cams, and the run's
+    configuration records them."""
+    voc, (a, _) = eval_setup
+    seen = []
+
+    def cams(model, x, classes, scales, flip):
+        seen.append((tuple(scales), flip))
+        return class_cams(model, x, classes, scales, flip)
+    monkeypatch.setattr(evaluate, 'class_cams', cams)
+    out = str(tmp_path / 'eval')
+    run_main(evaluate, ['--dataset', 'voc', '--data-dir', voc, '--split',
+                        'val', '--modelfile', a, '--out', out,
+                        '--cam-scales', '1', '0.5', '--flip'], monkeypatch)
+    assert seen and set(seen) == {((1.0, 0.5), True)}
+    with open(os.path.join(out, 'metrics.json')) as f:
+        config = json.load(f)['config']
+    assert (config['cam_scales'], config['flip']) == ([1.0, 0.5], True)
+
+
 def test_evaluate_energy_and_per_class_match_numpy(eval_setup, tmp_path,
                                                    monkeypatch):
     """Energy in the mask from Grad-CAMs computed apart, and each class's

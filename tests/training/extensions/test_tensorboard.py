@@ -143,7 +143,7 @@ def test_server_shows_every_logged_value_pictures_and_texts(runs):
                                   run=run['eval'],
                                   tag='evaluation/text_summary')[0]['text']
         metrics = json.load(open(os.path.join(runs['eval'], 'metrics.json')))
-        assert '<td>%.2f</td>' % (100 * metrics['models']['gain']['map']) \
+        assert '<td>%.1f</td>' % (100 * metrics['models']['gain']['map']) \
             in table
         assert '<th>Mean IU</th>' in table
         # a row per model (a tiny model may be marked (!): at chance)
