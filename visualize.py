@@ -205,7 +205,7 @@ def write_pages(args, models, files, dataset, wanted, class_names):
                 break
             shown.update()
             if error:
-                print('warning: %s; skipped' % error, file=sys.stderr)
+                tqdm.write('warning: %s; skipped' % error, file=sys.stderr)
                 unreadable += 1
                 continue
             result = analyse(models, img, classes, wanted, args.top)
