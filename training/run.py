@@ -41,8 +41,10 @@ def start_run(args, default_iterations):
     check_training_flags(args)
     context = distributed.setup(args.communicator, args.seed, args.device,
                                 args.rank_weights)
-    context.on_writer(outdir.claim_training, args.out, args.force,
-                      args.resume, getattr(args, 'modelfile', None))
+    # rank 0 claims; the claim itself (a lock) stays on rank 0
+    context.on_writer(lambda: outdir.claim_training(
+        args.out, args.force, args.resume,
+        getattr(args, 'modelfile', None)) and None)
     set_seed(context.rank_seed(), context.device)
     if args.deterministic:
         chainer.global_config.train = False    # no dropout, no flips
