@@ -2,19 +2,14 @@
 labels.
 
 An annotation file is data from outside: it is parsed with defusedxml,
-which refuses any DTD (so no entity expansion, "billion laughs", and no
-external entity or DTD fetch), after a size check. A file that is
-missing, too large, truncated, malformed, hostile or that names an object
-outside the dataset's classes is a one-line :class:`DatasetError` naming
-it.
+which refuses any DTD (no entity expansion, "billion laughs", and no
+external entity or DTD fetch), after a size check. A missing, oversized,
+truncated, malformed or hostile file, or one naming an object outside the
+classes, is a one-line :class:`DatasetError` naming it.
 
-``difficult`` objects: the VOC devkit's classification ground truth marks
-an image whose only objects of a class are difficult as 0 ("difficult")
-for that class, left out of the class's AP. Training needs a 0 or a 1;
-here such a class counts as **present** (1): it is in the image, GAIN
-erases its attention like any other. :func:`read_annotation` also returns
-which classes are present only as difficult, so that an evaluation can
-leave those pairs out as the devkit does.
+``difficult`` objects count as present: the VOC devkit leaves an image
+whose only objects of a class are difficult out of that class's AP, but
+training needs a 0 or a 1, and GAIN erases their attention like any other.
 """
 import defusedxml
 import defusedxml.ElementTree
@@ -43,36 +38,16 @@ def _parse(path):
     return root
 
 
-def _difficult(obj, path):
-    text = (obj.findtext('difficult') or '0').strip()
-    if text not in ('0', '1'):
-        raise DatasetError('%s: <difficult> must be 0 or 1, got %r'
-                           % (path, text[:20]))
-    return text == '1'
-
-
 def read_annotation(path, class_names):
-    """Image-level labels of one VOC annotation file.
-
-    Args:
-        path: ``Annotations/<id>.xml``.
-        class_names: the dataset's classes, background first.
-
-    Returns:
-        ``(labels, difficult_only)``: multi-hot ``(K,)`` int32 over the
-        ``K = len(class_names) - 1`` foreground classes (1 for every class
-        with an ``<object>``, difficult or not), and ``(K,)`` bool, True
-        where every object of the class is difficult.
-    """
-    root = _parse(path)
-    index = {name: k for k, name in enumerate(class_names[1:])}
-    n = len(index)
-    plain, difficult = np.zeros(n, bool), np.zeros(n, bool)
-    for obj in root.findall('object'):
+    """Multi-hot ``(K,)`` int32 of the classes with an ``<object>`` in the
+    annotation file ``path``, over the ``K = len(class_names) - 1``
+    foreground classes (``class_names``: background first)."""
+    labels = np.zeros(len(class_names) - 1, np.int32)
+    for obj in _parse(path).findall('object'):
         name = (obj.findtext('name') or '').strip()
-        if name not in index:
+        if name not in class_names[1:]:
             raise DatasetError('%s: object %r is not one of the %d classes '
-                               '(%s)' % (path, name[:40], n,
+                               '(%s)' % (path, name[:40], len(labels),
                                          ', '.join(class_names[1:])))
-        (difficult if _difficult(obj, path) else plain)[index[name]] = True
-    return (plain | difficult).astype(np.int32), difficult & ~plain
+        labels[class_names.index(name) - 1] = 1
+    return labels

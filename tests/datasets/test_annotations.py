@@ -7,18 +7,17 @@ from helpers import NAMES, refused, write_annotation
 
 
 def test_annotation_with_several_objects_and_difficult_ones(tmp_path):
-    """Every class with an object is present; a class whose only objects
-    are difficult (cat) is present and marked difficult-only, one with a
-    difficult and a plain object (person) is not."""
+    """Every class with an object is present, also one whose only objects
+    are difficult (cat)."""
     path = str(tmp_path / 'a.xml')
     write_annotation(path, [('dog', 0), ('person', 1), ('person', 0),
                             ('cat', 1), ('dog', 0)])
-    labels, difficult_only = read_annotation(path, NAMES)
+    labels = read_annotation(path, NAMES)
     assert labels.tolist() == [1, 1, 1] and labels.dtype == np.int32
-    assert difficult_only.tolist() == [True, False, False]
+    write_annotation(path, [('person', 0)])
+    assert read_annotation(path, NAMES).tolist() == [0, 0, 1]
     write_annotation(path, [])
-    labels, difficult_only = read_annotation(path, NAMES)
-    assert labels.tolist() == [0, 0, 0] and not difficult_only.any()
+    assert read_annotation(path, NAMES).tolist() == [0, 0, 0]
 
 
 def test_annotation_names_are_stripped_and_parts_ignored(tmp_path):
@@ -29,7 +28,7 @@ def test_annotation_names_are_stripped_and_parts_ignored(tmp_path):
         f.write('<?xml version="1.0" encoding="utf-8"?>\n<annotation>'
                 '<object><name>\n\tperson </name><part><name>head</name>'
                 '</part></object></annotation>')
-    assert read_annotation(path, NAMES)[0].tolist() == [0, 0, 1]
+    assert read_annotation(path, NAMES).tolist() == [0, 0, 1]
 
 
 BAD_ANNOTATIONS = {
@@ -43,8 +42,6 @@ BAD_ANNOTATIONS = {
                    'not a VOC annotation'),
     'unknown class': (b'<annotation><object><name>horse</name></object>'
                       b'</annotation>', "'horse' is not one of"),
-    'bad difficult': (b'<annotation><object><name>dog</name><difficult>yes'
-                      b'</difficult></object></annotation>', '<difficult>'),
 }
 
 
