@@ -1,27 +1,22 @@
-"""Training augmentation (``--augment``), with PIL and numpy.
+"""Training augmentation (``--augment``) with PIL.
 
-Each takes an example's RGB image ``(H, W, 3)`` uint8 and its label map
-``(H, W)`` int32 (-1 ignored; -1 everywhere for an image without a mask)
-and returns both, of the same size: a geometric change moves the label map
-with the image (nearest neighbour, so that no label is interpolated across
-classes), and a pixel that comes from outside the image gets the mean
-colour (0 after preprocessing, as GAIN's erasure) and the label -1. The
-image-level labels are kept as they are. Every random draw comes from
-``numpy.random``, seeded by the scripts and saved in the snapshots, so a
-resumed run draws the same.
+Each takes an RGB image ``(H, W, 3)`` uint8 and its label map ``(H, W)``
+int32 (-1 ignored) and returns both at the same size: a geometric change
+moves the label map with the image (nearest neighbour, so that no label is
+interpolated across classes), and a pixel from outside the image gets the
+mean colour (0 after preprocessing, as GAIN's erasure) and the label -1.
+Every draw comes from ``numpy.random``, seeded by the scripts and saved in
+the snapshots, so a resumed run draws the same.
 
 * ``seg``, :class:`ScaleCropJitter`: a random scale, a random crop (or
-  placement, when smaller) back to the image's size, and colour jitter.
-* ``autoaugment``, :class:`AutoAugmentPolicy`: one of
-  :data:`SUB_POLICIES` at random, each of its two operations applied with
-  its probability (AutoAugment, Cubuk et al., CVPR 2019: the operations of
-  its ImageNet policy, a small fixed set of sub-policies chosen here, not
-  searched).
+  placement) back to the image's size, and colour jitter.
+* ``autoaugment``, :class:`AutoAugmentPolicy`: one of :data:`SUB_POLICIES`
+  at random, each of its two operations applied with its probability (the
+  operations of AutoAugment's ImageNet policy, Cubuk et al., CVPR 2019; a
+  small fixed set of sub-policies chosen here, not searched).
 
-albumentations is not used: its last MIT release (2.0.8) installs on
-numpy 1.26 with Python 3.11 and 3.12, but brings opencv, scipy and pydantic
-for the dozen operations PIL has, and is no longer developed under that
-licence.
+Not albumentations: it brings opencv, scipy and pydantic for the dozen
+operations PIL has, and its MIT releases have ended.
 """
 import numpy as np
 import PIL.Image
@@ -42,17 +37,12 @@ def augmentation(name):
     if name not in AUGMENTATIONS:
         raise ValueError('augmentation must be one of %s, got %r'
                          % (', '.join(AUGMENTATIONS), name))
-    if name == 'seg':
-        return ScaleCropJitter()
-    return AutoAugmentPolicy() if name == 'autoaugment' else None
+    return {'seg': ScaleCropJitter, 'autoaugment': AutoAugmentPolicy,
+            'none': lambda: None}[name]()
 
 
 def _label_image(label_map):
     return PIL.Image.fromarray(np.ascontiguousarray(label_map, np.int32))
-
-
-def _labels(image):
-    return np.asarray(image, dtype=np.int32)
 
 
 def _sign():
@@ -60,16 +50,12 @@ def _sign():
 
 
 class ScaleCropJitter(object):
-    """Random scale and crop, and colour jitter, for segmentation samples.
-
-    The image is scaled by ``s ~ U(scale)`` (bilinear; the label map by
-    nearest neighbour), then a window of its original size is taken at a
+    """The image scaled by ``s ~ U(scale)`` (bilinear; the label map by
+    nearest neighbour), then a window of its original size taken at a
     uniformly drawn offset: a crop where it grew, a placement on the mean
-    colour (label -1) where it shrank. Before that, the brightness,
-    contrast and colour saturation of the scaled image are each multiplied
-    by a factor ``~ U(1 - jitter, 1 + jitter)``, in that order
-    (``PIL.ImageEnhance``; the fill stays the mean colour).
-    """
+    colour (label -1) where it shrank. The scaled image's brightness,
+    contrast and saturation are each multiplied by ``~ U(1 - jitter, 1 +
+    jitter)``, in that order (``PIL.ImageEnhance``)."""
 
     def __init__(self, scale=(0.75, 1.25), jitter=0.3):
         self.scale, self.jitter = scale, jitter
@@ -79,34 +65,23 @@ class ScaleCropJitter(object):
         s = self.draw_scale()
         size = (max(1, int(round(w * s))), max(1, int(round(h * s))))
         image = PIL.Image.fromarray(img).resize(size, PIL.Image.BILINEAR)
-        labels = _labels(_label_image(label_map).resize(size,
-                                                        PIL.Image.NEAREST))
-        (ys, yd), (xs, xd) = (_window(n, m) for n, m in ((size[1], h),
-                                                         (size[0], w)))
+        labels = _label_image(label_map).resize(size, PIL.Image.NEAREST)
+        # the scaled image's top left corner in the window, y then x
+        at = [int(np.random.randint(0, abs(n - side) + 1)) * (
+            1 if n < side else -1) for n, side in ((size[1], h), (size[0], w))]
         for enhance in (PIL.ImageEnhance.Brightness,
                         PIL.ImageEnhance.Contrast, PIL.ImageEnhance.Color):
             image = enhance(image).enhance(
                 np.random.uniform(1 - self.jitter, 1 + self.jitter))
-        out = np.empty((h, w, 3), np.uint8)
-        out[...] = FILL
-        window = np.full((h, w), IGNORE, np.int32)
-        out[yd, xd] = np.asarray(image)[ys, xs]
-        window[yd, xd] = labels[ys, xs]
-        return out, window
+        out = PIL.Image.new('RGB', (w, h), FILL)
+        window = PIL.Image.new('I', (w, h), IGNORE)
+        out.paste(image, at[::-1])
+        window.paste(labels, at[::-1])
+        return np.asarray(out), np.asarray(window, np.int32)
 
     def draw_scale(self):
         """The scale of one example, ``~ U(scale)``."""
         return np.random.uniform(*self.scale)
-
-
-def _window(scaled, side):
-    """``(source, destination)`` slices of one axis: a crop of ``side``
-    pixels from ``scaled`` ones, or their placement in ``side``, at an
-    offset drawn uniformly."""
-    offset = int(np.random.randint(0, abs(scaled - side) + 1))
-    if scaled >= side:
-        return slice(offset, offset + side), slice(0, side)
-    return slice(0, scaled), slice(offset, offset + scaled)
 
 
 # -- AutoAugment -------------------------------------------------------------
@@ -159,8 +134,7 @@ OPERATIONS = {
 }
 
 #: ``((operation, probability, magnitude), (operation, probability,
-#: magnitude))`` each: eight sub-policies, each operation of
-#: :data:`OPERATIONS` in at least one.
+#: magnitude))`` each: eight sub-policies, each operation in at least one.
 SUB_POLICIES = (
     (('posterize', 0.4, 5), ('rotate', 0.6, 20)),
     (('solarize', 0.6, 128), ('autocontrast', 0.6, None)),
@@ -174,18 +148,18 @@ SUB_POLICIES = (
 
 
 class AutoAugmentPolicy(object):
-    """AutoAugment-style policy for image-level samples: one of
-    ``sub_policies`` drawn uniformly, then each of its operations applied
-    with its probability (see :data:`OPERATIONS`); rotations and
-    translations move the label map too."""
+    """One of ``sub_policies`` drawn uniformly, each of its operations
+    applied with its probability; rotations and translations move the
+    label map too."""
 
     def __init__(self, sub_policies=SUB_POLICIES):
         self.sub_policies = sub_policies
 
     def __call__(self, img, label_map):
-        image, labels = PIL.Image.fromarray(img), _label_image(label_map)
+        image = PIL.Image.fromarray(img)
+        labels = _label_image(label_map)
         policy = self.sub_policies[np.random.randint(len(self.sub_policies))]
         for name, probability, magnitude in policy:
             if np.random.rand() < probability:
                 image, labels = OPERATIONS[name](image, labels, magnitude)
-        return np.asarray(image), _labels(labels)
+        return np.asarray(image), np.asarray(labels, np.int32)
