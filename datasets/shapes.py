@@ -1,14 +1,10 @@
 """``shapes``: a small synthetic, deliberately biased dataset in VOC layout.
 
-Five textured shapes whose context cues come with them in ``train`` and
+Masks and annotations, described in docs/SHAPES.md. Five textured shapes whose context cues come with them in ``train`` and
 ``val`` (probability ``bias``) and independently of them in ``tune`` and
-``test``: the boats-on-water trap of GAIN at 96 x 96 pixels, with no
-download. Every image is drawn from its own stream
-``default_rng([seed, stream of its split, i])``: the same seed gives
-byte-identical files, and no two splits share a stream. Besides the masks
-(the segmentation layout) every image has a VOC annotation with its
-objects' names and boxes (the classification layout). docs/SHAPES.md
-describes the classes, cues, splits and files.
+``test``: the boats-on-water trap of GAIN at 96 x 96 pixels. Every image is
+drawn from its own stream ``default_rng([seed, stream of its split, i])``:
+the same seed gives byte-identical files, and no two splits share a stream.
 
 CLI: ``python -m datasets.shapes --out DIR --seed S``.
 """
@@ -23,11 +19,12 @@ from xml.etree import ElementTree
 import filelock
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy.ndimage import binary_dilation, binary_erosion
 from tqdm import tqdm
 
 from datasets.voc import voc_palette
 from runtime.errors import DatasetError
-from runtime.files import open_input, read_json, read_text
+from runtime.files import read_json, read_text, write_text
 
 VERSION = 2
 CLASS_NAMES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
@@ -49,6 +46,7 @@ BAND_WIDTH = (0.22, 0.30)       # fraction of the image side
 CORE = 0.2, 0.32, 0.68          # cue_core geometry (fractions of the side)
 SUPERSAMPLE = 4
 RING_HOLE = 0.4                 # inner radius / outer radius of a ring
+SQUARE = np.ones((3, 3), bool)  # the ignore band: 1 px in, 1 px out
 OWN_FILES = ('JPEGImages', 'SegmentationClass', 'Annotations', 'ImageSets',
              'class_names.txt', 'meta.json')
 DEFAULTS = dict(size=96, n_train=600, n_val=100, n_tune=200, n_test=200,
@@ -76,22 +74,9 @@ def cue_core(cue, size):
     return m
 
 
-# ---------------------------------------------------------------- drawing
-
-def _dilate(m):
-    """3 x 3 binary dilation of a (H, W) bool array."""
-    h, w = m.shape
-    p = np.pad(m, 1)
-    out = np.zeros_like(m)
-    for dy in range(3):
-        for dx in range(3):
-            out |= p[dy:dy + h, dx:dx + w]
-    return out
-
-
 def _coverage(kind, cx, cy, r, angle, size):
-    """(size, size) float32 in [0, 1]: anti-aliased area covered by a shape
-    of bounding radius ``r`` centred at (cx, cy) pixels."""
+    """(size, size) float32 in [0, 1]: the anti-aliased area of a shape of
+    bounding radius ``r`` centred at (cx, cy) pixels."""
     k = SUPERSAMPLE
     im = Image.new('L', (size * k, size * k), 0)
     d = ImageDraw.Draw(im)
@@ -172,13 +157,10 @@ def _place(rng, n, size):
 
 
 def render(rng, size, split, bias):
-    """Draw one image.
-
-    Returns (image (size, size, 3) uint8, label (size, size) uint8,
-    info dict with 'classes', 'cues' (names) and 'objects', each with its
-    class, geometry and 'box' ``[x_min, y_min, x_max, y_max]``: the
-    0-based pixels it covers at least half).
-    """
+    """One image: ``(image (size, size, 3) uint8, label (size, size) uint8,
+    info)``, info with the 'classes' and 'cues' (names) and the 'objects',
+    each with its class, geometry and 'box' ``[x_min, y_min, x_max,
+    y_max]``, the 0-based pixels it covers at least half."""
     n_fg = len(CUE_NAMES)
     k = rng.choice(N_OBJECTS)
     classes = sorted(rng.choice(n_fg, k, replace=False) + 1)
@@ -210,8 +192,8 @@ def render(rng, size, split, bias):
         a = _coverage(kind, cx, cy, r, angle, size)
         img = img * (1 - a[..., None]) + colour * a[..., None]
         hard = a >= 0.5
-        inner = ~_dilate(~hard)
-        label[_dilate(hard) & ~inner] = 255
+        inner = binary_erosion(hard, SQUARE, border_value=1)
+        label[binary_dilation(hard, SQUARE) & ~inner] = 255
         label[inner] = c
         ys, xs = np.nonzero(hard)
         objects.append(dict(cls=kind, cx=round(float(cx), 2),
@@ -224,8 +206,6 @@ def render(rng, size, split, bias):
                 objects=objects)
     return np.clip(np.round(img), 0, 255).astype(np.uint8), label, info
 
-
-# ----------------------------------------------------------------- files
 
 def _params(seed=0, **kwargs):
     unknown = set(kwargs) - set(DEFAULTS)
@@ -243,40 +223,36 @@ def _params(seed=0, **kwargs):
     return p
 
 
+def _elements(parent, tag, **children):
+    node = ElementTree.SubElement(parent, tag)
+    for name, text in children.items():
+        ElementTree.SubElement(node, name).text = str(text)
+    return node
+
+
 def annotation_xml(image_id, size, info):
-    """The VOC annotation of one image (``Annotations/<id>.xml``): its
-    objects' class names and boxes (1-based, inclusive, as VOC's), none
-    truncated or difficult."""
+    """The VOC annotation of one image: its objects' class names and boxes
+    (1-based, inclusive, as VOC's), none truncated or difficult."""
     root = ElementTree.Element('annotation')
-    for tag, text in (('folder', 'shapes'), ('filename', image_id + '.jpg')):
-        ElementTree.SubElement(root, tag).text = text
-    dims = ElementTree.SubElement(root, 'size')
-    for tag, value in (('width', size), ('height', size), ('depth', 3)):
-        ElementTree.SubElement(dims, tag).text = str(value)
+    ElementTree.SubElement(root, 'folder').text = 'shapes'
+    ElementTree.SubElement(root, 'filename').text = image_id + '.jpg'
+    _elements(root, 'size', width=size, height=size, depth=3)
     ElementTree.SubElement(root, 'segmented').text = '1'
     for obj in info['objects']:
-        node = ElementTree.SubElement(root, 'object')
-        for tag, text in (('name', obj['cls']), ('pose', 'Unspecified'),
-                          ('truncated', '0'), ('difficult', '0')):
-            ElementTree.SubElement(node, tag).text = text
-        box = ElementTree.SubElement(node, 'bndbox')
-        for tag, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), obj['box']):
-            ElementTree.SubElement(box, tag).text = str(value + 1)
+        node = _elements(root, 'object', name=obj['cls'], pose='Unspecified',
+                         truncated=0, difficult=0)
+        _elements(node, 'bndbox', **{k: v + 1 for k, v in zip(
+            ('xmin', 'ymin', 'xmax', 'ymax'), obj['box'])})
     return ElementTree.tostring(root, encoding='unicode') + '\n'
 
 
 def generate(root, seed=0, **kwargs):
-    """Write the dataset into ``root`` (created if needed); meta.json last.
-    ``kwargs``: the parameters of :data:`DEFAULTS`.
-
-    Returns the meta dict (also written to ``root/meta.json``).
-    """
+    """Write the dataset into ``root`` (``kwargs``: :data:`DEFAULTS`), its
+    meta.json last; returns the meta dict."""
     params = _params(seed=seed, **kwargs)
-    dirs = {d: os.path.join(root, d) for d in
-            ('JPEGImages', 'SegmentationClass', 'Annotations',
-             'ImageSets/Segmentation', 'ImageSets/Main')}
-    for d in dirs.values():
-        os.makedirs(d, exist_ok=True)
+    for d in ('JPEGImages', 'SegmentationClass', 'Annotations',
+              'ImageSets/Segmentation', 'ImageSets/Main'):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
     palette = voc_palette()
     images = {}
     shown = tqdm(total=sum(params['n_' + s] for s in SPLITS),
@@ -287,30 +263,27 @@ def generate(root, seed=0, **kwargs):
             rng = np.random.default_rng([params['seed'], STREAMS[split], i])
             img, label, info = render(rng, params['size'], split,
                                       params['bias'])
-            Image.fromarray(img).save(
-                os.path.join(dirs['JPEGImages'], id_ + '.jpg'),
-                quality=95, subsampling=0)
+            Image.fromarray(img).save(os.path.join(
+                root, 'JPEGImages', id_ + '.jpg'), quality=95, subsampling=0)
             png = Image.fromarray(label, 'P')
             png.putpalette(palette)
-            png.save(os.path.join(dirs['SegmentationClass'], id_ + '.png'))
-            with open(os.path.join(dirs['Annotations'], id_ + '.xml'),
-                      'w') as f:
-                f.write(annotation_xml(id_, params['size'], info))
+            png.save(os.path.join(root, 'SegmentationClass', id_ + '.png'))
+            write_text(os.path.join(root, 'Annotations', id_ + '.xml'),
+                       annotation_xml(id_, params['size'], info))
             images[id_] = dict(split=split, **info)
             shown.update()
         for layout in ('Segmentation', 'Main'):
-            with open(os.path.join(dirs['ImageSets/' + layout],
-                                   split + '.txt'), 'w') as f:
-                f.write(''.join(id_ + '\n' for id_ in ids))
+            write_text(os.path.join(root, 'ImageSets', layout, split + '.txt'),
+                       ''.join(id_ + '\n' for id_ in ids))
     shown.close()
-    with open(os.path.join(root, 'class_names.txt'), 'w') as f:
-        f.write(''.join(name + '\n' for name in CLASS_NAMES))
+    write_text(os.path.join(root, 'class_names.txt'),
+               ''.join(name + '\n' for name in CLASS_NAMES))
     meta = dict(version=VERSION, params=params, class_names=CLASS_NAMES,
                 cue_names=CUE_NAMES, cue_of_class=dict(
                     zip(CLASS_NAMES[1:], CUE_NAMES)),
                 p_cue_absent=P_CUE_ABSENT, images=images)
-    with open(os.path.join(root, 'meta.json'), 'w') as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
+    write_text(os.path.join(root, 'meta.json'),
+               json.dumps(meta, indent=1, sort_keys=True))
     return json.loads(json.dumps(meta))
 
 
@@ -330,17 +303,14 @@ def _is_current(root, params):
 
 
 def ensure(root=None, seed=0, **kwargs):
-    """Path of a generated dataset, generating it if missing or stale.
-
-    A directory whose meta.json has this version and these parameters is
-    reused as is. Otherwise the dataset is generated in a temporary sibling
-    directory and renamed into place, so an interrupted run never leaves a
-    half-written directory that looks valid. One process generates at a
-    time (a lock, ``.<name>.lock`` beside it), so the temporaries of an
-    interrupted one (``.<name>.tmp-*``, ``.<name>.old-*``) are stale and
-    removed. An existing ``root`` holding anything but dataset files is
-    never replaced (FileExistsError).
-    """
+    """Path of a generated dataset: reused when its meta.json has this
+    version and these parameters, else generated in a temporary sibling
+    renamed into place (an interrupted run never leaves a half-written
+    directory that looks valid). One process generates at a time (the lock
+    ``.<name>.lock`` beside it), so an interrupted one's temporaries
+    (``.<name>.tmp-*``, ``.<name>.old-*``) are stale and removed. A
+    ``root`` holding anything but dataset files is never replaced
+    (FileExistsError)."""
     params = _params(seed=seed, **kwargs)
     root = os.path.abspath(root or default_root(params['seed']))
     if _is_current(root, params):
@@ -370,55 +340,49 @@ def ensure(root=None, seed=0, **kwargs):
     return root
 
 
-# ------------------------------------------------------------ statistics
-
 def read_split(root, split):
     """List of ids in ``root/ImageSets/Segmentation/<split>.txt``."""
     path = os.path.join(root, 'ImageSets', 'Segmentation', split + '.txt')
     return read_text(path, 'list', error=DatasetError).split()
 
 
-def bias_statistics(root, split):
-    """Cue/class co-occurrence of a split, from meta.json (cues) and the
-    masks (classes).
+def _fraction(k, n):
+    return float(k) / n if n else float('nan')
 
-    Returns {class name: dict(cue, n_images, n_class, n_cue_and_class,
-    n_not_class, n_cue_and_not_class, p_cue, p_cue_given_class,
-    p_cue_given_not_class)}; a probability with no cases is nan.
-    """
-    images = read_json(os.path.join(root, 'meta.json'),
-                       error=DatasetError)['images']
+
+def bias_statistics(root, split):
+    """Cue/class co-occurrence of a split, from meta.json: ``{class name:
+    dict(cue, n_class, n_not_class, n_cue_and_class, p_cue,
+    p_cue_given_class, p_cue_given_not_class)}`` (nan without cases)."""
     ids = read_split(root, split)
-    n_fg = len(CUE_NAMES)
-    has_class = np.zeros((len(ids), n_fg), bool)
-    has_cue = np.zeros((len(ids), n_fg), bool)
-    for i, id_ in enumerate(ids):
-        with open_input(os.path.join(root, 'SegmentationClass',
-                                     id_ + '.png'), 'image',
-                        error=DatasetError) as f:
-            mask = np.asarray(Image.open(f))
-        labels = np.unique(mask)
-        has_class[i] = np.isin(np.arange(1, n_fg + 1), labels)
-        has_cue[i] = np.isin(CUE_NAMES, images[id_]['cues'])
+    images = _images(root)
+    has_class = np.array([[c in images[i]['classes'] for c in
+                           CLASS_NAMES[1:]] for i in ids], bool).reshape(
+                               -1, len(CUE_NAMES))
+    has_cue = cue_flags(root, ids)
     stats = {}
-    for c in range(n_fg):
+    for c, name in enumerate(CLASS_NAMES[1:]):
         cls, cue = has_class[:, c], has_cue[:, c]
-        n_c, n_nc = int(cls.sum()), int((~cls).sum())
-        k_c, k_nc = int((cue & cls).sum()), int((cue & ~cls).sum())
-        stats[CLASS_NAMES[c + 1]] = dict(
-            cue=CUE_NAMES[c], n_images=len(ids), n_class=n_c,
-            n_cue_and_class=k_c, n_not_class=n_nc, n_cue_and_not_class=k_nc,
-            p_cue=float(cue.mean()) if len(ids) else float('nan'),
-            p_cue_given_class=k_c / n_c if n_c else float('nan'),
-            p_cue_given_not_class=k_nc / n_nc if n_nc else float('nan'))
+        stats[name] = dict(
+            cue=CUE_NAMES[c], n_class=int(cls.sum()),
+            n_not_class=int((~cls).sum()),
+            n_cue_and_class=int((cue & cls).sum()),
+            p_cue=_fraction(cue.sum(), len(ids)),
+            p_cue_given_class=_fraction((cue & cls).sum(), cls.sum()),
+            p_cue_given_not_class=_fraction((cue & ~cls).sum(),
+                                            (~cls).sum()))
     return stats
+
+
+def _images(root):
+    return read_json(os.path.join(root, 'meta.json'),
+                     error=DatasetError)['images']
 
 
 def cue_flags(root, ids):
     """``(N, 5)`` bool: which class's cue each image of ``ids`` holds
     (column ``c - 1`` for class ``c``), from ``root/meta.json``."""
-    images = read_json(os.path.join(root, 'meta.json'),
-                       error=DatasetError)['images']
+    images = _images(root)
     return np.array([[cue in images[i]['cues'] for cue in CUE_NAMES]
                      for i in ids], bool).reshape(-1, len(CUE_NAMES))
 
