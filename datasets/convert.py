@@ -10,18 +10,13 @@ from datasets.voc import IGNORE
 @chainer.dataset.converter()
 def pad_examples(batch, device=None):
     """``concat_examples`` of ``(x, label_map, labels, ...)`` examples that
-    also takes images of different sizes, and appends their sizes.
+    may differ in size, plus their sizes.
 
-    Each image is put at the top left of the batch's largest height and
+    Each image sits at the top left of the batch's largest height and
     width, the rest 0 (the mean colour after preprocessing) and its label
-    map -1 (ignored); the other fields (labels, flags) have one shape.
-
-    Returns:
-        ``concat_examples``' tuple plus ``sizes``: each image's
-        ``(height, width)``, ``(N, 2)`` int numpy array (on the host: the
-        model derives its masks from it, see :mod:`models.padding`), or None
-        when every image has the batch's size (then nothing is padded, and
-        nothing costs more than before).
+    map -1 (ignored). The sizes appended are each image's ``(height,
+    width)``, ``(N, 2)`` int on the host (:mod:`models.padding` derives
+    the masks from them), or None when all have one size (nothing padded).
     """
     sizes = np.array([np.shape(example[0])[-2:] for example in batch],
                      np.int64)

@@ -2,17 +2,15 @@
 import chainer
 import numpy as np
 
-# The VGG16 (LSVRC2012) BGR mean that the caffe FCN8s weights expect.
+#: The VGG16 (LSVRC2012) BGR mean that the caffe FCN8s weights expect.
 MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434],
                     dtype=np.float32)
 
 
 def preprocess(img):
     """RGB ``(H, W, 3)`` uint8 -> BGR mean-subtracted ``(3, H, W)`` float32.
-
-    A zero of the result is the mean colour, which is what GAIN's erasure
-    ``I - T * I`` turns an erased pixel into.
-    """
+    A zero is the mean colour, what GAIN's erasure ``I - T * I`` turns an
+    erased pixel into."""
     x = img[:, :, ::-1].astype(np.float32) - MEAN_BGR
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
@@ -29,18 +27,10 @@ def deprocess(x):
 
 
 class SegmentationTransform(object):
-    """``(img, label_map, labels)`` -> ``(x, label_map, labels)`` where
-    ``x`` is preprocessed ``(3, H, W)`` float32, ``label_map`` ``(H, W)``
-    int32 (-1 everywhere for an image without a mask) and ``labels`` the
-    multi-hot ``(n_class - 1,)`` int32 image labels, as the dataset gives
-    them.
-
-    With ``flip`` a random horizontal flip is drawn from ``numpy.random``
-    (seeded by the scripts) for training, then ``augment`` (one of
-    :mod:`datasets.augment`, or None) changes image and label map together;
-    like dropout, they are train-mode augmentations: none while
-    ``chainer.config.train`` is off.
-    """
+    """``(img, label_map, labels)`` -> ``(x, label_map, labels)``, ``x``
+    :func:`preprocess`'ed. In train mode only (like dropout), with ``flip``
+    a horizontal flip with probability 1/2, then ``augment`` (one of
+    :mod:`datasets.augment`), both drawn from ``numpy.random``."""
 
     def __init__(self, flip=False, augment=None):
         self.flip, self.augment = flip, augment
@@ -57,9 +47,9 @@ class SegmentationTransform(object):
 
 
 class PixelSupervisionFlag(chainer.dataset.DatasetMixin):
-    """Appends to each ``(x, label_map, labels)`` example a bool that says
-    whether the image is one of the few carrying pixel supervision for
-    L_ext (GAIN_ext; they are chosen among the images with a mask)."""
+    """Appends to each example whether it is one of the few images
+    (``indices``, chosen among those with a mask) that carry pixel
+    supervision for L_ext (GAIN_ext)."""
 
     def __init__(self, dataset, indices):
         self.dataset = dataset
