@@ -1,20 +1,16 @@
-"""A function hook that records the dtypes a computation uses.
-
-Every intermediate array of a chainer computation is the input of a later
-function (forward), or a gradient handed to a backward (``out_grad``), or a
-terminal value (the loss, the parameters' gradients); the hook sees the
-first two, :func:`check_step` adds the last ones and the optimizer's state.
-"""
+"""Where float64 appears in a step: a function hook recording the dtypes
+each chainer function receives, and :func:`check_step` adding the arrays no
+function receives (the output, parameters, gradients, optimizer state)."""
 import collections
 
 import chainer
 
 
 class DtypeRecorder(chainer.FunctionHook):
-    """Counts ``(function, phase, dtype)`` over the arrays that each applied
-    function receives: its inputs in ``forward``, its inputs and output
-    gradients in ``backward`` (double back-propagation included, because
-    the gradient functions are applied functions too)."""
+    """Counts ``(function, phase, dtype)`` over the arrays each applied
+    function receives: its inputs in forward, its inputs and output
+    gradients in backward (double back-propagation included: gradient
+    functions are applied functions too)."""
 
     name = 'DtypeRecorder'
 
@@ -32,58 +28,39 @@ class DtypeRecorder(chainer.FunctionHook):
     def backward_preprocess(self, function, in_data, out_grad):
         self._add(function, 'backward', tuple(in_data) + tuple(out_grad))
 
-    def dtypes(self):
-        return sorted({d for _, _, d in self.counts})
-
     def offending(self, dtype='float64'):
         """``['Function (phase) xN', ...]`` of the arrays of ``dtype``."""
         return ['%s (%s) x%d' % (f, p, n)
                 for (f, p, d), n in sorted(self.counts.items()) if d == dtype]
 
 
-def array_dtypes(arrays):
-    return sorted({a.dtype.name for a in arrays if a is not None})
+def _dtypes(arrays):
+    return sorted({a.dtype.name for a in arrays if hasattr(a, 'dtype')})
 
 
 def check_step(step, loss_chain=None, optimizer=None):
-    """Run ``step()`` (one training step or one inference call) under a
-    :class:`DtypeRecorder` and return a dict: ``dtypes`` seen by functions,
-    ``float64`` (the offending functions; empty when none) and, with
-    ``loss_chain``/``optimizer``, the dtypes of the parameters, their
-    gradients and the optimizer state."""
+    """Run ``step()`` (a training step or an inference call) under a
+    :class:`DtypeRecorder`. Returns the ``function_dtypes``, the
+    ``function_calls``, the ``output_dtypes``, with ``loss_chain`` the
+    ``param_dtypes`` and ``grad_dtypes``, with ``optimizer`` the
+    ``optimizer_state_dtypes``, and ``float64``: where float64 appeared
+    (empty when nowhere)."""
     recorder = DtypeRecorder()
     with recorder:
         out = step()
-    result = dict(function_dtypes=recorder.dtypes(),
-                  float64=recorder.offending('float64'),
-                  function_calls=int(sum(recorder.counts.values())))
-    terminal = []
-    if isinstance(out, chainer.Variable):
-        terminal.append(out.array)
-    elif hasattr(out, 'dtype'):
-        terminal.append(out)
+    result = dict(function_dtypes=sorted({d for _, _, d in recorder.counts}),
+                  function_calls=int(sum(recorder.counts.values())),
+                  output_dtypes=_dtypes([getattr(out, 'array', out)]))
     if loss_chain is not None:
         params = list(loss_chain.params())
-        result['param_dtypes'] = array_dtypes([p.array for p in params])
-        result['grad_dtypes'] = array_dtypes([p.grad for p in params])
+        result['param_dtypes'] = _dtypes([p.array for p in params])
+        result['grad_dtypes'] = _dtypes([p.grad for p in params])
     if optimizer is not None:
-        states = []
-        for p in optimizer.target.params():
-            state = getattr(p.update_rule, 'state', None) or {}
-            states.extend(v for v in state.values() if hasattr(v, 'dtype'))
-        result['optimizer_state_dtypes'] = array_dtypes(states)
-    result['output_dtypes'] = array_dtypes(terminal)
-    floats = set()
-    for key in ('param_dtypes', 'grad_dtypes', 'optimizer_state_dtypes',
-                'output_dtypes'):
-        floats.update(result.get(key, ()))
-    if 'float64' in floats:
-        result['float64'] = result['float64'] + ['terminal arrays: %s' % {
-            k: result[k] for k in ('param_dtypes', 'grad_dtypes',
-                                   'optimizer_state_dtypes', 'output_dtypes')
-            if 'float64' in result.get(k, ())}]
+        result['optimizer_state_dtypes'] = _dtypes([
+            v for p in optimizer.target.params()
+            for v in (getattr(p.update_rule, 'state', None) or {}).values()])
+    terminal = {k: v for k, v in result.items() if k != 'function_dtypes'
+                and k.endswith('_dtypes') and 'float64' in v}
+    result['float64'] = recorder.offending('float64') + (
+        ['terminal arrays: %s' % terminal] if terminal else [])
     return result
-
-
-def has_float64(result):
-    return bool(result['float64'])

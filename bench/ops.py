@@ -1,53 +1,48 @@
-"""The measured operations: each builds a closure that runs one step
-(training) or one call (inference) of a model on a batch on a device."""
+"""The measured operations: one training step or one inference call of
+FCN8s on a batch, built as the scripts build them."""
 import copy
 
 import chainer
 import numpy as np
 
 from models import FCN8s, grad_cam
-from training.gain_loss import AM_MODES, CAM_GRADS, GAINLoss
+from training.gain_loss import GAINLoss
 from training.losses import ClassificationLoss, SegmentationLoss
 from training.mixed_precision import loss_scale, set_precision
 from training.trainer import make_optimizer
 
 N_CLASS = 21              # PASCAL VOC: background + 20 labels
-
-GAIN_OPS = ['gain_%s_%s' % (m, g) for m in AM_MODES for g in CAM_GRADS]
-# The same steps with --dtype mixed16 (by default on a GPU only: numpy has
-# no fast float16 matrix product, a CPU step takes 20 to 40 times longer).
+LR = 1e-5
+# In the order of a round (reversed every other round): the two sides of
+# each ratio of bench.report.RATIOS are neighbours. The mixed16 steps are
+# --dtype mixed16's, by default on a GPU only (numpy has no fast float16
+# matrix product: a CPU step takes 20 to 40 times longer).
+OPS = ['seg_step_mixed16', 'seg_step', 'gain_joint_activations',
+       'gain_joint_activations_mixed16', 'gain_joint_full',
+       'gain_joint_mask-only', 'gain_per-class_mask-only',
+       'gain_per-class_activations', 'gain_per-class_full', 'cls_step',
+       'classify', 'grad_cam', 'evaluate']
 MIXED16 = '_mixed16'
-MIXED_OPS = ['seg_step' + MIXED16, 'gain_joint_activations' + MIXED16]
-TRAIN_OPS = ['seg_step', 'cls_step'] + GAIN_OPS + MIXED_OPS
-INFER_OPS = ['classify', 'grad_cam', 'evaluate']
-OPS = TRAIN_OPS + INFER_OPS
-
-DESCRIPTION = {
-    'seg_step': 'FCN8s segmentation step (fwd+bwd+Adam)',
-    'cls_step': 'classifier-stage step (trunk frozen)',
-    'classify': 'classify forward (train=False)',
-    'grad_cam': 'Grad-CAM inference (grad_cam, train=False)',
-    'evaluate': 'evaluate: segment + classify forward',
-}
-for _name in GAIN_OPS:
-    _m, _g = _name[5:].rsplit('_', 1)
-    DESCRIPTION[_name] = 'GAIN step am_mode=%s cam_grad=%s' % (_m, _g)
+MIXED_OPS = [op for op in OPS if op.endswith(MIXED16)]
+GAIN_OPS = [op for op in OPS if op.startswith('gain_') and
+            op not in MIXED_OPS]
+DESCRIPTION = dict(
+    seg_step='FCN8s segmentation step (fwd+bwd+Adam)',
+    cls_step='classifier-stage step (trunk frozen)',
+    classify='classify forward (train=False)',
+    grad_cam='Grad-CAM inference (grad_cam, train=False)',
+    evaluate='evaluate: segment + classify forward',
+    **{op: 'GAIN step am_mode=%s cam_grad=%s' % tuple(
+        op[5:].rsplit('_', 1)) for op in GAIN_OPS})
+DESCRIPTION.update({op: DESCRIPTION[op[:-len(MIXED16)]] + ', mixed16'
+                    for op in MIXED_OPS})
 
 
-for _name in MIXED_OPS:
-    DESCRIPTION[_name] = DESCRIPTION[_name[:-len(MIXED16)]] + ', mixed16'
-
-
-def gain_mode(op):
-    """``'gain_per-class_full'`` -> ``('per-class', 'full')``."""
-    return tuple(op[len('gain_'):].rsplit('_', 1))
-
-
-def make_model(width, n_class=N_CLASS, seed=0):
+def make_model(width, seed=0):
     """FCN8s with random weights; the zero-initialised score layers get
     small random values so that every path carries non-zero gradients."""
     np.random.seed(seed)
-    model = FCN8s(n_class=n_class, width=width)
+    model = FCN8s(n_class=N_CLASS, width=width)
     rng = np.random.RandomState(seed + 1)
     for name, p in model.namedparams():
         if 'score' in name and p.array.ndim > 1:
@@ -55,91 +50,60 @@ def make_model(width, n_class=N_CLASS, seed=0):
     return model
 
 
-class Op(object):
-    """``run()``: one step/call; ``loss``/``optimizer`` for training ops
-    (dtype checks), ``info`` for the report."""
-
-    def __init__(self, run, loss=None, optimizer=None, info=None):
-        self.run, self.loss, self.optimizer = run, loss, optimizer
-        self.info = info or {}
+def erased_images(op, labels):
+    """How many erased images a GAIN step's attention-mining pass takes."""
+    return int(labels.sum() if 'per-class' in op else labels.any(1).sum())
 
 
-def build(op, model, batch, device, lr=1e-5, share=None, optimizers=None):
-    """An :class:`Op` of name ``op`` (see ``OPS``) on ``model`` (already on
-    ``device``) and ``batch`` (numpy, sent to ``device`` here, once).
+def build(op, model, shared):
+    """``(run, loss, optimizer)`` of ``op`` (see :data:`OPS`) on ``model``:
+    ``run(x, label_map, labels, supervised)`` is one step or call.
 
-    ``share``: an Op of the same name whose loss and optimizer (its Adam
-    state) this one uses, e.g. a warm-up on smaller images.
-    ``optimizers``: a dict through which the ops of one process share their
-    Adam optimizers (one per set of frozen links; chainer keeps the update
-    rule on the parameter, so the classifier stage, whose frozen links
-    differ, trains a copy of the model)."""
+    The ops of one model share their Adam optimizers through ``shared``,
+    one per set of frozen links: chainer keeps the update rule on the
+    parameter, so the classifier stage (other frozen links) and the
+    mixed16 steps train copies of the model."""
     if op in MIXED_OPS:
-        return _mixed16(op, model, batch, device, lr, share, optimizers)
-    x, label_map, labels, supervised = (device.send(a) for a in batch)
-    info = dict(images=int(len(batch[0])), labels=int(batch[2].sum()))
+        sub = _copy(shared, MIXED16, model)
+        built = build(op[:-len(MIXED16)], sub['model'], sub)
+        if loss_scale(built[2]) is None:
+            set_precision(sub['model'], built[2], 'mixed16')
+        return built
 
-    def setup(make_loss, frozen, key):
-        if share is not None:
-            return share.loss, share.optimizer
-        loss = make_loss()
-        if optimizers is None:
-            return loss, make_optimizer(loss, lr, frozen)
-        if key not in optimizers:
-            optimizers[key] = make_optimizer(loss, lr, frozen)
-        return loss, optimizers[key]
+    def trained(loss, frozen, key, n_inputs=3):
+        if key not in shared:
+            shared[key] = make_optimizer(loss, LR, frozen)
+        opt = shared[key]
+        return (lambda *batch: opt.update(loss, *batch[:n_inputs]), loss,
+                opt)
 
-    head = model.head_links()
-    if op == 'seg_step':
-        # The head gets no gradient here: freezing it changes nothing.
-        loss, opt = setup(lambda: SegmentationLoss(model), head, 'train')
-        return Op(lambda: opt.update(loss, x, label_map, labels), loss,
-                  opt, info)
-    if op == 'cls_step':
-        if optimizers is not None:
-            if 'cls_model' not in optimizers:
-                optimizers['cls_model'] = copy.deepcopy(model)
-            model = optimizers['cls_model']
-        frozen = model.trunk_links()
-        loss, opt = setup(lambda: ClassificationLoss(model, True), frozen,
-                          'cls')
-        return Op(lambda: opt.update(loss, x, label_map, labels), loss,
-                  opt, info)
+    if op == 'seg_step':   # the head gets no gradient: freezing it is free
+        return trained(SegmentationLoss(model), model.head_links(), 'train')
     if op in GAIN_OPS:
-        am_mode, cam_grad = gain_mode(op)
-        loss, opt = setup(lambda: GAINLoss(model, am_mode=am_mode,
-                                           cam_grad=cam_grad), head, 'train')
-        info['erased_images'] = (info['labels'] if am_mode == 'per-class'
-                                 else int(batch[2].any(axis=1).sum()))
-        return Op(lambda: opt.update(loss, x, label_map, labels, supervised),
-                  loss, opt,
-                  info)
+        am_mode, cam_grad = op[5:].rsplit('_', 1)
+        return trained(GAINLoss(model, am_mode=am_mode, cam_grad=cam_grad),
+                       model.head_links(), 'train', 4)
+    if op == 'cls_step':
+        cls_model = _copy(shared, 'cls_model', model)['model']
+        return trained(ClassificationLoss(cls_model, True),
+                       cls_model.trunk_links(), 'cls')
     if op == 'classify':
-        def run():
+        def run(x, *_):
             with chainer.using_config('train', False), \
                     chainer.no_backprop_mode():
                 return model.classify(x)
-        return Op(run, info=info)
-    if op == 'grad_cam':
-        def run():
+    elif op == 'grad_cam':
+        def run(x, label_map, labels, *_):
             with chainer.using_config('train', False):
                 return grad_cam(model, x, labels)
-        return Op(run, info=info)
-    if op == 'evaluate':
-        return Op(lambda: model.predict(x), info=info)
-    raise ValueError('unknown op %r (one of %s)' % (op, ', '.join(OPS)))
+    else:
+        def run(x, *_):
+            return model.predict(x)
+    return run, None, None
 
 
-def _mixed16(op, model, batch, device, lr, share, optimizers):
-    """A ``MIXED_OPS`` op: its float32 op on a copy of ``model`` that
-    computes in mixed16, its optimizer scaling the loss as ``--dtype
-    mixed16``'s does (a copy, like the classifier stage's, because chainer
-    keeps the update rule on the parameter)."""
-    shared = {} if optimizers is None else optimizers.setdefault(MIXED16, {})
-    if 'model' not in shared:
-        shared['model'] = copy.deepcopy(model)
-    built = build(op[:-len(MIXED16)], shared['model'], batch, device, lr,
-                  share, shared)
-    if loss_scale(built.optimizer) is None:
-        set_precision(shared['model'], built.optimizer, 'mixed16')
-    return built
+def _copy(shared, key, model):
+    """``shared[key]``, a dict holding a copy of ``model`` (made once)."""
+    if key not in shared:
+        shared[key] = dict(model=copy.deepcopy(model))
+    return shared[key]

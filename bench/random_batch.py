@@ -1,14 +1,14 @@
 """A random batch in the layout of ``training_data`` plus the GAIN_ext
-flags, for the benchmark and for device-equality tests."""
+flags, for the benchmark and the device-equality tests."""
 import numpy as np
 
 LABELS_PER_IMAGE = (2, 3, 1)   # image i has LABELS_PER_IMAGE[i % 3] labels
 
 
 def make_batch(batch, size, n_class=21, seed=0):
-    """Random caffe-like images, label maps with one block per labelled
-    class (row 0 ignored), multi-hot labels (1-3 per image, see
-    ``LABELS_PER_IMAGE``) and pixel-supervision flags (all False)."""
+    """Random caffe-like images ``(N, 3, size, size)``, label maps with one
+    block per labelled class (row 0 ignored), multi-hot labels and
+    pixel-supervision flags (all False)."""
     rng = np.random.RandomState(seed)
     h = w = size
     x = rng.normal(0, 60, (batch, 3, h, w)).astype(np.float32)

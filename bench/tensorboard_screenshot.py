@@ -1,14 +1,12 @@
 #!/usr/bin/env python
-"""A screenshot of TensorBoard showing a short real run: train_classifier.py
-on the shipped stand-in FCN8s, then train_GAIN.py on that classifier (the
-embedded shapes dataset, a few minutes on 2 CPU cores), a TensorBoard
-server on 127.0.0.1 over both runs, and headless Chromium's screenshot of
-its Time Series dashboard: the attention pictures, the loss terms and the
-validation mAP, pointing game and attention mIoU of the classifier and of
-GAIN in one view.
-
-``make tensorboard-screenshot`` runs it and writes media/tensorboard.png.
-It needs Chromium (Debian: ``apt-get install chromium``).
+"""A screenshot of TensorBoard over a short real run (``make
+tensorboard-screenshot``, media/tensorboard.png): train_classifier.py on
+the shipped stand-in FCN8s, then train_GAIN.py on that classifier (shapes,
+a few minutes on 2 CPU cores), a TensorBoard server on 127.0.0.1 over both,
+and headless Chromium's picture of its Time Series dashboard: the attention
+pictures, the loss terms and the validation mAP, pointing game and
+attention mIoU of both runs. Needs Chromium (Debian: ``apt-get install
+chromium``).
 """
 import os
 import shutil
@@ -27,8 +25,7 @@ from runtime.errors import UsageError  # NOQA: E402
 from bench import tensorboard_server as tensorboard  # NOQA: E402
 from training.presets import STAND_IN  # NOQA: E402
 
-# the cards shown: the attention pictures, two loss terms, three
-# validation measures
+# the cards shown
 TAGS = ('^attention$|^main/(loss|am)$|'
         '^validation/main/(map|pointing|attention_miou)$')
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu',
@@ -39,8 +36,8 @@ CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu',
 
 
 def train(script, out, device, argv):
-    """Run a training script (replacing an earlier run in ``out``); its
-    output goes to ``out.txt``."""
+    """Run a training script into ``out`` (``--force``), its output into
+    ``out.txt``."""
     print('== %s --out %s' % (script, out), flush=True)
     command = [sys.executable, os.path.join(ROOT, script), '--out', out,
                '--device', device, '--force'] + [str(a) for a in argv]
@@ -51,8 +48,8 @@ def train(script, out, device, argv):
 
 
 def wait_for_runs(url, runs, deadline=120):
-    """Until the server shows the scalars of a run under each of ``runs``
-    (name prefixes) and GAIN's attention pictures."""
+    """Until the server shows scalars under each of ``runs`` (prefixes)
+    and GAIN's attention pictures."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         scalars = tensorboard.fetch(url, '/data/plugin/scalars/tags')
@@ -66,8 +63,7 @@ def wait_for_runs(url, runs, deadline=120):
 
 
 def screenshot(chromium, url, path, size):
-    """Chromium's picture of ``url`` (a fresh profile each time), written
-    atomically to ``path``."""
+    """Chromium's picture of ``url`` (a fresh profile) into ``path``."""
     profile = tempfile.mkdtemp(prefix='chromium-')
     partial = path + '.partial.png'
     try:
