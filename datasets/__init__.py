@@ -49,11 +49,10 @@ def add_flags(parser):
                         help='how a VOC-format split is read: segmentation: '
                         'ImageSets/Segmentation/SPLIT.txt, labels from the '
                         'masks; classification: ImageSets/Main/SPLIT.txt, '
-                        'labels from Annotations/ID.xml, no masks; joined: '
-                        'the classification split, the images also in the '
-                        'segmentation list keeping their masks; auto: '
-                        'joined where both lists exist, else the one that '
-                        'does (a list file path as --split: segmentation)')
+                        'labels from Annotations/ID.xml; joined: the '
+                        'latter, the images of the former keeping their '
+                        'masks; auto: joined where both lists exist, else '
+                        'the one that does (a list file: segmentation)')
     parser.add_argument('--max-image-pixels', type=int,
                         default=MAX_IMAGE_PIXELS,
                         help='largest image read, width x height; a larger '
@@ -82,24 +81,15 @@ def read_class_names(data_dir):
 def get_dataset(name, data_dir=None, split='train', class_names=None,
                 layout='auto', max_pixels=MAX_IMAGE_PIXELS,
                 skip_missing=False):
-    """The raw ``(img, label_map, labels)`` dataset of a split.
+    """The raw ``(img, label_map, labels)`` dataset of a split (the flags
+    of :func:`add_flags`, ``--split`` and ``--skip-bad``).
 
-    Args:
-        name: ``'shapes'`` (generated on first use under ``data/``),
-            ``'voc'`` (a VOC-format directory) or ``'list'``
-            (:class:`ImageList`).
-        data_dir: dataset root; default the shapes cache,
-            :data:`DEFAULT_VOC_DIR` or the folder of a list file.
-        split: split name or list file.
-        class_names: the classes the split must have (a val split takes
-            its training split's); for ``voc`` and ``list`` by default
-            those of ``data_dir/class_names.txt``, else VOC's (``voc``).
-        layout: one of :data:`VOC_LAYOUTS`, for ``shapes`` and ``voc``.
-        max_pixels: the largest image read (``--max-image-pixels``).
-        skip_missing: drop the images without files (or without a readable
-            annotation) with a warning, listing them in ``missing``
-            (``--skip-bad``), instead of failing on them.
-    """
+    ``name``: ``'shapes'`` (generated on first use under ``data/``),
+    ``'voc'`` or ``'list'``; ``class_names``: the classes the split must
+    have (a val split takes its training split's), for ``voc`` and ``list``
+    by default those of ``data_dir/class_names.txt``, else VOC's (``voc``);
+    ``skip_missing``: drop the images without files (or a readable
+    annotation) with a warning, listing them in ``missing``."""
     data_dir, names = _root_and_classes(name, data_dir, split, class_names)
     if not os.path.isdir(data_dir):
         raise DatasetError('%s: data directory %s' % (data_dir, 'is a file'

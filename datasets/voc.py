@@ -135,22 +135,6 @@ def read_image(path, max_pixels=MAX_IMAGE_PIXELS):
     return img
 
 
-def read_mask(path, img, image_file, n_class, max_pixels=MAX_IMAGE_PIXELS):
-    """:func:`read_label` of ``path``, of the size of ``img`` (read from
-    ``image_file``), its values in ``0..n_class - 1`` or ignored."""
-    label_map = read_label(path, max_pixels)
-    if img.shape[:2] != label_map.shape:
-        raise DatasetError('%s: image is %dx%d but its label %s is %dx%d'
-                           % (image_file, img.shape[0], img.shape[1], path,
-                              label_map.shape[0], label_map.shape[1]))
-    bad = (label_map >= n_class) | (label_map < IGNORE)
-    if bad.any():
-        raise DatasetError('%s: label values %s outside 0..%d and 255'
-                           % (path, np.unique(label_map[bad]).tolist(),
-                              n_class - 1))
-    return label_map
-
-
 def image_labels(label_map, n_class):
     """Multi-hot ``(n_class - 1,)`` int32 of the foreground classes of a
     label map."""
@@ -312,13 +296,22 @@ class ImageDataset(chainer.dataset.DatasetMixin):
         return len(self.ids)
 
     def get_example(self, i):
-        img = read_image(self.image_files[i], self.max_pixels)
-        if self.label_files[i] is None:
+        image, mask = self.image_files[i], self.label_files[i]
+        img = read_image(image, self.max_pixels)
+        if mask is None:
             label_map = np.full(img.shape[:2], IGNORE, np.int32)
         else:
-            label_map = read_mask(self.label_files[i], img,
-                                  self.image_files[i], self.n_class,
-                                  self.max_pixels)
+            label_map = read_label(mask, self.max_pixels)
+            if img.shape[:2] != label_map.shape:
+                raise DatasetError('%s: image is %dx%d but its label %s is '
+                                   '%dx%d' % ((image,) + img.shape[:2] + (
+                                       mask,) + label_map.shape))
+            bad = (label_map >= self.n_class) | (label_map < IGNORE)
+            if bad.any():
+                raise DatasetError('%s: label values %s outside 0..%d and '
+                                   '255' % (mask, np.unique(
+                                       label_map[bad]).tolist(),
+                                       self.n_class - 1))
         labels = (image_labels(label_map, self.n_class) if self.labels is
                   None else self.labels[i].copy())
         return img, label_map, labels
