@@ -25,7 +25,7 @@ if ROOT not in sys.path:
 from runtime import cli, flags  # NOQA: E402
 from runtime.errors import UsageError  # NOQA: E402
 from training import tensorboard  # NOQA: E402
-from training.presets import STAND_IN  # NOQA: E402
+from pipeline.presets import STAND_IN  # NOQA: E402
 
 # the cards shown: the attention pictures, two loss terms, three
 # validation measures

@@ -1,0 +1,309 @@
+"""The orchestrators' jobs and which of them run.
+
+A job is one run of a project script writing ``out/<product>``, keyed by
+its command line and the content of everything it reads: each argument
+naming an existing file (a model, a CSV list, ``--tau-from``) or directory
+(a dataset, a pseudo-label set: a digest of its files), but ``--out`` and
+``--names``. Each job is a doit task (:func:`run`): the files as its
+``file_dep`` (compared by content), the command and the directories'
+digests as a ``config_changed`` value, the product as its target; so a
+retrained stage reruns every job downstream. doit's JSON state in
+``OUT/doit.json`` is read as data (anything but a regular file counts as
+empty) and written atomically after each finished job.
+
+A started job records its key in ``<out>.job.json``: a rerun of that key
+resumes a training from the snapshots it wrote since (no ``--force``);
+another key gets the script's restart flag. Children run in their own
+session, so SIGINT reaches the pipeline alone, which stops them once
+(:func:`stop_children`: a training saves a snapshot); on Linux each also
+gets SIGTERM when the pipeline dies, even by SIGKILL (PR_SET_PDEATHSIG).
+"""
+import functools
+import glob
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from doit.control import TaskControl
+from doit.dependency import (Dependency, JSONCodec, JsonDB, MD5Checker,
+                             get_file_md5)
+from doit.exceptions import TaskFailed
+from doit.reporter import ZeroReporter
+from doit.runner import MThreadRunner
+from doit.task import Stream, Task
+from doit.tools import config_changed
+
+from runtime.files import file_kind, write_text
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: ``script: (product, restart flag)``; None: it overwrites its own files.
+KINDS = {'evaluate.py': ('metrics.json', None),
+         'visualize.py': ('overview.png', None),
+         'make_pseudo_labels.py': ('pseudo_labels.json', '--force')}
+TRAINING = ('model.npz', '--force')
+THREADS = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
+PROGRESS_INTERVAL = 30     # seconds
+
+
+class JobFailed(RuntimeError):
+    """A job failed; the message ends in one line naming it."""
+
+
+def say(line):
+    print(line + '\n', end='', flush=True)   # one write: threads print too
+
+
+def make_dir(path):
+    """Directory ``path`` (its parent must exist), made or checked: a
+    link or anything else there is refused."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISDIR(mode):
+            raise JobFailed('error: %s is %s, not a directory; the pipeline '
+                            'writes only into directories: remove it or '
+                            'pick another --out' % (path, file_kind(mode)))
+    return path
+
+
+def read_json(path, limit=64 << 20):
+    """The JSON value of the regular file ``path``; None for anything else
+    (missing, a link, a FIFO, over ``limit`` bytes, not JSON)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, 'rb') as f:
+        st = os.fstat(fd)
+        try:
+            return json.loads(f.read(limit)) if stat.S_ISREG(
+                st.st_mode) and st.st_size <= limit else None
+        except ValueError:
+            return None
+
+
+@functools.lru_cache(maxsize=None)
+def _md5(path, signature):
+    return get_file_md5(path)
+
+
+def digest(path):
+    """md5 of a file's content, or of a directory's: the relative paths
+    and contents of the regular files under it (links not followed). A
+    file is read once while its size, time and inode stay."""
+    if not os.path.isdir(path):
+        st = os.stat(path)
+        return _md5(path, (st.st_size, st.st_mtime_ns, st.st_ino))
+    h = hashlib.md5()
+    for d, dirs, names in os.walk(path):
+        dirs.sort()
+        for p in (os.path.join(d, n) for n in sorted(names)):
+            if stat.S_ISREG(os.lstat(p).st_mode):
+                h.update(('%s\0%s\0' % (os.path.relpath(p, path),
+                                        digest(p))).encode())
+    return h.hexdigest()
+
+
+def inputs(args):
+    """``(files, directories)`` that the arguments ``args`` name."""
+    files, dirs, flag = [], [], None
+    for a in args:
+        if a.startswith('--'):
+            flag = a
+            continue
+        if flag not in ('--out', '--names'):
+            if os.path.isfile(a):
+                files.append(a)
+            elif os.path.isdir(a):
+                dirs.append(a)
+        flag = None if flag == '--out' else flag     # it takes one value
+    return files, dirs
+
+
+#: What a child runs before its script, so that no Python code runs
+#: between fork and exec (unsafe with threads): on Linux it asks for SIGTERM
+#: when the thread that started it ends (PR_SET_PDEATHSIG, kept across
+#: exec), and it ends at once if the pipeline died before.
+_CHILD = ('import ctypes, os, sys\n'
+          'if sys.platform.startswith("linux"):\n'
+          '    ctypes.CDLL(None).prctl(1, 15)\n'
+          'if os.getppid() != int(sys.argv[1]):\n'
+          '    os._exit(143)\n'
+          'os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n')
+#: Set: start no child (:func:`stop_children`; a run of jobs clears it).
+stopping = threading.Event()
+_lock, _running = threading.RLock(), set()
+
+
+def stop_children():
+    """Terminate every running child (SIGTERM: a training saves a
+    snapshot), wait for it, and start no other one."""
+    with _lock:
+        stopping.set()
+        children = list(_running)
+    for proc in children:
+        proc.terminate()
+    for proc in children:
+        proc.wait()
+
+
+def _newer(paths, than):
+    """Whether any of ``paths`` was modified after ``than``."""
+    try:
+        return any(os.stat(p).st_mtime_ns > os.stat(than).st_mtime_ns
+                   for p in paths)
+    except FileNotFoundError:
+        return False
+
+
+class Job(object):
+    """One run of ``script`` (relative to the project, or absolute) with
+    ``args``, writing ``out/<product>`` (:data:`KINDS`), its output going
+    to ``log``."""
+
+    def __init__(self, title, script, out, args, log):
+        self.title, self.script, self.out, self.log = title, script, out, log
+        self.args = ['--out', out] + [str(a) for a in args]
+        self.command = [script] + self.args
+        self.product, self.restart = KINDS.get(os.path.basename(script),
+                                               TRAINING)
+        self.path = os.path.join(out, self.product)
+        self.record = out + '.job.json'
+        self.proc = None
+
+    def read(self):
+        """The JSON value of the product."""
+        value = read_json(self.path)
+        if value is None:
+            raise JobFailed('error: %s: cannot read %s' % (self.title,
+                                                           self.path))
+        return value
+
+    def run(self, device, dirs):
+        """doit's action: start the script unless it finished under this
+        key, and wait for it; TaskFailed with its output's tail if it
+        fails. ``dirs``: the digests of the directories it reads."""
+        key = hashlib.md5(json.dumps([self.command, dirs, {
+            f: digest(f) for f in inputs(self.args)[0]}]).encode()).hexdigest()
+        record = read_json(self.record)
+        same = isinstance(record, dict) and record.get('key') == key
+        if same and _newer([self.path], self.record):
+            say('== %s: finished before under the same key, reusing %s'
+                % (self.title, self.path))
+            return True         # the pipeline died before recording it
+        resume = same and self.product == TRAINING[0] and _newer(glob.glob(
+            os.path.join(glob.escape(self.out), 'snapshot_iter_*.npz')),
+            self.record)
+        force = [self.restart] if (self.restart and not resume and
+                                   os.path.lexists(self.out)) else []
+        if not same:
+            write_text(self.record, json.dumps({'command': self.command,
+                                                'key': key}))
+        return self._execute(self.args + force, device)
+
+    def _execute(self, args, device):
+        # the log: made exclusively beside its name (mkstemp: O_EXCL,
+        # O_NOFOLLOW), then renamed over it, replacing a link planted there
+        env = dict(os.environ)      # on a CPU one BLAS thread per job: the
+        if device in ('-1', '@numpy'):    # same sums whatever --jobs
+            env.update({k: '1' for k in THREADS})
+        with _lock:
+            if stopping.is_set():
+                return TaskFailed('%s: not started (stopping)' % self.title)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.log))
+            os.replace(tmp, self.log)
+            say('== %s (output in %s)' % (self.title, self.log))
+            with os.fdopen(fd, 'w') as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, '-c', _CHILD, str(os.getpid()),
+                     os.path.join(HERE, self.script)] + args, stdout=log,
+                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            _running.add(self.proc)
+        started = time.time()
+        while self.proc.poll() is None:   # the progress of a training
+            try:
+                self.proc.wait(PROGRESS_INTERVAL)
+            except subprocess.TimeoutExpired:
+                if '--iterations' in self.args:
+                    say('   %s %s' % (self.title, self.progress()))
+        status = self.proc.returncode
+        with _lock:
+            _running.discard(self.proc)
+        if status != 0:
+            with open(self.log, errors='replace') as f:
+                tail = f.read()[-3000:].rstrip()
+            return TaskFailed('%s\nerror: %s failed (exit %d); its output is '
+                              'in %s' % (tail, self.title, status, self.log))
+        say('== %s: done in %.0f s' % (self.title, time.time() - started))
+        return True
+
+    def progress(self):
+        """``'i/N'`` of a training: the last iteration in its log."""
+        log = read_json(os.path.join(self.out, 'log'))
+        done = log[-1].get('iteration') if isinstance(log, list) and log \
+            and isinstance(log[-1], dict) else 0
+        return '%s/%s' % (done, self.args[self.args.index('--iterations') + 1])
+
+
+class _JsonFile(JsonDB):
+    def _load(self):
+        data = read_json(self.name)
+        return data if isinstance(data, dict) else {}
+
+    def dump(self):
+        write_text(self.name, self.codec.encode(self._db))
+
+
+class _Reporter(ZeroReporter):
+    """A line per reused job; the first failure is kept and stops the
+    other running jobs."""
+
+    def __init__(self, jobs, dependency):
+        self.jobs, self.dependency, self.failure = jobs, dependency, None
+
+    def skip_uptodate(self, task):
+        job = self.jobs[task.name]
+        say('== %s: reusing %s' % (job.title, job.path))
+
+    def add_success(self, task):
+        self.dependency.backend.dump()
+
+    def add_failure(self, task, failure):
+        if self.failure is None:    # an exception's last line, not its trace
+            self.failure = failure.message if not failure.traceback else \
+                'error: %s: %s' % (self.jobs[task.name].title,
+                                   failure.traceback[-1].strip())
+            stop_children()
+
+
+def run_jobs(jobs, dep_file, parallel, device):
+    """Run the ``jobs`` (:class:`pipeline.jobs.Job`) whose key changed,
+    ``parallel`` at a time, their state in ``dep_file``; JobFailed if one
+    fails."""
+    named, tasks = {}, []
+    for job in jobs:
+        files, dirs = inputs(job.args)
+        dirs = {d: digest(d) for d in dirs}
+        name = job.out.replace('=', '~')       # doit refuses '=' in a name
+        named[name] = job
+        tasks.append(Task(
+            name, [(job.run, [device, dirs])], file_dep=files,
+            targets=[job.path], verbosity=2, uptodate=[config_changed(
+                {'command': job.command, 'dirs': dirs})]))
+    dependency = Dependency(_JsonFile, dep_file, checker_cls=MD5Checker,
+                            codec_cls=JSONCodec)
+    reporter = _Reporter(named, dependency)
+    control = TaskControl(tasks)
+    control.process(None)
+    stopping.clear()
+    MThreadRunner(dependency, reporter, stream=Stream(2),
+                  num_process=parallel).run_all(control.task_dispatcher())
+    if reporter.failure:
+        raise JobFailed(reporter.failure)
