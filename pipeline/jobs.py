@@ -1,22 +1,15 @@
 """The orchestrators' jobs and which of them run.
 
-A job is one run of a project script writing ``out/<product>``, keyed by
-its command line and the content of everything it reads: each argument
-naming an existing file (a model, a CSV list, ``--tau-from``) or directory
-(a dataset, a pseudo-label set: a digest of its files), but ``--out`` and
-``--names``. Each job is a doit task (:func:`run`): the files as its
-``file_dep`` (compared by content), the command and the directories'
-digests as a ``config_changed`` value, the product as its target; so a
-retrained stage reruns every job downstream. doit's JSON state in
-``OUT/doit.json`` is read as data (anything but a regular file counts as
-empty) and written atomically after each finished job.
-
-A started job records its key in ``<out>.job.json``: a rerun of that key
-resumes a training from the snapshots it wrote since (no ``--force``);
-another key gets the script's restart flag. Children run in their own
-session, so SIGINT reaches the pipeline alone, which stops them once
-(:func:`stop_children`: a training saves a snapshot); on Linux each also
-gets SIGTERM when the pipeline dies, even by SIGKILL (PR_SET_PDEATHSIG).
+A job (one run of a project script writing ``out/<product>``) is keyed by
+its command and the content of what it reads: every argument naming an
+existing file, or directory (by a digest of its files), but ``--out`` and
+``--names``. :func:`run_jobs` lets doit rerun a job whose key changed or
+whose product is missing, from its state in ``OUT/doit.json`` (data,
+written atomically after each finished job). A started job records its key
+in ``<out>.job.json``: a rerun of that key resumes a training from the
+snapshots it wrote since, another key gets the restart flag (``--force``).
+Children run in their own session; :func:`stop_children` ends them (a
+training saves a snapshot), and on Linux so does the pipeline's death.
 """
 import functools
 import glob
@@ -60,8 +53,7 @@ def say(line):
 
 
 def make_dir(path):
-    """Directory ``path`` (its parent must exist), made or checked: a
-    link or anything else there is refused."""
+    """Directory ``path``, made or checked (a link is refused)."""
     try:
         os.mkdir(path)
     except FileExistsError:
@@ -127,17 +119,16 @@ def inputs(args):
     return files, dirs
 
 
-#: What a child runs before its script, so that no Python code runs
-#: between fork and exec (unsafe with threads): on Linux it asks for SIGTERM
-#: when the thread that started it ends (PR_SET_PDEATHSIG, kept across
-#: exec), and it ends at once if the pipeline died before.
+#: A child's start, so that no Python runs between fork and exec (unsafe
+#: with threads): SIGTERM when the thread that started it ends (Linux:
+#: PR_SET_PDEATHSIG, kept across exec), or at once if it ended before.
 _CHILD = ('import ctypes, os, sys\n'
           'if sys.platform.startswith("linux"):\n'
           '    ctypes.CDLL(None).prctl(1, 15)\n'
           'if os.getppid() != int(sys.argv[1]):\n'
           '    os._exit(143)\n'
           'os.execv(sys.executable, [sys.executable] + sys.argv[2:])\n')
-#: Set: start no child (:func:`stop_children`; a run of jobs clears it).
+#: Set: start no child (set by :func:`stop_children`, cleared by a run).
 stopping = threading.Event()
 _lock, _running = threading.RLock(), set()
 

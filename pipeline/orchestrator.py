@@ -1,7 +1,5 @@
-"""What the orchestrators (demo.py, experiment.py, weak.py, tune.py)
-share: their common flags, the jobs of one run under ``--out``
-(:class:`Pipeline`), writing their results, and how they end
-(:func:`main`)."""
+"""What demo.py, experiment.py, weak.py and tune.py share: their flags,
+the jobs of a run under ``--out`` (:class:`Pipeline`), how they end."""
 import argparse
 import json
 import os
@@ -18,10 +16,8 @@ from runtime.files import atomic_write
 
 
 def parser(doc, name, seeds=None, resamples=False, media=True):
-    """The flags of an orchestrator: ``--device``, ``--jobs``,
-    ``--data-dir``, ``--out`` (default runs/<name>), and ``--seeds``
-    (default ``seeds``), ``--resamples`` and ``--media`` where it has
-    them."""
+    """``--device``, ``--jobs``, ``--data-dir``, ``--out`` (runs/<name>),
+    and ``--seeds``, ``--resamples`` and ``--media`` where asked for."""
     p = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
@@ -53,16 +49,14 @@ def parse(p):
 
 
 def new_dir(path):
-    """Directory ``path`` (its parents made), made or checked by
-    :func:`pipeline.jobs.make_dir`."""
+    """:func:`pipeline.jobs.make_dir` of ``path``, its parents made."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return make_dir(path)
 
 
 class Pipeline(object):
-    """The jobs of one run in OUT, ``args.out`` or its subdirectory
-    ``sub``: their logs in OUT/logs, doit's state in OUT/doit.json; the
-    dataset they read."""
+    """The jobs of a run in OUT (``args.out``, or its ``sub``directory),
+    their logs in OUT/logs, doit's state in OUT/doit.json."""
 
     def __init__(self, args, sub=None):
         self.out = new_dir(args.out)
@@ -86,16 +80,14 @@ class Pipeline(object):
                    os.path.join(self.logs, name.replace('/', '_') + '.txt'))
 
     def evaluation(self, name, split, models, *extra, title=None):
-        """An evaluate.py job of ``models`` (``{name: job}``) on ``split``
-        of the shapes dataset."""
+        """evaluate.py of ``models`` (``{name: job}``) on shapes' ``split``."""
         return self.job(name, 'evaluate.py', [
             '--dataset', 'shapes', '--data-dir', self.data_dir, '--split',
             split, '--modelfile'] + [m.path for m in models.values()] +
             ['--names'] + list(models) + list(extra), title)
 
     def run(self, jobs):
-        """Run the jobs (a list, or a dict of them) that are not done;
-        returns ``jobs``."""
+        """Run the ``jobs`` (a list or a dict) not done; returns them."""
         run_jobs(list(jobs.values()) if isinstance(jobs, dict) else jobs,
                  os.path.join(self.out, 'doit.json'), self.parallel,
                  self.device)
