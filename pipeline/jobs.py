@@ -284,17 +284,19 @@ def run_jobs(jobs, dep_file, parallel, device):
         dirs = {d: digest(d) for d in dirs}
         name = job.out.replace('=', '~')       # doit refuses '=' in a name
         named[name] = job
+        # io: doit must not swap sys.stdout, which the threads share
         tasks.append(Task(
             name, [(job.run, [device, dirs])], file_dep=files,
-            targets=[job.path], verbosity=2, uptodate=[config_changed(
-                {'command': job.command, 'dirs': dirs})]))
+            targets=[job.path], verbosity=0, io={'capture': False},
+            uptodate=[config_changed({'command': job.command,
+                                      'dirs': dirs})]))
     dependency = Dependency(_JsonFile, dep_file, checker_cls=MD5Checker,
                             codec_cls=JSONCodec)
     reporter = _Reporter(named, dependency)
     control = TaskControl(tasks)
     control.process(None)
     stopping.clear()
-    MThreadRunner(dependency, reporter, stream=Stream(2),
+    MThreadRunner(dependency, reporter, stream=Stream(0),
                   num_process=parallel).run_all(control.task_dispatcher())
     if reporter.failure:
         raise JobFailed(reporter.failure)

@@ -243,3 +243,18 @@ def test_a_failed_job_stops_the_others_and_is_named(tmp_path, capsys):
         'error: bad failed (exit 2); its output is in %s' % bad.log)
     assert slow.proc is None or slow.proc.poll() is not None
     assert not os.path.exists(slow.path)
+
+
+def test_jobs_run_in_threads_that_share_the_output_streams(tmp_path, capsys):
+    """doit must not swap sys.stdout and sys.stderr for an action: its
+    threads would restore each other's (a segfault, seen)."""
+    job, seen = fake_job(tmp_path, 'a'), []
+    start = job.run
+
+    def observed(*args):
+        seen.append((sys.stdout, sys.stderr))
+        return start(*args)
+    job.run = observed
+    streams = (sys.stdout, sys.stderr)
+    assert run(tmp_path, capsys, job) == {'a': 'ran'}
+    assert seen == [streams]
