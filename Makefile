@@ -38,7 +38,7 @@ endif
 $(STAMP): requirements.txt chainer_compat.py
 	test -x $(PY) || $(NEW_PYTHON) -m venv $(VENV)
 	$(PY) chainer_compat.py    # start-up hook: chainer on Python 3.12
-	$(PY) -m pip install -q "setuptools>=65,<70" wheel
+	$(PY) -m pip install -q "setuptools>=65,<70" wheel Cython==0.29.36
 	$(PY) -m pip install -q --no-build-isolation -r requirements.txt
 	touch $(STAMP)
 

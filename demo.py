@@ -27,7 +27,7 @@ from metrics import bootstrap, report
 from metrics.records import load_records
 from models.precision import PRECISIONS
 from pipeline import orchestrator
-from pipeline.jobs import HERE, read_json
+from pipeline.jobs import HERE, json_or_none
 from pipeline.presets import (PRESETS, add_preset_flags, classifier_args,
                               fcn_args, gain_args, preset_of)
 
@@ -166,7 +166,7 @@ def main():
         differences=differences(records, args.seeds))
     run.publish(args.media, dict(pictures(args, cfg, dict(
         models, **others)), **{'results.json': results, 'RESULTS.md': (
-            report.results_page(results, KEYS, read_json(os.path.join(
+            report.results_page(results, KEYS, json_or_none(os.path.join(
                 args.media, 'experiment.json'))))}), 'demo')
 
 

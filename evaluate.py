@@ -13,25 +13,32 @@ of each class, the quality of the Grad-CAM attention and, on the
   was trained with), and the whole curve over tau (the best tau of the
   evaluated split itself is shown, but it is chosen on the data it
   scores);
-* Pointing game (Zhang et al.; tolerance 15 px per 500 px of the image
-  side) and energy-based pointing game (Score-CAM: the CAM's mass in the
-  class's box), beside two variants of ours: energy in the mask and the
-  exact pointing game;
+* Pointing game (Zhang et al.) at their literal 15 px and, ours, at 15 px
+  per 500 px of the image's longer side (2.88 px on 96-px images), each
+  named by its pixels, with the curve over tolerances in metrics.json;
+  energy-based pointing game (Score-CAM: the CAM's mass in the class's
+  box), beside two variants of ours: energy in the mask and the exact
+  pointing game;
 * Zero CAMs: share of flat (all-zero) CAMs; a model above 5 % is marked
   ``(!)`` (its head finds no class evidence at conv5_3), and so is one
   whose pointing game is not above chance (``pointing_chance`` in
   metrics.json: the share of a class's pixels among the labelled pixels of
-  its image, what a peak drawn at random scores);
+  its image, what a peak drawn at random scores), and each class whose
+  pointing game at the scaled tolerance is below twice its chance there;
 * Cue reliance (``shapes``): P(logit > 0 | cue) - P(logit > 0 | no cue)
   for absent and present classes, and the threshold-free AUC of the same
   comparison.
 
-One markdown row per ``--modelfile``; everything is also written to
-``--out/metrics.json``, every image's counts to ``--out/per_image.npz``
-(for paired bootstrap intervals, ``metrics/bootstrap.py``), the tau curves
-to ``--out/attention_miou.png``. ``--compare A B`` prints B - A per
-metric. ``--tensorboard`` adds the tables and the configuration as texts
-to ``--out/tensorboard``.
+The attention columns take the maps of ``models.class_cams``, averaged
+over resized and mirrored images with ``--cam-scales`` and ``--flip`` (as
+IRN). One markdown row per ``--modelfile``, in percent, then a table of
+each model's classes (``per_class`` in metrics.json: AP, IoU, attention IoU,
+pointing games and their chance); everything is also written to
+``--out/metrics.json`` (fractions), every image's counts to
+``--out/per_image.npz`` (for intervals over seeds and images,
+``metrics/bootstrap.py``), the tau curves to ``--out/attention_miou.png``.
+``--compare A B`` prints B - A per metric. ``--tensorboard`` adds the
+tables and the configuration as texts to ``--out/tensorboard``.
 
 The pixel metrics and the attention columns need masks: on a split with
 masks on some images only (``--voc-layout joined``, an image list) they are
@@ -51,30 +58,43 @@ from metrics import (AttentionMetrics, ClassificationMetrics,
                      SegmentationMetrics, gt_classes)
 from metrics import report
 from metrics.attention import DEFAULT_TAU, attention_warnings, miou_at
+from metrics.bootstrap import class_values
 from metrics.cue import CueMetrics
 from metrics.records import save_records
+from tqdm import tqdm
+
 from models import class_cams
+from models.io import load_model
 from runtime import cli, flags, outdir
-from runtime.config import write_config
 from runtime.device import get_device, set_seed
 from runtime.errors import UsageError, one_line
-from runtime.files import atomic_write, write_text
-from runtime.model_files import load_model
-from runtime.progress import progress
-from training.tensorboard import config_text, write_texts
+from runtime.files import atomic_write, output_path, read_json, write_text
+from training.extensions.tensorboard import config_text, write_texts
 from visualizations import attention_curves_figure, save_figure
 
-OUTPUTS = ('config.json', 'metrics.json', 'metrics.md', 'attention_miou.png',
-           'per_image.npz')
+OUTPUTS = outdir.names('metrics.json', 'metrics.md', 'attention_miou.png',
+                       'per_image.npz', dirs=('tensorboard',))
 KEYS = ['accuracy', 'accuracy_class', 'mean_iu', 'fwavacc', 'map']
 ATTENTION_KEYS = ['attention_miou_tuned', 'attention_tuned_tau',
-                  'attention_miou_fixed', 'attention_miou', 'pointing_15px',
-                  'energy_box', 'energy', 'pointing', 'zero_cams']
+                  'attention_miou_fixed', 'attention_miou', 'pointing_scaled',
+                  'pointing_15px', 'energy_box', 'energy', 'pointing',
+                  'zero_cams']
+#: The columns of the per-class tables, each with the per-image record it
+#: needs (the split and the flags decide which are there).
+CLASS_KEYS = dict(ap='logits', iou='confusion',
+                  attention_iou_tuned='tuned_tau',
+                  attention_iou_fixed='attention_sweep',
+                  pointing_scaled='attention_sweep',
+                  pointing_scaled_chance='attention_sweep',
+                  pointing_15px='attention_sweep',
+                  pointing_15px_chance='attention_sweep')
 CUE_KEYS = ['cue_gap_absent', 'cue_gap_present', 'cue_auc_absent']
+UNITS = ('metrics and per_class: fractions of 1 (the tables show percent); '
+         'pointing tolerances (px, pointing_scaled_px): pixels')
 
 
 def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
-                   desc='evaluate', cues=None):
+                   desc='evaluate', cues=None, scales=(1.0,), flip=False):
     """Run ``model`` (moved to ``device``) over ``dataset`` once (progress
     on stderr, labelled ``desc``) and return the metrics' results merged in
     one dict, and their per-image records merged in another.
@@ -84,20 +104,22 @@ def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
     ``labels`` ``(K,)``, ``cues`` ``(K,)`` (the row of ``cues`` ``(N, K)``
     where given) and, when a metric has ``needs_cams``, ``cams``
     ``(C, H, W)`` (normalised Grad-CAMs of the classes of the image's mask,
-    ``cam_classes`` ``(C,)``: none without a mask).
+    ``cam_classes`` ``(C,)``: none without a mask; multi-scale and flipped
+    with ``scales`` and ``flip``, ``models.inference_cams``).
     """
     metrics = metrics or [SegmentationMetrics(dataset.n_class),
                           ClassificationMetrics(dataset.n_class)]
     needs_cams = any(getattr(m, 'needs_cams', False) for m in metrics)
     model.to_device(device)
-    shown = progress(len(dataset), desc)
+    shown = tqdm(total=len(dataset), desc=desc, unit='image')
     index = 0
     for batch in batches(dataset, batch_size):
         x = model.device.send(preprocess_batch([img for img, _, _ in batch]))
         seg, logits = model.predict(x)
         classes = [gt_classes(label_map, dataset.n_class)
                    for _, label_map, _ in batch]
-        cams = class_cams(model, x, classes) if needs_cams else None
+        cams = (class_cams(model, x, classes, scales, flip) if needs_cams
+                else None)
         for i, (_, label_map, labels) in enumerate(batch):
             outputs = dict(segmentation=seg[i], logits=logits[i],
                            labels=labels)
@@ -131,10 +153,10 @@ def model_names(names, modelfiles):
     return names
 
 
-def marked(name, metrics):
+def marked(name, metrics, class_names):
     """``name``, with ``(!)`` (and a warning) when its Grad-CAMs are
     useless for GAIN (:func:`metrics.attention.attention_warnings`)."""
-    problems = attention_warnings(metrics)
+    problems = attention_warnings(metrics, class_names)
     if not problems:
         return name
     print('warning: %s: %s; marked (!)' % (name, '; '.join(problems)),
@@ -157,11 +179,11 @@ def resolve_model(ref, names):
 def tuned_taus(path, names):
     """``{name: tau}``: each model's best tau in the metrics.json ``path``
     of another evaluation (UsageError when it lacks one of ``names``)."""
+    models = read_json(path, '--tau-from')
     try:
-        with open(path) as f:
-            models = json.load(f)['models']
-        taus = {n: float(models[n]['attention_tau']) for n in names}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        taus = {n: float(models['models'][n]['attention_tau'])
+                for n in names}
+    except (ValueError, KeyError, TypeError) as e:
         raise UsageError('--tau-from %s: not the metrics.json of an '
                          'evaluation with attention of the models %s (%s)'
                          % (path, ', '.join(names), one_line(e)))
@@ -191,6 +213,7 @@ def parse_args():
                    'tau there gives its "tuned tau" column here')
     p.add_argument('--no-attention', action='store_true',
                    help='skip the Grad-CAM columns (faster)')
+    flags.add_cam_flags(p)
     p.add_argument('--compare', nargs=2, metavar=('A', 'B'), default=None,
                    help='print B - A per metric (model names or 0-based '
                    'indices into --modelfile)')
@@ -205,6 +228,41 @@ def parse_args():
     return args
 
 
+def evaluate_all(args, names, dataset, loaded, device, attention, tuned,
+                 cues):
+    """``(results, records)`` of every model, by name (see
+    :func:`evaluate_model`); ``tuned``: the taus of ``--tau-from``."""
+    results, records = {}, {}
+    masked = dataset.has_mask.any()
+    for name, path, (model, has_head) in zip(names, args.modelfile, loaded):
+        if not has_head or model.head_trained_by == []:
+            print('warning: %s has no trained classification head; its mAP '
+                  'and attention columns are of a random head' % path,
+                  file=sys.stderr)
+        metrics = [ClassificationMetrics(dataset.n_class)]
+        if masked:
+            metrics.append(SegmentationMetrics(dataset.n_class))
+        if attention:
+            metrics.append(AttentionMetrics(dataset.n_class, tau=args.tau))
+        if cues is not None:
+            metrics.append(CueMetrics())
+        results[name], records[name] = evaluate_model(
+            model, dataset, device, args.batch_size, metrics,
+            'evaluate %s' % name, cues, args.cam_scales, args.flip)
+        results[name]['modelfile'] = path
+        if name in tuned:
+            records[name]['tuned_tau'] = np.float32(tuned[name])
+            results[name].update(
+                attention_tuned_tau=tuned[name],
+                attention_miou_tuned=miou_at(records[name], tuned[name]))
+        for key in KEYS:    # the pixel metrics of a split without mask
+            results[name].setdefault(key, None)
+        results[name]['per_class'] = class_values(
+            [k for k, needs in CLASS_KEYS.items() if needs in records[name]],
+            records[name], dataset.class_names)
+    return results, records
+
+
 def main():
     args = parse_args()
     names = model_names(args.names, args.modelfile)
@@ -214,11 +272,9 @@ def main():
     dataset = get_dataset(args.dataset, args.data_dir, split,
                           layout=args.voc_layout,
                           max_pixels=args.max_image_pixels)
-    outdir.claim_report(
-        args.out, writes_config=True, files=OUTPUTS,
-        inputs=[('--data-dir', dataset.data_dir, 'dir')] +
-        [('--modelfile', m, 'file') for m in args.modelfile])
-
+    outdir.claim(args.out, OUTPUTS, [
+        ('--data-dir', dataset.data_dir, 'dir')] + [
+        ('--modelfile', m, 'file') for m in args.modelfile])
     device = get_device(args.device)
     set_seed(args.seed, device)
     loaded = [load_model(m, n_class=dataset.n_class)
@@ -239,43 +295,25 @@ def main():
     keys = KEYS + ([] if not attention else [
         k for k in ATTENTION_KEYS if tuned or 'tuned' not in k]) + (
         CUE_KEYS if cues is not None else [])
-    results, records = {}, {}
-    for name, path, (model, has_head) in zip(names, args.modelfile, loaded):
-        if not has_head or model.head_trained_by == []:
-            print('warning: %s has no trained classification head; its mAP '
-                  'and attention columns are of a random head' % path,
-                  file=sys.stderr)
-        metrics = [ClassificationMetrics(dataset.n_class)]
-        if masked:
-            metrics.append(SegmentationMetrics(dataset.n_class))
-        if attention:
-            metrics.append(AttentionMetrics(dataset.n_class, tau=args.tau))
-        if cues is not None:
-            metrics.append(CueMetrics())
-        results[name], records[name] = evaluate_model(
-            model, dataset, device, args.batch_size, metrics,
-            'evaluate %s' % name, cues)
-        results[name]['modelfile'] = path
-        if name in tuned:
-            records[name]['tuned_tau'] = np.float32(tuned[name])
-            results[name].update(
-                attention_tuned_tau=tuned[name],
-                attention_miou_tuned=miou_at(records[name], tuned[name]))
-        for key in KEYS:    # the pixel metrics of a split without mask
-            results[name].setdefault(key, None)
-    table = report.markdown_table([(marked(name, results[name]),
-                                    results[name]) for name in names], keys,
-                                  tau=args.tau)
+    results, records = evaluate_all(args, names, dataset, loaded, device,
+                                    attention, tuned, cues)
+    px = results[names[0]].get('pointing_scaled_px')
+    table = '\n\n'.join([report.markdown_table(
+        [(marked(name, results[name], dataset.class_names), results[name])
+         for name in names], keys, tau=args.tau, px=px)] + [
+        'Per class, %s:\n\n%s' % (name, report.class_table(
+            results[name]['per_class'], tau=args.tau, px=px))
+        for name in names])
     print(table)
     diff = None
     if compare:
         diff = report.compare_table(*[(n, results[n]) for n in compare],
-                                    keys=keys, tau=args.tau)
+                                    keys=keys, tau=args.tau, px=px)
         print()
         print(diff)
-    config = write_config(args.out, args, split=split,
-                          data_dir=dataset.data_dir, images=len(dataset),
-                          images_with_mask=masked)
+    config = outdir.write_config(args.out, args, split=split,
+                                 data_dir=dataset.data_dir,
+                                 images=len(dataset), images_with_mask=masked)
     write_results(args, dataset, split, config, results, records, table,
                   diff, compare, attention)
 
@@ -286,15 +324,15 @@ def write_results(args, dataset, split, config, results, records, table,
     the TensorBoard texts, under ``--out``."""
     if attention:
         save_figure(attention_curves_figure(results),
-                    outdir.output_path(args.out, 'attention_miou.png'),
+                    output_path(args.out, 'attention_miou.png'),
                     dpi=100)
-    write_text(outdir.output_path(args.out, 'metrics.json'), json.dumps(
+    write_text(output_path(args.out, 'metrics.json'), json.dumps(
         dict(split=split, class_names=dataset.class_names, config=config,
-             models=results, compare=compare), indent=2))
-    with atomic_write(outdir.output_path(args.out, 'per_image.npz'),
+             units=UNITS, models=results, compare=compare), indent=2))
+    with atomic_write(output_path(args.out, 'per_image.npz'),
                       'wb') as f:
         save_records(f, records, dataset.ids)
-    write_text(outdir.output_path(args.out, 'metrics.md'),
+    write_text(output_path(args.out, 'metrics.md'),
                table + '\n' + ('\n' + diff + '\n' if diff else ''))
     if args.tensorboard:
         texts = dict(evaluation=table, config=config_text(config))

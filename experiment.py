@@ -16,7 +16,7 @@ Rows, per seed ``s`` (all from the shipped stand-in FCN8s):
 Every model is evaluated on ``tune`` (where each model's attention
 threshold tau is chosen), on ``test`` (read once, for the reported
 numbers) and on ``val`` (in-distribution mAP). The settings themselves
-(``training.presets``) were chosen on ``tune``. Differences: ``control -
+(``pipeline.presets``) were chosen on ``tune``. Differences: ``control -
 classifier`` (fine-tuning alone), ``gain - control`` (what L_am adds),
 ``gain_ext - gain`` (what pixel supervision adds), ``gain - gain_no_seg``
 (what L_seg adds); each in percentage points with the 95 % percentile

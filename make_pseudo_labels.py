@@ -5,7 +5,11 @@ For each image of ``--split`` the normalised CAMs of its image-level
 (ground-truth) classes are computed (the classes of its XML or list entry,
 or those of its mask; a split needs no mask); a pixel whose highest map is
 ``>= --high`` takes that class, ``< --low`` is background 0, in between
-is 255 (ignore). ``--out`` becomes a VOC-format directory:
+is 255 (ignore). ``--cam-scales`` and ``--flip`` average the maps of the
+resized and mirrored images (as IRN); ``--crf`` labels every pixel with a
+dense CRF instead of the thresholds (``models/crf.py``: its background
+crosses the maps at ``--crf-tau``). ``--out`` becomes a VOC-format
+directory:
 
 * ``SegmentationClass/<id>.png``: palette PNG (mode P, VOC palette);
 * ``ImageSets/Segmentation/<split>.txt``;
@@ -25,7 +29,23 @@ an ``--out`` holding anything else under the names above.
 The pseudo labels' mIoU against the ground truth, counted on the pixels
 they label (not 255, nor ignored in the ground truth) of the images with a
 mask, and the share of pixels they label are printed and written to
-``OUT/pseudo_labels.json``.
+``OUT/pseudo_labels.json``, with the IoU of each class
+(``per_class_iou``, fractions; null for a class in neither).
+
+``--crf-grid`` writes no labels but chooses their settings on a tuning
+split (``--split tune``; never ``test``): its images with a mask, in split
+order, are cut in two halves. Under each CAM setting of :data:`CAM_GRID`
+(single scale; IRN's scales with flips) the labels are made by
+thresholding at each tau of ``metrics.attention.TAUS`` (``--low tau --high
+tau``) and by the CRF at each setting of :data:`CRF_GRID`; each is scored
+(mIoU against the masks, ignore pixels skipped) on the first half, the
+best of each of the four rows (CAMs x refinement) is chosen there and
+scored on the second half, with every class's IoU. ``OUT/crf_grid.json``
+holds the four rows (``cams``, ``refinement``, the chosen setting,
+``first_half`` and ``second_half`` mIoU, ``per_class_iou``: the second
+half's, ``flags``: this script's flags of the setting), ``best`` (the row of
+the highest first-half mIoU) and ``grid`` (every setting's first-half
+mIoU).
 
 Then train a segmentation network on them, validating on the real labels,
 and score it against the ground truth (the script prints these commands
@@ -36,6 +56,7 @@ with its paths filled in):
   python evaluate.py --dataset DATASET --data-dir SOURCE --no-attention \
       --modelfile runs/pseudo_fcn/model.npz --out runs/pseudo_eval
 """
+import itertools
 import json
 import os
 import shutil
@@ -47,15 +68,20 @@ import datasets
 from datasets import CLASS_NAMES_FILE, batches, get_dataset, preprocess_batch
 from datasets.voc import voc_palette
 from metrics import confusion_matrix, pseudo_label, segmentation_scores
-from models import class_cams
-from runtime import cli, flags, outdir
-from runtime.config import write_config
-from runtime.device import get_device, set_seed
-from runtime.errors import UsageError
-from runtime.files import atomic_write, write_text
-from runtime.model_files import load_model
-from runtime.progress import progress
+from tqdm import tqdm
 
+from metrics.attention import TAUS
+from models import class_cams
+from models.crf import CRFSettings, refine
+from models.io import load_model
+from runtime import cli, flags, outdir
+from runtime.device import get_device, set_seed
+from runtime.errors import DatasetError, UsageError
+from runtime.files import (atomic_write, open_input, output_path, temporary,
+                           write_text)
+
+#: ``--low`` and ``--high`` without ``--crf``.
+THRESHOLDS = (0.3, 0.6)
 NEXT_STEPS = """\
 Train an FCN8s on them, validating on the real labels:
   %(python)s train_fcn.py --dataset voc --data-dir %(out)s --split %(split)s \\
@@ -75,13 +101,18 @@ def write_label_png(path, label):
 
 
 def link_image(src, dst):
-    """Symlink ``dst`` -> ``src`` (absolute), or copy if linking fails."""
-    if os.path.lexists(dst):
-        os.remove(dst)
+    """``dst``: a symbolic link to ``src`` (absolute), or a copy where
+    links are not possible, put in place by a rename."""
+    tmp = temporary(dst)
     try:
-        os.symlink(os.path.abspath(src), dst)
+        os.symlink(os.path.abspath(src), tmp)
+        os.replace(tmp, dst)
     except OSError:
-        shutil.copyfile(src, dst)
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        with open_input(src, 'image', error=DatasetError) as f, \
+                atomic_write(dst, 'wb') as g:
+            shutil.copyfileobj(f, g)
 
 
 def label_scores(hist, n_labelled, n_pixels):
@@ -94,39 +125,167 @@ def label_scores(hist, n_labelled, n_pixels):
                 labelled_pixels=int(n_labelled), pixels=int(n_pixels))
 
 
-def write_labels(model, dataset, out, low, high, batch_size):
-    """Write the pseudo label of each image of ``dataset`` under ``out``
-    (``SegmentationClass/<id>.png``, ``JPEGImages/<id>.jpg`` a link to
-    the image); returns their :func:`label_scores` against the ground
-    truth."""
-    n = dataset.n_class
-    hist = np.zeros((n, n), np.int64)
-    n_labelled = n_pixels = 0
-    index = 0
-    shown = progress(len(dataset), 'pseudo labels')
+def image_cams(model, dataset, batch_size, scales=(1.0,), flip=False):
+    """``(img, label_map, cams, classes)`` of each image of ``dataset`` in
+    order: ``cams`` ``(C, H, W)`` the normalised Grad-CAMs
+    (``models.class_cams``) of its image-level classes ``classes``
+    ``(C,)``."""
+    shown = tqdm(total=len(dataset), desc='pseudo labels', unit='image')
     for batch in batches(dataset, batch_size):
         classes = [np.flatnonzero(labels) + 1 for _, _, labels in batch]
         x = model.device.send(preprocess_batch([img for img, _, _ in batch]))
-        cams = class_cams(model, x, classes)
-        for (_, label_map, _), cam, cls in zip(batch, cams, classes):
-            image_id = dataset.ids[index]
-            label = pseudo_label(cam, cls, low, high)
-            write_label_png(outdir.output_path(
-                out, 'SegmentationClass', image_id + '.png'), label)
-            link_image(dataset.image_files[index], outdir.output_path(
-                out, 'JPEGImages', image_id + '.jpg'))
-            labelled = label != 255
-            hist += confusion_matrix(np.where(labelled, label_map, -1),
-                                     label, n)
-            n_labelled += int(labelled.sum())
-            n_pixels += label.size
-            index += 1
+        cams = class_cams(model, x, classes, scales, flip)
+        for (img, label_map, _), cam, cls in zip(batch, cams, classes):
+            yield img, label_map, cam, cls
         shown.update(len(batch))
     shown.close()
+
+
+def label_of(img, cams, classes, low, high, crf=None):
+    """``(H, W)`` uint8 pseudo label: CAMs ``(C, H, W)`` thresholded
+    (``metrics.pseudo_label``), or by a dense CRF with ``crf``
+    (``models.crf.CRFSettings``; then ``low`` and ``high`` are unused)."""
+    if crf is None:
+        return pseudo_label(cams, classes, low, high)
+    return refine(img, cams, classes, crf)
+
+
+def write_labels(model, dataset, out, low, high, batch_size, crf=None,
+                 scales=(1.0,), flip=False):
+    """Write the pseudo label (:func:`label_of`) of each image of
+    ``dataset`` under ``out`` (``SegmentationClass/<id>.png``,
+    ``JPEGImages/<id>.jpg`` a link to the image); returns their
+    :func:`label_scores` against the ground truth."""
+    n = dataset.n_class
+    hist = np.zeros((n, n), np.int64)
+    n_labelled = n_pixels = 0
+    for index, (img, label_map, cam, cls) in enumerate(image_cams(
+            model, dataset, batch_size, scales, flip)):
+        image_id = dataset.ids[index]
+        label = label_of(img, cam, cls, low, high, crf)
+        write_label_png(output_path(
+            out, 'SegmentationClass', image_id + '.png'), label)
+        link_image(dataset.image_files[index], output_path(
+            out, 'JPEGImages', image_id + '.jpg'))
+        labelled = label != 255
+        hist += confusion_matrix(np.where(labelled, label_map, -1), label, n)
+        n_labelled += int(labelled.sum())
+        n_pixels += label.size
     return label_scores(hist, n_labelled, n_pixels)
 
 
-def main():
+def add_crf_flags(p):
+    """``--crf`` and the CRF's parameters (``models.crf``)."""
+    p.add_argument('--crf', action='store_true',
+                   help='label every pixel with a dense CRF (Kraehenbuehl '
+                   '& Koltun 2011) instead of --low and --high')
+    for name, default, text in CRF_FLAGS:
+        p.add_argument('--crf-' + name.replace('_', '-'), default=default,
+                       type=type(default), help='with --crf: ' + text)
+
+
+#: ``(CRFSettings field, default, help)`` of the CRF flags. The defaults
+#: scored best on the first half of shapes' tune, seed 0, mean of gain and
+#: gain_ext_15 (single-scale CAMs, ``--crf-grid``); each model's own best
+#: tau was 0.65 and 0.5, so choose it per model.
+CRF_FLAGS = (
+    ('tau', 0.6, 'the top CAM where the background score meets it'),
+    ('gauss_sxy', 3.0, 'spatial width (pixels) of the Gaussian kernel'),
+    ('gauss_compat', 3.0, 'weight of the Gaussian kernel (0: none)'),
+    ('bilateral_sxy', 80.0, 'spatial width (pixels) of the bilateral '
+     'kernel'),
+    ('bilateral_srgb', 5.0, 'colour width (0-255 levels) of the bilateral '
+     'kernel'),
+    ('bilateral_compat', 10.0, 'weight of the bilateral kernel (0: none)'),
+    ('iterations', 10, 'mean-field iterations'))
+
+
+def crf_settings(args):
+    """The ``models.crf.CRFSettings`` of the flags, None without
+    ``--crf``."""
+    if not args.crf:
+        return None
+    return CRFSettings(**{
+        name: getattr(args, 'crf_' + name) for name, _, _ in CRF_FLAGS})
+
+
+#: ``(name, scales, flip)``: the CAMs tried.
+CAM_GRID = (('single', (1.0,), False),
+            ('multi_flip', (1.0, 0.5, 1.5, 2.0), True))
+#: CRF settings tried: ``tau`` x ``(bilateral_sxy, bilateral_srgb)``, the
+#: rest as make_pseudo_labels.py's defaults. On the first half of shapes'
+#: tune, seed 0, gain: the Gaussian kernel off, or the bilateral weight
+#: halved or doubled, moved the mIoU by at most 1.4 points; tau by up to
+#: 55, the bilateral widths by up to 25.
+CRF_GRID = tuple(CRFSettings(**dict(
+    {name: default for name, default, _ in CRF_FLAGS}, tau=tau,
+    bilateral_sxy=sxy, bilateral_srgb=srgb)) for tau, sxy, srgb in
+    itertools.product((0.5, 0.6, 0.65, 0.7, 0.75, 0.8), (20., 40., 80.),
+                      (5., 10.)))
+
+
+def setting_flags(scales, flip, tau, crf):
+    """The make_pseudo_labels.py flags of a setting."""
+    out = ['--cam-scales'] + ['%g' % s for s in scales] + (
+        ['--flip'] if flip else [])
+    if crf is None:
+        return out + ['--low', '%g' % tau, '--high', '%g' % tau]
+    return out + ['--crf'] + [v for name, _, _ in CRF_FLAGS for v in (
+        '--crf-' + name.replace('_', '-'), '%g' % getattr(crf, name))]
+
+
+def scores(images, tau, crf, n_class):
+    """mIoU and per-class IoU of the pseudo labels of ``images`` (``(img,
+    label_map, cams, classes)``) thresholded at ``tau`` or refined by the
+    CRF ``crf``."""
+    hist = np.zeros((n_class, n_class), np.int64)
+    for img, label_map, cams, classes in images:
+        hist += confusion_matrix(label_map, label_of(
+            img, cams, classes, tau, tau, crf), n_class)
+    return segmentation_scores(hist)
+
+
+def choose(first, second, candidates, n_class):
+    """The candidate ``(tau, crf)`` of the highest mIoU on ``first``, its
+    scores on both halves, and every candidate's first-half mIoU."""
+    grid = [(tau, crf, scores(first, tau, crf, n_class)['mean_iu'])
+            for tau, crf in candidates]
+    tau, crf, best = max(grid, key=lambda g: g[2])
+    held_out = scores(second, tau, crf, n_class)
+    return (dict(tau=tau, crf=crf._asdict() if crf else None,
+                 first_half=best, second_half=held_out['mean_iu'],
+                 iu=held_out['iu']),
+            [dict(tau=t, crf=c._asdict() if c else None, first_half=m)
+             for t, c, m in grid])
+
+
+def grid_search(model, dataset, batch_size):
+    """``--crf-grid`` (module docstring): the four rows, the best and
+    the grid."""
+    n = dataset.n_class
+    rows, grid = {}, []
+    for cams_name, scales, flip in CAM_GRID:
+        images = [im for im, masked in zip(image_cams(
+            model, dataset, batch_size, scales, flip), dataset.has_mask)
+            if masked]
+        first, second = images[:len(images) // 2], images[len(images) // 2:]
+        for refinement, candidates in (
+                ('threshold', [(t, None) for t in TAUS]),
+                ('crf', [(c.tau, c) for c in CRF_GRID])):
+            row, table = choose(first, second, candidates, n)
+            row['per_class_iou'] = dict(zip(dataset.class_names,
+                                            row.pop('iu')))
+            crf = row['crf'] and CRFSettings(**row['crf'])
+            rows['%s_%s' % (cams_name, refinement)] = dict(
+                row, cams=cams_name, refinement=refinement,
+                cam_scales=list(scales), flip=flip,
+                flags=setting_flags(scales, flip, row['tau'], crf))
+            grid += [dict(g, cams=cams_name) for g in table]
+    best = max(rows, key=lambda r: rows[r]['first_half'])
+    return dict(rows=rows, best=best, grid=grid)
+
+
+def parse_args():
     p = flags.parser(__doc__, training=False)
     datasets.add_flags(p)
     p.add_argument('--modelfile', required=True,
@@ -143,18 +302,44 @@ def main():
                    'files are deleted only once the new labels are written, '
                    'and an --out holding other files of these names is '
                    'refused')
-    p.add_argument('--low', type=float, default=0.3,
-                   help='normalised CAM below which a pixel is background')
-    p.add_argument('--high', type=float, default=0.6,
-                   help='normalised CAM from which a pixel takes the class')
+    p.add_argument('--low', type=float, default=None,
+                   help='normalised CAM below which a pixel is background '
+                   '(default: %g; not with --crf)' % THRESHOLDS[0])
+    p.add_argument('--high', type=float, default=None,
+                   help='normalised CAM from which a pixel takes the class '
+                   '(default: %g; not with --crf)' % THRESHOLDS[1])
     p.add_argument('--batch-size', type=int, default=8,
                    help='images per forward pass (consecutive images of '
                    'one size)')
+    flags.add_cam_flags(p)
+    add_crf_flags(p)
+    p.add_argument('--crf-grid', action='store_true',
+                   help='write no labels: choose the CAM scales, thresholds '
+                   'and CRF settings on the first half of --split (e.g. '
+                   'tune) and score them on its second half, in '
+                   'OUT/crf_grid.json')
     args = p.parse_args()
-    if not 0 <= args.low <= args.high <= 1:
-        raise UsageError('need 0 <= --low <= --high <= 1, got %g, %g'
-                         % (args.low, args.high))
+    crf = crf_settings(args)
+    given = [f for f, v in (('--crf', args.crf), ('--low', args.low),
+                            ('--high', args.high), ('--flip', args.flip),
+                            ('--cam-scales', args.cam_scales != [1.0])) if v]
+    if args.crf_grid and given:
+        raise UsageError('--crf-grid tries its own settings: drop %s'
+                         % ', '.join(given))
+    if crf and (args.low, args.high) != (None, None):
+        raise UsageError('--low and --high threshold the CAMs; --crf labels '
+                         'with the CRF (its background: --crf-tau)')
+    if not crf:
+        args.low, args.high = (THRESHOLDS[i] if v is None else v
+                               for i, v in enumerate((args.low, args.high)))
+        if not 0 <= args.low <= args.high <= 1:
+            raise UsageError('need 0 <= --low <= --high <= 1, got %g, %g'
+                             % (args.low, args.high))
+    return args, crf
 
+
+def main():
+    args, crf = parse_args()
     device = get_device(args.device)
     set_seed(args.seed, device)
     dataset = get_dataset(args.dataset, args.data_dir, args.split,
@@ -162,9 +347,17 @@ def main():
                           max_pixels=args.max_image_pixels)
     model, _ = load_model(args.modelfile, n_class=dataset.n_class,
                           require_head=True)
-    outdir.claim_dataset(args.out, args.force,
-                         [('--data-dir', dataset.data_dir, 'dir'),
-                          ('--modelfile', args.modelfile, 'file')])
+    inputs = [('--data-dir', dataset.data_dir, 'dir'),
+              ('--modelfile', args.modelfile, 'file')]
+    if args.crf_grid:
+        if not np.any(dataset.has_mask):
+            raise UsageError('--crf-grid scores against masks: split %s '
+                             'has none' % args.split)
+        outdir.claim(args.out, outdir.names('crf_grid.json'), inputs)
+        model.to_device(device)
+        write_grid(args, model, dataset)
+        return
+    outdir.claim_dataset(args.out, args.force, inputs)
     model.to_device(device)
 
     split_name = os.path.splitext(os.path.basename(args.split))[0]
@@ -175,30 +368,52 @@ def main():
         for d, ext in (('SegmentationClass', '.png'), ('JPEGImages', '.jpg'))])
 
     report = write_labels(model, dataset, args.out, args.low, args.high,
-                          args.batch_size)
+                          args.batch_size, crf, args.cam_scales, args.flip)
     for path, lines in ((list_file, dataset.ids),
                         (CLASS_NAMES_FILE, dataset.class_names)):
-        write_text(outdir.output_path(args.out, path),
+        write_text(output_path(args.out, path),
                    '\n'.join(lines) + '\n')
 
+    report['per_class_iou'] = dict(zip(dataset.class_names,
+                                       report.pop('iu')))
     report.update(modelfile=args.modelfile, dataset=args.dataset,
                   data_dir=dataset.data_dir, split=args.split,
                   low=args.low, high=args.high, images=len(dataset),
+                  crf=crf._asdict() if crf else None,
+                  cam_scales=args.cam_scales, flip=args.flip,
                   images_with_mask=int(np.sum(dataset.has_mask)),
                   class_names=list(dataset.class_names))
-    write_config(args.out, args, data_dir=dataset.data_dir)
-    write_text(outdir.output_path(args.out, 'pseudo_labels.json'),
+    outdir.write_config(args.out, args, data_dir=dataset.data_dir)
+    write_text(output_path(args.out, 'pseudo_labels.json'),
                json.dumps(report, indent=2))
+    print_summary(args, dataset, report, crf, split_name)
+
+
+def print_summary(args, dataset, report, crf, split_name):
     miou = report['mean_iu']
     print('%d pseudo labels in %s: mIoU %s on the labelled pixels of the '
-          '%d images with a mask, %.2f%% of the pixels labelled (low %g, '
-          'high %g)' % (len(dataset), args.out,
-                        '-' if miou is None else '%.2f%%' % (100 * miou),
-                        report['images_with_mask'],
-                        100 * report['labelled_share'], args.low, args.high))
+          '%d images with a mask, %.2f%% of the pixels labelled (%s)' % (
+              len(dataset), args.out,
+              '-' if miou is None else '%.2f%%' % (100 * miou),
+              report['images_with_mask'], 100 * report['labelled_share'],
+              'dense CRF, tau %g' % crf.tau if crf else
+              'low %g, high %g' % (args.low, args.high)))
     print(NEXT_STEPS % dict(python=cli.python_command(), out=args.out,
                             split=split_name, source=dataset.data_dir,
                             dataset=args.dataset))
+
+
+def write_grid(args, model, dataset):
+    """``--crf-grid``: OUT/crf_grid.json and a line per row."""
+    result = grid_search(model, dataset, args.batch_size)
+    for name, row in result['rows'].items():
+        print('%-22s mIoU %.1f (first half, chosen) %.1f (second half): %s'
+              % (name, 100 * row['first_half'], 100 * row['second_half'],
+                 ' '.join(row['flags'])))
+    config = outdir.write_config(args.out, args, data_dir=dataset.data_dir)
+    write_text(output_path(args.out, 'crf_grid.json'), json.dumps(
+        dict(result, split=args.split, config=config,
+             class_names=list(dataset.class_names)), indent=1))
 
 
 if __name__ == '__main__':

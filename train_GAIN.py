@@ -16,22 +16,24 @@ import numpy as np
 import datasets
 from datasets import PixelSupervisionFlag, pad_examples, training_data
 from metrics.attention import attention_warnings
-from runtime import cli, distributed, flags, outdir
-from runtime.config import write_run_config
+from models.io import load_model
+from runtime import cli, flags
 from runtime.errors import UsageError
-from runtime.files import write_text
-from runtime.model_files import load_model
-from runtime.triggers import every_and_last
-from training import tensorboard
-from training.extensions import (AttentionEvaluator, AttentionSnapshot,
-                                 MeanAPEvaluator)
+from runtime.files import output_path, write_text
+from training import distributed
+from training.extensions import tensorboard
+from training.extensions.reports import AttentionSnapshot
+from training.extensions.triggers import every_and_last
+from training.extensions.validation import (AttentionEvaluator,
+                                            MeanAPEvaluator)
 from training.gain_loss import (AM_AVERAGES, AM_MODES, AM_SCORES, CAM_GRADS,
                                 GAINLoss, parse_warmup)
 from training.mixed_precision import set_precision
+from training.run import begin_run, open_splits, start_run, with_masks
 from training.trainer import (add_training_flags, build_trainer,
                               make_evaluator, make_optimizer, run_training,
-                              start_run, train_iterator, trainer_options,
-                              training_view, val_iterator, with_masks)
+                              train_iterator, trainer_options,
+                              training_view, val_iterator)
 from training.updaters import GAINUpdater
 from visualizations import term_panel
 
@@ -92,7 +94,7 @@ def add_gain_flags(p):
                    'validation')
 
 
-def check_attention(evaluator, modelfile):
+def check_attention(evaluator, modelfile, class_names):
     """Print the attention of the validation images at the start, in
     percent (the log's unit), and warn loudly when GAIN has nothing to
     train on (:func:`metrics.attention.attention_warnings`)."""
@@ -107,7 +109,7 @@ def check_attention(evaluator, modelfile):
              100 * (quality['pointing'] or 0),
              100 * (quality['pointing_chance'] or 0),
              100 * (quality['energy'] or 0)), flush=True)
-    problems = attention_warnings(quality)
+    problems = attention_warnings(quality, class_names)
     if problems:
         print('WARNING: %s: %s; GAIN has nothing to train on. Is its trunk '
               'trained for classification (train_fcn.py --cls-weight 1) and '
@@ -191,7 +193,7 @@ def attention_validation(args, model, train, val, report, plots):
         return []
     attention = AttentionEvaluator(model, with_masks(checked),
                                    args.attention_val_images, args.batch_size)
-    check_attention(attention, args.modelfile)
+    check_attention(attention, args.modelfile, checked.class_names)
     if val is None:
         return []
     report += ['validation/main/pointing', 'validation/main/energy',
@@ -205,6 +207,48 @@ def attention_validation(args, model, train, val, report, plots):
     return [attention, MeanAPEvaluator(model, val, args.batch_size)]
 
 
+def gain_flags(args):
+    """``(ext_images, am_warmup, ext_warmup)`` of the flags, checked."""
+    ext_images = parse_ext_images(args.ext_images)
+    if (ext_images > 0) != (args.ext_weight > 0):
+        raise UsageError(
+            'GAIN_ext needs both --ext-images (pixel-supervised images) and '
+            '--ext-weight (> 0); got --ext-images %s --ext-weight %g'
+            % (args.ext_images, args.ext_weight))
+    return (ext_images, warmup_flag(args, 'am_warmup'),
+            warmup_flag(args, 'ext_warmup'))
+
+
+def gain_objective(args, model, train):
+    """The :class:`GAINLoss` of the flags and the indices of the images
+    with pixel supervision (GAIN_ext)."""
+    ext_images, am_warmup, ext_warmup = gain_flags(args)
+    ext_idx = pick_ext_images(train.has_mask, ext_images, args.seed)
+    if args.seg_weight and not train.has_mask.any():
+        print('warning: no image of --split %s has a mask: L_seg '
+              '(--seg-weight %g) is 0 throughout' % (args.split,
+                                                     args.seg_weight),
+              file=sys.stderr)
+    weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
+                   ext=args.ext_weight)
+    loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
+                    args.sigma, args.omega, weights, am_warmup, ext_warmup,
+                    args.head_dropout, args.am_average, args.am_on_negatives)
+    return loss, ext_idx
+
+
+def report(args, weights):
+    """``(keys, plots)``: the logged terms printed, and the panels of
+    loss.png."""
+    terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
+    panels = [term_panel(t.split('/')[1], [t, 'validation/' + t]
+                         if t in ('main/cl', 'main/seg') else [t])
+              for t in terms if weights.get(t.split('/')[1], 1)]
+    return terms + ['validation/main/seg'], {'loss': (
+        'train_GAIN.py: GAIN fine-tuning, --am-mode %s' % args.am_mode,
+        panels)}
+
+
 def main():
     p = flags.parser(__doc__, iterations=ITERATIONS)
     datasets.add_flags(p)
@@ -212,72 +256,42 @@ def main():
     add_training_flags(p, keep_best=('attention_miou', 'pointing', 'energy',
                                      'map'))
     args = p.parse_args()
-    weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
-                   ext=args.ext_weight)  # ranges checked by start_run
-    am_warmup, ext_warmup = (warmup_flag(args, 'am_warmup'),
-                             warmup_flag(args, 'ext_warmup'))
-
-    ext_images = parse_ext_images(args.ext_images)
-    if (ext_images > 0) != (args.ext_weight > 0):
-        raise UsageError(
-            'GAIN_ext needs both --ext-images (pixel-supervised images) and '
-            '--ext-weight (> 0); got --ext-images %s --ext-weight %g'
-            % (args.ext_images, args.ext_weight))
-
-    device, stop, train, val = start_run(args, ITERATIONS)
+    gain_flags(args)                # bad values refused before any work
+    device, stop = start_run(args, ITERATIONS)
+    train, val = open_splits(args)
     model, _ = load_model(args.modelfile, n_class=train.n_class,
                           require_head=True)
     if model.head_trained_by is None:
         print('warning: %s does not record which stage trained its head'
               % args.modelfile, file=sys.stderr)
     model.to_device(device)
-
-    ext_idx = pick_ext_images(train.has_mask, ext_images, args.seed)
-    if args.seg_weight and not train.has_mask.any():
-        print('warning: no image of --split %s has a mask: L_seg '
-              '(--seg-weight %g) is 0 throughout' % (args.split,
-                                                     args.seg_weight),
-              file=sys.stderr)
-    loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
-                    args.sigma, args.omega, weights, am_warmup, ext_warmup,
-                    args.head_dropout, args.am_average,
-                    args.am_on_negatives)
+    loss, ext_idx = gain_objective(args, model, train)
     optimizer = make_optimizer(loss, args.lr, model.head_links(),
                                args.weight_decay)
     set_precision(model, optimizer, args.dtype)
-
     train_it = train_iterator(
         PixelSupervisionFlag(training_view(train, args), ext_idx), train, args)
     updater = GAINUpdater(train_it, optimizer, converter=pad_examples,
                           device=device)
     val_it, eval_func = validation(val, loss, args.batch_size)
     evaluator = make_evaluator(val_it, loss, device, eval_func)
-    write_run_config(args, model, train,
-                     ext_image_ids=[train.ids[i] for i in ext_idx])
-    terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
-    panels = [term_panel(t.split('/')[1], [t, 'validation/' + t]
-                         if t in ('main/cl', 'main/seg') else [t])
-              for t in terms if weights.get(t.split('/')[1], 1)]
-    plots = {'loss': ('train_GAIN.py: GAIN fine-tuning, --am-mode %s'
-                      % args.am_mode, panels)}
-    report = terms + ['validation/main/seg']
-    validators = []
+    begun = begin_run(args, model, train, stop,
+                      ext_image_ids=[train.ids[i] for i in ext_idx])
+    report_keys, plots = report(args, loss.weights)
     writer = distributed.is_writer()    # rank 0 of a data-parallel run
-    if writer:
-        validators = attention_validation(args, model, train, val, report,
-                                          plots)
-    trainer = build_trainer(updater, stop, args.out, report, plots,
+    validators = (attention_validation(args, model, train, val, report_keys,
+                                       plots) if writer else [])
+    trainer = build_trainer(updater, stop, args.out, report_keys, plots,
                             evaluator, validators=validators,
-                            **trainer_options(args))
+                            **trainer_options(args, begun))
     if writer:
-        write_text(outdir.output_path(args.out, 'ext_images.txt'),
+        write_text(output_path(args.out, 'ext_images.txt'),
                    ''.join(train.ids[i] + '\n' for i in ext_idx))
-        shown = pictured(val if val is not None else train)
-        trainer.extend(AttentionSnapshot(model, shown, args.sigma,
-                                         args.omega, args.am_mode,
-                                         train.class_names,
-                                         tensorboard.find(trainer)),
-                       trigger=every_and_last(args.attention_interval))
+        trainer.extend(AttentionSnapshot(
+            model, pictured(val if val is not None else train), args.sigma,
+            args.omega, args.am_mode, train.class_names,
+            tensorboard.find(trainer)),
+            trigger=every_and_last(args.attention_interval))
     model_path = os.path.join(args.out, 'model.npz')
     run_training(trainer, model, args.out, [
         cli.next_command(args, 'evaluate.py', '--modelfile', args.modelfile,

@@ -14,17 +14,17 @@ import chainer
 import datasets
 from datasets import pad_examples
 from models import FCN8s
+from models.io import load_model
 from runtime import cli, flags
-from runtime.config import write_run_config
 from runtime.errors import UsageError
-from runtime import distributed
-from runtime.model_files import load_model
-from training.extensions import MeanAPEvaluator
+from training import distributed
+from training.extensions.validation import MeanAPEvaluator
 from training.losses import ClassificationLoss
 from training.mixed_precision import set_precision
+from training.run import begin_run, open_splits, start_run
 from training.trainer import (add_training_flags, build_trainer, iterators,
                               make_evaluator, make_optimizer, run_training,
-                              start_run, trainer_options)
+                              trainer_options)
 from visualizations import term_panel
 
 
@@ -51,7 +51,8 @@ def main():
     add_training_flags(p, keep_best=('map',))
     args = p.parse_args()
 
-    device, stop, train, val = start_run(args, ITERATIONS)
+    device, stop = start_run(args, ITERATIONS)
+    train, val = open_splits(args)
     if args.modelfile:
         model, has_head = load_model(args.modelfile, n_class=train.n_class)
         if not (args.keep_head and has_head):
@@ -75,7 +76,7 @@ def main():
     evaluator = make_evaluator(val_it, loss, device)
     validators = ([MeanAPEvaluator(model, val, args.batch_size)]
                   if val is not None and distributed.is_writer() else [])
-    write_run_config(args, model, train)
+    begun = begin_run(args, model, train, stop)
     keys = ['main/loss', 'validation/main/loss', 'main/accuracy',
             'validation/main/accuracy']
     panels = [term_panel('cl', keys[:2]), term_panel('accuracy', keys[2:])]
@@ -86,7 +87,7 @@ def main():
                       panels)}
     trainer = build_trainer(updater, stop, args.out, keys, plots,
                             evaluator, validators=validators,
-                            **trainer_options(args))
+                            **trainer_options(args, begun))
     run_training(trainer, model, args.out, [cli.next_command(
         args, 'train_GAIN.py', '--modelfile',
         os.path.join(args.out, 'model.npz'))])

@@ -18,21 +18,37 @@ import chainer
 import datasets
 from datasets import pad_examples
 from models import FCN8s
+from models.io import load_model
 from runtime import cli, flags
-from runtime.config import write_run_config
-from runtime import distributed
 from runtime.errors import UsageError
-from runtime.model_files import load_model
-from training.extensions import MeanAPEvaluator, MeanIUEvaluator
+from training import distributed
+from training.extensions.validation import MeanAPEvaluator, MeanIUEvaluator
 from training.losses import SegmentationLoss
 from training.mixed_precision import set_precision
+from training.run import begin_run, open_splits, start_run
 from training.trainer import (add_training_flags, build_trainer, iterators,
-                              make_optimizer, run_training, start_run,
-                              trainer_options)
+                              make_optimizer, run_training, trainer_options)
 from visualizations import term_panel
 
 ITERATIONS = 1500  # without --iterations or --epochs
 WIDTH = 0.0625     # of a model trained from scratch
+
+
+def report(cls_weight, validated, map_validated):
+    """``(keys, plots)``: the logged terms printed, and the panels of
+    loss.png."""
+    keys = ['main/loss', 'validation/main/loss']
+    panels = [term_panel('seg', keys)]
+    if cls_weight:
+        keys += ['main/seg', 'main/cl']
+        panels = [term_panel('loss', keys[:2]),
+                  term_panel('seg', ['main/seg', 'validation/main/seg']),
+                  term_panel('cl', ['main/cl', 'validation/main/cl'])]
+    for key, shown in (('mean_iu', validated), ('map', map_validated)):
+        if shown:
+            keys.append('validation/main/' + key)
+            panels.append(term_panel(key, ['validation/main/' + key]))
+    return keys, {'loss': ('train_fcn.py: FCN8s segmentation', panels)}
 
 
 def main():
@@ -58,7 +74,8 @@ def main():
         raise UsageError('--keep-best map needs --cls-weight > 0 (the head '
                          'is trained and validated only then)')
 
-    device, stop, train, val = start_run(args, ITERATIONS, masks_only=True)
+    device, stop = start_run(args, ITERATIONS)
+    train, val = open_splits(args, masks_only=True)
     if args.modelfile:
         model, _ = load_model(args.modelfile, n_class=train.n_class,
                               width=args.width)
@@ -82,24 +99,12 @@ def main():
     validators = ([MeanAPEvaluator(model, val, args.batch_size)]
                   if val is not None and args.cls_weight and
                   distributed.is_writer() else [])
-    write_run_config(args, model, train)
-    keys = ['main/loss', 'validation/main/loss']
-    panels = [term_panel('seg', keys)]
-    if args.cls_weight:
-        keys += ['main/seg', 'main/cl']
-        panels = [term_panel('loss', keys[:2]),
-                  term_panel('seg', ['main/seg', 'validation/main/seg']),
-                  term_panel('cl', ['main/cl', 'validation/main/cl'])]
-    if evaluator is not None:
-        keys.append('validation/main/mean_iu')
-        panels.append(term_panel('mean_iu', ['validation/main/mean_iu']))
-    if validators:
-        keys.append('validation/main/map')
-        panels.append(term_panel('map', ['validation/main/map']))
-    plots = {'loss': ('train_fcn.py: FCN8s segmentation', panels)}
+    begun = begin_run(args, model, train, stop)
+    keys, plots = report(args.cls_weight, evaluator is not None,
+                         bool(validators))
     trainer = build_trainer(updater, stop, args.out, keys, plots,
                             evaluator, validators=validators,
-                            **trainer_options(args))
+                            **trainer_options(args, begun))
     run_training(trainer, model, args.out, [cli.next_command(
         args, 'train_classifier.py', '--modelfile',
         os.path.join(args.out, 'model.npz'))])

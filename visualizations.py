@@ -38,7 +38,7 @@ TERMS = {
                  'share of (image, class) right'),
     'mean_iu': ('segmentation mean IU (val split)', 'IU (0 to 1)'),
     'map': ('classification mAP (val split)', 'mean AP (0 to 1)'),
-    'pointing': ('pointing game: CAM peak on the class',
+    'pointing': ('pointing game (exact, 0 px): CAM peak on the class',
                  '% of (image, class)'),
     'energy': ('energy: CAM mass on the class', '% of the mass'),
     'attention_miou': ('attention mIoU (best tau)', 'IU (%)'),

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Grad-CAM before (--pretrained) and after (--trained) GAIN, per image.
 
-For each image ``--out/<id>.png`` shows the image, its ground truth (VOC
+For each image ``--out/<id>.png`` (``<id>_2.png``... where an earlier page
+or the overview took the name) shows the image, its ground truth (VOC
 palette), the normalised Grad-CAM of each shown class for both models
 overlaid on the image (titles: class and sigmoid score) and the predicted
 segmentation of the trained model. ``--out/overview.png`` puts up to 6
@@ -29,13 +30,14 @@ import datasets
 from datasets import (TEST_SPLIT, VOC_CLASS_NAMES, DatasetError, get_dataset,
                       preprocess_batch)
 from datasets.voc import read_image
+from tqdm import tqdm
+
 from models import class_cams
+from models.io import load_model
 from runtime import cli, flags, outdir
 from runtime.device import get_device, set_seed
 from runtime.errors import UsageError
-from runtime.files import atomic_write
-from runtime.model_files import load_model
-from runtime.progress import progress
+from runtime.files import atomic_write, output_path
 from visualizations import image_figure, overview_figure
 from visualizations import save_figure as _save
 
@@ -150,7 +152,7 @@ def save_cams(path, result, class_names):
                  scores_after=result['scores'][1])
 
 
-def main():
+def parse_args():
     p = flags.parser(__doc__, training=False)
     datasets.add_flags(p)
     p.add_argument('--pretrained', required=True,
@@ -175,17 +177,61 @@ def main():
                    help='with --images: classes shown per image')
     p.add_argument('--save-cams', action='store_true',
                    help='also write the maps to --out/cams/<id>.npz')
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def page_name(image_id, taken):
+    """The page of ``image_id``: ``<id>``, or ``<id>_2``, ``<id>_3``... when
+    an earlier page or ``overview`` took it; added to ``taken``."""
+    name, k = image_id, 1
+    while name in taken:
+        k += 1
+        name = '%s_%d' % (image_id, k)
+    taken.add(name)
+    return name
+
+
+def write_pages(args, models, files, dataset, wanted, class_names):
+    """Write a page (and with ``--save-cams`` the maps) per image; returns
+    ``(overview rows, pages written, unreadable files)``."""
+    limit = None if args.all else args.num
+    n = len(files) if files else len(dataset)
+    with tqdm(total=n if limit is None or wanted is not None
+              else min(limit, n), desc='visualize', unit='image') as shown:
+        overview, taken, unreadable = [], {'overview'}, 0
+        for image_id, img, label_map, classes, error in examples(
+                files, dataset, args.max_image_pixels):
+            if limit is not None and len(taken) > limit:
+                break
+            shown.update()
+            if error:
+                tqdm.write('warning: %s; skipped' % error, file=sys.stderr)
+                unreadable += 1
+                continue
+            result = analyse(models, img, classes, wanted, args.top)
+            if wanted is not None and not len(result['classes']):
+                continue  # none of the requested classes in this image
+            stem = page_name(image_id, taken)
+            plot_image(output_path(args.out, stem + '.png'), image_id, img,
+                       label_map, result, class_names)
+            if args.save_cams:
+                save_cams(output_path(args.out, 'cams', stem + '.npz'),
+                          result, class_names)
+            if len(result['classes']) and len(overview) < OVERVIEW_ROWS:
+                overview.append((image_id, img, result))
+    return overview, len(taken) - 1, unreadable
+
+
+def main():
+    args = parse_args()
     dataset = None if args.images else get_dataset(
         args.dataset, args.data_dir, args.split or TEST_SPLIT[args.dataset],
         layout=args.voc_layout, max_pixels=args.max_image_pixels)
-    outdir.claim_report(
-        args.out, files=('overview.png',), dirs=('cams',),
-        inputs=[('--images', args.images, 'dir'),
-                ('--data-dir', dataset and dataset.data_dir, 'dir'),
-                ('--pretrained', args.pretrained, 'file'),
-                ('--trained', args.trained, 'file')])
-
+    outdir.claim(args.out, outdir.names('overview.png', dirs=('cams',)), [
+        ('--images', args.images, 'dir'),
+        ('--data-dir', dataset and dataset.data_dir, 'dir'),
+        ('--pretrained', args.pretrained, 'file'),
+        ('--trained', args.trained, 'file')])
     device = get_device(args.device)
     set_seed(args.seed, device)
     before, _ = load_model(args.pretrained, require_head=True,
@@ -195,46 +241,18 @@ def main():
     class_names = (dataset.class_names if dataset else
                    known_class_names(args.dataset, before.n_class))
     wanted = parse_classes(args.classes, class_names)
-    models = (before, after)
-    for m in models:
+    for m in (before, after):
         m.to_device(device)
-
-    if args.save_cams:
-        outdir.output_path(args.out, 'cams', directory=True)
-    limit = None if args.all else args.num
     files = list_images(args.images) if args.images else None
-    n = len(files) if files else len(dataset)
-    shown = progress(n if limit is None or wanted is not None
-                     else min(limit, n), 'visualize')
-    overview, written, unreadable = [], 0, 0
-    for image_id, img, label_map, classes, error in examples(
-            files, dataset, args.max_image_pixels):
-        if limit is not None and written >= limit:
-            break
-        shown.update()
-        if error:
-            print('warning: %s; skipped' % error, file=sys.stderr)
-            unreadable += 1
-            continue
-        result = analyse(models, img, classes, wanted, args.top)
-        if wanted is not None and not len(result['classes']):
-            continue  # none of the requested classes in this image
-        stem = image_id if image_id != 'overview' else 'overview_image'
-        plot_image(outdir.output_path(args.out, stem + '.png'), image_id,
-                   img, label_map, result, class_names)
-        if args.save_cams:
-            save_cams(outdir.output_path(args.out, 'cams', stem + '.npz'),
-                      result, class_names)
-        if len(result['classes']) and len(overview) < OVERVIEW_ROWS:
-            overview.append((image_id, img, result))
-        written += 1
-    shown.close()
+    overview, written, unreadable = write_pages(
+        args, (before, after), files, dataset, wanted, class_names)
     if overview:
         _save(overview_figure(overview, class_names),
-              outdir.output_path(args.out, 'overview.png'))
+              output_path(args.out, 'overview.png'))
     if unreadable and not written:
         raise UsageError('--images %s: none of its %d jpg/png files is '
                          'a readable image' % (args.images, unreadable))
+    outdir.write_config(args.out, args)
     print('wrote %d images%s to %s%s' % (
         written, ' and overview.png' if overview else '', args.out,
         '; skipped %d unreadable files' % unreadable if unreadable else ''))

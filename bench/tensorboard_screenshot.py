@@ -24,7 +24,7 @@ if ROOT not in sys.path:
 
 from runtime import cli, flags  # NOQA: E402
 from runtime.errors import UsageError  # NOQA: E402
-from training import tensorboard  # NOQA: E402
+from bench import tensorboard_server as tensorboard  # NOQA: E402
 from pipeline.presets import STAND_IN  # NOQA: E402
 
 # the cards shown: the attention pictures, two loss terms, three
@@ -51,13 +51,14 @@ def train(script, out, device, argv):
 
 
 def wait_for_runs(url, runs, deadline=120):
-    """Until the server shows the scalars of every run and GAIN's
-    attention pictures."""
+    """Until the server shows the scalars of a run under each of ``runs``
+    (name prefixes) and GAIN's attention pictures."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         scalars = tensorboard.fetch(url, '/data/plugin/scalars/tags')
         images = tensorboard.fetch(url, '/data/plugin/images/tags')
-        if all(r in scalars for r in runs) and images:
+        if all(any(n.startswith(r) for n in scalars) for r in runs) and \
+                images:
             return
         time.sleep(0.5)
     raise UsageError('TensorBoard did not show the runs within %d s'
@@ -116,7 +117,7 @@ def main():
         '--val-interval', 10, '--attention-interval', 10,
         '--attention-val-images', 100])
     with tensorboard.server(args.out) as url:
-        wait_for_runs(url, ['classifier/tensorboard', 'gain/tensorboard'])
+        wait_for_runs(url, ['classifier/tensorboard/', 'gain/tensorboard/'])
         # SVG charts: the default WebGL ones draw in a worker that headless
         # Chromium's virtual time does not wait for
         page = '%s/?%s#timeseries' % (url, urllib.parse.urlencode(

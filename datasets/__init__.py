@@ -23,6 +23,7 @@ from datasets.voc import (MAX_IMAGE_PIXELS, DatasetError,  # NOQA
                           image_labels)
 from datasets.classification import (ImageList, VOCClassification,  # NOQA
                                      has_classification_layout)
+from runtime.files import read_text
 
 DATASETS = ('shapes', 'voc', 'list')
 #: How a VOC-format split is read (``--voc-layout``).
@@ -67,18 +68,19 @@ def add_flags(parser):
 def read_class_names(data_dir):
     """The class names of ``data_dir/class_names.txt`` (one per line,
     background first, as make_pseudo_labels.py writes them), or None
-    without that file."""
+    without that file; a name given twice is refused."""
     path = os.path.join(data_dir, CLASS_NAMES_FILE)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return None
-    try:
-        with open(path, encoding='utf-8') as f:
-            names = tuple(line.strip() for line in f if line.strip())
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError('%s: unreadable (%s)' % (path, e))
+    text = read_text(path, 'list', error=DatasetError)
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) < 2:
         raise DatasetError('%s: needs background and at least one class, '
                            'one name a line' % path)
+    repeated = [n for k, n in enumerate(names) if n in names[:k]]
+    if repeated:
+        raise DatasetError('%s: class %r is named twice' % (path,
+                                                            repeated[0][:40]))
     return names
 
 
@@ -106,6 +108,23 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
             with a warning, listing them in the dataset's ``missing``
             (``--skip-bad``), instead of failing on them.
     """
+    data_dir, names = _root_and_classes(name, data_dir, split, class_names)
+    layout = 'list' if name == 'list' else voc_layout(data_dir, split,
+                                                      layout)
+    if layout == 'segmentation':
+        return VOCSegmentation(data_dir, split, names, max_pixels,
+                               skip_missing)
+    dataset = (ImageList(data_dir, split, names, skip_missing)
+               if layout == 'list' else
+               VOCClassification(data_dir, split, names,
+                                 masks=layout == 'joined',
+                                 skip_missing=skip_missing))
+    dataset.max_pixels = max_pixels
+    return dataset
+
+
+def _root_and_classes(name, data_dir, split, class_names):
+    """``(data_dir, class names)`` of :func:`get_dataset`'s arguments."""
     if name == 'shapes':
         from datasets import shapes
         if data_dir is None:
@@ -135,18 +154,7 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
         raise DatasetError('%s: classes %s differ from the training '
                            'data\'s %s' % (data_dir, ', '.join(names),
                                            ', '.join(class_names)))
-    layout = 'list' if name == 'list' else voc_layout(data_dir, split,
-                                                      layout)
-    if layout == 'segmentation':
-        return VOCSegmentation(data_dir, split, names, max_pixels,
-                               skip_missing)
-    dataset = (ImageList(data_dir, split, names, skip_missing)
-               if layout == 'list' else
-               VOCClassification(data_dir, split, names,
-                                 masks=layout == 'joined',
-                                 skip_missing=skip_missing))
-    dataset.max_pixels = max_pixels
-    return dataset
+    return data_dir, names
 
 
 def voc_layout(data_dir, split, layout='auto'):

@@ -16,37 +16,18 @@ erases its attention like any other. :func:`read_annotation` also returns
 which classes are present only as difficult, so that an evaluation can
 leave those pairs out as the devkit does.
 """
-import os
-
 import defusedxml
 import defusedxml.ElementTree
 import numpy as np
 
 from runtime.errors import DatasetError, one_line
-
-#: Larger files are refused before parsing (VOC's are under 5 kB).
-MAX_ANNOTATION_BYTES = 1 << 20
-
-
-def _read_bytes(path):
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_ANNOTATION_BYTES:
-            raise DatasetError('%s: annotation of %d bytes, more than the '
-                               '%d accepted' % (path, size,
-                                                MAX_ANNOTATION_BYTES))
-        with open(path, 'rb') as f:
-            return f.read(MAX_ANNOTATION_BYTES + 1)
-    except FileNotFoundError:
-        raise DatasetError('%s: annotation file does not exist' % path)
-    except OSError as e:
-        raise DatasetError('%s: unreadable annotation (%s)'
-                           % (path, e.strerror or one_line(e)))
+from runtime.files import LIMITS, open_input
 
 
 def _parse(path):
     """The root element of the XML file ``path``, parsed without DTDs."""
-    data = _read_bytes(path)
+    with open_input(path, 'annotation', error=DatasetError) as f:
+        data = f.read(LIMITS['annotation'] + 1)
     try:
         root = defusedxml.ElementTree.fromstring(data, forbid_dtd=True)
     except defusedxml.DefusedXmlException as e:

@@ -76,7 +76,7 @@ class ScaleCropJitter(object):
 
     def __call__(self, img, label_map):
         h, w = label_map.shape
-        s = np.random.uniform(*self.scale)
+        s = self.draw_scale()
         size = (max(1, int(round(w * s))), max(1, int(round(h * s))))
         image = PIL.Image.fromarray(img).resize(size, PIL.Image.BILINEAR)
         labels = _labels(_label_image(label_map).resize(size,
@@ -93,6 +93,10 @@ class ScaleCropJitter(object):
         out[yd, xd] = np.asarray(image)[ys, xs]
         window[yd, xd] = labels[ys, xs]
         return out, window
+
+    def draw_scale(self):
+        """The scale of one example, ``~ U(scale)``."""
+        return np.random.uniform(*self.scale)
 
 
 def _window(scaled, side):

@@ -60,8 +60,10 @@ from datasets.annotations import read_annotation
 from datasets.voc import (IGNORE, MAX_IMAGE_PIXELS, _find_layout,
                           _find_split_file, _read_split, _relative_name,
                           keep_existing, read_image, read_mask)
+from tqdm import tqdm
+
 from runtime.errors import DatasetError
-from runtime.progress import progress
+from runtime.files import read_text
 
 #: Annotation files parsed before a progress line is shown.
 SHOW_PROGRESS = 2000
@@ -130,7 +132,7 @@ def _counted(files, desc):
     if len(files) < SHOW_PROGRESS:
         yield from files
         return
-    with progress(len(files), desc, unit='file') as shown:
+    with tqdm(total=len(files), desc=desc, unit='file') as shown:
         for entry in files:
             yield entry
             shown.update()
@@ -263,20 +265,30 @@ def _text_rows(lines):
 
 
 def _csv_rows(lines, list_file):
-    reader = csv.DictReader(lines)
-    columns = [c.strip() for c in reader.fieldnames or ()]
-    if 'image' not in columns or 'labels' not in columns:
-        raise DatasetError('%s: a CSV image list needs a header row with '
-                           'the columns image and labels (and optionally '
-                           'mask), got %s' % (list_file,
-                                              ','.join(columns)[:80]))
-    reader.fieldnames = columns
-    for row in reader:
-        if None in row:
-            raise DatasetError('%s line %d: more fields than the header'
-                               % (list_file, reader.line_num))
-        yield (reader.line_num, (row['image'] or '').strip(),
-               row['labels'] or '', (row.get('mask') or '').strip())
+    reader = csv.reader(lines)
+    try:
+        columns = [c.strip() for c in next(reader, ())]
+        if 'image' not in columns or 'labels' not in columns:
+            raise DatasetError('%s: a CSV image list needs a header row with '
+                               'the columns image and labels (and optionally '
+                               'mask), got %s' % (list_file,
+                                                  ','.join(columns)[:80]))
+        repeated = sorted(set(c for c in columns if columns.count(c) > 1))
+        if repeated:
+            raise DatasetError('%s: column %s repeats in the header row'
+                               % (list_file, repeated[0][:40]))
+        for row in reader:
+            if not row:
+                continue
+            if len(row) > len(columns):
+                raise DatasetError('%s line %d: more fields than the header'
+                                   % (list_file, reader.line_num))
+            row = dict(zip(columns, row))
+            yield (reader.line_num, row.get('image', '').strip(),
+                   row.get('labels', ''), row.get('mask', '').strip())
+    except csv.Error as e:        # a field over csv.field_size_limit()...
+        raise DatasetError('%s line %d: %s' % (list_file, reader.line_num,
+                                               e))
 
 
 class ImageList(ImageLevelDataset):
@@ -297,12 +309,8 @@ class ImageList(ImageLevelDataset):
             raise DatasetError('%s: data directory does not exist'
                                % data_dir)
         list_file = find_list(data_dir, split)
-        try:
-            with open(list_file, encoding='utf-8-sig', newline='') as f:
-                lines = f.read().splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise DatasetError('%s: unreadable image list (%s)'
-                               % (list_file, e))
+        lines = read_text(list_file, 'list',
+                          error=DatasetError).splitlines()
         index = {name: k for k, name in enumerate(class_names[1:])}
         rows = (_csv_rows(lines, list_file)
                 if list_file.lower().endswith('.csv') else _text_rows(lines))

@@ -20,11 +20,14 @@ import shutil
 import tempfile
 from xml.etree import ElementTree
 
+import filelock
 import numpy as np
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from datasets.voc import voc_palette
-from runtime.progress import progress
+from runtime.errors import DatasetError
+from runtime.files import open_input, read_json, read_text
 
 VERSION = 2
 CLASS_NAMES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
@@ -276,8 +279,8 @@ def generate(root, seed=0, **kwargs):
         os.makedirs(d, exist_ok=True)
     palette = voc_palette()
     images = {}
-    shown = progress(sum(params['n_' + s] for s in SPLITS),
-                     'generating the shapes dataset')
+    shown = tqdm(total=sum(params['n_' + s] for s in SPLITS),
+                 desc='generating the shapes dataset', unit='image')
     for split in SPLITS:
         ids = ['%s_%05d' % (split, i) for i in range(params['n_' + split])]
         for i, id_ in enumerate(ids):
@@ -319,11 +322,11 @@ def default_root(seed=0):
 
 def _is_current(root, params):
     try:
-        with open(os.path.join(root, 'meta.json')) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
+        meta = read_json(os.path.join(root, 'meta.json'))
+    except ValueError:          # missing, not a regular file, not JSON
         return False
-    return meta.get('version') == VERSION and meta.get('params') == params
+    return (isinstance(meta, dict) and meta.get('version') == VERSION and
+            meta.get('params') == params)
 
 
 def ensure(root=None, seed=0, **kwargs):
@@ -333,19 +336,18 @@ def ensure(root=None, seed=0, **kwargs):
     reused as is. Otherwise the dataset is generated in a temporary sibling
     directory and renamed into place, so an interrupted run never leaves a
     half-written directory that looks valid. One process generates at a
-    time (a lock on the parent directory), so the temporaries of an
+    time (a lock, ``.<name>.lock`` beside it), so the temporaries of an
     interrupted one (``.<name>.tmp-*``, ``.<name>.old-*``) are stale and
     removed. An existing ``root`` holding anything but dataset files is
     never replaced (FileExistsError).
     """
-    from runtime.files import locked
     params = _params(seed=seed, **kwargs)
     root = os.path.abspath(root or default_root(params['seed']))
     if _is_current(root, params):
         return root
     parent, name = os.path.split(root)
     os.makedirs(parent, exist_ok=True)
-    with locked(parent):
+    with filelock.FileLock(os.path.join(parent, '.%s.lock' % name)):
         if _is_current(root, params):    # made by the process we waited for
             return root
         if os.path.isdir(root) and not set(os.listdir(root)) <= set(
@@ -373,8 +375,7 @@ def ensure(root=None, seed=0, **kwargs):
 def read_split(root, split):
     """List of ids in ``root/ImageSets/Segmentation/<split>.txt``."""
     path = os.path.join(root, 'ImageSets', 'Segmentation', split + '.txt')
-    with open(path) as f:
-        return f.read().split()
+    return read_text(path, 'list', error=DatasetError).split()
 
 
 def bias_statistics(root, split):
@@ -385,15 +386,17 @@ def bias_statistics(root, split):
     n_not_class, n_cue_and_not_class, p_cue, p_cue_given_class,
     p_cue_given_not_class)}; a probability with no cases is nan.
     """
-    with open(os.path.join(root, 'meta.json')) as f:
-        images = json.load(f)['images']
+    images = read_json(os.path.join(root, 'meta.json'),
+                       error=DatasetError)['images']
     ids = read_split(root, split)
     n_fg = len(CUE_NAMES)
     has_class = np.zeros((len(ids), n_fg), bool)
     has_cue = np.zeros((len(ids), n_fg), bool)
     for i, id_ in enumerate(ids):
-        mask = np.asarray(Image.open(os.path.join(
-            root, 'SegmentationClass', id_ + '.png')))
+        with open_input(os.path.join(root, 'SegmentationClass',
+                                     id_ + '.png'), 'image',
+                        error=DatasetError) as f:
+            mask = np.asarray(Image.open(f))
         labels = np.unique(mask)
         has_class[i] = np.isin(np.arange(1, n_fg + 1), labels)
         has_cue[i] = np.isin(CUE_NAMES, images[id_]['cues'])
@@ -414,8 +417,8 @@ def bias_statistics(root, split):
 def cue_flags(root, ids):
     """``(N, 5)`` bool: which class's cue each image of ``ids`` holds
     (column ``c - 1`` for class ``c``), from ``root/meta.json``."""
-    with open(os.path.join(root, 'meta.json')) as f:
-        images = json.load(f)['images']
+    images = read_json(os.path.join(root, 'meta.json'),
+                       error=DatasetError)['images']
     return np.array([[cue in images[i]['cues'] for cue in CUE_NAMES]
                      for i in ids], bool).reshape(-1, len(CUE_NAMES))
 

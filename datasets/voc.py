@@ -30,7 +30,6 @@ a FIFO or device under an image's name...) is a :class:`DatasetError`
 whose one-line message names the file.
 """
 import os
-import stat
 import sys
 
 import chainer
@@ -38,7 +37,7 @@ import numpy as np
 import PIL.Image
 
 from runtime.errors import DatasetError, one_line
-from runtime.files import file_kind
+from runtime.files import open_input, read_text
 
 IGNORE = -1
 
@@ -73,32 +72,11 @@ def _reason(e, path=None):
     return '%s: %s' % (type(e).__name__, text) if text else type(e).__name__
 
 
-def _open_regular(path, what):
-    """A binary file object of ``path``, opened without blocking (a FIFO
-    would wait for a writer forever) and refused unless it is a regular
-    file."""
-    try:
-        mode = os.stat(path).st_mode
-        if stat.S_ISREG(mode):
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-            mode = os.fstat(fd).st_mode     # replaced meanwhile?
-            if stat.S_ISREG(mode):
-                return os.fdopen(fd, 'rb')
-            os.close(fd)
-    except FileNotFoundError:
-        raise DatasetError('%s: %s file does not exist' % (path, what))
-    except OSError as e:
-        raise DatasetError('%s: not a readable %s (%s)'
-                           % (path, what, _reason(e, path)))
-    raise DatasetError('%s: %s, not a regular file; only image files are '
-                       'read' % (path, file_kind(mode)))
-
-
 def _decode(path, what, read, max_pixels=MAX_IMAGE_PIXELS):
     """``read(PIL image)`` of the image file ``path``, once its header
     says it has at most ``max_pixels``; any failure to open or decode it
     is a DatasetError naming the file."""
-    with _open_regular(path, what) as f:
+    with open_input(path, 'image', error=DatasetError) as f:
         try:
             with PIL.Image.open(f) as im:
                 width, height = im.size
@@ -155,10 +133,11 @@ LABEL_MODES = ('P', 'L', 'I', 'I;16', 'I;16L', 'I;16B')
 def _read_mat_label(path):
     import scipy.io
     try:
-        mat = scipy.io.loadmat(path)
+        with open_input(path, 'image', error=DatasetError) as f:
+            mat = scipy.io.loadmat(f)
         label_map = np.asarray(mat['GTcls'][0]['Segmentation'][0])
-    except FileNotFoundError:
-        raise DatasetError('%s: label file does not exist' % path)
+    except DatasetError:
+        raise
     except Exception as e:
         raise DatasetError('%s: not a readable SBD label file (%s)'
                            % (path, _reason(e, path)))
@@ -237,12 +216,7 @@ def _relative_name(name, split_file, line):
 def _read_split(split_file, data_dir, image_dir, label_dir, ext):
     """``[(id, image file, label file)]`` of a list file (see the module
     docstring); a UTF-8 byte order mark is ignored."""
-    try:
-        with open(split_file, encoding='utf-8-sig') as f:
-            lines = f.read().split('\n')
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError('%s: unreadable split file (%s)'
-                           % (split_file, _reason(e)))
+    lines = read_text(split_file, 'list', error=DatasetError).split('\n')
     entries, seen = [], {}
     for number, line in enumerate(lines, 1):
         entry = line.strip()

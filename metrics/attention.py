@@ -15,12 +15,16 @@ All maps here are min-max normalised Grad-CAMs (``models.class_cams``), one per
   is reported too.
 * **Pointing game** (Zhang et al., "Top-down Neural Attention by
   Excitation Backprop", ECCV 2016): a hit when the map's peak lies within
-  a tolerance of a pixel of its class, every (image, class) pair counted
-  (a flat map is a miss). Zhang et al. allow 15 pixels on VOC images,
-  whose longer side is at most 500 pixels; the tolerance here scales with
-  the image, ``15 / 500`` of its longer side (:func:`zhang_tolerance`: 15
-  px on VOC, 2.9 px at 96 px), so that it covers the same share of the
-  picture. Euclidean distance to the nearest class pixel.
+  a tolerance of a pixel of its class (Euclidean), every (image, class)
+  pair counted (a flat map is a miss). Each pair's distance from the peak
+  to its class is kept (``pointing_distance``, inf for a flat map), so the
+  game is known at every tolerance: ``pointing_15px`` at Zhang et al.'s
+  literal 15 pixels, ``pointing_scaled`` at their 15 px per 500 px of the
+  image's longer side (:func:`zhang_tolerance`: 2.88 px at 96 px, ours),
+  and ``pointing_curve`` over :data:`CURVE_PX`. Its chance level at a
+  tolerance (``pointing_15px_chance``, ``pointing_scaled_chance``): the
+  share of the image's pixels within it of the class, what a peak drawn
+  at random scores.
 * **Energy-based pointing game** (Wang et al., "Score-CAM", CVPR-W 2020):
   the share of the map's mass inside the class's bounding box,
   ``sum(cam[box]) / sum(cam)`` over every pixel. The box is the tight box
@@ -38,41 +42,56 @@ All maps here are min-max normalised Grad-CAMs (``models.class_cams``), one per
 Energy and pointing are averaged per class, then over the classes that
 occur (like mAP and mean IU).
 
-* **Pointing chance**: what a map scores whose peak falls on a labelled
-  pixel drawn at random: per (image, class) pair the share of the image's
-  labelled pixels that are of the class, averaged like the pointing game.
+* **Pointing chance** (``pointing_chance``, of the exact game): what a map
+  scores whose peak falls on a labelled pixel drawn at random: per (image,
+  class) pair the share of the image's labelled pixels that are of the
+  class, averaged like the pointing game.
 * **Zero CAMs**: the share of maps that are flat (all zero before the
   normalisation): the head's gradient finds nothing of the class at
   conv5_3. A classifier whose CAMs are mostly flat, or whose pointing game
-  is at chance, gives GAIN nothing to train on
-  (:func:`attention_warnings`).
+  is at chance, or a class whose pointing game is, gives GAIN nothing to
+  train on (:func:`attention_warnings`).
 
 :class:`AttentionMetrics` keeps every image's counts, so that a split's
 figures can be recomputed on any resample of its images
 (:func:`attention_scores`, used by ``metrics.bootstrap``).
 """
 import numpy as np
+from scipy import ndimage
 
 from datasets.voc import image_labels
-from metrics.segmentation import segmentation_scores
+from metrics.segmentation import class_iu, nan_mean, ratio, weighted_sum
 
 TAUS = np.round(np.arange(1, 20) * 0.05, 2)  # 0.05, 0.10, ..., 0.95
 DEFAULT_TAU = 0.5
 POINTING_TOLERANCE = 5
-#: Zhang et al.'s pointing tolerance: 15 pixels per 500 of the longer side.
-ZHANG_TOLERANCE = 15 / 500.
+#: Zhang et al.'s pointing tolerance in pixels, and (ours) the same per
+#: 500 pixels of the image's longer side.
+ZHANG_PX = 15.0
+ZHANG_TOLERANCE = ZHANG_PX / 500.
+#: Tolerances (px) of the pointing curve; the split's scaled tolerance is
+#: added where every image has the same.
+CURVE_PX = (0, 1, 2, 4, 5, 8, 10, 15)
 IGNORE = -1
-#: Per-(image, class) values kept by :class:`AttentionMetrics` (NaN for
-#: ``pointing``: the pair is not counted).
-PAIR_KEYS = ('pointing', 'pointing_15px', 'energy', 'energy_box',
-             'pointing_chance', 'flat')
+#: Per-(image, class) values kept by :class:`AttentionMetrics`:
+#: ``pointing`` (NaN: the pair is not counted), ``pointing_distance`` (px,
+#: inf for a flat map), ``pointing_scaled_px`` (the scaled tolerance of its
+#: image), the chance levels, ``energy``, ``energy_box`` and ``flat``.
+PAIR_KEYS = ('pointing', 'pointing_distance', 'pointing_scaled_px',
+             'pointing_chance', 'pointing_15px_chance',
+             'pointing_scaled_chance', 'energy', 'energy_box', 'flat')
+#: The per-class figures: the mean over a class's pairs of these values.
+CLASS_KEYS = ('pointing_15px', 'pointing_scaled', 'pointing',
+              'pointing_15px_chance', 'pointing_scaled_chance',
+              'pointing_chance', 'energy', 'energy_box')
 #: The share of all-zero Grad-CAMs above which a model is flagged. The
 #: demo's models have at most 0.7 % on the shapes test split and none on
 #: val; a trunk trained for segmentation only gave 14 %.
 ZERO_CAMS_WARNING = 0.05
 #: A pointing game below this multiple of its chance level is flagged:
 #: chance is 2.9 % on shapes, the demo's models point 38 to 59 %, a weak
-#: trunk 3.3 %.
+#: trunk 3.3 %. Per class: the game at the scaled tolerance against its
+#: own chance there.
 POINTING_OVER_CHANCE = 2.0
 
 
@@ -138,15 +157,22 @@ def zhang_tolerance(shape):
     return ZHANG_TOLERANCE * max(shape)
 
 
-def pointing_hit_within(cam, label_map, c, tolerance):
-    """Zhang et al.'s pointing game for one map: True when the peak of
-    ``cam`` lies within ``tolerance`` pixels (Euclidean) of a pixel of
-    class ``c``; a flat map is a miss."""
-    ys, xs = np.nonzero(label_map == c)
-    if cam.max() <= 0 or not len(ys):
-        return False
-    y, x = np.unravel_index(int(cam.argmax()), cam.shape)
-    return bool(((ys - y) ** 2 + (xs - x) ** 2).min() <= tolerance ** 2)
+def class_distance(label_map, c):
+    """``(H, W)``: each pixel's Euclidean distance to the nearest pixel of
+    class ``c`` in ``label_map`` (inf without one)."""
+    mask = label_map == c
+    if not mask.any():
+        return np.full(label_map.shape, np.inf)
+    return ndimage.distance_transform_edt(~mask)
+
+
+def peak_distance(cam, distance):
+    """The ``distance`` ``(H, W)`` at the peak (first maximum) of ``cam``
+    ``(H, W)``; inf for a flat map (Zhang et al.'s pointing game is a hit
+    when it is within the tolerance)."""
+    if cam.max() <= 0:
+        return np.inf
+    return float(distance.flat[int(cam.argmax())])
 
 
 def pointing_hit(cam, label_map, c, tolerance=POINTING_TOLERANCE):
@@ -201,20 +227,23 @@ class AttentionMetrics(object):
             flat = (index * n + truth) * n + arg
             hists.append(np.bincount(flat, minlength=depth * n * n).reshape(
                 depth, n, n).astype(np.int32))
-        tolerance = zhang_tolerance(label_map.shape)
+        scaled = zhang_tolerance(label_map.shape)
         labelled = label_map[label_map >= 0]
         share = np.bincount(labelled.ravel(), minlength=self.n_class) / \
             max(labelled.size, 1)
         for cam, c in zip(cams, classes):
             hit = pointing_hit(cam, label_map, c, self.tolerance)
+            distance = class_distance(label_map, c)
             for key, value in (
                     ('pair_image', len(self.sweep) - 1), ('pair_class', c),
                     ('pointing', np.nan if hit is None else float(hit)),
-                    ('pointing_15px', float(pointing_hit_within(
-                        cam, label_map, c, tolerance))),
+                    ('pointing_distance', peak_distance(cam, distance)),
+                    ('pointing_scaled_px', scaled),
+                    ('pointing_chance', float(share[c])),
+                    ('pointing_15px_chance', (distance <= ZHANG_PX).mean()),
+                    ('pointing_scaled_chance', (distance <= scaled).mean()),
                     ('energy', energy_inside(cam, label_map, c)),
                     ('energy_box', energy_in_box(cam, label_map, c)),
-                    ('pointing_chance', float(share[c])),
                     ('flat', float(cam.max() <= 0))):
                 self.pairs[key].append(value)
 
@@ -241,77 +270,103 @@ class AttentionMetrics(object):
 
 
 def attention_hists(records, weights=None):
-    """Confusion matrices ``(T + 1, n, n)`` of a split's (weighted) images:
-    one per sweep threshold, then the fixed ``tau``'s. ``weights``
-    ``(N,)``: how often each image counts (a bootstrap resample), default
-    once."""
-    w = _weights(records, weights)
-    sweep = np.tensordot(w, records['attention_sweep'], axes=1)
-    fixed = records['attention_fixed']
-    fixed = np.tensordot(w, fixed, axes=1)
-    hists = [_threshold_hist(sweep[j + 1:].sum(0), sweep[:j + 1].sum(0))
-             for j in range(len(records['taus']))]
-    hists.append(_threshold_hist(fixed[1], fixed[0]))
-    return np.stack(hists)
+    """Confusion matrices ``(..., T + 1, n, n)`` of a split's images, each
+    counted ``weights`` ``(..., N)`` times (a bootstrap resample per row;
+    default once): one per sweep threshold, then the fixed ``tau``'s."""
+    sweep = weighted_sum(weights, records['attention_sweep'])
+    fixed = weighted_sum(weights, records['attention_fixed'])
+    # below threshold j: the pixels that reach at most the j + 1 lowest
+    below = np.cumsum(sweep, axis=-3)[..., :-1, :, :]
+    reached = sweep.sum(axis=-3, keepdims=True) - below
+    below = np.concatenate([below, fixed[..., :1, :, :]], axis=-3)
+    hists = np.concatenate([reached, fixed[..., 1:, :, :]], axis=-3)
+    hists[..., 0] += below.sum(axis=-1)   # below: predicted background
+    return hists
 
 
-def class_means(records, key, n_class, weights=None):
-    """``(mean over classes, [mean per class])`` of the per-pair values
-    ``records[key]`` (NaN: not counted), each pair counted as often as its
-    image (``weights`` ``(N,)``, default once); None for a class without
-    a pair."""
-    values = records[key]
-    w = _weights(records, weights)[records['pair_image']]
+def pair_values(records, key):
+    """``(P,)``: the value of :data:`CLASS_KEYS` ``key`` of each (image,
+    class) pair (a pointing game: 1 hit, 0 miss, NaN not counted)."""
+    distance = records['pointing_distance']
+    if key == 'pointing_15px':
+        return (distance <= ZHANG_PX).astype(np.float64)
+    if key == 'pointing_scaled':
+        return (distance <= records['pointing_scaled_px']).astype(np.float64)
+    return records[key]
+
+
+def class_means(records, values, weights=None):
+    """``(..., n_class - 1)``: the mean per class (label values 1, 2, ...)
+    of the per-pair ``values`` ``(P,)`` (NaN: not counted), each pair
+    counted as often as its image (``weights`` ``(..., N)``, default
+    once); NaN for a class without a counted pair."""
+    n = records['attention_sweep'].shape[-1]
+    w = _pair_weights(records, weights)
     counted = ~np.isnan(values)
-    classes = records['pair_class'] - 1
-    num = np.bincount(classes, np.where(counted, values, 0) * w,
-                      minlength=n_class - 1)
-    den = np.bincount(classes, counted * w, minlength=n_class - 1)
-    per_class = _ratio(num, den)
-    return _nanmean(per_class), _nones(per_class)
+    onehot = np.eye(n - 1)[records['pair_class'] - 1]
+    return ratio((w * np.where(counted, values, 0)) @ onehot,
+                 (w * counted) @ onehot)
 
 
-def _weights(records, weights):
-    n = len(records['attention_sweep'])
-    return np.ones(n) if weights is None else np.asarray(weights, float)
+def zero_cams(records, weights=None):
+    """``(...)``: the share of flat maps among the (weighted) pairs."""
+    w = _pair_weights(records, weights)
+    return ratio(w @ records['flat'], w.sum(axis=-1))
 
 
-def attention_scores(records, weights=None):
+def _pair_weights(records, weights):
+    if weights is None:
+        return np.ones(len(records['pair_image']))
+    return np.asarray(weights, np.float64)[..., records['pair_image']]
+
+
+def scaled_px(records):
+    """The scaled pointing tolerance (px) of the split, None where its
+    images differ in size."""
+    px = np.unique(records['pointing_scaled_px'])
+    return round(float(px[0]), 4) if len(px) == 1 else None
+
+
+def attention_scores(records):
     """The attention figures of a split from its :meth:`per_image`
-    records, images counted ``weights`` times (default once)."""
-    scores = [segmentation_scores(h) for h in attention_hists(records,
-                                                              weights)]
-    taus = records['taus']
-    curve = [s['mean_iu'] for s in scores[:-1]]
+    records; ``<key>_class``: per class (label values 1, 2, ...; None:
+    absent)."""
+    ius = class_iu(attention_hists(records))
+    taus, curve = records['taus'], nan_mean(ius[:-1])
     best = int(np.nanargmax(curve)) if not np.all(np.isnan(curve)) else 0
     result = dict(
-        attention_miou=curve[best],
+        attention_miou=_value(curve[best]),
         attention_tau=round(float(taus[best]), 4),
-        attention_miou_fixed=scores[-1]['mean_iu'],
+        attention_miou_fixed=_value(nan_mean(ius[-1])),
         attention_fixed_tau=round(float(records['fixed_tau']), 4),
         attention_curve=dict(tau=[round(float(t), 4) for t in taus],
-                             miou=curve),
-        attention_iu=scores[best]['iu'])
-    n_class = records['attention_sweep'].shape[-1]
-    for key in PAIR_KEYS[:-1]:
-        result[key], result[key + '_class'] = class_means(records, key,
-                                                          n_class, weights)
-    w = _weights(records, weights)[records['pair_image']]
-    pairs = float(w.sum())
-    result.update(pointing_counted=int(round(float(
-                      (~np.isnan(records['pointing'])) @ w))),
-                  cam_pairs=int(round(pairs)),
-                  zero_cams=(float(records['flat'] @ w) / pairs
-                             if pairs else None))
+                             miou=_nones(curve)),
+        attention_iu=_nones(ius[best]), attention_iu_fixed=_nones(ius[-1]))
+    for key in CLASS_KEYS:
+        per_class = class_means(records, pair_values(records, key))
+        result[key] = _value(nan_mean(per_class))
+        result[key + '_class'] = _nones(per_class)
+    px = scaled_px(records)
+    tolerances = sorted(set(CURVE_PX) | ({px} if px is not None else set()))
+    result['pointing_scaled_px'] = px
+    result['pointing_curve'] = dict(px=tolerances, pointing=[_value(
+        nan_mean(class_means(records, (records['pointing_distance'] <= t)
+                             .astype(np.float64))))
+        for t in tolerances])
+    result.update(pointing_counted=int((~np.isnan(records['pointing'])).sum()),
+                  cam_pairs=len(records['pair_image']),
+                  zero_cams=_value(zero_cams(records)))
     return result
 
 
-def attention_warnings(result):
+def attention_warnings(result, class_names=None):
     """What makes a model's Grad-CAMs useless for GAIN, as phrases (empty
-    if nothing): more than :data:`ZERO_CAMS_WARNING` all-zero maps, or a
+    if nothing): more than :data:`ZERO_CAMS_WARNING` all-zero maps, a
     pointing game (ours, ``pointing``) below :data:`POINTING_OVER_CHANCE`
-    times its chance level; ``result``: fractions as
-    :func:`attention_scores` gives them."""
+    times its chance level, or a class whose pointing game at the scaled
+    tolerance is (named by ``class_names``, background first; default
+    its label value); ``result``: fractions as :func:`attention_scores`
+    gives them."""
     problems = []
     zero, pointing = result.get('zero_cams'), result.get('pointing')
     chance = result.get('pointing_chance')
@@ -325,37 +380,41 @@ def attention_warnings(result):
                         'a peak on a random labelled pixel; less than %g '
                         'times that)' % (100 * pointing, 100 * chance,
                                          POINTING_OVER_CHANCE))
+    px = result.get('pointing_scaled_px')
+    for c, (hit, chance) in enumerate(zip(
+            result.get('pointing_scaled_class', []),
+            result.get('pointing_scaled_chance_class', [])), 1):
+        if hit is not None and chance is not None and \
+                hit < POINTING_OVER_CHANCE * chance:
+            problems.append(
+                'class %s: pointing game (%s) %.1f %%, less than %g times '
+                'its chance (%.1f %%)' % (
+                    class_names[c] if class_names else c,
+                    '%g px' % px if px else '15 px per 500',
+                    100 * hit, POINTING_OVER_CHANCE, 100 * chance))
     return problems
 
 
-def miou_at(records, tau, weights=None):
-    """Attention mIoU at the sweep threshold ``tau`` (one of
-    ``records['taus']``)."""
+def iu_at(records, tau, weights=None):
+    """``(..., n)``: the IU of each class of the attention at the sweep
+    threshold ``tau`` (one of ``records['taus']``), images counted
+    ``weights`` ``(..., N)`` times (default once)."""
     taus = np.asarray(records['taus'])
     j = int(np.argmin(np.abs(taus - np.float32(tau))))
     if abs(float(taus[j]) - tau) > 1e-6:
         raise ValueError('tau %g is not one of the sweep\'s %s'
                          % (tau, taus.tolist()))
-    return segmentation_scores(attention_hists(records, weights)[j])[
-        'mean_iu']
+    return class_iu(attention_hists(records, weights)[..., j, :, :])
 
 
-def _threshold_hist(reached, below):
-    """Confusion matrix of pixels that ``reached`` the threshold (predicted
-    their top class) plus those ``below`` it (predicted background)."""
-    hist = reached.copy()
-    hist[:, 0] += below.sum(axis=1)
-    return hist
+def miou_at(records, tau, weights=None):
+    """Attention mIoU ``(...)`` at the sweep threshold ``tau``."""
+    return nan_mean(iu_at(records, tau, weights))
 
 
-def _ratio(num, den):
-    with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where(den > 0, num / np.maximum(den, 1e-300), np.nan)
-
-
-def _nanmean(a):
-    return None if np.all(np.isnan(a)) else float(np.nanmean(a))
+def _value(a):
+    return None if np.isnan(a) else float(a)
 
 
 def _nones(a):
-    return [None if np.isnan(v) else float(v) for v in a]
+    return [_value(v) for v in a]

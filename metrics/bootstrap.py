@@ -1,27 +1,37 @@
-"""Paired bootstrap intervals of metric differences over a split's images.
+"""Bootstrap intervals over seeds and test images (hierarchical).
 
-Two models scored on the same images are compared on the same resamples
-of those images (Efron and Tibshirani, "An Introduction to the
-Bootstrap", 1993, ch. 13: the percentile interval), so the interval of a
-difference reflects which images the split happens to hold, not the
-models' own noise. Runs with several seeds (each a pair of models over
-the same images) share the resamples: the interval is that of the mean
-difference over the seeds, and the spread of the seeds' differences is
-reported beside it (``sd_seeds``, ddof 1).
+A run's number varies with the seed it was trained with and with the test
+images the split happens to hold, so both are resampled (Davison and
+Hinkley, "Bootstrap Methods and their Application", 1997, sec. 3.8; Ren
+et al., "Nonparametric bootstrapping for hierarchical data", J. Appl.
+Stat. 2010): each replicate draws the seeds with replacement, then the
+test images with replacement, and takes the mean over the drawn seeds.
+Every seed is scored on the same test images (seeds and images are
+crossed, not nested), so one image resample per replicate is shared by
+all its drawn seeds and by both models of a pair (paired; Owen, "The
+pigeonhole bootstrap", Ann. Appl. Stat. 2007): drawing the images anew
+for each seed would shrink their share of the variance by the number of
+seeds. The interval is the percentile interval of the replicates (Efron
+and Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13). With
+one seed, or seeds that score alike, it is the image bootstrap.
 
-A metric here is a function ``f(records, index)`` of one model's
+A metric here is a function ``f(records, weights=None)`` of one model's
 per-image records (the ``per_image()`` of the accumulators, as
-``evaluate.py`` writes them to ``per_image.npz``) and the indices of a
-resample ``(N,)`` (None: every image once), returning a number.
+``evaluate.py`` writes them to ``per_image.npz``) and ``weights`` ``(R,
+N)``, how often each image counts in each of ``R`` resamples, returning
+``(R,)`` values; without weights, the split's value.
 """
 import numpy as np
 
-from metrics.attention import attention_scores, miou_at
-from metrics.classification import classification_scores
-from metrics.cue import cue_scores
-from metrics.segmentation import split_segmentation_scores
+from metrics import attention as att
+from metrics.classification import (average_precision,
+                                    mean_average_precision)
+from metrics.cue import cue_arrays
+from metrics.segmentation import class_iu, nan_mean, weighted_sum
 
 N_RESAMPLES = 1000
+INTERVAL = ('hierarchical: seeds, then the test images (one image resample '
+            'per replicate, shared by its seeds and paired models)')
 
 
 def n_images(records):
@@ -33,56 +43,72 @@ def n_images(records):
                      'logits)')
 
 
-def _counts(records, index):
-    if index is None:
-        return None
-    return np.bincount(index, minlength=n_images(records))
+def mean_iu(records, weights=None):
+    return nan_mean(class_iu(weighted_sum(weights, records['confusion'])))
 
 
-def mean_iu(records, index=None):
-    return split_segmentation_scores(records, _counts(records, index))[
-        'mean_iu']
-
-
-def mean_ap(records, index=None):
-    return classification_scores(records, index)['map']
-
-
-def attention(key):
-    """The metric ``key`` of :func:`metrics.attention.attention_scores`."""
-    def f(records, index=None):
-        return attention_scores(records, _counts(records, index))[key]
-    f.__name__ = key
-    return f
-
-
-def attention_miou_at(tau):
-    """Attention mIoU at the sweep threshold ``tau``."""
-    def f(records, index=None):
-        return miou_at(records, tau, _counts(records, index))
-    f.__name__ = 'attention_miou_at_%g' % tau
-    return f
-
-
-def attention_miou_tuned(records, index=None):
-    """Attention mIoU at the model's tuned tau (``records['tuned_tau']``,
-    chosen on another split: ``evaluate.py --tau-from``)."""
-    return miou_at(records, float(records['tuned_tau']),
-                   _counts(records, index))
+def mean_ap(records, weights=None):
+    return mean_average_precision(records['logits'], records['labels'],
+                                  weights)[0]
 
 
 def cue(key):
-    """The metric ``key`` of :func:`metrics.cue.cue_scores`."""
-    def f(records, index=None):
-        return cue_scores(records, index)[key]
-    f.__name__ = key
-    return f
+    """The metric ``key`` of :func:`metrics.cue.cue_arrays`."""
+    return lambda records, weights=None: cue_arrays(records, weights)[key]
+
+
+def attention_miou_tuned(records, weights=None):
+    """Attention mIoU at the model's tuned tau (``records['tuned_tau']``,
+    chosen on another split: ``evaluate.py --tau-from``)."""
+    return att.miou_at(records, float(records['tuned_tau']), weights)
+
+
+def _attention_ious(records, weights):
+    """``(..., T + 1, n)``: the IU of each class at each sweep tau, then at
+    the fixed tau."""
+    return class_iu(att.attention_hists(records, weights))
+
+
+def attention(key):
+    """The attention figure ``key``: ``attention_miou_fixed``,
+    ``attention_miou`` (the split's best tau), ``zero_cams`` or one of
+    :data:`metrics.attention.CLASS_KEYS` (the mean over the classes)."""
+    if key == 'attention_miou_fixed':
+        return lambda r, w=None: nan_mean(_attention_ious(r, w)[..., -1, :])
+    if key == 'attention_miou':
+        return lambda r, w=None: np.nanmax(nan_mean(
+            _attention_ious(r, w)[..., :-1, :]), axis=-1)
+    if key == 'zero_cams':
+        return att.zero_cams
+    if key in att.CLASS_KEYS:
+        return lambda r, w=None: nan_mean(att.class_means(
+            r, att.pair_values(r, key), w))
+    raise KeyError('no bootstrap metric %r' % key)
+
+
+def class_metric(key, c):
+    """The metric ``key`` of class ``c`` (label value) alone: ``ap``,
+    ``iou`` (segmentation), ``attention_iou_tuned``, ``attention_iou_fixed``
+    or one of :data:`metrics.attention.CLASS_KEYS`."""
+    if key == 'ap':
+        return lambda r, w=None: average_precision(
+            r['logits'][:, c - 1], r['labels'][:, c - 1], w)
+    if key == 'iou':
+        return lambda r, w=None: class_iu(weighted_sum(w, r['confusion']))[
+            ..., c]
+    if key == 'attention_iou_tuned':
+        return lambda r, w=None: att.iu_at(r, float(r['tuned_tau']), w)[
+            ..., c]
+    if key == 'attention_iou_fixed':
+        return lambda r, w=None: _attention_ious(r, w)[..., -1, c]
+    return lambda r, w=None: att.class_means(r, att.pair_values(r, key), w)[
+        ..., c - 1]
 
 
 def metric(key):
-    """The metric ``f(records, index)`` of a key of ``evaluate.py``'s
-    metrics (``map``, ``mean_iu``, ``attention_miou_tuned``, a cue or
-    positive-rate key, else a key of the attention scores)."""
+    """The metric of a key of ``evaluate.py``'s metrics: ``map``,
+    ``mean_iu``, ``attention_miou_tuned``, a cue or positive-rate key, else
+    an :func:`attention` figure."""
     named = dict(map=mean_ap, mean_iu=mean_iu,
                  attention_miou_tuned=attention_miou_tuned)
     if key in named:
@@ -92,53 +118,80 @@ def metric(key):
     return attention(key)
 
 
-def resamples(n_images, n=N_RESAMPLES, seed=0):
-    """``(n, n_images)`` indices: ``n`` resamples with replacement."""
-    return np.random.RandomState(seed).randint(0, n_images, (n, n_images))
+def draws(n_seeds, n_images, n_resamples=N_RESAMPLES, seed=0):
+    """``(seeds, images)``: the seeds ``(R, S)`` and the test images
+    ``(R, N)`` (indices) drawn with replacement by each replicate."""
+    rng = np.random.RandomState(seed)
+    images = rng.randint(0, n_images, (n_resamples, n_images))
+    return rng.randint(0, n_seeds, (n_resamples, n_seeds)), images
 
 
 def _interval(samples, level):
+    """The percentile interval of the replicates where the metric is
+    defined (a class absent from a resample has none); None if nowhere."""
+    samples = np.asarray(samples)[~np.isnan(samples)]
+    if not len(samples):
+        return None
     tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(samples, [tail, 100 - tail])
-    return [float(lo), float(hi)]
+    return [float(v) for v in np.percentile(samples, [tail, 100 - tail])]
+
+
+def _float(v):
+    return None if np.isnan(v) else float(v)
+
+
+def hierarchical(statistic, n_seeds, n_images, n_resamples=N_RESAMPLES,
+                 seed=0, level=0.95):
+    """The hierarchical bootstrap of the mean over seeds of
+    ``statistic(s, weights)``, the ``(R,)`` values of seed ``s`` at image
+    weights ``(R, N)``. Returns ``mean``, ``ci95`` (over seeds and images),
+    ``per_seed`` values with their own ``per_seed_ci95`` (over the images
+    alone), ``sd_seeds`` (ddof 1; None for one seed) and ``interval`` (the
+    method)."""
+    seeds, images = draws(n_seeds, n_images, n_resamples, seed)
+    weights = np.ones((n_resamples + 1, n_images))   # row 0: the split
+    weights[1:] = [np.bincount(i, minlength=n_images) for i in images]
+    values = np.array([statistic(s, weights) for s in range(n_seeds)])
+    per_seed, boot = values[:, 0], values[:, 1:]
+    replicates = boot[seeds, np.arange(n_resamples)[:, None]].mean(axis=1)
+    return dict(mean=_float(per_seed.mean()),
+                ci95=_interval(replicates, level),
+                per_seed=[_float(v) for v in per_seed],
+                per_seed_ci95=[_interval(b, level) for b in boot],
+                sd_seeds=(_float(np.std(per_seed, ddof=1))
+                          if n_seeds > 1 else None),
+                interval=INTERVAL)
 
 
 def paired_difference(metric, pairs, n_resamples=N_RESAMPLES, seed=0,
                       level=0.95, scale=1.0):
-    """The difference ``metric(b) - metric(a)`` of paired models.
+    """The difference ``metric(b) - metric(a)`` of paired models, over
+    seeds and images (:func:`hierarchical`; the image bootstrap with one
+    seed).
 
     Args:
-        metric: ``f(records, index)`` (see the module docstring); pass two
+        metric: ``f(records, weights)`` (see the module docstring); pass two
             (``(f_a, f_b)``) where the models are scored differently (e.g.
             each at its own tuned threshold).
         pairs: ``[(records_a, records_b)]``, one per seed, every record
             over the same images in the same order.
         scale: unit of the result (100: percentage points).
     Returns:
-        dict: ``mean`` (over the seeds), ``ci95`` (percentile interval of
-        the seed-mean over the resamples), ``per_seed`` values with their
-        own ``per_seed_ci95``, ``sd_seeds`` (ddof 1; None for one seed)
-        and ``shown``: the interval of the mean and every seed's lie on
-        the side of 0 of the mean.
+        dict: ``mean`` (over the seeds), ``ci95`` (the hierarchical
+        percentile interval), ``per_seed`` values with their own image
+        intervals ``per_seed_ci95``, ``sd_seeds`` (ddof 1; None for one
+        seed), ``interval`` (the method) and ``shown``: ``ci95`` excludes 0.
     """
     f_a, f_b = metric if isinstance(metric, tuple) else (metric, metric)
-    index = resamples(n_images(pairs[0][0]), n_resamples, seed)
-    per_seed, boot = [], np.zeros((len(pairs), n_resamples))
-    for s, (a, b) in enumerate(pairs):
-        per_seed.append(scale * (f_b(b) - f_a(a)))
-        for r, idx in enumerate(index):
-            boot[s, r] = scale * (f_b(b, idx) - f_a(a, idx))
-    per_seed_ci = [_interval(row, level) for row in boot]
-    ci = _interval(boot.mean(axis=0), level)
-    mean = float(np.mean(per_seed))
-    shown = all(lo > 0 if mean > 0 else hi < 0
-                for lo, hi in per_seed_ci + [ci])
-    return dict(mean=mean, ci95=ci,
-                per_seed=[float(v) for v in per_seed],
-                per_seed_ci95=per_seed_ci,
-                sd_seeds=(float(np.std(per_seed, ddof=1))
-                          if len(per_seed) > 1 else None),
-                shown=shown)
+
+    def difference(s, weights):
+        a, b = pairs[s]
+        return scale * (f_b(b, weights) - f_a(a, weights))
+    out = hierarchical(difference, len(pairs), n_images(pairs[0][0]),
+                       n_resamples, seed, level)
+    out['shown'] = out['ci95'] is not None and bool(
+        out['ci95'][0] > 0 or out['ci95'][1] < 0)
+    return out
 
 
 def differences(comparisons, pairs, n_resamples=N_RESAMPLES,
@@ -158,15 +211,27 @@ def differences(comparisons, pairs, n_resamples=N_RESAMPLES,
 
 def value(metric, runs, n_resamples=N_RESAMPLES, seed=0, level=0.95,
           scale=1.0):
-    """One model's ``metric`` over seeds: ``runs`` ``[records]``, one per
-    seed, over the same images. Returns ``mean`` (over the seeds), its
-    ``ci95`` over resamples of the images, ``per_seed`` and ``sd_seeds``
-    (ddof 1; None for one seed)."""
-    index = resamples(n_images(runs[0]), n_resamples, seed)
-    per_seed = [scale * metric(r) for r in runs]
-    boot = np.mean([[scale * metric(r, idx) for idx in index]
-                    for r in runs], axis=0)
-    return dict(mean=float(np.mean(per_seed)), ci95=_interval(boot, level),
-                per_seed=[float(v) for v in per_seed],
-                sd_seeds=(float(np.std(per_seed, ddof=1))
-                          if len(per_seed) > 1 else None))
+    """One model's ``metric`` over seeds and images: ``runs`` ``[records]``,
+    one per seed, over the same images; :func:`hierarchical`'s result
+    (``ci95`` over seeds and images; the image bootstrap with one seed)."""
+    return hierarchical(lambda s, weights: scale * metric(runs[s], weights),
+                        len(runs), n_images(runs[0]), n_resamples, seed,
+                        level)
+
+
+def class_values(keys, records, class_names):
+    """``{class name: {key: value}}`` of one run's ``records`` (the split's
+    figures, fractions; None where undefined), foreground classes
+    (``class_names`` background first) and :func:`class_metric` keys."""
+    return {name: {key: _float(class_metric(key, c)(records))
+                   for key in keys}
+            for c, name in enumerate(class_names[1:], 1)}
+
+
+def per_class(keys, runs, class_names, n_resamples=N_RESAMPLES):
+    """``{class name: {key: value(...)}}`` of the foreground classes
+    (``class_names`` background first) and :func:`class_metric` ``keys``
+    of ``runs`` ``[records]``, one per seed (fractions)."""
+    return {name: {key: value(class_metric(key, c), runs, n_resamples)
+                   for key in keys}
+            for c, name in enumerate(class_names[1:], 1)}

@@ -2,46 +2,43 @@
 import numpy as np
 
 from datasets.voc import image_labels
+from metrics.segmentation import nan_mean, ratio
 
 
-def average_precision(scores, labels):
+def average_precision(scores, labels, weights=None):
     """Non-interpolated AP of one class: the mean, over the positives, of
-    the precision at their rank (ties broken by a stable sort). ``nan``
-    when the class has no positive. Without ties it equals scikit-learn's
-    ``average_precision_score``; it is not the VOC devkit's interpolated
-    AP (see the README).
+    the precision at their score (tied scores are one threshold), as
+    scikit-learn's ``average_precision_score``; ``nan`` when the class has
+    no positive. It is not the VOC devkit's interpolated AP (see the
+    README).
 
     Args:
         scores: ``(N,)`` scores; labels: ``(N,)`` 0/1.
+        weights: ``(..., N)`` how often each sample counts (a bootstrap
+            resample per row; scikit-learn's ``sample_weight``); default
+            once.
+    Returns:
+        ``(...)`` AP.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels).astype(bool)
-    if not labels.any():
-        return float('nan')
-    order = np.argsort(-scores, kind='stable')
-    hits = labels[order]
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float(precision[hits].mean())
+    _, group = np.unique(-np.asarray(scores, np.float64),
+                         return_inverse=True)     # high scores first
+    onehot = np.eye(group.max(initial=-1) + 1)[group]
+    w = np.ones(len(group)) if weights is None else np.asarray(weights, float)
+    positives = (w * np.asarray(labels, bool)) @ onehot
+    seen = np.cumsum(w @ onehot, axis=-1)
+    precision = np.cumsum(positives, axis=-1) / np.where(seen > 0, seen, 1)
+    return ratio((positives * precision).sum(axis=-1),
+                 positives.sum(axis=-1))
 
 
-def mean_average_precision(scores, labels):
-    """``(mAP, [AP per class])`` of ``(N, K)`` scores and 0/1 labels;
-    classes without a positive are left out of the mean."""
-    aps = [average_precision(scores[:, k], labels[:, k])
-           for k in range(scores.shape[1])]
-    return float(np.nanmean(aps)) if not np.all(np.isnan(aps)) else \
-        float('nan'), aps
-
-
-def classification_scores(records, index=None):
-    """``{'map', 'ap'}`` of :meth:`ClassificationMetrics.per_image`
-    records, of the images ``index`` (a bootstrap resample; default all,
-    in order)."""
-    logits, labels = records['logits'], records['labels']
-    if index is not None:
-        logits, labels = logits[index], labels[index]
-    m, aps = mean_average_precision(logits, labels)
-    return {'map': m, 'ap': [None if np.isnan(a) else a for a in aps]}
+def mean_average_precision(scores, labels, weights=None):
+    """``(mAP, [AP per class])`` of ``(N, K)`` scores and 0/1 labels
+    (``(...)`` and ``(..., K)`` with ``weights`` ``(..., N)``, see
+    :func:`average_precision`); classes without a positive are left out
+    of the mean."""
+    aps = np.stack([average_precision(scores[:, k], labels[:, k], weights)
+                    for k in range(scores.shape[1])], axis=-1)
+    return nan_mean(aps), aps
 
 
 class ClassificationMetrics(object):
@@ -66,4 +63,7 @@ class ClassificationMetrics(object):
                     labels=np.array(self.labels, np.int32).reshape(-1, k))
 
     def result(self):
-        return classification_scores(self.per_image())
+        r = self.per_image()
+        m, aps = mean_average_precision(r['logits'], r['labels'])
+        return {'map': float(m), 'ap': [None if np.isnan(a) else float(a)
+                                        for a in aps]}

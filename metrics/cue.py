@@ -19,47 +19,59 @@ classes where both groups exist:
 """
 import numpy as np
 
-
-def mann_whitney_auc(a, b):
-    """P(X > Y) + P(X = Y) / 2 for X drawn from ``a``, Y from ``b``; nan
-    when either is empty."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if not len(a) or not len(b):
-        return float('nan')
-    values, inverse, counts = np.unique(np.concatenate([a, b]),
-                                        return_inverse=True,
-                                        return_counts=True)
-    first = np.cumsum(counts) - counts          # 0-based rank of each value
-    ranks = (first + (counts + 1) / 2.)[inverse]   # mean 1-based rank
-    return float((ranks[:len(a)].sum() - len(a) * (len(a) + 1) / 2.) /
-                 (len(a) * len(b)))
+from metrics.segmentation import nan_mean, ratio
 
 
-def cue_scores(records, index=None):
-    """The cue figures of ``records`` (``logits``, 0/1 ``labels`` and bool
-    ``cues``, each ``(N, K)``), of the images ``index`` (default all)."""
+def mann_whitney_auc(values, wa, wb):
+    """P(X > Y) + P(X = Y) / 2 for X drawn from ``values`` ``(N,)`` with
+    weights ``wa`` ``(..., N)`` and Y with weights ``wb`` (how often each
+    value counts in each group; the Mann-Whitney AUC); NaN where a group
+    is empty."""
+    unique, inverse = np.unique(values, return_inverse=True)
+    onehot = np.eye(len(unique))[inverse]              # (N, U)
+    hb = np.asarray(wb, np.float64) @ onehot
+    below = np.cumsum(hb, axis=-1) - hb / 2            # ties count half
+    num = ((np.asarray(wa, np.float64) @ onehot) * below).sum(axis=-1)
+    return ratio(num, np.sum(wa, axis=-1) * np.sum(wb, axis=-1))
+
+
+def _share(w, counted, hit):
+    """The share ``(...)`` of ``hit`` among the ``counted`` entries (both
+    ``(N, ...)`` bool), image ``i``'s counted ``w[..., i]`` times."""
+    n = len(counted)
+    return ratio(w @ (counted & hit).reshape(n, -1).sum(1).astype(float),
+                 w @ counted.reshape(n, -1).sum(1).astype(float))
+
+
+def cue_arrays(records, weights=None):
+    """The cue figures ``(...)`` of ``records`` (``logits``, 0/1 ``labels``
+    and bool ``cues``, each ``(N, K)``), images counted ``weights``
+    ``(..., N)`` times (a bootstrap resample per row; default once); NaN
+    where undefined."""
     logits, labels, cues = (np.asarray(records[k]) for k in
                             ('logits', 'labels', 'cues'))
-    if index is not None:
-        logits, labels, cues = logits[index], labels[index], cues[index]
     labels, cues, positive = labels.astype(bool), cues.astype(bool), \
         logits > 0
+    w = (np.ones(len(logits)) if weights is None else
+         np.asarray(weights, np.float64))
     out = {}
     for name, present in (('absent', ~labels), ('present', labels)):
-        gaps, aucs = [], []
-        for c in range(logits.shape[1]):
-            with_cue = present[:, c] & cues[:, c]
-            without = present[:, c] & ~cues[:, c]
-            if with_cue.any() and without.any():
-                gaps.append(positive[with_cue, c].mean() -
-                            positive[without, c].mean())
-                aucs.append(mann_whitney_auc(logits[with_cue, c],
-                                             logits[without, c]))
-        out['cue_gap_' + name] = float(np.mean(gaps)) if gaps else None
-        out['cue_auc_' + name] = float(np.mean(aucs)) if aucs else None
-        out['positive_rate_' + name] = (float(positive[present].mean())
-                                        if present.any() else None)
+        groups = [(present[:, c] & cues[:, c], present[:, c] & ~cues[:, c])
+                  for c in range(logits.shape[1])]
+        out['cue_gap_' + name] = nan_mean(np.stack(
+            [_share(w, a, positive[:, c]) - _share(w, b, positive[:, c])
+             for c, (a, b) in enumerate(groups)], axis=-1))
+        out['cue_auc_' + name] = nan_mean(np.stack(
+            [mann_whitney_auc(logits[:, c], w * a, w * b)
+             for c, (a, b) in enumerate(groups)], axis=-1))
+        out['positive_rate_' + name] = _share(w, present, positive)
     return out
+
+
+def cue_scores(records):
+    """:func:`cue_arrays` of the split, None where undefined."""
+    return {k: None if np.isnan(v) else float(v)
+            for k, v in cue_arrays(records).items()}
 
 
 class CueMetrics(object):
@@ -81,4 +93,5 @@ class CueMetrics(object):
         return {'cues': np.array(self.records['cues'], bool)}
 
     def result(self):
-        return cue_scores({k: np.array(v) for k, v in self.records.items()})
+        return cue_scores({k: np.array(v) for k, v in
+                           self.records.items()})

@@ -3,6 +3,9 @@ writes to ``per_image.npz`` and the experiments read back for their
 bootstrap intervals (plain arrays; read without pickle)."""
 import numpy as np
 
+from runtime.errors import DatasetError
+from runtime.files import open_input
+
 
 def save_records(f, records, ids):
     """Write ``names``, ``ids`` and ``<i>/<key>``, the per-image records
@@ -15,12 +18,18 @@ def save_records(f, records, ids):
 
 
 def load_records(path):
-    """``({name: records}, ids)`` of a ``per_image.npz``."""
-    with np.load(path, allow_pickle=False) as f:
+    """``({name: records}, ids)`` of a ``per_image.npz``; DatasetError for
+    one without the pointing distances (written before them)."""
+    with open_input(path, 'records', error=DatasetError) as data, \
+            np.load(data, allow_pickle=False) as f:
         names = list(f['names'])
         records = {n: {} for n in names}
         for key in f.files:
             if '/' in key:
                 i, k = key.split('/', 1)
                 records[names[int(i)]][k] = f[key]
+        if any('attention_sweep' in r and 'pointing_distance' not in r
+               for r in records.values()):
+            raise DatasetError('%s: written by an older evaluate.py (no '
+                               'pointing distances); rerun evaluate.py' % path)
         return records, list(f['ids'])

@@ -13,10 +13,17 @@ TITLES = dict(
     attention_miou_sigma=('Attention mIoU @sigma', 100),
     attention_miou=('Attention mIoU (this split\'s best tau)', 100),
     attention_tau=('best tau', 1),
-    pointing_15px=('Pointing game', 100),
+    pointing_15px=('Pointing game (15 px)', 100),
+    pointing_scaled=('Pointing game (@px)', 100),
+    pointing_15px_chance=('Chance (15 px)', 100),
+    pointing_scaled_chance=('Chance (@px)', 100),
+    pointing_chance=('Chance (exact, 0 px)', 100),
     energy_box=('Energy in box', 100),
     energy=('Energy in mask', 100),
-    pointing=('Pointing (exact)', 100),
+    pointing=('Pointing (exact, 0 px; ours)', 100),
+    ap=('AP', 100), iou=('IoU', 100),
+    attention_iou_tuned=('Attention IoU (tuned tau)', 100),
+    attention_iou_fixed=('Attention IoU @tau', 100),
     zero_cams=('Zero CAMs', 100),
     cue_gap_absent=('Cue gap (absent)', 100),
     cue_gap_present=('Cue gap (present)', 100),
@@ -26,18 +33,26 @@ TITLES = dict(
     positive_rate_absent=('Positive rate (absent)', 100))
 
 
-def title(key, tau=None):
-    """The column title of ``key`` (``@tau`` filled in with ``tau``)."""
+def title(key, tau=None, px=None):
+    """The column title of ``key``: ``@tau`` filled in with ``tau``, ``@px``
+    with the scaled pointing tolerance ``px`` (pixels; None: the rule)."""
     text = TITLES[key][0]
+    text = text.replace('@px', '%g px' % px if px else '15 px per 500 px')
     return text.replace('@tau', '@%.2f' % tau) if tau is not None else text
 
 
-def cell(value, key, digits=2):
-    """``value`` of metric ``key`` on screen; a list (one value per seed)
-    as its mean ± standard deviation (ddof 1); '-' for None."""
+def cell(value, key, digits=1):
+    """``value`` of metric ``key`` on screen (percent: one decimal); a list
+    (one value per seed) as its mean ± standard deviation (ddof 1); a
+    :func:`metrics.bootstrap.value` as its mean and interval; '-' for
+    None."""
     scale = TITLES[key][1]
     digits = digits if scale != 1 else max(digits, 2)   # a tau, an AUC
-    if value is None:
+    if isinstance(value, dict):
+        lo, hi = value['ci95'] or (np.nan, np.nan)
+        return '%s [%s, %s]' % tuple(
+            cell(v, key, digits) for v in (value['mean'], lo, hi))
+    if value is None or (np.ndim(value) == 0 and np.isnan(value)):
         return '-'
     values = np.asarray(value, dtype=float) * scale
     if values.ndim == 0:
@@ -48,43 +63,55 @@ def cell(value, key, digits=2):
                             values.std(ddof=1))
 
 
-def markdown_table(rows, keys, digits=2, tau=None, first='model'):
-    """``rows``: ``[(name, {key: value or [values]})]``."""
-    lines = ['| %s | ' % first + ' | '.join(title(k, tau) for k in keys) +
-             ' |', '|---' * (len(keys) + 1) + '|']
+def markdown_table(rows, keys, digits=1, tau=None, first='model', px=None):
+    """``rows``: ``[(name, {key: value, [values] or value dict})]``; ``tau``
+    and ``px`` fill in the titles (:func:`title`)."""
+    lines = ['| %s | ' % first + ' | '.join(title(k, tau, px) for k in keys)
+             + ' |', '|---' * (len(keys) + 1) + '|']
     for name, m in rows:
         lines.append('| %s | %s |' % (name, ' | '.join(
             cell(m.get(k), k, digits) for k in keys)))
     return '\n'.join(lines)
 
 
-def compare_table(a, b, keys, tau=None):
+def compare_table(a, b, keys, tau=None, px=None, digits=1):
     """Each metric of ``a`` and ``b`` (``(name, metrics)``) and the
     difference B - A (percentage points)."""
     (na, ma), (nb, mb) = a, b
     lines = ['| metric | A: %s | B: %s | B - A |' % (na, nb),
              '|---|---|---|---|']
     for k in keys:
-        diff = ('%+.2f' % (TITLES[k][1] * (mb[k] - ma[k]))
+        diff = ('%+.*f' % (digits, TITLES[k][1] * (mb[k] - ma[k]))
                 if ma.get(k) is not None and mb.get(k) is not None else '-')
         lines.append('| %s | %s | %s | %s |' % (
-            title(k, tau), cell(ma.get(k), k), cell(mb.get(k), k), diff))
+            title(k, tau, px), cell(ma.get(k), k, digits),
+            cell(mb.get(k), k, digits), diff))
     return '\n'.join(lines)
 
 
-def difference_table(differences, digits=1, tau=None):
+def class_table(per_class, tau=None, px=None):
+    """Rows the classes, columns their metrics: ``per_class`` ``{class
+    name: {key: value, [value per seed] or value dict}}`` (as
+    :func:`metrics.bootstrap.per_class` gives them)."""
+    keys = list(next(iter(per_class.values()), {}))
+    return markdown_table(list(per_class.items()), keys, tau=tau,
+                          first='class', px=px)
+
+
+def difference_table(differences, digits=1, tau=None, px=None):
     """``differences``: ``{'b - a': {key: paired_difference result}}`` (in
     the metric's screen units) -> one row per comparison and metric;
-    ``tau`` fills in the fixed threshold of ``@tau`` titles."""
-    lines = ['| difference | metric | mean | 95 % interval (images) | '
-             'sd over seeds | per seed | |', '|---|---|---|---|---|---|---|']
+    ``tau`` and ``px`` fill in the titles (:func:`title`)."""
+    lines = ['| difference | metric | mean | 95 % interval (seeds and '
+             'images) | sd over seeds | per seed | |',
+             '|---|---|---|---|---|---|---|']
     for name, metrics in differences.items():
         for key, d in metrics.items():
             sd = '-' if d.get('sd_seeds') is None else '%.*f' % (
                 digits, d['sd_seeds'])
             lines.append('| %s | %s | %+.*f | [%+.*f, %+.*f] | %s | %s | %s |'
-                         % (name, title(key, tau), digits, d['mean'], digits,
-                            d['ci95'][0], digits, d['ci95'][1], sd,
+                         % (name, title(key, tau, px), digits, d['mean'],
+                            digits, d['ci95'][0], digits, d['ci95'][1], sd,
                             ' '.join('%+.*f' % (digits, v)
                                      for v in d['per_seed']),
                             'shown' if d['shown'] else 'not shown'))

@@ -16,30 +16,54 @@ def confusion_matrix(label_true, label_pred, n_class):
                        minlength=n_class ** 2).reshape(n_class, n_class)
 
 
+def class_iu(hist):
+    """IU of each class ``(..., n)`` of confusion matrices ``(..., n, n)``
+    (rows true); NaN for a class absent from both truth and prediction."""
+    hist = np.asarray(hist, dtype=np.float64)
+    diag = np.diagonal(hist, axis1=-2, axis2=-1)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return diag / (hist.sum(axis=-1) + hist.sum(axis=-2) - diag)
+
+
+def ratio(num, den):
+    """``num / den``, NaN where ``den`` is 0 (nothing counted); a numpy
+    scalar (a float) where both are."""
+    den = np.asarray(den, np.float64)
+    return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)[()]
+
+
+def nan_mean(values):
+    """Mean over the last axis leaving NaN out; NaN where all are."""
+    values = np.asarray(values, dtype=np.float64)
+    counted = ~np.isnan(values)
+    return ratio(np.where(counted, values, 0).sum(-1), counted.sum(-1))
+
+
 def segmentation_scores(hist):
     """Accuracy, Accuracy Class, Mean IU, FWAVACC and per-class IU of a
     confusion matrix (classes absent from both truth and prediction are
     left out of the means, as in fcn)."""
     hist = np.asarray(hist, dtype=np.float64)
     diag = np.diag(hist)
+    iu = class_iu(hist)
     with np.errstate(divide='ignore', invalid='ignore'):
         acc_cls = diag / hist.sum(axis=1)
-        iu = diag / (hist.sum(axis=1) + hist.sum(axis=0) - diag)
     freq = hist.sum(axis=1) / hist.sum()
     return dict(accuracy=float(diag.sum() / hist.sum()),
                 accuracy_class=float(np.nanmean(acc_cls)),
-                mean_iu=float(np.nanmean(iu)),
+                mean_iu=float(nan_mean(iu)),
                 fwavacc=float((freq[freq > 0] * iu[freq > 0]).sum()),
                 iu=[None if np.isnan(v) else float(v) for v in iu])
 
 
-def split_segmentation_scores(records, weights=None):
-    """:func:`segmentation_scores` of :meth:`SegmentationMetrics.per_image`
-    records, each image counted ``weights`` times (a bootstrap resample;
-    default once)."""
-    confusion = records['confusion']
-    w = np.ones(len(confusion)) if weights is None else weights
-    return segmentation_scores(np.tensordot(w, confusion, axes=1))
+def weighted_sum(weights, per_image):
+    """``(..., *S)``: the sum over a split's images of their arrays
+    ``per_image`` ``(N, *S)``, each counted ``weights`` ``(..., N)`` times
+    (a bootstrap resample per row; None: once)."""
+    if weights is None:
+        return np.asarray(per_image).sum(axis=0)
+    return np.tensordot(np.asarray(weights, np.float64), per_image,
+                        axes=1)
 
 
 class SegmentationMetrics(object):
@@ -61,4 +85,4 @@ class SegmentationMetrics(object):
             -1, n, n))
 
     def result(self):
-        return split_segmentation_scores(self.per_image())
+        return segmentation_scores(self.per_image()['confusion'].sum(0))

@@ -1,4 +1,4 @@
-"""FCN8s with a GAIN head and Grad-CAM (model files: runtime.model_files)."""
+"""FCN8s with a GAIN head and Grad-CAM (model files: models.io)."""
 import chainer_compat  # NOQA: before chainer (Python 3.12)
 from models import cpu_convolution
 from models.fcn8s import FCN8s  # NOQA

@@ -104,25 +104,64 @@ def attention_maps(model, conv5_3, targets, size, double_backprop=False,
                          sizes=sizes)
 
 
-def inference_cams(model, x, targets):
+def inference_cams(model, x, targets, scales=(1.0,), flip=False):
     """:func:`attention_maps` of images ``x`` ``(N, 3, H, W)`` in test mode
-    and without a graph: an ``(N, H, W)`` array on the model's device."""
+    and without a graph: an ``(N, H, W)`` array on the model's device.
+
+    Multi-scale and flipped CAMs (as IRN's, Ahn et al., CVPR 2019): the
+    Grad-CAM of ``x`` bilinearly resized by each of ``scales`` (and, with
+    ``flip``, of its horizontal mirror, mirrored back), each before
+    normalisation and resized back to ``(H, W)``; their mean is min-max
+    normalised as a single map is. IRN sums its maps and divides by the
+    maximum; here scale 1.0 without flip is exactly the single map.
+    """
+    size = tuple(x.shape[2:])
+    xp = chainer.backend.get_array_module(x)
+    maps = []
+    for scale in scales:
+        scaled = x if scale == 1 else _resize_images(x, tuple(
+            max(1, int(round(scale * side))) for side in size))
+        for mirrored in (False, True)[:1 + bool(flip)]:
+            if mirrored:
+                cam = _cam_array(model, xp.ascontiguousarray(
+                    scaled[..., ::-1]), targets)[..., ::-1]
+            else:
+                cam = _cam_array(model, scaled, targets)
+            if cam.shape[1:] != size:
+                with chainer.no_backprop_mode():
+                    cam = resize_bilinear(cam, size).array
+            maps.append(cam)
+    with chainer.no_backprop_mode():
+        return normalize_cam(sum(maps) / len(maps)).array
+
+
+def _cam_array(model, x, targets):
+    """:func:`grad_cam` of ``x`` ``(N, 3, H, W)``, an ``(N, H, W)`` array
+    computed in test mode, the trunk without a graph."""
     with chainer.using_config('train', False):
         with chainer.no_backprop_mode():
             features = model.features(x).array
-        cam = cam_from_features(model, features, targets, x.shape[2:])
-        with chainer.no_backprop_mode():
-            return normalize_cam(cam).array
+        return cam_from_features(model, features, targets, x.shape[2:]).array
 
 
-def class_cams(model, x, classes):
+def _resize_images(x, size):
+    """Bilinear resize of images ``(N, C, H, W)`` to ``(N, C) + size``."""
+    n, c = x.shape[:2]
+    with chainer.no_backprop_mode():
+        y = resize_bilinear(x.reshape((n * c,) + x.shape[2:]), size).array
+    return y.reshape((n, c) + size)
+
+
+def class_cams(model, x, classes, scales=(1.0,), flip=False):
     """Normalised Grad-CAMs of the given classes of each image, in one
-    batched call (features once, one head back-propagation per batch).
+    batched call per scale and mirror (features once, one head
+    back-propagation per batch).
 
     Args:
         model (FCN8s): the network (with its classification head).
         x: ``(N, 3, H, W)`` preprocessed images on the model's device.
         classes: ``N`` sequences of label values ``1..n_class-1``.
+        scales, flip: multi-scale and flipped maps (:func:`inference_cams`).
     Returns:
         list of ``N`` float32 numpy arrays ``(C_i, H, W)`` in [0, 1], the
         maps in the order of ``classes[i]``.
@@ -134,7 +173,7 @@ def class_cams(model, x, classes):
         return [np.zeros((0,) + size, np.float32) for _ in range(n)]
     xp = model.xp
     cam = inference_cams(model, x[xp.asarray(image)],
-                         xp.asarray(target, dtype=np.int32))
+                         xp.asarray(target, dtype=np.int32), scales, flip)
     cam = chainer.backend.CpuDevice().send(cam).astype(np.float32)
     bounds = np.cumsum([0] + [len(cs) for cs in classes])
     return [cam[bounds[i]:bounds[i + 1]] for i in range(n)]

@@ -19,7 +19,6 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -32,7 +31,8 @@ from doit.runner import MThreadRunner
 from doit.task import Stream, Task
 from doit.tools import config_changed
 
-from runtime.files import file_kind, write_text
+from runtime.errors import UsageError
+from runtime.files import output_path, read_json, temporary, write_text
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: ``script: (product, restart flag)``; None: it overwrites its own files.
@@ -53,32 +53,20 @@ def say(line):
 
 
 def make_dir(path):
-    """Directory ``path``, made or checked (a link is refused)."""
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        mode = os.lstat(path).st_mode
-        if not stat.S_ISDIR(mode):
-            raise JobFailed('error: %s is %s, not a directory; the pipeline '
-                            'writes only into directories: remove it or '
-                            'pick another --out' % (path, file_kind(mode)))
-    return path
+    """Directory ``path``, made or checked: a link or a file there is
+    refused (OutputError)."""
+    path = os.path.normpath(path)
+    return output_path(os.path.dirname(path) or '.', os.path.basename(path),
+                       directory=True)
 
 
-def read_json(path, limit=64 << 20):
-    """The JSON value of the regular file ``path``; None for anything else
-    (missing, a link, a FIFO, over ``limit`` bytes, not JSON)."""
+def json_or_none(path):
+    """The JSON value of ``path``; None if it is no regular file of JSON
+    (missing, a link, a FIFO...)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+        return None if os.path.islink(path) else read_json(path)
+    except UsageError:
         return None
-    with os.fdopen(fd, 'rb') as f:
-        st = os.fstat(fd)
-        try:
-            return json.loads(f.read(limit)) if stat.S_ISREG(
-                st.st_mode) and st.st_size <= limit else None
-        except ValueError:
-            return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -170,12 +158,8 @@ class Job(object):
         self.proc = None
 
     def read(self):
-        """The JSON value of the product."""
-        value = read_json(self.path)
-        if value is None:
-            raise JobFailed('error: %s: cannot read %s' % (self.title,
-                                                           self.path))
-        return value
+        """The JSON value of the product (UsageError if unreadable)."""
+        return read_json(self.path)
 
     def run(self, device, dirs):
         """doit's action: start the script unless it finished under this
@@ -183,7 +167,7 @@ class Job(object):
         fails. ``dirs``: the digests of the directories it reads."""
         key = hashlib.md5(json.dumps([self.command, dirs, {
             f: digest(f) for f in inputs(self.args)[0]}]).encode()).hexdigest()
-        record = read_json(self.record)
+        record = json_or_none(self.record)
         same = isinstance(record, dict) and record.get('key') == key
         if same and _newer([self.path], self.record):
             say('== %s: finished before under the same key, reusing %s'
@@ -200,15 +184,17 @@ class Job(object):
         return self._execute(self.args + force, device)
 
     def _execute(self, args, device):
-        # the log: made exclusively beside its name (mkstemp: O_EXCL,
-        # O_NOFOLLOW), then renamed over it, replacing a link planted there
+        # the log: made exclusively beside its name, then renamed over it
+        # (replacing a link planted there) before the child writes to it
         env = dict(os.environ)      # on a CPU one BLAS thread per job: the
         if device in ('-1', '@numpy'):    # same sums whatever --jobs
             env.update({k: '1' for k in THREADS})
         with _lock:
             if stopping.is_set():
                 return TaskFailed('%s: not started (stopping)' % self.title)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.log))
+            tmp = temporary(self.log)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                         os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
             os.replace(tmp, self.log)
             say('== %s (output in %s)' % (self.title, self.log))
             with os.fdopen(fd, 'w') as log:
@@ -237,7 +223,7 @@ class Job(object):
 
     def progress(self):
         """``'i/N'`` of a training: the last iteration in its log."""
-        log = read_json(os.path.join(self.out, 'log'))
+        log = json_or_none(os.path.join(self.out, 'log'))
         done = log[-1].get('iteration') if isinstance(log, list) and log \
             and isinstance(log[-1], dict) else 0
         return '%s/%s' % (done, self.args[self.args.index('--iterations') + 1])
@@ -245,7 +231,7 @@ class Job(object):
 
 class _JsonFile(JsonDB):
     def _load(self):
-        data = read_json(self.name)
+        data = json_or_none(self.name)
         return data if isinstance(data, dict) else {}
 
     def dump(self):

@@ -12,6 +12,7 @@ from metrics import bootstrap
 from pipeline.jobs import (HERE, Job, JobFailed, make_dir, run_jobs,
                            stop_children)
 from runtime import flags
+from runtime.errors import USER_ERRORS, one_line
 from runtime.files import atomic_write
 
 
@@ -130,3 +131,5 @@ def main(run):
         run()
     except JobFailed as e:
         sys.exit(str(e))
+    except USER_ERRORS as e:         # a refused directory, a bad product
+        sys.exit('error: %s' % one_line(e))

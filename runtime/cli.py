@@ -5,8 +5,14 @@ import os
 import shlex
 import sys
 
-from runtime import distributed, outdir
+from tqdm import tqdm
+
+from runtime import outdir
 from runtime.errors import USER_ERRORS, TrainingStopped, one_line
+
+#: The data-parallel run of this process, with ``rank``, ``size`` and
+#: ``abort(status)`` (set by ``training.distributed.setup``), or None.
+ranks = None
 
 
 def run(main):
@@ -37,14 +43,16 @@ def _fail(line, status, e):
     raised together (``every_rank``) is reported by rank 0 and the ranks
     exit; one of a single rank names it and aborts the job, whose other
     ranks would wait for it forever."""
-    context = distributed.current()
+    for bar in list(tqdm._instances):   # end a bar's line before ours
+        bar.close()
     together = getattr(e, 'every_rank', False)
-    if context.size > 1 and not together:
-        line += ' (rank %d of %d)' % (context.rank, context.size)
-    if context.is_writer or not together:
+    parallel = ranks is not None and ranks.size > 1
+    if parallel and not together:
+        line += ' (rank %d of %d)' % (ranks.rank, ranks.size)
+    if not (parallel and together and ranks.rank):
         print(line, file=sys.stderr)
-    if not together:
-        context.abort(status)
+    if parallel and not together:
+        ranks.abort(status)
     sys.exit(status)
 
 

@@ -1,11 +1,33 @@
-"""Atomic writes: a file appears whole under its name or not at all; and
-a lock held by one process at a time."""
+"""The one way to write a file and the one way to read one.
+
+Writing (:func:`atomic_write`): a temporary file created exclusively
+beside its destination, never an existing name nor a planted link, renamed
+onto it once whole (``os.replace`` replaces a link there, it does not
+follow it). The directories of ``--out`` are made and checked by
+:func:`output_path`, which refuses a link or an entry of the wrong kind.
+
+Reading (:func:`open_input`): regular files only, opened without blocking
+(a FIFO, device, socket or directory is a one-line error, never a hang),
+each kind of file under a size cap.
+"""
 import contextlib
-import fcntl
 import io
+import json
 import os
+import re
+import secrets
 import stat
-import tempfile
+
+from runtime.errors import OutputError, UsageError, one_line
+
+#: What a write killed half way leaves: ``.tmp-<name>-<8 hex digits>``;
+#: the next claim of the ``--out`` removes them (runtime.outdir).
+TEMPORARY = re.compile(r'^\.tmp-.+-[0-9a-f]{8}$')
+
+#: The largest file read of each kind, in bytes.
+LIMITS = dict(config=64 << 20, list=256 << 20, annotation=1 << 20,
+              image=512 << 20, model=16 << 30, snapshot=64 << 30,
+              records=4 << 30)
 
 
 def file_kind(mode):
@@ -17,12 +39,6 @@ def file_kind(mode):
         if test(mode):
             return name
     return 'a regular file' if stat.S_ISREG(mode) else 'a special file'
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class _WriteTarget(object):
@@ -44,30 +60,37 @@ class _WriteTarget(object):
         return getattr(self._file, name)
 
 
+def temporary(path):
+    """A new name ``.tmp-<name>-XXXXXXXX`` beside ``path``."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, '.tmp-%s-%s' % (name[:200],
+                                                   secrets.token_hex(4)))
+
+
 @contextlib.contextmanager
-def atomic_write(path, mode='w'):
-    """Open a temporary file beside ``path`` (``tmpXXXXXXXX<ext>.tmp``),
-    yield it, and rename it to ``path`` once written; on an error it is
-    removed and ``path`` is left as it was, and an OSError without a file
-    name (a full disk) gets ``path``. Not synced to the disk (a
-    pseudo-label run writes thousands of files); snapshots, which must
-    survive a crash, sync themselves (``runtime.snapshots``). The rename
-    replaces ``path`` itself, never what a symbolic link there points to;
-    ``runtime.outdir.output_path`` refuses such a link before."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='tmp',
-                               suffix=os.path.splitext(path)[1] + '.tmp')
+def atomic_write(path, mode='w', sync=False):
+    """Yield a new file ``.tmp-<name>-XXXXXXXX`` beside ``path``, created
+    with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (never an existing file nor
+    what a link points to; the umask applies), and rename it onto ``path``
+    once written (``sync``: on the disk first). On an error the temporary
+    is removed and ``path`` left as it was; an OSError without a file name
+    (a full disk) gets ``path``."""
+    tmp = temporary(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                 os.O_CLOEXEC, 0o666)
     target = None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp's 0600, like open()'s
         with os.fdopen(fd, mode) as f:
             target = _WriteTarget(f)
             yield target
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         if target is not None:
             target.discard()
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         if isinstance(e, OSError) and not e.filename:
             e.filename = path
@@ -80,14 +103,89 @@ def write_text(path, text):
         f.write(text)
 
 
-@contextlib.contextmanager
-def locked(directory):
-    """Hold an exclusive lock (``flock``) on ``directory`` while inside,
-    waiting for another process that holds it; the kernel releases it when
-    a holder dies, also after kill -9. Leaves nothing behind."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def check_entry(path, directory=False):
+    """Whether ``path`` exists, never following a symbolic link;
+    OutputError naming it if it is a link, or not a directory
+    (``directory``) or not a regular file."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(mode):
+        raise OutputError('%s is a symbolic link; refusing to write through '
+                          'it: remove it or pick another --out' % path)
+    if directory and not stat.S_ISDIR(mode):
+        raise OutputError('%s is a file where this tool writes a directory; '
+                          'remove it or pick another --out' % path)
+    if not directory and not stat.S_ISREG(mode):
+        raise OutputError('%s is %s where this tool writes a file; remove it '
+                          'or pick another --out' % (path, file_kind(mode)))
+    return True
+
+
+def output_path(out, *names, directory=False):
+    """``out/names...`` with its parent directories made (``mkdir``),
+    checked entry by entry without following a link (:func:`check_entry`);
+    ``directory``: the path is a directory, made too. OutputError if it
+    would lie outside ``out`` (an absolute name, ``..``)."""
+    root = os.path.normpath(out)
+    path = os.path.normpath(os.path.join(out, *names))
+    parts = os.path.relpath(path, root).split(os.sep)
+    if os.path.isabs(os.path.join(*names)) or parts[0] in ('.', '..'):
+        raise OutputError('%s: would be written outside --out %s'
+                          % (os.path.join(*names), out))
+    current = root
+    for k, part in enumerate(parts):
+        current = os.path.join(current, part)
+        is_dir = directory or k < len(parts) - 1
+        if not check_entry(current, is_dir) and is_dir:
+            try:
+                os.mkdir(current)
+            except FileExistsError:     # made meanwhile: check it again
+                check_entry(current, True)
+    return path
+
+
+def open_input(path, kind, flag=None, error=UsageError):
+    """The regular file ``path`` (links followed) open for reading in
+    binary; ``error`` (naming the file, and ``flag`` when given) if it is
+    missing, unreadable, not a regular file or larger than ``LIMITS[kind]``.
+    Opened with ``O_NONBLOCK``: a FIFO never waits for a writer."""
+    where = '%s %s' % (flag, path) if flag else path
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise error('%s: no such file' % where)
+    except OSError as e:
+        raise error('%s: unreadable (%s)' % (where, e.strerror or e))
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = '%s, not a regular file' % file_kind(info.st_mode)
+    elif info.st_size > LIMITS[kind]:
+        problem = '%d bytes, more than the %d read for a %s file' % (
+            info.st_size, LIMITS[kind], kind)
+    if problem:
         os.close(fd)
+        raise error('%s: %s' % (where, problem))
+    return os.fdopen(fd, 'rb')
+
+
+def read_text(path, kind, flag=None, error=UsageError):
+    """The UTF-8 text of :func:`open_input` (a byte order mark dropped)."""
+    with open_input(path, kind, flag, error) as f:
+        data = f.read(LIMITS[kind] + 1)
+    try:
+        return data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        raise error('%s: not UTF-8 text (%s)' % (path, one_line(e)))
+
+
+def read_json(path, flag=None, error=UsageError):
+    """The JSON value of :func:`read_text` of a ``config`` file."""
+    text = read_text(path, 'config', flag, error)
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise error('%s: not JSON (%s)' % ('%s %s' % (flag, path) if flag
+                                           else path, one_line(e)))

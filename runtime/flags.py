@@ -3,10 +3,11 @@ import argparse
 import math
 from fractions import Fraction
 
-from runtime import distributed
 from runtime.errors import UsageError
 
 SEED_MAX = 2 ** 32 - 1
+#: The ChainerMN communicators of ``--communicator``.
+COMMUNICATORS = ('naive', 'flat', 'non_cuda_aware', 'pure_nccl')
 
 
 # The range of every numeric flag of the scripts, in interval notation
@@ -27,6 +28,9 @@ RANGES = {
     'positive_share': '[0, 1]',
     # at least one channel in conv1_1 (64 x width)
     'width': '[1/64, 1]',
+    'crf_tau': '(0, 1)', 'crf_iterations': '(0, inf)',
+    'crf_gauss_sxy': '(0, inf)', 'crf_gauss_compat': '[0, inf)', 'crf_bilateral_sxy': '(0, inf)',
+    'crf_bilateral_srgb': '(0, inf)', 'crf_bilateral_compat': '[0, inf)',
 }
 
 
@@ -101,62 +105,89 @@ def parser(description, training=True, iterations=None):
                    help='seed of every random draw (same seed, same '
                    'numbers on CPU)')
     if training:
-        p.add_argument('--split', default='train', help='training split')
-        p.add_argument('--val-split', default='val',
-                       help='split evaluated during training ("" for none)')
-        p.add_argument('--val-data-dir', default=None,
-                       help='dataset root of --val-split (default: '
-                       '--data-dir), e.g. the real labels when training on '
-                       'pseudo labels')
-        p.add_argument('--iterations', type=int, default=None,
-                       help='number of updates (default: %d unless --epochs '
-                       'is given; overrides --epochs)' % iterations)
-        p.add_argument('--epochs', type=float, default=None,
-                       help='number of passes over the training split')
-        p.add_argument('--batch-size', type=int, default=8,
-                       help='images per update (per rank with '
-                       '--communicator)')
-        p.add_argument('--force', action='store_true',
-                       help='start over in --out, removing its model.npz '
-                       'and snapshots (a finished run is never overwritten '
-                       'without it)')
-        p.add_argument('--resume', nargs='?', const='latest', default=None,
-                       metavar='SNAPSHOT',
-                       help='continue from the newest good snapshot in --out '
-                       '(fail if there is none; also continues a finished '
-                       'run, e.g. with more --iterations), or from the '
-                       'given snapshot file. Without it a rerun with the '
-                       'same --out resumes when it finds a snapshot')
-        p.add_argument('--snapshot-interval', type=int, default=100,
-                       help='iterations between snapshots of the whole '
-                       'trainer (one is also taken at the end and on '
-                       'SIGINT/SIGTERM)')
-        p.add_argument('--skip-bad', action='store_true',
-                       help='skip unreadable or inconsistent samples (and '
-                       'split entries without files) with a warning, '
-                       'counted as bad_samples in the log, instead of '
-                       'stopping on the first one')
-        p.add_argument('--dtype', default='float32',
-                       choices=('float32', 'mixed16', 'mixed16-emulated'),
-                       help='mixed16: the layers compute in float16 on '
-                       'float32 weights, with dynamic loss scaling (for '
-                       'GPUs: numpy has no fast float16 matrix product); '
-                       'mixed16-emulated: its roundings at float32 speed, '
-                       'to check its numerics on a CPU')
-        p.add_argument('--communicator', default=None,
-                       choices=distributed.COMMUNICATORS,
-                       help='data-parallel training on ChainerMN, run under '
-                       'mpiexec -n K (naive on CPUs, pure_nccl on GPUs; '
-                       'needs mpi4py and an MPI): each rank takes a shard '
-                       'of the data and --batch-size images per step')
-        # Debugging: train mode off (no dropout, no random flips), to
-        # compare runs step by step (tests/runtime/test_distributed.py).
-        p.add_argument('--deterministic', action='store_true',
-                       help=argparse.SUPPRESS)
-        # Debugging: every rank writes its final weights to DIR/rank<N>.npz.
-        p.add_argument('--rank-weights', default=None, metavar='DIR',
-                       help=argparse.SUPPRESS)
+        _training_flags(p, iterations)
     return p
+
+
+def _training_flags(p, iterations):
+    """The flags of a training run; ``iterations``: its length without
+    --iterations or --epochs."""
+    p.add_argument('--split', default='train', help='training split')
+    p.add_argument('--val-split', default='val',
+                   help='split evaluated during training ("" for none)')
+    p.add_argument('--val-data-dir', default=None,
+                   help='dataset root of --val-split (default: '
+                   '--data-dir), e.g. the real labels when training on '
+                   'pseudo labels')
+    p.add_argument('--iterations', type=int, default=None,
+                   help='number of updates (default: %d unless --epochs '
+                   'is given; overrides --epochs)' % iterations)
+    p.add_argument('--epochs', type=float, default=None,
+                   help='number of passes over the training split')
+    p.add_argument('--batch-size', type=int, default=8,
+                   help='images per update (per rank with '
+                   '--communicator)')
+    p.add_argument('--force', action='store_true',
+                   help='start over in --out, removing its model.npz '
+                   'and snapshots (a finished run is never overwritten '
+                   'without it)')
+    p.add_argument('--resume', nargs='?', const='latest', default=None,
+                   metavar='SNAPSHOT',
+                   help='continue from the newest good snapshot in --out '
+                   '(fail if there is none; also continues a finished '
+                   'run, e.g. with more --iterations), or from the '
+                   'given snapshot file. Without it a rerun with the '
+                   'same --out resumes when it finds a snapshot')
+    p.add_argument('--snapshot-interval', type=int, default=100,
+                   help='iterations between snapshots of the whole '
+                   'trainer (one is also taken at the end and on '
+                   'SIGINT/SIGTERM)')
+    p.add_argument('--skip-bad', action='store_true',
+                   help='skip unreadable or inconsistent samples (and '
+                   'split entries without files) with a warning, '
+                   'counted as bad_samples in the log, instead of '
+                   'stopping on the first one')
+    p.add_argument('--dtype', default='float32',
+                   choices=('float32', 'mixed16', 'mixed16-emulated'),
+                   help='mixed16: the layers compute in float16 on '
+                   'float32 weights, with dynamic loss scaling (for '
+                   'GPUs: numpy has no fast float16 matrix product); '
+                   'mixed16-emulated: its roundings at float32 speed, '
+                   'to check its numerics on a CPU')
+    p.add_argument('--communicator', default=None,
+                   choices=COMMUNICATORS,
+                   help='data-parallel training on ChainerMN, run under '
+                   'mpiexec -n K (naive on CPUs, pure_nccl on GPUs; '
+                   'needs mpi4py and an MPI): each rank takes a shard '
+                   'of the data and --batch-size images per step')
+    # Debugging: train mode off (no dropout, no random flips), to
+    # compare runs step by step (tests/training/test_distributed.py).
+    p.add_argument('--deterministic', action='store_true',
+                   help=argparse.SUPPRESS)
+    # Debugging: every rank writes its final weights to DIR/rank<N>.npz.
+    p.add_argument('--rank-weights', default=None, metavar='DIR',
+                   help=argparse.SUPPRESS)
+
+
+def add_cam_flags(p):
+    """``--cam-scales`` and ``--flip``: multi-scale and flipped Grad-CAMs
+    (``models.inference_cams``)."""
+    p.add_argument('--cam-scales', type=positive, nargs='+', default=[1.0],
+                   metavar='SCALE',
+                   help='average the Grad-CAMs of the image resized by '
+                   'each scale (e.g. 1.0 0.5 1.5 2.0, as IRN)')
+    p.add_argument('--flip', action='store_true',
+                   help='also average the Grad-CAMs of the mirrored '
+                   'image(s), mirrored back')
+
+
+def positive(text):
+    """argparse type: a finite number > 0."""
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError('must be a finite number > 0, '
+                                         'got %s' % text)
+    return value
 
 
 def seed(text):

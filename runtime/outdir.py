@@ -1,152 +1,69 @@
-"""The output directory (``--out``) of a tool: claimed before the work,
-written only inside, an old run replaced only once there is something to
-replace it with.
+"""The ``--out`` of a tool: claimed before the work, owned by one tool,
+written only inside (see :mod:`runtime.files`), an old run replaced only
+once there is something to replace it with.
 
-* :func:`claim_training`, :func:`claim_dataset` and :func:`claim_report`
-  check ``--out`` before any work (not a file, writable, not holding an
-  input of the run, not another tool's run) and create it.
-* Training and pseudo-label runs hold an OS-level lock on ``OUT/.lock``
-  (``fcntl.flock``) while they live: a second run on the same ``--out`` is
-  refused; the kernel releases the lock when the process ends, also after
-  kill -9.
-* A training claim removes the temporaries of a write killed half way
-  (:data:`_STALE`, this toolkit's and chainer's naming only); the lock
-  guarantees that no live run owns them.
-* :meth:`Claim.start_over` (``--force``) moves the old run's entries (the
-  tool's own names only) aside into ``OUT/.replaced``. They are deleted
-  when the new run ends well or has a product (a snapshot, model.npz,
-  pseudo_labels.json); they are put back when it fails before that, and
-  the next claim after a kill -9 takes the same decision.
+* :func:`claim` checks ``--out`` before any work: not a file; not, inside
+  or around an input of the run; no link nor entry of the wrong kind under
+  a name the tool writes; not another tool's (the script its config.json
+  names, see :func:`write_config`), with or without ``--force``. It then
+  creates ``--out``, locks it (``filelock`` on ``OUT/.lock``: a second run
+  on it is refused naming the first one's pid; the kernel releases the
+  lock when a process ends, also after kill -9) and removes the
+  temporaries of writes killed half way, which no live run owns.
+* Each kind of run (:class:`Kind`) names the entries it writes at the top
+  of ``--out`` and its product, what makes a run worth keeping.
+  :meth:`Claim.start_over` (``--force``) moves those entries aside into
+  ``OUT/.replaced``; they are deleted once the new run ends well or has a
+  product, and put back when it fails before that (by the next claim
+  after a kill -9).
 * A failed run that created ``--out``, or started over in it, removes what
   it wrote unless it has a product, and ``--out`` itself if it created it
   and left it empty.
-* :func:`output_path` joins a name under ``--out`` and refuses one that
-  would leave it; every writer of a fixed name or a per-image file in
-  ``--out`` goes through it. Nothing here follows a symbolic link planted
-  in ``--out``: an entry the tool would write (``.lock``, ``.replaced``,
-  ``log``, ``attention``, config.json, model.npz, snapshots, pictures,
-  label folders...) that is a symbolic link, or a directory where a file
-  belongs (or the reverse), is refused in one line naming it, at the
-  claim and again when written. ``--out`` itself may be a link.
-* Reports and datasets never go into what the tool reads: an ``--out``
-  that is, holds or lies inside an input directory (``--images``, the
-  dataset), or holds an input file, is refused.
 * A pseudo-label dataset lists what it wrote in ``OUT/manifest.txt``
-  (written before the labels); ``--force`` replaces only such an
-  ``--out``, and refuses one holding files of its names that it did not
-  write (a real dataset's folders).
+  (written before the labels); its ``--force`` replaces only such an
+  ``--out``, and refuses one holding files of its names it did not write.
 """
-import errno
-import fcntl
+import collections
 import json
 import os
+import platform
 import re
 import shutil
-import stat
+import subprocess
 import sys
-import tempfile
+
+import filelock
 
 from runtime.errors import OutputError
-from runtime.files import atomic_write, file_kind
+from runtime.files import (TEMPORARY, atomic_write, check_entry, output_path,
+                           read_text)
 
 LOCK = '.lock'
 STAGING = '.replaced'
-MODEL = 'model.npz'
-_SNAPSHOT = r'snapshot_iter_\d+\.npz'
-
-# Top-level entries of a run, by kind: what --force replaces; the product
-# that makes a run worth keeping.
-TRAINING_FILES = re.compile(
-    r'^(%s|%s|model_best\.npz|config\.json|log|ext_images\.txt|'
-    r'attention|tensorboard|(loss|accuracy)\w*\.png)$'
-    % (re.escape(MODEL), _SNAPSHOT))
-TRAINING_PRODUCT = re.compile(r'^(%s|%s)$' % (re.escape(MODEL), _SNAPSHOT))
-TRAINING_DIRS = ('attention', 'tensorboard')
+CONFIG = 'config.json'
 MANIFEST = 'manifest.txt'
-DATASET_FILES = re.compile(r'^(JPEGImages|SegmentationClass|ImageSets|'
-                           r'config\.json|pseudo_labels\.json|'
-                           r'class_names\.txt|%s)$' % re.escape(MANIFEST))
-DATASET_DIRS = ('JPEGImages', 'SegmentationClass', 'ImageSets')
-DATASET_PRODUCT = re.compile(r'^pseudo_labels\.json$')
-
-# Temporaries of a killed write: ``(name, allowed content)``; a directory
-# is removed only if it holds nothing but that content. chainer's snapshot
-# writer and LogReport write into a mkdtemp directory and rename;
-# runtime.files.atomic_write into a mkstemp file (config.json.tmp: the
-# name of older versions).
-_STALE = [(re.compile(r'^tmp(%s)\w{8}$' % _SNAPSHOT), r'\1'),
-          (re.compile(r'^log\w{8}$'), 'log.json'),
-          (re.compile(r'^tmp\w{8}(\.\w+)?\.tmp$'), None),
-          (re.compile(r'^config\.json\.tmp$'), None)]
 
 
-def check_entry(path, directory=False):
-    """Whether ``path`` exists, never following a symbolic link;
-    OutputError naming it if it is a link, or not a directory
-    (``directory``) or not a regular file."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return False
-    if stat.S_ISLNK(mode):
-        raise OutputError('%s is a symbolic link; refusing to write through '
-                          'it: remove it or pick another --out' % path)
-    if directory and not stat.S_ISDIR(mode):
-        raise OutputError('%s is a file where this tool writes a directory; '
-                          'remove it or pick another --out' % path)
-    if not directory and not stat.S_ISREG(mode):
-        raise OutputError('%s is %s where this tool writes a file; remove it '
-                          'or pick another --out' % (path, file_kind(mode)))
-    return True
+class Kind(collections.namedtuple('Kind', 'own product dirs')):
+    """What a kind of run writes at the top of ``--out``: ``own`` (a
+    pattern of names), ``product`` (a pattern, or None) and which of them
+    are directories."""
 
 
-def output_path(out, *names, directory=False):
-    """``out/names...`` with its parent directories made, checked entry by
-    entry without following a symbolic link (:func:`check_entry`);
-    ``directory``: the path is a directory, made too. OutputError if it
-    would lie outside ``out`` (an absolute name, ``..``)."""
-    root = os.path.normpath(out)
-    path = os.path.normpath(os.path.join(out, *names))
-    parts = os.path.relpath(path, root).split(os.sep)
-    if os.path.isabs(os.path.join(*names)) or parts[0] in ('.', '..'):
-        raise OutputError('%s: would be written outside --out %s'
-                          % (os.path.join(*names), out))
-    current = root
-    for k, part in enumerate(parts):
-        current = os.path.join(current, part)
-        is_dir = directory or k < len(parts) - 1
-        if not check_entry(current, is_dir) and is_dir:
-            try:
-                os.mkdir(current)
-            except FileExistsError:     # made meanwhile: check it again
-                check_entry(current, True)
-    return path
+def names(*files, dirs=(), product=None):
+    """A :class:`Kind` writing exactly ``files`` and ``dirs``."""
+    pattern = '|'.join(map(re.escape, files + tuple(dirs) + (CONFIG,)))
+    return Kind(re.compile('^(%s)$' % pattern), product, tuple(dirs))
 
 
-def _within(path, root):
-    """Whether real path ``path`` is ``root`` or lies inside it."""
-    return path == root or path.startswith(os.path.join(root, ''))
-
-
-def _check_inputs(out, inputs):
-    """OutputError if ``out`` is, holds or lies inside an input directory,
-    or holds an input file (its directory included); ``inputs``:
-    ``[(flag, path, 'dir' or 'file')]`` (None paths skipped)."""
-    root = os.path.realpath(out)
-    for flag, path, kind in inputs:
-        if not path:
-            continue
-        real = os.path.realpath(path)
-        if real == root:
-            problem = 'is the input %s %s'
-        elif _within(real, root):
-            problem = 'holds the input %s %s'
-        elif kind == 'dir' and _within(root, real):
-            problem = 'lies inside the input %s %s'
-        else:
-            continue
-        raise OutputError('--out %s %s; pick another --out'
-                          % (out, problem % (flag, path)))
+TRAINING = Kind(re.compile(
+    r'^(model\.npz|model_best\.npz|snapshot_iter_\d+\.npz|config\.json|log|'
+    r'ext_images\.txt|attention|tensorboard|\w+\.png)$'),
+    re.compile(r'^(model\.npz|snapshot_iter_\d+\.npz)$'),
+    ('attention', 'tensorboard'))
+DATASET = names('pseudo_labels.json', 'class_names.txt', MANIFEST,
+                dirs=('JPEGImages', 'SegmentationClass', 'ImageSets'),
+                product=re.compile(r'^pseudo_labels\.json$'))
 
 
 def _entries(out, pattern):
@@ -160,43 +77,87 @@ def _remove(path):
         os.remove(path)
 
 
-def _config_command(out):
-    """The script named by ``out/config.json`` (None without one)."""
-    try:
-        with open(os.path.join(out, 'config.json')) as f:
-            return str(json.load(f).get('command', '')).split(' ')[0]
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def _tool():
     return os.path.basename(sys.argv[0])
 
 
-def _training_run(out):
-    """A phrase naming the training run ``out`` holds, or None."""
-    found = _entries(out, TRAINING_PRODUCT)
-    return 'a training run (%s)' % found[0] if found else None
+def owner(out):
+    """The script that wrote ``out/config.json`` (None without a readable
+    one); OutputError for a link, FIFO, device or oversized file there."""
+    path = os.path.join(out, CONFIG)
+    if not check_entry(path):
+        return None
+    text = read_text(path, 'config', error=OutputError)
+    try:
+        return str(json.loads(text).get('command', '')).split(' ')[0] or None
+    except (ValueError, AttributeError):
+        return None
+
+
+def _check_inputs(out, inputs):
+    """OutputError if ``out`` is, holds or lies inside an input directory,
+    or holds an input file; ``inputs``: ``[(flag, path, 'dir' or
+    'file')]`` (None paths skipped)."""
+    root = os.path.realpath(out)
+    for flag, path, kind in inputs:
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        if real == root:
+            problem = 'is the input %s %s'
+        elif real.startswith(os.path.join(root, '')):
+            problem = 'holds the input %s %s'
+        elif kind == 'dir' and root.startswith(os.path.join(real, '')):
+            problem = 'lies inside the input %s %s'
+        else:
+            continue
+        raise OutputError('--out %s %s; pick another --out'
+                          % (out, problem % (flag, path)))
+
+
+def _write_pid(fd):
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, b'%d\n' % os.getpid(), 0)
 
 
 class Claim(object):
     """An ``--out`` in use by this process (see the module docstring)."""
 
-    def __init__(self, out, own=None, product=None, writes=None, dirs=()):
-        self.out = out
-        self.own, self.product = own, product
-        self.writes, self.dirs = writes or own, dirs
+    def __init__(self, out, kind):
+        self.out, self.kind = out, kind
         self.created = []        # the directories made for it, deepest last
         self.started = False
-        self.fd = None
+        self.lock = None
 
     def has_product(self):
-        return bool(self.product and _entries(self.out, self.product))
+        return bool(self.kind.product and _entries(self.out,
+                                                   self.kind.product))
+
+    def _check(self):
+        """Refuse a file as ``--out``, a link or an entry of the wrong kind
+        under a name the tool writes, and another tool's ``--out``."""
+        if not os.path.isdir(self.out):
+            if os.path.exists(self.out):
+                raise OutputError('--out %s is a file, not a directory'
+                                  % self.out)
+            return
+        for name in sorted(os.listdir(self.out)):
+            if name in (LOCK, STAGING) or self.kind.own.match(name):
+                check_entry(os.path.join(self.out, name),
+                            name in self.kind.dirs + (STAGING,))
+        if self.kind is not TRAINING:
+            found = _entries(self.out, TRAINING.product)
+            if found:
+                raise OutputError('--out %s holds a training run (%s); pick '
+                                  'another --out' % (self.out, found[0]))
+        script = owner(self.out)
+        if script not in (None, _tool()):
+            raise OutputError('--out %s holds the config.json of a %s run; '
+                              '%s never replaces another tool\'s files: '
+                              'pick another --out' % (self.out, script,
+                                                      _tool()))
 
     def _create(self):
-        if os.path.exists(self.out) and not os.path.isdir(self.out):
-            raise OutputError('--out %s is a file, not a directory'
-                              % self.out)
         path = os.path.abspath(self.out)
         while not os.path.exists(path):
             self.created.insert(0, path)
@@ -208,80 +169,39 @@ class Claim(object):
 
     def _lock(self):
         path = os.path.join(self.out, LOCK)
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW |
-                             os.O_NONBLOCK, 0o666)
-            except OSError as e:
-                check_entry(path)       # a link or a FIFO planted there
-                raise OutputError('--out %s is not writable (%s)'
-                                  % (self.out, e.strerror or e))
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                os.close(fd)
-                check_entry(path)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                holder = os.read(fd, 32).decode('ascii', 'replace').strip()
-                os.close(fd)
-                if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                    raise OutputError(
-                        '--out %s is in use by another run%s; wait for it '
-                        'to end or pick another --out'
-                        % (self.out, ' (pid %s)' % holder if holder else ''))
-                raise OutputError('--out %s: cannot lock %s (%s)'
-                                  % (self.out, path, e.strerror or e))
-            try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, b'%d\n' % os.getpid())
-                self.fd = fd
-                return
-            os.close(fd)   # its holder removed it meanwhile: lock the new one
-        raise OutputError('--out %s: cannot take its lock %s'
-                          % (self.out, path))
-
-    def _check_entries(self):
-        """Refuse (:func:`check_entry`) a link or an entry of the wrong
-        kind under a name this claim writes."""
-        for name in sorted(os.listdir(self.out)):
-            if name in (LOCK, STAGING) or (self.writes and
-                                           self.writes.match(name)):
-                check_entry(os.path.join(self.out, name),
-                            name in self.dirs or name == STAGING)
-
-    def _check_writable(self):
+        lock = filelock.FileLock(path, blocking=False, on_acquired=_write_pid)
         try:
-            with tempfile.TemporaryFile(dir=self.out):
-                pass
+            lock.acquire()
+        except filelock.Timeout:
+            holder = read_text(path, 'config', error=OutputError).strip()
+            raise OutputError('--out %s is in use by another run%s; wait for '
+                              'it to end or pick another --out' % (
+                                  self.out, ' (pid %s)' % holder[:20]
+                                  if holder else ''))
         except OSError as e:
+            check_entry(path)        # a link or a FIFO planted meanwhile
             raise OutputError('--out %s is not writable (%s)'
                               % (self.out, e.strerror or e))
+        self.lock = lock
 
-    def _remove_stale(self):
-        for name in os.listdir(self.out):
-            for pattern, content in _STALE:
-                m = pattern.match(name)
-                path = os.path.join(self.out, name)
-                if not m or os.path.islink(path):
-                    continue
-                if content is None:
-                    if os.path.isfile(path):
-                        os.remove(path)
-                elif os.path.isdir(path) and set(os.listdir(path)) <= {
-                        m.expand(content)}:
-                    shutil.rmtree(path)
+    def _remove_temporaries(self):
+        """The temporaries of writes killed half way, at the top of
+        ``--out`` and anywhere in the directories the tool writes."""
+        tops = [os.path.join(self.out, d) for d in self.kind.dirs]
+        for d, _, files in [next(os.walk(self.out))] + [
+                w for top in tops for w in os.walk(top)]:
+            for name in files:
+                path = os.path.join(d, name)
+                if TEMPORARY.match(name) and not os.path.islink(path):
+                    os.remove(path)
 
     def start_over(self):
         """Move the old run's entries aside (deleted once the new run has
         a product, put back if it fails before)."""
-        names = _entries(self.out, self.own)
-        if names:
+        found = _entries(self.out, self.kind.own)
+        if found:
             staging = output_path(self.out, STAGING, directory=True)
-            for name in names:
+            for name in found:
                 os.replace(os.path.join(self.out, name),
                            os.path.join(staging, name))
         self.started = True
@@ -294,7 +214,7 @@ class Claim(object):
             if check_entry(staging, directory=True):
                 shutil.rmtree(staging)
             return
-        for name in _entries(self.out, self.own):
+        for name in _entries(self.out, self.kind.own):
             _remove(os.path.join(self.out, name))
         if check_entry(staging, directory=True):
             for name in os.listdir(staging):
@@ -305,59 +225,56 @@ class Claim(object):
     def release(self, ok):
         """End of the run; ``ok``: it ended well."""
         try:
-            if self.own and (self.started or self.created):
+            if self.started or self.created:
                 self._settle(ok or self.has_product())
-            if self.fd is not None:
+            if self.lock is not None:
                 os.remove(os.path.join(self.out, LOCK))
             for path in reversed(self.created if not ok else []):
                 if os.listdir(path):
                     break
                 os.rmdir(path)
         finally:
-            if self.fd is not None:
-                os.close(self.fd)
-                self.fd = None
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
 
 
 _claims = []
 
 
-def _claim(claim, lock, inputs=()):
-    _check_inputs(claim.out, [i if len(i) == 3 else i + ('file',)
-                              for i in inputs])
-    claim._create()
-    _claims.append(claim)
-    claim._check_entries()
-    if lock:
-        claim._lock()
-    else:
-        claim._check_writable()
-    if claim.own and check_entry(os.path.join(claim.out, STAGING), True):
-        claim._settle(claim.has_product())      # after a killed --force
-    return claim
+def claim(out, kind, inputs=()):
+    """Claim ``--out`` for a run of ``kind`` (see the module docstring);
+    ``inputs``: ``[(flag, path, 'dir' or 'file')]``."""
+    _check_inputs(out, inputs)
+    new = Claim(out, kind)
+    new._check()
+    new._create()
+    _claims.append(new)
+    new._lock()
+    new._remove_temporaries()
+    if check_entry(os.path.join(out, STAGING), True):
+        new._settle(new.has_product())      # after a killed --force
+    return new
 
 
 def claim_training(out, force=False, resume=None, modelfile=None):
-    """Claim the ``--out`` of a training run: locked, stale temporaries
-    removed; a finished run (model.npz) is refused unless ``force`` or
-    ``resume``, and so is an ``--out`` that holds ``modelfile``."""
-    claim = _claim(Claim(out, TRAINING_FILES, TRAINING_PRODUCT,
-                         dirs=TRAINING_DIRS), lock=True,
-                   inputs=[('--modelfile', modelfile)])
-    if os.path.exists(os.path.join(out, MODEL)) and not force and \
+    """:func:`claim` of a training run; a finished run (model.npz) is
+    refused unless ``force`` or ``resume``, and so is an ``--out`` that
+    holds ``modelfile``."""
+    new = claim(out, TRAINING, [('--modelfile', modelfile, 'file')])
+    if os.path.exists(os.path.join(out, 'model.npz')) and not force and \
             resume is None:
-        raise OutputError('--out %s already holds a finished run (%s); pass '
-                          '--force to replace it or --resume to continue '
-                          'it' % (out, MODEL))
-    claim._remove_stale()
-    return claim
+        raise OutputError('--out %s already holds a finished run (model.npz);'
+                          ' pass --force to replace it or --resume to '
+                          'continue it' % out)
+    return new
 
 
-def _files_under(out, names):
-    """Relative paths of the files and links under the entries ``names``
-    of ``out`` (links not followed)."""
+def _files_under(out, entries):
+    """Relative paths of the files and links under ``entries`` of ``out``
+    (links not followed)."""
     found = []
-    for name in names:
+    for name in entries:
         path = os.path.join(out, name)
         if os.path.islink(path) or not os.path.isdir(path):
             found.append(name)
@@ -367,15 +284,6 @@ def _files_under(out, names):
                       files + [n for n in dirs
                                if os.path.islink(os.path.join(d, n))]]
     return sorted(found)
-
-
-def _listed(out):
-    """The paths ``out/manifest.txt`` lists (empty without one)."""
-    try:
-        with open(os.path.join(out, MANIFEST), encoding='utf-8') as f:
-            return set(f.read().splitlines())
-    except (OSError, UnicodeDecodeError):
-        return set()
 
 
 def _summary(files):
@@ -396,75 +304,68 @@ def write_manifest(out, paths):
 
 
 def claim_dataset(out, force=False, inputs=()):
-    """Claim the ``--out`` of a generated dataset (pseudo labels): locked;
-    a non-empty one is refused unless ``force``, which replaces what this
-    tool wrote there (:data:`MANIFEST`); files of its names that it did
-    not write, a training run and an ``--out`` that is, holds or lies
-    inside an input (``[(flag, path, 'dir' or 'file')]``) are refused."""
-    claim = _claim(Claim(out, DATASET_FILES, DATASET_PRODUCT,
-                         dirs=DATASET_DIRS), lock=True, inputs=inputs)
-    other = _training_run(out)
-    if other:
-        raise OutputError('--out %s holds %s; pick another --out'
-                          % (out, other))
+    """:func:`claim` of a generated dataset (pseudo labels): a non-empty
+    ``--out`` is refused unless ``force``, which replaces what this tool
+    wrote there (:data:`MANIFEST`); files of its names that it did not
+    write are refused."""
+    new = claim(out, DATASET, inputs)
     present = sorted(set(os.listdir(out)) - {LOCK, STAGING})
     if not present:
-        return claim
-    files = _files_under(out, _entries(out, DATASET_FILES))
-    listed = _listed(out)
+        return new
+    files = _files_under(out, _entries(out, DATASET.own))
+    path = os.path.join(out, MANIFEST)
+    listed = set(read_text(path, 'list', error=OutputError).splitlines()
+                 if check_entry(path) else ())
     foreign = [f for f in files if f not in listed]
     if foreign:
         raise OutputError(
             '--out %s holds %s%s, which %s did not write (not listed in %s); '
             'it never deletes such files: pick another --out'
             % (out, os.path.join(out, foreign[0]), ' and %d more' % (
-                len(foreign) - 1) if len(foreign) > 1 else '', _tool(),
-               os.path.join(out, MANIFEST)))
+                len(foreign) - 1) if len(foreign) > 1 else '', _tool(), path))
     if not force:
         raise OutputError(
             '--out %s is not empty; --force would delete %s' % (out, (
                 'what %s wrote there: %s' % (_tool(), _summary(files)))
                 if files else 'nothing (the labels go beside %s)'
                 % ', '.join(present)))
-    claim.start_over()
-    return claim
-
-
-def claim_report(out, writes_config=False, inputs=(), files=(), dirs=()):
-    """Claim the ``--out`` of evaluate.py or visualize.py: created and
-    writable, its fixed ``files`` and ``dirs`` checked; refused if it
-    holds a training run or, for a tool that ``writes_config``, the
-    config.json of another tool, or if it is, holds or lies inside an
-    input (see :func:`claim_dataset`)."""
-    names = tuple(files) + tuple(dirs)
-    claim = Claim(out, writes=re.compile(
-        '^(%s)$' % '|'.join(map(re.escape, names))) if names else None,
-        dirs=tuple(dirs))
-    if os.path.isdir(out):
-        command = writes_config and _config_command(out)
-        other = _training_run(out) or (
-            command and command != _tool() and 'the config.json of a %s run'
-            % command)
-        if other:
-            raise OutputError('--out %s holds %s; pick another --out'
-                              % (out, other))
-    return _claim(claim, lock=False, inputs=inputs)
+    new.start_over()
+    return new
 
 
 def claimed(out):
     """The claim of ``out`` by this process, or None."""
-    for claim in _claims:
-        if claim.out == out:
-            return claim
-    return None
+    return next((c for c in _claims if c.out == out), None)
 
 
 def release_all(ok):
     """Release every claim of this process (see :meth:`Claim.release`);
     ``ok``: the run ended well."""
     while _claims:
-        claim = _claims.pop()
+        done = _claims.pop()
         try:
-            claim.release(ok)
+            done.release(ok)
         except OSError as e:
-            print('warning: --out %s: %s' % (claim.out, e), file=sys.stderr)
+            print('warning: --out %s: %s' % (done.out, e), file=sys.stderr)
+
+
+def write_config(out, args, **extra):
+    """Write the run's full configuration, ``vars(args)`` with ``extra``,
+    the command line and the versions, to ``out/config.json``; returns
+    it."""
+    import chainer
+    import numpy as np
+    config = dict(vars(args), **extra)
+    config['command'] = ' '.join([_tool()] + sys.argv[1:])
+    config['versions'] = dict(python=platform.python_version(),
+                              chainer=chainer.__version__,
+                              numpy=np.__version__)
+    try:
+        config['git_commit'] = subprocess.run(
+            ['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        pass
+    with atomic_write(output_path(out, CONFIG)) as f:
+        json.dump(config, f, indent=2, sort_keys=True, default=str)
+    return json.loads(json.dumps(config, default=str))

@@ -10,10 +10,11 @@ os.environ.setdefault('NVIDIA_TF32_OVERRIDE', '0')
 import numpy as np  # NOQA: E402
 import pytest  # NOQA: E402
 
-from helpers import N_VOC, write_voc, write_weak_voc  # NOQA: E402
+from helpers import (N_VOC, thin_fcn8s, write_voc,  # NOQA: E402
+                     write_weak_voc)
 from models import FCN8s  # NOQA: E402
 from models.fcn8s import CLASSIFICATION_HEAD  # NOQA: E402
-from runtime.model_files import save_model  # NOQA: E402
+from models.io import save_model  # NOQA: E402
 
 
 @pytest.fixture
@@ -37,13 +38,7 @@ def weak_voc(tmp_path):
 @pytest.fixture
 def thin_model():
     """A thin FCN8s (n_class 4) with random, non-zero score layers."""
-    np.random.seed(0)
-    model = FCN8s(n_class=4, width=1 / 16.)
-    rng = np.random.RandomState(1)
-    for name, p in model.namedparams():
-        if 'score' in name or name.endswith('/b'):
-            p.array[...] = rng.normal(0, 0.1, p.shape)
-    return model
+    return thin_fcn8s()
 
 
 @pytest.fixture(scope='module')

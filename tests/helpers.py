@@ -20,8 +20,9 @@ from chainer.training import StandardUpdater
 from bench.random_batch import make_batch
 from datasets.voc import voc_palette
 from models import FCN8s
+from models.io import load_model
 from runtime.errors import DatasetError
-from runtime.model_files import load_model
+from training.extensions import snapshots
 from training.gain_loss import GAINLoss
 from training.trainer import build_trainer, make_optimizer
 
@@ -95,6 +96,18 @@ def error_line(err):
     lines = [l for l in err.splitlines() if l.startswith('error:')]
     assert len(lines) == 1, err
     return lines[0]
+
+
+def thin_fcn8s():
+    """A thin FCN8s (n_class 4) with random, non-zero score layers and
+    biases (the ``thin_model`` fixture)."""
+    np.random.seed(0)
+    model = FCN8s(n_class=4, width=1 / 16.)
+    rng = np.random.RandomState(1)
+    for name, p in model.namedparams():
+        if 'score' in name or name.endswith('/b'):
+            p.array[...] = rng.normal(0, 0.1, p.shape)
+    return model
 
 
 def float64_model(seed=3):
@@ -397,10 +410,16 @@ class ToyChain(chainer.Chain):
         return loss
 
 
-def toy_trainer(out, iterations=9, interval=3, seed=0, toy=None, **kw):
-    """A trainer of ``ToyChain(**toy)`` seeded by ``seed``."""
+def toy_trainer(out, iterations=9, interval=3, seed=0, toy=None, resume=None,
+                force=False, **kw):
+    """A trainer of ``ToyChain(**toy)`` seeded by ``seed``, resuming as a
+    training script would (``resume`` and ``force`` as the flags)."""
     np.random.seed(seed)
     model = ToyChain(**(toy or {}))
+    resumed = None if force else snapshots.pick(str(out), resume)
+    if resumed is not None:
+        snapshots.abandon_later(str(out), resumed[0],
+                                int(resumed[1]['updater/iteration']))
     rng = np.random.RandomState(1)
     data = [(rng.randn(3).astype(np.float32), rng.randn(2).astype(np.float32))
             for _ in range(10)]
@@ -408,7 +427,8 @@ def toy_trainer(out, iterations=9, interval=3, seed=0, toy=None, **kw):
                               make_optimizer(model, 0.05))
     trainer = build_trainer(updater, (iterations, 'iteration'), str(out),
                             ['main/loss'], {}, log_interval=5,
-                            snapshot_interval=interval, **kw)
+                            snapshot_interval=interval, resumed=resumed,
+                            **kw)
     return trainer, model
 
 

@@ -1,8 +1,9 @@
 """The layering a reader relies on: no import cycle between modules or
 packages, no script that imports another script, numpy-only metrics, one
-module that draws, models that import nothing of runtime/, the benchmark's
-modules used only by the benchmark and the tests, and no function over 80
-lines in the benchmark."""
+module that draws, models that import nothing of runtime/ (but the model
+files' reader and writer, models/io.py), a runtime/ that imports none of
+the other packages, the benchmark's modules used only by the benchmark and
+the tests, and no function over 80 lines in the benchmark."""
 import ast
 import os
 
@@ -25,14 +26,18 @@ SCRIPTS = tuple(sorted(set(top_level_modules()) - set(MODULES)))
 
 
 def project_modules():
-    """``{dotted name: path}`` of every module outside the tests."""
+    """``{dotted name: path}`` of every module outside the tests, in the
+    sub-packages too."""
     found = dict(top_level_modules())
     for package in PACKAGES:
-        for entry in sorted(os.listdir(os.path.join(ROOT, package))):
-            if entry.endswith('.py'):
-                name = package if entry == '__init__.py' else \
-                    package + '.' + entry[:-3]
-                found[name] = os.path.join(ROOT, package, entry)
+        for d, dirs, files in os.walk(os.path.join(ROOT, package)):
+            dirs[:] = sorted(x for x in dirs if x != '__pycache__')
+            prefix = os.path.relpath(d, ROOT).replace(os.sep, '.')
+            for entry in sorted(files):
+                if entry.endswith('.py'):
+                    name = prefix if entry == '__init__.py' else \
+                        prefix + '.' + entry[:-3]
+                    found[name] = os.path.join(d, entry)
     return found
 
 
@@ -153,10 +158,20 @@ def test_only_visualizations_imports_matplotlib():
 
 def test_models_import_nothing_of_runtime():
     """The network and its Grad-CAM know nothing of how a run is operated
-    (flags, files, guards, errors for the command line)."""
+    (flags, files, guards, errors for the command line); only the reading
+    and writing of model files uses runtime's two file primitives."""
     for module, path in project_modules().items():
-        if package_of(module) == 'models':
+        if package_of(module) == 'models' and module != 'models.io':
             assert 'runtime' not in top_level_imports(path), module
+
+
+def test_runtime_is_the_process_shell():
+    """runtime/ (flags, errors, device, the file primitives, the claim of
+    --out) imports nothing of the other packages."""
+    for module, path in project_modules().items():
+        if package_of(module) == 'runtime':
+            assert not top_level_imports(path) & set(PACKAGES) - {
+                'runtime'}, module
 
 
 def importers_from_outside(edges, package):

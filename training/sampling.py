@@ -5,9 +5,9 @@ has none (a background-only image, a negative of an image list).
 """
 import numpy as np
 from chainer.iterators import OrderSampler
+from tqdm import tqdm
 
 from runtime.errors import UsageError
-from runtime.progress import progress
 
 
 def positive_images(dataset):
@@ -19,7 +19,7 @@ def positive_images(dataset):
     if labels is not None:
         return np.asarray(labels).any(axis=1)
     found = np.zeros(len(dataset), bool)
-    with progress(len(dataset), 'labels', unit='image') as shown:
+    with tqdm(total=len(dataset), desc='labels', unit='image') as shown:
         for i in range(len(dataset)):
             found[i] = np.asarray(dataset[i][2]).any()
             shown.update()

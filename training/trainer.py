@@ -1,6 +1,7 @@
-"""What every training script assembles: its training flags, its run
-(device, seed, --out, data), iterators, optimizer, evaluator and Trainer,
-and the run itself."""
+"""What every training script assembles: its training flags, iterators,
+optimizer, evaluator and Trainer (its extensions:
+:mod:`training.extensions`), and the run itself; its start is
+:mod:`training.run`."""
 import argparse
 import sys
 
@@ -10,27 +11,25 @@ from chainer import training
 from chainer.iterators import SerialIterator
 from chainer.training import extensions
 
-from datasets import get_dataset, masked_only, pad_examples, training_data
+from datasets import pad_examples, training_data
 from datasets.augment import AUGMENTATIONS, augmentation
 from models import FCN8s
-from runtime import distributed, outdir
-from runtime.config import check_resume_length
-from runtime.device import set_seed
-from runtime.errors import OutOfMemory, UsageError, WriteFailed
-from runtime.flags import stop_trigger
-from runtime.guards import (BadSampleCount, FiniteLoss, SkipBadSamples,
-                            check_finite_params, find_wrapped)
-from runtime.model_files import save_model
-from runtime.progress import TrainingProgress, report_stream
-from runtime.snapshots import Snapshot, list_snapshots
-from runtime.triggers import StopTrigger
-from training.extensions import KeepBest, PanelPlot
+from models.io import save_model
+from runtime.errors import OutOfMemory, WriteFailed
+from runtime.files import output_path
+from training import distributed
+from training.extensions.best import keep_best as keep_best_model
+from training.extensions.guards import (BadSampleCount, FiniteLoss,
+                                        FiniteWeights, SkipBadSamples,
+                                        find_wrapped)
+from training.extensions.reports import LogReport, PanelPlot
+from training.extensions.snapshots import Snapshot, list_snapshots
+from training.extensions.tensorboard import TensorBoard
+from training.extensions.triggers import StopTrigger
 from training.memory import check_batch_fits
 from training.mixed_precision import LossScale, loss_scale
 from training.sampling import PositiveShareOrder, positive_images
-from training.schedules import (DECAYING, SCHEDULES, lr_attribute,
-                                lr_schedule, schedule_iterations)
-from training.tensorboard import TensorBoard
+from training.schedules import SCHEDULES, lr_attribute, lr_schedule
 
 
 def add_training_flags(p, keep_best=(), weight_decay=0.0):
@@ -88,79 +87,6 @@ def add_training_flags(p, keep_best=(), weight_decay=0.0):
                    '(tensorboard --logdir runs)')
 
 
-def check_training_flags(args):
-    """UsageError for a value of :func:`add_training_flags` out of range
-    or that does not apply."""
-    if (args.schedule_iterations is not None and
-            args.lr_schedule not in DECAYING):
-        raise UsageError('--schedule-iterations applies to --lr-schedule %s '
-                         'only' % ' or '.join(DECAYING))
-    if getattr(args, 'keep_best', None) and not args.val_split:
-        raise UsageError('--keep-best %s needs a validation split '
-                         '(--val-split)' % args.keep_best)
-
-
-def start_run(args, default_iterations, masks_only=False):
-    """The start of a training run from its flags: the flags checked, the
-    data-parallel run joined (``--communicator``, see
-    :mod:`runtime.distributed`), ``--out`` claimed (rank 0), the device
-    picked, every random stream seeded (per rank) and the datasets opened
-    (with ``masks_only`` restricted to their images with a mask, see
-    :func:`datasets.masked_only`; wrapped in
-    :class:`runtime.guards.SkipBadSamples` with ``--skip-bad``).
-
-    Returns:
-        ``(device, stop, train, val)``: ``stop`` is ``(length, unit)``,
-        ``val`` None without ``--val-split``.
-    """
-    stop = stop_trigger(args, default_iterations)
-    check_training_flags(args)
-    context = distributed.setup(args.communicator, args.seed, args.device,
-                                args.rank_weights)
-    context.on_writer(outdir.claim_training, args.out, args.force,
-                      args.resume, getattr(args, 'modelfile', None))
-    set_seed(context.rank_seed(), context.device)
-    if args.deterministic:
-        chainer.global_config.train = False    # no dropout, no flips
-    train = get_dataset(args.dataset, args.data_dir, args.split,
-                        layout=args.voc_layout,
-                        max_pixels=args.max_image_pixels,
-                        skip_missing=args.skip_bad)
-    val = (get_dataset(args.dataset, args.val_data_dir or args.data_dir,
-                       args.val_split, train.class_names, args.voc_layout,
-                       args.max_image_pixels, args.skip_bad)
-           if args.val_split else None)
-    if args.skip_bad:
-        train = SkipBadSamples(train, 'train')
-        val = SkipBadSamples(val, 'val') if val is not None else None
-    if masks_only:
-        train = with_masks(train, '--split', announce=context.is_writer)
-        val = (with_masks(val, '--val-split', announce=context.is_writer)
-               if val is not None else None)
-    context.on_writer(check_resume_length, args, stop, len(train))
-    if args.lr_schedule in DECAYING and args.schedule_iterations is None:
-        # the resolved length is written to config.json and kept on resume
-        args.schedule_iterations = schedule_iterations(
-            stop, len(train), args.batch_size, context.size)
-    return context.device, stop, train, val
-
-
-def with_masks(dataset, what='the split', announce=False):
-    """:func:`datasets.masked_only` of ``dataset``, inside its
-    :class:`runtime.guards.SkipBadSamples` if it has one; ``announce``:
-    say how many images are kept when some are left out."""
-    skipping = isinstance(dataset, SkipBadSamples)
-    inner = dataset.dataset if skipping else dataset
-    kept = masked_only(inner, what)
-    if kept is inner:
-        return dataset
-    if announce:
-        print('note: %s %r: using the %d of its %d images that have a mask'
-              % (what, inner.split, len(kept), len(inner)), file=sys.stderr,
-              flush=True)
-    return SkipBadSamples(kept, dataset.name) if skipping else kept
-
-
 def train_iterator(examples, train, args):
     """Shuffled iterator over ``examples``, the training view of the raw
     split ``train`` (this rank's shard in a data-parallel run), of
@@ -204,38 +130,32 @@ def iterators(train, val, args):
 
 
 def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
-                  log_interval=10, snapshot_interval=100, resume=None,
-                  force=False, eval_interval=100, n_retains=2,
+                  log_interval=10, snapshot_interval=100, eval_interval=100,
                   validators=(), schedule=None, keep_best=None,
-                  tensorboard=False):
-    """A Trainer with LogReport, PrintReport, TrainingProgress, one figure
-    ``<name>.png`` per entry of ``plots`` (``{name: (title, [Panel])}``,
-    see :class:`training.extensions.PanelPlot`), the learning rate,
-    a stop on a non-finite loss and resumable snapshots (see
-    :mod:`runtime.snapshots`: a rerun in the same ``out`` continues from
-    the newest good one; ``resume`` and ``force`` as the flags, see
-    :func:`trainer_options`). ``validators`` are further extensions that
-    run when the evaluator does, and once before the first update: the
-    log and the figures then start at iteration 0. ``schedule``: the
-    keyword arguments of :func:`training.schedules.lr_schedule`;
-    ``keep_best``: a validation metric, see
-    :class:`training.extensions.KeepBest`; ``tensorboard``: also write the
-    run for TensorBoard (:class:`training.tensorboard.TensorBoard`).
+                  tensorboard=False, resumed=None, config=None, n_retains=2):
+    """A Trainer with its guards (a non-finite loss or weight stops it),
+    resumable snapshots (:mod:`training.extensions.snapshots`: ``resumed``
+    and ``config`` from :func:`training.run.begin_run`), the evaluator and
+    the ``validators``, further extensions that run when the evaluator
+    does and once before the first update (the log and the figures then
+    start at iteration 0), the learning-rate ``schedule`` (keyword
+    arguments of :func:`training.schedules.lr_schedule`), ``keep_best``
+    (a validation metric, see :mod:`training.extensions.best`) and the
+    reports (:func:`add_reports`).
 
-    In a data-parallel run (:mod:`runtime.distributed`) the evaluator is
+    In a data-parallel run (:mod:`training.distributed`) the evaluator is
     averaged over the ranks, so are the ``main/`` terms of
-    ``report_keys``, and only rank 0 logs, prints, plots and writes
-    snapshots."""
+    ``report_keys``, and only rank 0 reports and writes snapshots."""
     context = distributed.current()
     trainer = training.Trainer(updater, StopTrigger(*stop), out=out)
     if stop[1] == 'iteration':  # short runs still log, plot and validate
         log_interval = max(1, min(log_interval, int(stop[0])))
         eval_interval = max(1, min(eval_interval, int(stop[0])))
-    log = (log_interval, 'iteration')
     optimizer = updater.get_optimizer('main')
-    snapshot = Snapshot(snapshot_interval, stop, n_retains, resume, force,
-                        context=context if context.distributed else None)
-    trainer.extend(FiniteLoss(describe_last_good=snapshot.describe_last_good))
+    snapshot = Snapshot(snapshot_interval, stop, n_retains, resumed, config,
+                        context if context.distributed else None)
+    trainer.extend(FiniteLoss(snapshot.describe_last_good))
+    trainer.extend(FiniteWeights(snapshot.describe_last_good))
     context.aggregate(trainer, [k for k in report_keys
                                 if k.startswith('main/')])
     iterators = [updater.get_iterator('main')]
@@ -249,48 +169,59 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     shift = lr_schedule(optimizer, **schedule) if schedule else None
     if shift is not None:
         trainer.extend(shift, trigger=(1, 'iteration'))
-    skippers = [s for s in (find_wrapped(it.dataset, SkipBadSamples)
-                            for it in iterators) if s is not None]
-    trainer.extend(BadSampleCount(skippers), trigger=log)
+    trainer.extend(BadSampleCount([s for s in (
+        find_wrapped(it.dataset, SkipBadSamples) for it in iterators)
+        if s is not None]), trigger=(log_interval, 'iteration'))
     trainer.extend(snapshot)
     if loss_scale(optimizer) is not None:
-        trainer.extend(LossScale(optimizer), trigger=log)
+        trainer.extend(LossScale(optimizer), trigger=(log_interval,
+                                                      'iteration'))
         report_keys = list(report_keys) + ['loss_scale']
-    if not context.is_writer:
-        return trainer
-    if keep_best:
-        trainer.extend(KeepBest(optimizer.target.model, keep_best, out),
-                       trigger=(eval_interval, 'iteration'))
-    trainer.extend(extensions.observe_value(
-        'lr', lambda _: getattr(optimizer, lr_attribute(optimizer))),
-        trigger=log)
-    start = bool(validators)      # an iteration-0 entry of the validators
-    trainer.extend(extensions.LogReport(trigger=log),
-                   call_before_training=start)
-    if tensorboard:
-        trainer.extend(TensorBoard())
-    trainer.extend(extensions.PrintReport(
-        ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time'],
-        out=report_stream()))
-    trainer.extend(TrainingProgress(log_interval))
-    for name, (title, panels) in plots.items():
-        trainer.extend(PanelPlot(panels, name + '.png', title), trigger=log,
-                       call_before_training=start)
+    if context.is_writer:
+        if keep_best:
+            keep_best_model(trainer, optimizer.target.model, keep_best,
+                            eval_interval)
+        add_reports(trainer, report_keys, plots, log_interval,
+                    bool(validators), config if tensorboard else None)
     return trainer
 
 
-def trainer_options(args):
+def add_reports(trainer, report_keys, plots, log_interval, at_start,
+                tensorboard_config=None):
+    """The learning rate, the log (``OUT/log``), its rows printed (and
+    chainer's progress bar on a terminal), one figure ``<name>.png`` per
+    entry of ``plots`` (``{name: (title, [Panel])}``, see
+    :class:`training.extensions.reports.PanelPlot`) and, given a
+    ``tensorboard_config``, the TensorBoard event files; ``at_start``: the
+    log and the figures start before the first update."""
+    log = (log_interval, 'iteration')
+    optimizer = trainer.updater.get_optimizer('main')
+    trainer.extend(extensions.observe_value(
+        'lr', lambda _: getattr(optimizer, lr_attribute(optimizer))),
+        trigger=log)
+    trainer.extend(LogReport(log), call_before_training=at_start)
+    if tensorboard_config is not None:
+        trainer.extend(TensorBoard(tensorboard_config))
+    trainer.extend(extensions.PrintReport(
+        ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time']))
+    if sys.stdout.isatty():
+        trainer.extend(extensions.ProgressBar(update_interval=log_interval))
+    for name, (title, panels) in plots.items():
+        trainer.extend(PanelPlot(panels, name + '.png', title), trigger=log,
+                       call_before_training=at_start)
+
+
+def trainer_options(args, begun):
     """The keyword arguments of :func:`build_trainer` that come from the
-    shared flags."""
+    shared flags and from :func:`training.run.begin_run` (``begun``)."""
     return dict(snapshot_interval=args.snapshot_interval,
-                resume=args.resume, force=args.force,
                 eval_interval=args.val_interval,
                 schedule=dict(schedule=args.lr_schedule,
                               iterations=args.schedule_iterations,
                               power=args.lr_power, step=args.lr_step,
                               gamma=args.lr_gamma),
                 keep_best=getattr(args, 'keep_best', None),
-                tensorboard=args.tensorboard)
+                tensorboard=args.tensorboard, **begun)
 
 
 def run_training(trainer, model, out, next_steps=()):
@@ -310,11 +241,10 @@ def run_training(trainer, model, out, next_steps=()):
     context = distributed.current()
     try:
         trainer.run(show_loop_exception_msg=False)
-        check_finite_params(model, 'model.npz not written')
         if context.rank_weights_path():
             save_model(context.rank_weights_path(), model)
         if context.is_writer:
-            path = outdir.output_path(out, outdir.MODEL)
+            path = output_path(out, 'model.npz')
             save_model(path, model)
             print('\nmodel: %s' % path)
             for command in next_steps:

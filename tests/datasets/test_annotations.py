@@ -103,4 +103,4 @@ def test_oversized_annotation_is_refused_before_parsing(tmp_path):
         f.write('<annotation>%s</annotation>' % ('<pose>x</pose>' * 100000))
     refused(lambda: read_annotation(path, NAMES), path, 'bytes')
     refused(lambda: read_annotation(str(tmp_path / 'none.xml'), NAMES),
-            'none.xml', 'does not exist')
+            'none.xml', 'no such file')

@@ -48,20 +48,53 @@ def check_moved_together(img, lbl, out_img, out_lbl, tolerance):
     return outside.any()
 
 
+def coordinates(h=45, w=61):
+    """An image whose red and green say a pixel's column and row (``4 x +
+    2``, ``4 y + 2``) and a label map holding its index ``y w + x``."""
+    y, x = np.mgrid[:h, :w]
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0], img[..., 1] = 4 * x + 2, 4 * y + 2
+    return img, (y * w + x).astype(np.int32)
+
+
 def test_scale_and_crop_move_image_and_mask_together():
-    img, lbl = painted()
+    """Scaled by the scale s the augmenter drew: the labelled window is
+    the scaled image's size (round(s w) x round(s h)) or the image's,
+    whichever is smaller, the label map is the nearest-neighbour scaling
+    by s, and each pixel's colour comes from where its label does."""
+    img, lbl = coordinates()
+    h, w = lbl.shape
+    augment, scales = ScaleCropJitter(jitter=0), []
+    draw = augment.draw_scale
+
+    def recorded():
+        scales.append(draw())
+        return scales[-1]
+    augment.draw_scale = recorded
     np.random.seed(0)
-    augment = ScaleCropJitter(jitter=0)
-    scales, placed = [], 0
     for _ in range(30):
-        state = np.random.get_state()
-        scales.append(np.random.uniform(*augment.scale))
-        np.random.set_state(state)
         out_img, out_lbl = augment(img, lbl)
-        placed += check_moved_together(img, lbl, out_img, out_lbl, 40)
-        assert not np.array_equal(out_lbl, lbl)
+        outside = out_lbl < 0
+        assert (out_img[outside] == FILL).all()
+        ys, xs = np.nonzero(~outside)
+        (ly, lx), (iy, ix) = divmod(out_lbl[ys, xs], w), (
+            (out_img[ys, xs, c] - 2) / 4. for c in (1, 0))
+        for side, at, source in ((h, ys, ly), (w, xs, lx)):
+            scaled = int(round(side * scales[-1]))
+            assert at.max() - at.min() + 1 == min(scaled, side)
+            # Nearest neighbour takes the source pixel under the scaled
+            # pixel's centre, (at + offset + 0.5) side / scaled: within
+            # 0.5 of a line of slope side / scaled, a spread below 1.
+            drift = source - (at + 0.5) * side / scaled
+            assert drift.max() - drift.min() < 1, (side, scales[-1])
+        # Bilinear weights centre on the exact source, the nearest
+        # neighbour is within 0.5 of it, and the 4-level ramp rounds to
+        # 1/8 pixel: 0.625, away from the clamped borders.
+        inner = (ly >= 2) & (ly < h - 2) & (lx >= 2) & (lx < w - 2)
+        assert inner.sum() > h * w / 3
+        assert np.abs(iy - ly)[inner].max() <= 0.625
+        assert np.abs(ix - lx)[inner].max() <= 0.625
     assert min(scales) < 0.95 and max(scales) > 1.05
-    assert placed > 0                 # shrunk ones placed on the mean colour
 
 
 def test_colour_jitter_changes_colours_only():

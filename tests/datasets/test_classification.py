@@ -188,6 +188,9 @@ BAD_LISTS = [
      ['line 2', 'more fields']),
     ('train.csv', 'image,labels,mask\ndogs/001.jpg,dog,/abs.png\n',
      ['line 2', 'absolute path']),
+    # a repeated column took the last one's value
+    ('train.csv', 'image,labels,image\ndogs/001.jpg,dog,mixed.jpg\n',
+     ['column image repeats']),
 ]
 
 
@@ -199,6 +202,28 @@ def test_bad_image_list_is_one_line_naming_it(image_folder, name, text,
         f.write(text)
     refused(lambda: get_dataset('list', image_folder, 'train'),
             path, *named)
+
+
+def test_a_csv_field_over_the_limit_is_one_line(image_folder):
+    """A field longer than csv.field_size_limit() (131072 characters) was
+    a traceback."""
+    path = os.path.join(image_folder, 'train.csv')
+    with open(path, 'w') as f:
+        f.write('image,labels\ndogs/001.jpg,"%s"\n' % ('dog ' * 40000))
+    refused(lambda: get_dataset('list', image_folder, 'train'),
+            path, 'line 2', 'field larger than field limit')
+
+
+def test_a_class_named_twice_is_refused(image_folder):
+    """A repeated name in class_names.txt (two label columns, one name)
+    is one line naming the file and the name."""
+    path = os.path.join(image_folder, 'class_names.txt')
+    with open(path, 'w') as f:
+        f.write('background\ncat\ndog\ncat\n')
+    with open(os.path.join(image_folder, 'train.txt'), 'w') as f:
+        f.write('dogs/001.jpg dog\n')
+    refused(lambda: get_dataset('list', image_folder, 'train'),
+            path, "'cat' is named twice")
 
 
 def test_image_list_needs_class_names(image_folder, tmp_path):

@@ -288,7 +288,8 @@ def test_ensure_reuses_cache_and_regenerates_on_change(tmp_path, monkeypatch):
     shapes.ensure(root, seed=2, **dict(TINY, n_train=5, bias=0.5))
     with open(os.path.join(root, 'meta.json')) as f:
         assert json.load(f)['params']['bias'] == 0.5
-    assert os.listdir(str(tmp_path)) == ['cache']   # no temporaries left
+    # no temporaries left; the lock of the generation stays
+    assert sorted(os.listdir(str(tmp_path))) == ['.cache.lock', 'cache']
 
 
 def test_ensure_replaces_half_written_directory(tmp_path):
@@ -334,7 +335,7 @@ def test_cli_prints_statistics(tmp_path, capsys):
 def test_ensure_removes_the_leftovers_of_an_interrupted_run(tmp_path):
     """A generation killed half way leaves ``.<name>.tmp-*`` and
     ``.<name>.old-*``; the next one removes them (one generation runs at a
-    time, under a lock of the parent directory), and nothing else."""
+    time, under the lock .<name>.lock beside it), and nothing else."""
     stale = [tmp_path / '.cache.tmp-abc123' / 'JPEGImages' / 'x.jpg',
              tmp_path / '.cache.old-def456' / 'cache' / 'meta.json']
     kept = tmp_path / '.cache2.tmp-zzz' / 'x.jpg'
@@ -342,5 +343,6 @@ def test_ensure_removes_the_leftovers_of_an_interrupted_run(tmp_path):
         path.parent.mkdir(parents=True)
         path.write_bytes(b'x' * 100)
     shapes.ensure(str(tmp_path / 'cache'), seed=0, **TINY)
-    assert sorted(os.listdir(str(tmp_path))) == ['.cache2.tmp-zzz', 'cache']
+    assert sorted(os.listdir(str(tmp_path))) == ['.cache.lock',
+                                                 '.cache2.tmp-zzz', 'cache']
     assert kept.read_bytes() == b'x' * 100

@@ -16,7 +16,7 @@ from datasets.voc import read_image, read_label, voc_palette
 from helpers import (break_voc, error_line, fcn_batch4_args, read_tree,
                      run_script, voc_copy, write_example, write_voc)
 from models import FCN8s
-from runtime.model_files import load_model, save_model
+from models.io import load_model, save_model
 
 
 def test_voc_example_keeps_its_mask_labels(tmp_path):
@@ -113,8 +113,7 @@ def test_a_fifo_is_never_opened_for_reading(tmp_path):
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
     thread.join(60)                 # the old reader waited forever
-    assert errors == ['%s: a FIFO, not a regular file; only image files are '
-                      'read' % fifo]
+    assert errors == ['%s: a FIFO, not a regular file' % fifo]
 
 
 def write_list(root, lines):
@@ -354,7 +353,7 @@ def test_voc_palette_colours():
 @pytest.mark.parametrize('how,message', [
     ('missing-image', 'names 1 of 5 images without their files'),
     ('empty-split', "split 'train' is empty"),
-    ('binary-split', 'unreadable split file'),
+    ('binary-split', 'not UTF-8 text'),
     ('no-split', 'no split file'),
     ('not-voc', 'not a VOC-format directory'),
     ('random-jpeg', 'not a readable image'),

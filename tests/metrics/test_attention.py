@@ -155,24 +155,72 @@ def test_zhang_tolerance_scales_with_the_image():
     assert zhang_tolerance((96, 96)) == pytest.approx(2.88)
 
 
-def test_pointing_within_tolerance_hand_computed():
-    from metrics.attention import pointing_hit_within
+def test_pointing_distance_hand_computed():
+    from metrics.attention import class_distance, peak_distance
     lbl = np.zeros((20, 20), np.int32)
     lbl[10:14, 10:14] = 2
     lbl[9, 9:15] = -1                     # an ignore band above it
+    distance = class_distance(lbl, 2)
     cam = np.zeros((20, 20), np.float32)
     cam[7, 12] = 1.0                      # 3 px above the class
-    assert pointing_hit_within(cam, lbl, 2, 3.0) is True
-    assert pointing_hit_within(cam, lbl, 2, 2.9) is False
+    assert peak_distance(cam, distance) == 3.0
     cam[:] = 0
     cam[8, 8] = 1.0                       # diagonal: sqrt(8) = 2.83 px
-    assert pointing_hit_within(cam, lbl, 2, 2.88) is True
-    assert pointing_hit_within(cam, lbl, 2, 2.8) is False
+    assert peak_distance(cam, distance) == pytest.approx(np.sqrt(8))
     cam[:] = 0
     cam[11, 11] = 1.0                     # on the class
-    assert pointing_hit_within(cam, lbl, 2, 0) is True
-    assert pointing_hit_within(cam, lbl, 3, 100) is False   # absent class
-    assert pointing_hit_within(np.zeros((20, 20)), lbl, 2, 100) is False
+    assert peak_distance(cam, distance) == 0
+    assert peak_distance(cam, class_distance(lbl, 3)) == np.inf  # absent
+    assert peak_distance(np.zeros((20, 20)), distance) == np.inf  # flat
+
+
+def test_pointing_at_every_tolerance_equals_a_loop_over_the_pixels():
+    """The literal 15 px, the scaled tolerance (15 px per 500: 0.96 px on
+    32 px) and the curve, from the kept distances, against the distance
+    from the peak to every class pixel written out; per class, then over
+    the classes."""
+    from metrics.attention import CURVE_PX
+    rng = np.random.RandomState(4)
+    m, pairs = AttentionMetrics(n_class=3), []
+    for _ in range(20):
+        lbl = np.zeros((32, 32), np.int32)
+        for c in (1, 2):
+            y, x = rng.randint(0, 24, 2)
+            lbl[y:y + 8, x:x + 8] = c
+        cams = rng.rand(2, 32, 32) ** 4
+        add(m, lbl, cams, [1, 2])
+        for cam, c in zip(cams, (1, 2)):
+            y, x = np.unravel_index(cam.argmax(), cam.shape)
+            ys, xs = np.nonzero(lbl == c)
+            pairs.append((c, np.sqrt((ys - y) ** 2 + (xs - x) ** 2).min()))
+    r = m.result()
+
+    def game(px):
+        return np.mean([np.mean([d <= px for k, d in pairs if k == c])
+                        for c in (1, 2)])
+    assert r['pointing_scaled_px'] == pytest.approx(0.96)
+    assert r['pointing_15px'] == pytest.approx(game(15))
+    assert r['pointing_scaled'] == pytest.approx(game(0.96))
+    assert r['pointing_curve']['px'] == sorted(list(CURVE_PX) + [0.96])
+    assert r['pointing_curve']['pointing'] == pytest.approx(
+        [game(px) for px in r['pointing_curve']['px']])
+    assert 0 < game(0) < game(2) < game(8) < 1   # not flat here
+
+
+def test_chance_at_a_tolerance_is_the_share_of_pixels_within_it():
+    """A peak drawn at random over the image hits when it lands within the
+    tolerance of the class: 1 pixel of 40 x 40 at the centre."""
+    lbl = np.zeros((40, 40), np.int32)
+    lbl[20, 20] = 1
+    m = AttentionMetrics(n_class=2)
+    add(m, lbl, np.ones((1, 40, 40)), [1])
+    r = m.result()
+    y, x = np.mgrid[:40, :40]
+    within = np.sqrt((y - 20) ** 2 + (x - 20) ** 2)
+    assert r['pointing_15px_chance'] == pytest.approx((within <= 15).mean())
+    assert r['pointing_scaled_chance'] == pytest.approx(
+        (within <= 1.2).mean())              # 15 / 500 * 40 px: 5 pixels
+    assert r['pointing_scaled_chance'] == pytest.approx(5 / 1600.)
 
 
 def test_energy_in_box_hand_computed():
@@ -203,31 +251,6 @@ def test_every_pair_counts_in_the_standard_pointing_game():
     assert r['pointing_15px'] == 0.0 and r['cam_pairs'] == 1
 
 
-def test_split_figures_recomputed_from_weighted_images():
-    """attention_scores with weights equals the accumulator fed with the
-    images repeated that many times."""
-    from metrics.attention import attention_scores
-    rng = np.random.RandomState(3)
-    images = []
-    for _ in range(4):
-        lbl = rng.randint(-1, 3, (9, 9)).astype(np.int32)
-        classes = np.flatnonzero(np.isin([1, 2], lbl)) + 1
-        images.append((lbl, rng.rand(len(classes), 9, 9), classes))
-    once, repeated = AttentionMetrics(3), AttentionMetrics(3)
-    weights = [2, 0, 1, 3]
-    for (lbl, cams, classes), w in zip(images, weights):
-        add(once, lbl, cams, classes)
-        for _ in range(w):
-            add(repeated, lbl, cams, classes)
-    got = attention_scores(once.per_image(), np.array(weights))
-    want = repeated.result()
-    for key in ('attention_miou', 'attention_miou_fixed', 'pointing_15px',
-                'energy_box', 'energy', 'cam_pairs'):
-        assert got[key] == pytest.approx(want[key]), key
-    assert got['attention_curve']['miou'] == pytest.approx(
-        want['attention_curve']['miou'])
-
-
 def test_pointing_chance_is_the_share_of_the_class():
     """A peak on a random labelled pixel hits class c with the share of
     c among them; averaged per class, then over the classes."""
@@ -254,3 +277,25 @@ def test_useless_attention_is_flagged_where_the_demo_never_goes():
     assert len(attention_warnings(dict(demo, zero_cams=0.139))) == 1
     assert len(attention_warnings(dict(demo, pointing=0.033))) == 1
     assert ZERO_CAMS_WARNING > 0.0074 and POINTING_OVER_CHANCE * 0.029 < 0.38
+
+
+def test_a_class_whose_peak_misses_its_object_is_warned_by_name():
+    """Class 1's peak always on its object, class 2's always on class 1:
+    the warning names class 2 (its game 0 % at the scaled tolerance, its
+    chance there 25/(24 * 24)), not class 1, nor the model as a whole."""
+    m = AttentionMetrics(n_class=3)
+    for shift in range(5):
+        lbl = np.zeros((24, 24), np.int32)
+        lbl[2:7, 2 + shift:7 + shift] = 1
+        lbl[15:20, 10:15] = 2
+        on_1 = (lbl == 1).astype(np.float32)
+        on_1[4, 4 + shift] = 2.0                  # its peak, inside class 1
+        add(m, lbl, [on_1 / 2, on_1 / 2], [1, 2])
+    r = m.result()
+    assert r['pointing_scaled_class'] == [1.0, 0.0]
+    assert r['pointing_scaled_chance_class'][1] == pytest.approx(25 / 576.)
+    problems = attention_warnings(r, ['background', 'disc', 'cross'])
+    assert problems == [
+        'class cross: pointing game (0.72 px) 0.0 %, less than 2 times its '
+        'chance (4.3 %)']
+    assert 'class 2:' in attention_warnings(r)[0]

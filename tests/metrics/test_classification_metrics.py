@@ -14,14 +14,29 @@ def test_average_precision_hand_computed():
 
 
 @pytest.mark.parametrize('seed', range(5))
-def test_average_precision_equals_sklearn_without_ties(seed):
+def test_average_precision_equals_sklearn_with_ties(seed):
     rng = np.random.RandomState(seed)
     n = rng.randint(5, 200)
     labels = rng.rand(n) < rng.uniform(0.1, 0.9)
     labels[rng.randint(n)] = True
     scores = rng.normal(size=n) + labels * rng.uniform(0, 2)
+    scores[rng.rand(n) < 0.3] = 0.5                 # tied scores
     assert average_precision(scores, labels) == pytest.approx(
         average_precision_score(labels, scores), rel=1e-12)
+
+
+def test_weighted_average_precision_equals_sklearn_on_repeats():
+    """A bootstrap resample's weights: scikit-learn's AP of the samples
+    repeated that often."""
+    rng = np.random.RandomState(7)
+    scores = np.round(rng.normal(size=40), 1)       # some ties
+    labels = rng.rand(40) < 0.4
+    counts = rng.multinomial(40, [1 / 40.] * 40, 5)
+    got = average_precision(scores, labels, counts)
+    assert got.shape == (5,)
+    for ap, w in zip(got, counts):
+        assert ap == pytest.approx(average_precision_score(
+            np.repeat(labels, w), np.repeat(scores, w)), rel=1e-12)
 
 
 def test_map_leaves_out_classes_without_positives():

@@ -3,18 +3,26 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from metrics.cue import CueMetrics, cue_scores, mann_whitney_auc
+from metrics.cue import CueMetrics, cue_arrays, cue_scores, mann_whitney_auc
 
 
 @pytest.mark.parametrize('seed', range(4))
-def test_auc_equals_sklearn_with_ties(seed):
+def test_auc_equals_sklearn_with_ties_and_repeats(seed):
+    """Weights count each value that often: scikit-learn's AUC of the
+    values repeated."""
     rng = np.random.RandomState(seed)
     a = rng.randint(0, 6, rng.randint(1, 40)).astype(float)
     b = rng.randint(0, 6, rng.randint(1, 40)).astype(float)
-    y = np.r_[np.ones(len(a)), np.zeros(len(b))]
-    assert mann_whitney_auc(a, b) == pytest.approx(
-        roc_auc_score(y, np.r_[a, b]), rel=1e-12)
-    assert np.isnan(mann_whitney_auc([], b))
+    values, in_a = np.r_[a, b], np.r_[np.ones(len(a)), np.zeros(len(b))]
+    assert mann_whitney_auc(values, in_a, 1 - in_a) == pytest.approx(
+        roc_auc_score(in_a, values), rel=1e-12)
+    counts = rng.randint(0, 4, (2, len(values)))
+    counts[:, [0, -1]] = 1                          # both groups present
+    got = mann_whitney_auc(values, counts * in_a, counts * (1 - in_a))
+    for row, w in zip(got, counts):
+        assert row == pytest.approx(roc_auc_score(
+            np.repeat(in_a, w), np.repeat(values, w)), rel=1e-12)
+    assert np.isnan(mann_whitney_auc(values, 0 * in_a, 1 - in_a))
 
 
 def test_gaps_rates_and_aucs_hand_computed():
@@ -34,9 +42,9 @@ def test_gaps_rates_and_aucs_hand_computed():
     assert s['positive_rate_absent'] == pytest.approx(0.5)
     assert s['positive_rate_present'] == pytest.approx(0.5)
     # a resample: images 0, 0, 2 -> absent with cue 2, 2; without -2
-    r = cue_scores(records, np.array([0, 0, 2]))
-    assert r['cue_gap_absent'] == 1.0 and r['cue_auc_absent'] == 1.0
-    assert r['cue_gap_present'] is None
+    r = cue_arrays(records, np.array([[2, 0, 1, 0, 0, 0]]))
+    assert r['cue_gap_absent'] == [1.0] and r['cue_auc_absent'] == [1.0]
+    assert np.isnan(r['cue_gap_present'][0])
 
 
 def test_accumulator_keeps_each_images_cues():

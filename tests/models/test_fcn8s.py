@@ -1,4 +1,6 @@
 """models/fcn8s.py: FCN8s against fcn's, on any image size, on the GPU."""
+import copy
+
 import chainer
 import fcn
 import numpy as np
@@ -7,7 +9,8 @@ import pytest
 
 from helpers import assert_close, data, gpu_device, on_gpu
 from models import FCN8s, grad_cam, resize_bilinear
-from runtime.model_files import load_model
+from models.fcn8s import TRUNK
+from models.io import load_model
 
 
 def test_segment_equals_fcn_forward(tmp_path):
@@ -44,27 +47,45 @@ def test_thin_model_shapes():
     assert model.fc6_cl.W.shape == (512, 64)
 
 
-def test_cells_land_on_their_pixels_on_any_image_size(thin_model):
-    """On VOC's 375x500 the conv5_3 cells are 16-pixel cells (24 x 32 of
-    them cover 384 x 512 pixels), not a grid stretched over the image:
-    cell (i, j) peaks at pixel (16 i + 7.5, 16 j + 7.5), and the map equals
-    PIL's x16 up-sampling cropped to the image."""
-    x = np.zeros((1, 3, 375, 500), dtype=np.float32)
-    with chainer.using_config('train', False):
-        assert thin_model.features(x).shape == (1, 32, 24, 32)
-        assert grad_cam(thin_model, x, np.array([0])).shape == (1, 375, 500)
-    cell = np.zeros((1, 24, 32), np.float32)
-    cell[0, 20, 29] = 1
-    up = resize_bilinear(cell, (375, 500), stride=16).array[0]
-    rows, cols = np.nonzero(up == up.max())
-    assert set(rows) == {16 * 20 + 7, 16 * 20 + 8}
-    assert set(cols) == {16 * 29 + 7, 16 * 29 + 8}
+@pytest.mark.parametrize('size', [(375, 500), (33, 47), (64, 48), (15, 9)])
+def test_cells_land_on_their_pixels_on_any_image_size(thin_model, size):
+    """On VOC's 375x500, odd, even, non-square and one-cell images the
+    conv5_3 cells are 16-pixel cells (ceil(H/16) x ceil(W/16) of them),
+    not a grid stretched over the image: cell (i, j) is centred on pixel
+    (16 i + 7.5, 16 j + 7.5), the up-sampled map peaks there, and it
+    equals PIL's x16 up-sampling cropped to the image."""
+    H, W = size
+    h, w = -(-H // 16), -(-W // 16)
     rng = np.random.RandomState(0)
-    maps = rng.rand(24, 32).astype(np.float32)
+    x = rng.normal(0, 50, (1, 3, H, W)).astype(np.float32)
+    with chainer.using_config('train', False):
+        cells = thin_model.features(x).array
+        assert cells.shape == (1, 32, h, w) and cells.any()
+        assert grad_cam(thin_model, x, np.array([0])).shape == (1, H, W)
+    if H % 16 == 0 and W % 16 == 0:
+        # Centred cells tile a 16k-pixel side symmetrically: the image and
+        # every kernel turned by 180 degrees turn the cells with them (to
+        # float32 sums in another order).
+        turned = copy.deepcopy(thin_model)
+        for name in TRUNK:
+            kernel = getattr(turned, name).W
+            kernel.array = kernel.array[..., ::-1, ::-1].copy()
+        with chainer.using_config('train', False):
+            np.testing.assert_allclose(
+                turned.features(x[..., ::-1, ::-1].copy()).array,
+                cells[..., ::-1, ::-1], rtol=1e-4,
+                atol=1e-4 * float(np.abs(cells).max()))
+    for n, side in ((h, H), (w, W)):       # each cell along one axis
+        up = resize_bilinear(np.eye(n, dtype=np.float32)[:, :, None],
+                             (side, 1), stride=16).array[:, :, 0]
+        for i in range(1, n - 1):           # the ends are clamped
+            assert set(np.flatnonzero(up[i] == up[i].max())) == {
+                16 * i + 7, 16 * i + 8}
+    maps = rng.rand(h, w).astype(np.float32)
     pil = np.asarray(PIL.Image.fromarray(maps, mode='F').resize(
-        (512, 384), PIL.Image.BILINEAR))[:375, :500]
+        (16 * w, 16 * h), PIL.Image.BILINEAR))[:H, :W]
     np.testing.assert_allclose(
-        resize_bilinear(maps[None], (375, 500), stride=16).array[0], pil,
+        resize_bilinear(maps[None], (H, W), stride=16).array[0], pil,
         atol=1e-5)
 
 

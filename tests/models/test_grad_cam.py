@@ -5,8 +5,8 @@ import PIL.Image
 import pytest
 
 from helpers import SIZE, assert_close, data, gpu_device, on_gpu
-from models import (cam_from_features, class_cams, grad_cam, normalize_cam,
-                    resize_bilinear)
+from models import (cam_from_features, class_cams, grad_cam,
+                    inference_cams, normalize_cam, resize_bilinear)
 from models.fcn8s import CLASSIFICATION_HEAD
 
 
@@ -170,3 +170,61 @@ def test_grad_cam_matches_cpu(thin_model, targets):
     assert cam_gpu.shape == (3, SIZE, SIZE) and cam_gpu.dtype == np.float32
     assert float(cam_cpu.array.max()) > 0
     assert_close(cam_gpu, cam_cpu, scale_tol=1e-3, name='grad_cam')
+
+
+def resize_reference(a, size):
+    """Half-pixel bilinear resize of ``a`` ``(h, w)`` to ``size``, clamped
+    at the borders, with ``np.interp`` along each axis."""
+    def along(values, n_out):
+        src = (np.arange(n_out) + 0.5) * len(values) / n_out - 0.5
+        return np.interp(src, np.arange(len(values)), values)
+
+    rows = np.stack([along(r, size[1]) for r in a])           # (h, W)
+    return np.stack([along(c, size[0]) for c in rows.T], 1)   # (H, W)
+
+
+def images_and_targets():
+    x = np.random.RandomState(2).uniform(-50, 50, (2, 3, 32, 40)).astype(
+        np.float32)
+    return x, np.array([0, 2], np.int32)
+
+
+def test_one_scale_without_flip_is_the_single_map(thin_model):
+    x, t = images_and_targets()
+    with chainer.using_config('train', False):
+        ref = normalize_cam(grad_cam(thin_model, x, t)).array
+    np.testing.assert_array_equal(inference_cams(thin_model, x, t), ref)
+    np.testing.assert_array_equal(
+        inference_cams(thin_model, x, t, scales=(1.0,), flip=False), ref)
+
+
+def test_flipped_cams_of_a_mirrored_image_are_mirrored(thin_model):
+    x, t = images_and_targets()
+    mirrored = np.ascontiguousarray(x[..., ::-1])
+    cams = inference_cams(thin_model, x, t, flip=True)
+    np.testing.assert_allclose(
+        inference_cams(thin_model, mirrored, t, flip=True),
+        cams[..., ::-1], atol=1e-6)
+    assert np.abs(cams - inference_cams(thin_model, x, t)).max() > 0.01
+
+
+def test_multi_scale_cams_are_the_normalised_mean_of_each_scale(
+        thin_model):
+    x, t = images_and_targets()
+    scales = (1.0, 0.5, 1.5)
+    maps = []
+    for s in scales:
+        size = (int(round(32 * s)), int(round(40 * s)))
+        scaled = np.stack([[resize_reference(ch, size) for ch in img]
+                           for img in x]).astype(np.float32)
+        with chainer.using_config('train', False):
+            cam = grad_cam(thin_model, scaled, t).array
+        maps.append([resize_reference(m, (32, 40)) for m in cam])
+    expected = [normalized_reference(m) for m in np.mean(maps, axis=0)]
+    out = inference_cams(thin_model, x, t, scales=scales)
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+    assert np.abs(out - inference_cams(thin_model, x, t)).max() > 0.01
+    classes = [[1], [3]]
+    np.testing.assert_allclose(
+        np.concatenate(class_cams(thin_model, x, classes, scales)), out,
+        atol=1e-6)

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from helpers import ROOT, fake_job, processes_holding, wait_for
+from runtime.errors import OutputError
 from pipeline.jobs import (JobFailed, digest, inputs, make_dir, run_jobs,
                            stop_children)
 
@@ -49,12 +50,12 @@ def test_a_tree_digest_follows_contents_not_times_nor_links(tmp_path):
 def test_make_dir_refuses_a_link_and_a_file_in_one_line(tmp_path):
     os.symlink(str(tmp_path), str(tmp_path / 'link'))
     (tmp_path / 'file').write_text('')
-    for name, kind in (('link', 'a symbolic link'), ('file',
-                                                     'a regular file')):
-        with pytest.raises(JobFailed) as e:
+    for name, what in (('link', 'is a symbolic link; refusing to write '
+                        'through it'), ('file', 'is a file where this tool '
+                                        'writes a directory')):
+        with pytest.raises(OutputError) as e:
             make_dir(str(tmp_path / name))
-        assert str(e.value).startswith('error: %s is %s, not a directory'
-                                       % (tmp_path / name, kind))
+        assert str(e.value).startswith('%s %s' % (tmp_path / name, what))
         assert '\n' not in str(e.value)
     assert make_dir(str(tmp_path / 'new')) == str(tmp_path / 'new')
     assert os.path.isdir(make_dir(str(tmp_path / 'new')))

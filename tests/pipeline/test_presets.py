@@ -4,7 +4,7 @@ import os
 import re
 
 from helpers import ROOT
-from runtime.model_files import load_model
+from models.io import load_model
 from pipeline.presets import PRESETS, STAND_IN
 
 

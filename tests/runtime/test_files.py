@@ -1,18 +1,19 @@
-"""runtime/files.py: atomic writes on a full disk, and the directory lock."""
+"""runtime/files.py: the one way to write (atomic, never through a link,
+a full disk named) and the one way to read (regular files only, capped)."""
 import errno
 import gc
 import os
 import sys
-import threading
 
 import numpy as np
 import pytest
 
-from helpers import error_line, run_script, write_voc
+from helpers import error_line, read_tree, run_script, write_voc
 from models import FCN8s
+from models.io import save_model
 from runtime import files
-from runtime.files import atomic_write, locked
-from runtime.model_files import save_model
+from runtime.errors import OutputError, UsageError
+from runtime.files import atomic_write, open_input, output_path
 
 
 class FullDisk(object):
@@ -96,16 +97,82 @@ def test_tools_on_a_full_disk_say_one_line_naming_the_file(
     assert ignored == []
 
 
-def test_locked_waits_for_the_holder(tmp_path):
-    order = []
+def victim(tmp_path):
+    """An outside directory holding one file, for a link to point at."""
+    path = tmp_path / 'victim_dir'
+    path.mkdir()
+    (path / 'keep.txt').write_text('DATA\n')
+    return path
 
-    def second():
-        with locked(str(tmp_path)):
-            order.append('second')
-    with locked(str(tmp_path)):
-        thread = threading.Thread(target=second)
-        thread.start()
-        thread.join(0.2)            # it cannot get in meanwhile
-        order.append('first')
-    thread.join()
-    assert order == ['first', 'second']
+
+def test_output_path_checks_every_entry_without_following_links(tmp_path):
+    out = tmp_path / 'out'
+    (out / 'cams').mkdir(parents=True)
+    target = victim(tmp_path)
+    os.symlink(str(target), str(out / 'cams' / 'sub'))
+    os.symlink(str(target / 'keep.txt'), str(out / 'x.png'))
+    (out / 'plain').write_text('')
+    for names, message in [
+            (('cams', 'sub', 'a.npz'), 'cams/sub is a symbolic link'),
+            (('x.png',), 'x.png is a symbolic link'),
+            (('plain', 'a.png'), 'plain is a file where this tool writes a '
+             'directory'),
+            (('cams',), 'cams is a directory where this tool writes a '
+             'file')]:
+        with pytest.raises(OutputError, match=message):
+            output_path(str(out), *names)
+    assert read_tree(str(target)) == {'keep.txt': b'DATA\n'}
+    path = output_path(str(out), 'attention', directory=True)
+    assert os.path.isdir(path) and not os.path.islink(path)
+
+
+def test_output_paths_stay_under_out(tmp_path):
+    out = str(tmp_path / 'out')
+    os.makedirs(out)
+    os.symlink(str(tmp_path), os.path.join(out, 'link'))
+    for names in [('..', 'x.png'), ('a/../../x.png',), ('/etc/x.png',),
+                  ('..',), ('.',)]:
+        with pytest.raises(OutputError, match='outside --out'):
+            output_path(out, *names)
+    with pytest.raises(OutputError, match='link is a symbolic link'):
+        output_path(out, 'link', 'x.png')
+    path = output_path(out, 'cams', 'sub/x.npz')
+    assert path == os.path.join(out, 'cams', 'sub', 'x.npz')
+    assert os.path.isdir(os.path.dirname(path))
+
+
+def test_a_write_replaces_a_planted_link_and_never_follows_it(tmp_path):
+    target = tmp_path / 'victim.txt'
+    target.write_text('DATA\n')
+    path = tmp_path / 'out.txt'
+    os.symlink(str(target), str(path))
+    files.write_text(str(path), 'new\n')
+    assert target.read_text() == 'DATA\n'
+    assert not os.path.islink(str(path)) and path.read_text() == 'new\n'
+    assert sorted(os.listdir(str(tmp_path))) == ['out.txt', 'victim.txt']
+
+
+@pytest.mark.parametrize('kind', ['fifo', 'device', 'directory', 'large'])
+def test_only_regular_files_under_their_cap_are_read(tmp_path, monkeypatch,
+                                                     kind):
+    """A FIFO is opened without waiting for a writer, then refused like a
+    device or a directory, in one line naming the file and its flag."""
+    path = str(tmp_path / 'config.json')
+    if kind == 'fifo':
+        os.mkfifo(path)
+    elif kind == 'device':
+        path = '/dev/zero'
+    elif kind == 'directory':
+        os.mkdir(path)
+    else:
+        with open(path, 'w') as f:
+            f.write('[0]' + ' ' * 1000)
+        monkeypatch.setitem(files.LIMITS, 'config', 1000)
+    with pytest.raises(UsageError) as e:
+        open_input(path, 'config', '--tau-from')
+    assert str(e.value) == '--tau-from %s: %s' % (path, {
+        'fifo': 'a FIFO, not a regular file',
+        'device': 'a device, not a regular file',
+        'directory': 'a directory, not a regular file',
+        'large': '1003 bytes, more than the 1000 read for a config file',
+    }[kind])

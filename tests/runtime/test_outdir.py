@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+import resource
 import shutil
 import stat
 import subprocess
@@ -13,10 +14,10 @@ import pytest
 from helpers import (ENV, ROOT, error_line, fcn_args, fcn_batch4_args,
                      finished_fcn, gain_args, read_tree, run_script,
                      toy_trainer, write_voc)
+from models.io import load_model
 from runtime import outdir
 from runtime.errors import OutputError
-from runtime.model_files import load_model
-from runtime.snapshots import list_snapshots
+from training.extensions.snapshots import list_snapshots
 
 
 def victim(tmp_path, kind):
@@ -146,27 +147,6 @@ def test_a_snapshot_name_planted_during_training_is_refused(tmp_path):
     assert tree(target) == before
 
 
-def test_output_path_checks_every_entry_without_following_links(tmp_path):
-    out = tmp_path / 'out'
-    (out / 'cams').mkdir(parents=True)
-    target = victim(tmp_path, 'dir')
-    os.symlink(str(target), str(out / 'cams' / 'sub'))
-    os.symlink(str(target / 'keep.txt'), str(out / 'x.png'))
-    (out / 'plain').write_text('')
-    for names, message in [
-            (('cams', 'sub', 'a.npz'), 'cams/sub is a symbolic link'),
-            (('x.png',), 'x.png is a symbolic link'),
-            (('plain', 'a.png'), 'plain is a file where this tool writes a '
-             'directory'),
-            (('cams',), 'cams is a directory where this tool writes a '
-             'file')]:
-        with pytest.raises(OutputError, match=message):
-            outdir.output_path(str(out), *names)
-    assert read_tree(str(target)) == {'keep.txt': b'DATA\n'}
-    path = outdir.output_path(str(out), 'attention', directory=True)
-    assert os.path.isdir(path) and not os.path.islink(path)
-
-
 def own_images(tmp_path):
     folder = tmp_path / 'photos'
     write_voc(str(tmp_path / 'v'), {'x': 2}, n_class=21)
@@ -261,21 +241,6 @@ def test_ids_with_subfolders_work_in_visualize_and_pseudo_labels(
                             os.path.join(root, 'JPEGImages', 'sub', 'x.jpg'))
 
 
-def test_output_paths_stay_under_out(tmp_path):
-    out = str(tmp_path / 'out')
-    os.makedirs(out)
-    os.symlink(str(tmp_path), os.path.join(out, 'link'))
-    for names in [('..', 'x.png'), ('a/../../x.png',), ('/etc/x.png',),
-                  ('..',), ('.',)]:
-        with pytest.raises(outdir.OutputError, match='outside --out'):
-            outdir.output_path(out, *names)
-    with pytest.raises(outdir.OutputError, match='link is a symbolic link'):
-        outdir.output_path(out, 'link', 'x.png')
-    path = outdir.output_path(out, 'cams', 'sub/x.npz')
-    assert path == os.path.join(out, 'cams', 'sub', 'x.npz')
-    assert os.path.isdir(os.path.dirname(path))
-
-
 @pytest.mark.parametrize('bad', [
     ['--data-dir', '/nonexistent/typo'],
     ['--modelfile', '/nonexistent/model.npz'],
@@ -332,7 +297,7 @@ def test_a_killed_force_run_gives_the_old_run_back(files, tmp_path,
     claim.start_over()
     open(os.path.join(out, 'config.json'), 'w').write('{"new": 1}')
     assert not os.path.exists(os.path.join(out, 'model.npz'))
-    os.close(claim.fd)                  # what kill -9 leaves behind
+    claim.lock.release()                # what kill -9 leaves behind
     outdir._claims.remove(claim)
     code, err = run_script('train_fcn', fcn_args(files['voc'], out),
                            monkeypatch, capsys)
@@ -550,11 +515,12 @@ def test_stale_temporaries_are_removed_at_start(files, tmp_path,
                                                 monkeypatch, capsys):
     out = tmp_path / 'fcn'
     finished_fcn(files, out, monkeypatch, capsys)
-    stale = [out / 'tmpsnapshot_iter_4.npzab_c1234' / 'snapshot_iter_4.npz',
-             out / 'tmpq9_x8z7w.npz.tmp', out / 'log1a2b3c4d' / 'log.json',
-             out / 'config.json.tmp']
-    kept = [out / 'tmpmine' / 'data.txt', out / 'notes.tmp',
-            out / 'log_archive' / 'old.txt']
+    stale = [out / '.tmp-snapshot_iter_4.npz-0a1b2c3d',
+             out / '.tmp-log-9f8e7d6c',
+             out / 'attention' / '.tmp-iter_000002.png-00ff00ff',
+             out / 'tensorboard' / '.tmp-x-12345678']
+    kept = [out / '.tmp-mine', out / 'notes.tmp', out / 'sub' /
+            '.tmp-log-9f8e7d6c', out / '.tmp-log-9f8e7d6c0']
     for path in stale + kept:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b'x' * 10)
@@ -563,8 +529,6 @@ def test_stale_temporaries_are_removed_at_start(files, tmp_path,
                                                  3), monkeypatch, capsys)
     assert code == 0, err
     assert not any(p.exists() for p in stale)
-    assert not (out / 'tmpsnapshot_iter_4.npzab_c1234').exists()
-    assert not (out / 'log1a2b3c4d').exists()
     assert all(p.read_bytes() == b'x' * 10 for p in kept)
 
 
@@ -584,3 +548,148 @@ def test_a_failed_run_leaves_no_out_it_created(files, tmp_path, monkeypatch,
                            monkeypatch, capsys)
     assert code == 2, err
     assert not (tmp_path / 'new').exists()
+
+
+def other_tools_out(script, files, out, monkeypatch, capsys):
+    """A finished run of ``script`` (evaluate or make_pseudo_labels) in
+    ``out``; returns its files."""
+    argv = ['--dataset', 'voc', '--data-dir', files['voc'], '--out', out,
+            '--modelfile', files['model']] + {
+        'evaluate': ['--split', 'val', '--no-attention'],
+        'make_pseudo_labels': ['--split', 'train']}[script]
+    code, err = run_script(script, argv, monkeypatch, capsys)
+    assert code == 0, err
+    return read_tree(str(out))
+
+
+@pytest.mark.parametrize('force', [[], ['--force']])
+@pytest.mark.parametrize('owner', ['evaluate', 'make_pseudo_labels'])
+def test_a_training_run_never_replaces_another_tools_out(
+        files, tmp_path, monkeypatch, capsys, owner, force):
+    """train_fcn.py given an evaluation's or a pseudo-label dataset's --out
+    replaced that tool's config.json (and with --force moved its files
+    aside): refused, naming the owner, with or without --force."""
+    out = tmp_path / 'other'
+    before = other_tools_out(owner, files, out, monkeypatch, capsys)
+    code, err = run_script('train_fcn', fcn_batch4_args(files['voc'], out,
+                                                        *force),
+                           monkeypatch, capsys)
+    assert code == 2
+    assert error_line(err) == (
+        "error: --out %s holds the config.json of a %s.py run; train_fcn.py "
+        "never replaces another tool's files: pick another --out"
+        % (out, owner))
+    assert read_tree(str(out)) == before
+
+
+@pytest.mark.parametrize('planted', ['fifo', 'link-to-dev-zero'])
+def test_evaluate_checks_its_config_json_before_reading_it(
+        files, tmp_path, planted):
+    """OUT/config.json was read before being checked: a FIFO there hung
+    evaluate.py, a link to /dev/zero made it read without end."""
+    out = tmp_path / 'eval'
+    out.mkdir()
+    config = out / 'config.json'
+    if planted == 'fifo':
+        os.mkfifo(str(config))
+    else:
+        os.symlink('/dev/zero', str(config))
+    try:
+        proc = subprocess.run(
+            [sys.executable, 'evaluate.py', '--dataset', 'voc', '--data-dir',
+             files['voc'], '--split', 'val', '--no-attention', '--modelfile',
+             files['model'], '--out', str(out)], cwd=ROOT, env=ENV,
+            capture_output=True, text=True, timeout=180,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (
+                4 << 30, 4 << 30)))
+    except subprocess.TimeoutExpired:
+        pytest.fail('evaluate.py hangs on %s' % planted)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        'error: %s is a FIFO where this tool writes a file; remove it or '
+        'pick another --out' % config if planted == 'fifo' else
+        'error: %s is a symbolic link; refusing to write through it: remove '
+        'it or pick another --out' % config)
+    assert os.listdir(str(out)) == ['config.json']
+
+
+KILLER = '''
+import os, runpy, sys
+import visualizations
+from runtime.files import atomic_write
+real, drawn = visualizations.save_figure, []
+
+def save_figure(fig, path, *args, **kwargs):
+    if os.path.basename(os.path.dirname(path)) == 'attention':
+        drawn.append(path)
+        if len(drawn) == 2:  # kill -9 in the middle of the second picture
+            writing = atomic_write(path, 'wb')
+            writing.__enter__().write(b'half a PNG')
+            os._exit(137)
+    return real(fig, path, *args, **kwargs)
+
+visualizations.save_figure = save_figure
+sys.argv = ['train_GAIN.py'] + sys.argv[1:]
+runpy.run_path('train_GAIN.py', run_name='__main__')
+'''
+
+
+def test_a_run_killed_during_force_leaves_nothing_a_rerun_cannot_remove(
+        files, tmp_path, monkeypatch, capsys):
+    """kill -9 of a --force run while it drew an attention picture, after
+    its first snapshot, left that picture's temporary file
+    (``attention/*.png.tmp``) for good; the next claim of --out removes the
+    temporaries of every directory the tool writes."""
+    out = tmp_path / 'gain'
+    argv = [str(a) for a in gain_args(files, out, '--iterations', 3)]
+    code, err = run_script('train_GAIN', argv, monkeypatch, capsys)
+    assert code == 0, err
+    proc = subprocess.run([sys.executable, '-c', KILLER] + argv + [
+        '--force'], cwd=ROOT, env=ENV, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 137, proc.stderr
+    assert [n for n in read_tree(str(out)) if 'tmp' in n]   # left behind
+    code, err = run_script('train_GAIN', argv, monkeypatch, capsys)
+    assert code == 0 and 'resuming from' in err, err
+    assert not [n for n in read_tree(str(out)) if 'tmp' in n]
+    assert sorted(os.listdir(str(out / 'attention'))) == [
+        'iter_%06d.png' % i for i in (1, 2, 3)]
+
+
+def gain_with_a_broken_image(files, tmp_path, out, *extra):
+    """train_GAIN on a copy of the VOC dir whose second training image is
+    truncated: the run fails in its first steps, after the pictures drawn
+    before the first update (attention_val.png...)."""
+    voc = str(tmp_path / 'VOC')
+    if not os.path.exists(voc):
+        shutil.copytree(files['voc'], voc)
+        data = open(os.path.join(voc, 'JPEGImages', 'train_001.jpg'),
+                    'rb').read()
+        open(os.path.join(voc, 'JPEGImages', 'train_001.jpg'), 'wb').write(
+            data[:len(data) // 2])
+    return ['--dataset', 'voc', '--data-dir', voc, '--out', out,
+            '--modelfile', files['model'], '--iterations', 2,
+            '--batch-size', 2, '--attention-val-images', 2] + list(extra)
+
+
+def test_a_failed_first_run_leaves_nothing_behind(files, tmp_path,
+                                                  monkeypatch, capsys):
+    """A first GAIN run that failed before its first snapshot left
+    attention_val.png (not among the names --force moved aside); now what
+    a run writes and --force moves aside are the same set."""
+    out = tmp_path / 'runs' / 'gain'
+    code, err = run_script('train_GAIN', gain_with_a_broken_image(
+        files, tmp_path, out), monkeypatch, capsys)
+    assert code == 2 and 'train_001.jpg' in error_line(err)
+    assert not (tmp_path / 'runs').exists()
+    # --force over a finished run that fails the same way gives it back
+    # whole, its attention_val.png included
+    code, err = run_script('train_GAIN', gain_args(files, out, '--val-split',
+                                                   'val'),
+                           monkeypatch, capsys)
+    assert code == 0, err
+    before = read_tree(str(out))
+    assert 'attention_val.png' in before
+    code, err = run_script('train_GAIN', gain_with_a_broken_image(
+        files, tmp_path, out, '--force'), monkeypatch, capsys)
+    assert code == 2 and read_tree(str(out)) == before

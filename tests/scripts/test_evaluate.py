@@ -1,6 +1,8 @@
 """evaluate.py: its table, attention columns, curve and --compare."""
 import json
 import os
+import re
+import subprocess
 import sys
 
 import chainer
@@ -12,10 +14,10 @@ import pytest
 import evaluate
 from datasets import VOCSegmentation, get_dataset, preprocess, preprocess_batch
 from evaluate import evaluate_model
-from helpers import N_VOC, run_script, voc_args, write_voc
-from models import FCN8s, grad_cam, normalize_cam
+from helpers import ENV, N_VOC, ROOT, run_script, voc_args, write_voc
+from models import FCN8s, class_cams, grad_cam, normalize_cam
 from runtime import cli
-from runtime.model_files import load_model, save_model
+from models.io import load_model, save_model
 
 
 def test_evaluate_matches_fcn_label_accuracy_score(pipeline):
@@ -57,12 +59,16 @@ def test_flat_grad_cams_are_flagged(pipeline, tmp_path, monkeypatch, capsys):
     assert code == 0, err
     assert ('WARNING: %s: 100.0 %% of its Grad-CAMs are all zero (more than '
             '5 %%: no class evidence at conv5_3)' % flat) in err
+    # and every class's pointing game (a flat map misses) is below chance
+    assert re.search(r'; class \w+: pointing game \(1.44 px\) 0.0 %, less '
+                     r'than 2 times its chance \([\d.]+ %\)', err)
     code, err = run_script('evaluate', [
         '--dataset', 'voc', '--data-dir', pipeline['voc'], '--split', 'val',
         '--modelfile', flat, '--names', 'flat', '--out',
         str(tmp_path / 'eval')], monkeypatch, capsys)
     assert code == 0, err
     assert 'warning: flat: 100.0 % of its Grad-CAMs are all zero' in err
+    assert re.search(r'; class \w+: pointing game \(1.44 px\)', err)
     metrics = json.load(open(tmp_path / 'eval' / 'metrics.json'))
     assert metrics['models']['flat']['zero_cams'] == 1.0
     assert '| flat (!) |' in open(tmp_path / 'eval' / 'metrics.md').read()
@@ -107,8 +113,10 @@ def test_evaluate_attention_columns_curve_and_compare(eval_setup, tmp_path,
     text = capsys.readouterr().out
     header = text.splitlines()[0]
     for title in ('Mean IU', 'mAP', 'Attention mIoU', 'best tau',
-                  'Attention mIoU @0.50', 'Energy', 'Pointing'):
+                  'Attention mIoU @0.50', 'Energy', 'Pointing game (15 px)',
+                  'Pointing game (1.44 px)'):    # 15 / 500 of 48 px
         assert title in header
+    assert 'Per class, before:' in text and '| class | AP | IoU |' in text
     # (random heads: one that points at chance is marked ' (!)')
     assert '| before ' in text and '| after ' in text
     assert '| metric | A: before | B: after | B - A |' in text
@@ -124,36 +132,90 @@ def test_evaluate_attention_columns_curve_and_compare(eval_setup, tmp_path,
         assert len(m['ap']) == 20
     line = [l for l in text.splitlines()
             if l.startswith('| Energy in mask |')][0]
-    assert line.split('|')[4].strip() == '%+.2f' % (
+    assert line.split('|')[4].strip() == '%+.1f' % (
         100 * (mb['energy'] - ma['energy']))
+    assert 'fractions' in saved['units']
+    assert ma['pointing_curve']['px'] == [0, 1, 1.44, 2, 4, 5, 8, 10, 15]
     with PIL.Image.open(os.path.join(out, 'attention_miou.png')) as im:
         assert im.format == 'PNG' and im.size[0] > 100
 
 
-def test_evaluate_energy_matches_independent_cams(eval_setup, tmp_path,
-                                                  monkeypatch):
+def test_cam_flags_reach_the_attention_columns(eval_setup, tmp_path,
+                                               monkeypatch):
+    """--cam-scales and --flip reach models.class_cams, and the run's
+    configuration records them."""
+    voc, (a, _) = eval_setup
+    seen = []
+
+    def cams(model, x, classes, scales, flip):
+        seen.append((tuple(scales), flip))
+        return class_cams(model, x, classes, scales, flip)
+    monkeypatch.setattr(evaluate, 'class_cams', cams)
+    out = str(tmp_path / 'eval')
+    run_main(evaluate, ['--dataset', 'voc', '--data-dir', voc, '--split',
+                        'val', '--modelfile', a, '--out', out,
+                        '--cam-scales', '1', '0.5', '--flip'], monkeypatch)
+    assert seen and set(seen) == {((1.0, 0.5), True)}
+    with open(os.path.join(out, 'metrics.json')) as f:
+        config = json.load(f)['config']
+    assert (config['cam_scales'], config['flip']) == ([1.0, 0.5], True)
+
+
+def test_evaluate_energy_and_per_class_match_numpy(eval_setup, tmp_path,
+                                                   monkeypatch):
+    """Energy in the mask from Grad-CAMs computed apart, and each class's
+    AP (scikit-learn), IoU, pointing games (distance to every class pixel
+    written out) and chance from the model's outputs, in numpy."""
+    from sklearn.metrics import average_precision_score
     voc, (a, _) = eval_setup
     out = str(tmp_path / 'eval')
     run_main(evaluate, ['--dataset', 'voc', '--data-dir', voc, '--split',
                         'val', '--modelfile', a, '--names', 'm', '--out',
-                        out], monkeypatch)
+                        out, '--batch-size', '1'], monkeypatch)
     with open(os.path.join(out, 'metrics.json')) as f:
-        got = json.load(f)['models']['m']
-    from datasets import get_dataset, preprocess
-    from runtime.model_files import load_model
+        saved = json.load(f)
+    got = saved['models']['m']
     model, _ = load_model(a)
     dataset = get_dataset('voc', voc, 'val')
-    per_class = {}
-    for img, lbl, _ in (dataset[i] for i in range(len(dataset))):
-        for c in set(np.unique(lbl)) - {-1, 0}:
+    energy, pairs, logits, labels, hist = {}, [], [], [], np.zeros((21, 21))
+    for img, lbl, image_labels in (dataset[i] for i in range(len(dataset))):
+        x = preprocess(img)[None]
+        with chainer.using_config('train', False):
+            pred = model.segment(x).array[0].argmax(0)
+            logits.append(model.classify(x).array[0])
+        labels.append(image_labels)
+        np.add.at(hist, (lbl[lbl >= 0], pred[lbl >= 0]), 1)
+        classes = sorted(set(np.unique(lbl)) - {-1, 0})
+        cams = class_cams(model, x, [classes])[0]
+        for c, cam in zip(classes, cams):
             with chainer.using_config('train', False):
-                cam = normalize_cam(grad_cam(model, preprocess(img)[None],
-                                             np.array([c - 1]))).array[0]
-            valid = lbl >= 0
-            per_class.setdefault(c, []).append(
-                cam[lbl == c].sum() / cam[valid].sum())
-    expected = np.mean([np.mean(v) for v in per_class.values()])
-    assert got['energy'] == pytest.approx(expected, rel=1e-4)
+                alone = normalize_cam(grad_cam(model, x, np.array(
+                    [c - 1]))).array[0]
+            energy.setdefault(c, []).append(
+                alone[lbl == c].sum() / alone[lbl >= 0].sum())
+            ys, xs = np.nonzero(lbl == c)
+            y, x_ = np.unravel_index(cam.argmax(), cam.shape)
+            grid_y, grid_x = np.mgrid[:40, :48]
+            to_class = np.sqrt((grid_y[..., None] - ys) ** 2 +
+                               (grid_x[..., None] - xs) ** 2).min(-1)
+            pairs.append((c, to_class[y, x_], (to_class <= 1.44).mean()))
+    assert got['energy'] == pytest.approx(
+        np.mean([np.mean(v) for v in energy.values()]), rel=1e-4)
+    logits, labels = np.array(logits), np.array(labels)
+    for c, name in enumerate(saved['class_names'][1:], 1):
+        row = got['per_class'][name]
+        mine = [(d, ch) for k, d, ch in pairs if k == c]
+        if not mine:
+            assert row['pointing_scaled'] is None
+            continue
+        assert row['pointing_15px'] == np.mean([d <= 15 for d, _ in mine])
+        assert row['pointing_scaled'] == np.mean([d <= 1.44 for d, _ in mine])
+        assert row['pointing_scaled_chance'] == pytest.approx(
+            np.mean([ch for _, ch in mine]))
+        assert row['iou'] == pytest.approx(hist[c, c] / (
+            hist[c].sum() + hist[:, c].sum() - hist[c, c]))
+        assert row['ap'] == pytest.approx(average_precision_score(
+            labels[:, c - 1], logits[:, c - 1]), rel=1e-5)
 
 
 def test_evaluate_compare_unknown_model_is_usage_error(eval_setup, tmp_path,
@@ -222,3 +284,20 @@ def test_evaluate_and_pseudo_labels_on_image_level_splits(
     assert reports['joined']['images'] == 7
     assert reports['joined']['images_with_mask'] == 3
     assert reports['joined']['mean_iu'] == reports['segmentation']['mean_iu']
+
+
+def test_a_fifo_given_to_tau_from_is_one_line_not_a_hang(pipeline, tmp_path):
+    fifo = str(tmp_path / 'metrics.json')
+    os.mkfifo(fifo)
+    try:
+        proc = subprocess.run(
+            [sys.executable, 'evaluate.py', '--dataset', 'voc', '--data-dir',
+             pipeline['voc'], '--split', 'val', '--modelfile',
+             pipeline['project'], '--tau-from', fifo, '--out',
+             str(tmp_path / 'eval')], cwd=ROOT, env=ENV, capture_output=True,
+            text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail('evaluate.py --tau-from FIFO hangs')
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        'error: --tau-from %s: a FIFO, not a regular file' % fifo)

@@ -12,9 +12,10 @@ import make_pseudo_labels
 from datasets import get_dataset, preprocess
 from datasets.voc import voc_palette
 from helpers import run_script, write_voc
-from models import FCN8s, grad_cam, normalize_cam
+from models import FCN8s, class_cams, grad_cam, normalize_cam
+from models.crf import CRFSettings, refine
 from runtime import cli
-from runtime.model_files import load_model, save_model
+from models.io import load_model, save_model
 
 
 @pytest.fixture
@@ -104,6 +105,9 @@ def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
         report = json.load(f)
     assert report['mean_iu'] == pytest.approx(
         np.mean(inter[union > 0] / union[union > 0]))
+    assert list(report['per_class_iou']) == list(source.class_names)
+    assert [report['per_class_iou'][n] for n in source.class_names] == [
+        pytest.approx(i / u) if u else None for i, u in zip(inter, union)]
     assert report['labelled_share'] == pytest.approx(labelled / total)
     assert (report['low'], report['high']) == (0.3, 0.6)
 
@@ -126,6 +130,11 @@ def test_no_ignore_band_when_low_equals_high(setup, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize('extra', [['--low', '0.7', '--high', '0.2'],
+                                   ['--crf', '--low', '0.3', '--high', '.6'],
+                                   ['--crf', '--crf-tau', '1'],
+                                   ['--crf-iterations', '0'],
+                                   ['--crf-grid', '--flip'],
+                                   ['--cam-scales', '1', '0'],
                                    ['--out-is-data'],
                                    ['--modelfile-missing']])
 def test_bad_input_is_one_line_error(setup, tmp_path, monkeypatch, capsys,
@@ -143,6 +152,46 @@ def test_bad_input_is_one_line_error(setup, tmp_path, monkeypatch, capsys,
     err = capsys.readouterr().err
     assert err.startswith('error: ') and err.count('\n') == 1
     assert not os.path.exists(os.path.join(voc, 'pseudo_labels.json'))
+
+
+def test_crf_and_cam_flags_reach_the_crf(setup, tmp_path, monkeypatch):
+    """The CRF gets the flags' settings and the multi-scale flipped CAMs;
+    its labels are written and its settings recorded."""
+    voc, written, modelfile = setup
+    out = str(tmp_path / 'pseudo')
+    calls = dict(cams=[], refine=[])
+
+    def cams(model, x, classes, scales, flip):
+        calls['cams'].append((tuple(scales), flip))
+        return class_cams(model, x, classes, scales, flip)
+
+    def refined(img, cams, classes, settings):
+        label = refine(img, cams, classes, settings)
+        calls['refine'].append((settings, label))
+        return label
+    monkeypatch.setattr(make_pseudo_labels, 'class_cams', cams)
+    monkeypatch.setattr(make_pseudo_labels, 'refine', refined)
+    run_main(['--dataset', 'voc', '--data-dir', voc, '--modelfile',
+              modelfile, '--out', out, '--crf-tau', '0.4',
+              '--cam-scales', '1', '0.5', '--flip', '--crf',
+              '--crf-gauss-sxy', '2', '--crf-gauss-compat', '1',
+              '--crf-bilateral-sxy', '7', '--crf-bilateral-srgb', '9',
+              '--crf-bilateral-compat', '4', '--crf-iterations', '3'],
+             monkeypatch)
+    settings = CRFSettings(tau=0.4, gauss_sxy=2., gauss_compat=1.,
+                           bilateral_sxy=7., bilateral_srgb=9.,
+                           bilateral_compat=4., iterations=3)
+    assert set(calls['cams']) == {((1.0, 0.5), True)}
+    assert [c[0] for c in calls['refine']] == [settings] * len(written)
+    for image_id, (_, label) in zip(sorted(written), calls['refine']):
+        with PIL.Image.open(os.path.join(out, 'SegmentationClass',
+                                         image_id + '.png')) as png:
+            np.testing.assert_array_equal(np.asarray(png), label)
+    with open(os.path.join(out, 'pseudo_labels.json')) as f:
+        report = json.load(f)
+    assert report['crf'] == settings._asdict()
+    assert (report['cam_scales'], report['flip']) == ([1.0, 0.5], True)
+    assert report['labelled_share'] == 1.0
 
 
 def test_pseudo_label_loop_trains_and_scores_against_the_truth(
@@ -220,3 +269,87 @@ def test_class_names_file_sets_and_checks_the_classes(tmp_path):
         f.write('background\n')
     with pytest.raises(DatasetError, match='class_names.txt: needs'):
         get_dataset('voc', root, 'train')
+
+
+def miou(truths, preds, n_class):
+    """Mean IoU of pooled pixels, ignore (-1) skipped, classes absent
+    from both left out."""
+    t, p = np.concatenate([a.ravel() for a in truths]), np.concatenate(
+        [a.ravel() for a in preds])
+    p = p[t >= 0]
+    t = t[t >= 0]
+    ious = [((t == c) & (p == c)).sum() / ((t == c) | (p == c)).sum()
+            for c in range(n_class) if ((t == c) | (p == c)).any()]
+    return np.mean(ious)
+
+
+def image(cam_value, object_cols, rng):
+    """An image whose class-1 object covers ``object_cols`` columns and
+    whose CAM is ``cam_value`` there, 0.5 on the next 4 columns, 0.1 on
+    the rest."""
+    label_map = np.zeros((6, 12), np.int32)
+    label_map[:, :object_cols] = 1
+    label_map[0, 0] = -1
+    cam = np.full((6, 12), 0.1, np.float32)
+    cam[:, :object_cols] = cam_value
+    cam[:, object_cols:object_cols + 4] = 0.5
+    return (rng.randint(0, 256, (6, 12, 3)).astype(np.uint8), label_map,
+            cam[None], np.array([1]))
+
+
+def test_the_first_half_chooses_and_the_second_half_scores():
+    """The first half's halo (0.5) is background and wants tau above it;
+    the second's is object and would want tau below it."""
+    rng = np.random.RandomState(0)
+    first = [image(0.9, 4, rng) for _ in range(3)]
+    second = [image(0.9, 2, rng) for _ in range(3)]
+    for im in second:
+        im[1][:, 2:6] = 1
+    candidates = [(0.3, None), (0.6, None)]
+    row, grid = make_pseudo_labels.choose(first, second, candidates, n_class=2)
+    assert row['tau'] == 0.6 and row['crf'] is None
+    labels = [np.where(im[2][0] >= t, 1, 0) for t in (0.3, 0.6)
+              for im in second]
+    truths = [im[1] for im in second]
+    assert row['second_half'] == pytest.approx(
+        miou(truths, labels[3:], 2))
+    assert row['second_half'] < miou(truths, labels[:3], 2)
+    assert [g['first_half'] for g in grid] == pytest.approx(
+        [miou([im[1] for im in first], [np.where(im[2][0] >= t, 1, 0)
+                                        for im in first], 2)
+         for t in (0.3, 0.6)])
+    assert row['first_half'] == max(g['first_half'] for g in grid)
+
+
+def test_grid_writes_the_rows_and_flags_it_takes(voc_dir, tmp_path,
+                                                 monkeypatch):
+    monkeypatch.setattr(make_pseudo_labels, 'CAM_GRID', (
+        ('single', (1.0,), False), ('multi_flip', (1.0, 0.5), True)))
+    monkeypatch.setattr(make_pseudo_labels, 'TAUS', (0.3, 0.6))
+    monkeypatch.setattr(make_pseudo_labels, 'CRF_GRID', (
+        CRFSettings(0.4, 3., 3., 10., 13., 10., 3),))
+    root = voc_dir
+    np.random.seed(0)
+    model = FCN8s(21, width=1 / 16.)
+    model.head_trained_by = ['a test fixture']
+    modelfile = str(tmp_path / 'm' / 'model.npz')
+    save_model(modelfile, model)
+    out = str(tmp_path / 'grid')
+    run_main(['--dataset', 'voc', '--data-dir', root, '--split', 'train',
+              '--modelfile', modelfile, '--crf-grid', '--out', out],
+             monkeypatch)
+    with open(os.path.join(out, 'crf_grid.json')) as f:
+        result = json.load(f)
+    assert set(result['rows']) == {'single_threshold', 'single_crf',
+                                   'multi_flip_threshold', 'multi_flip_crf'}
+    assert len(result['grid']) == 2 * (2 + 1)
+    row = result['rows']['multi_flip_crf']
+    assert row['crf']['bilateral_srgb'] == 13 and row['tau'] == 0.4
+    assert result['best'] in result['rows']
+    pseudo = str(tmp_path / 'pseudo')
+    run_main(['--dataset', 'voc', '--data-dir', root, '--modelfile',
+              modelfile, '--out', pseudo] + row['flags'], monkeypatch)
+    with open(os.path.join(pseudo, 'pseudo_labels.json')) as f:
+        report = json.load(f)
+    assert report['crf'] == row['crf']
+    assert (report['cam_scales'], report['flip']) == ([1.0, 0.5], True)

@@ -11,7 +11,7 @@ from helpers import (N_VOC, numpy_softmax_cross_entropy, params, run_script,
                      voc_args)
 from models.fcn8s import CLASSIFICATION_HEAD
 from runtime.errors import UsageError
-from runtime.model_files import load_model
+from models.io import load_model
 from train_GAIN import pick_ext_images
 
 

@@ -5,25 +5,41 @@ import os
 import numpy as np
 
 from helpers import params, run_script, voc_args
-from models.fcn8s import CLASSIFICATION_HEAD
-from runtime.model_files import load_model
+from models import FCN8s
+from models.fcn8s import CLASSIFICATION_HEAD, TRUNK
+from models.io import load_model
 
 
 def test_pretraining_options_train_the_trunk(pipeline, tmp_path, monkeypatch,
                                              capsys):
-    """train_classifier --train-trunk (no model file) and train_fcn
-    --cls-weight both move the trunk and the head."""
+    """train_classifier --train-trunk (no model file) moves every trunk
+    layer of the classification stream (conv1_1 ... conv5_3) and the head
+    from the fresh model it drew, and train_fcn --cls-weight moves the
+    trunk and the head again. (Without --train-trunk the trunk stays
+    bit-identical: test_mixed16_run_writes_float32_weights.)"""
+    import train_classifier
+    drawn = []
+
+    def fresh(*args):
+        model = FCN8s(*args)
+        drawn.append({n: p.array.copy() for n, p in model.namedparams()})
+        return model
+    monkeypatch.setattr(train_classifier, 'FCN8s', fresh)
     pre = str(tmp_path / 'pre')
     code, err = run_script('train_classifier', voc_args(pipeline, pre) + [
         '--train-trunk', '--width', 0.0625, '--iterations', 2], monkeypatch,
         capsys)
     assert code == 0, err
+    start, a = drawn[0], params(pre + '/model.npz')
+    for name in ['/%s/%s' % (layer, p) for layer in TRUNK + CLASSIFICATION_HEAD
+                 for p in 'Wb']:
+        assert not np.array_equal(a[name], start[name]), name
     fcn_out = str(tmp_path / 'fcn')
     code, err = run_script('train_fcn', voc_args(pipeline, fcn_out) + [
         '--modelfile', pre + '/model.npz', '--cls-weight', 1,
         '--iterations', 2], monkeypatch, capsys)
     assert code == 0, err
-    a, b = params(pre + '/model.npz'), params(fcn_out + '/model.npz')
+    b = params(fcn_out + '/model.npz')
     for name in ('/conv1_1/W', '/score_fr/W', '/fc6_cl/W', '/score_cl/W'):
         assert not np.array_equal(a[name], b[name]), name
     log = json.load(open(os.path.join(fcn_out, 'log')))

@@ -11,7 +11,7 @@ import visualize
 from helpers import ROOT, write_voc
 from models import FCN8s
 from runtime import cli
-from runtime.model_files import save_model
+from models.io import save_model
 
 
 def save_thin_models(directory, names, n_class=21):
@@ -54,8 +54,8 @@ def test_dataset_images_overview_and_cams(setup, tmp_path, monkeypatch):
     run_main(['--dataset', 'voc', '--data-dir', voc, '--split', 'val',
               '--pretrained', a, '--trained', b, '--out', out, '--num', '2',
               '--save-cams'], monkeypatch)
-    assert sorted(os.listdir(out)) == ['cams', 'overview.png', 'val_000.png',
-                                       'val_001.png']
+    assert sorted(os.listdir(out)) == ['cams', 'config.json', 'overview.png',
+                                       'val_000.png', 'val_001.png']
     for name in ('val_000.png', 'val_001.png', 'overview.png'):
         assert_png(os.path.join(out, name))
     for image_id in ('val_000', 'val_001'):
@@ -113,7 +113,7 @@ def test_folder_of_own_images_top_k(setup, tmp_path, monkeypatch):
     # the 3 classes the trained model scores highest on the grey image
     import chainer
     from datasets import preprocess
-    from runtime.model_files import load_model
+    from models.io import load_model
     model, _ = load_model(b)
     img = np.asarray(PIL.Image.open(str(folder / 'y.png')).convert('RGB'))
     with chainer.using_config('train', False):
@@ -165,7 +165,8 @@ def test_unreadable_own_images_are_skipped_and_counted(setup, tmp_path,
             '--out', out, '--images', str(folder)]
     run_main(args, monkeypatch)
     stdout, err = capsys.readouterr()
-    assert sorted(os.listdir(out)) == ['a.png', 'overview.png']
+    assert sorted(os.listdir(out)) == ['a.png', 'config.json',
+                                       'overview.png']
     assert 'wrote 1 images' in stdout
     assert 'skipped 2 unreadable files' in stdout
     warnings = [l for l in err.splitlines() if l.startswith('warning: ')]
@@ -224,7 +225,29 @@ def test_visualize_skips_a_fifo_among_its_images(tmp_path):
          str(tmp_path / 'vis'), '--pretrained', path, '--trained', path],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert ('warning: %s: a FIFO, not a regular file; only image files are '
-            'read; skipped' % (folder / 'fifo.jpg')) in done.stderr
+    assert ('warning: %s: a FIFO, not a regular file; skipped'
+            % (folder / 'fifo.jpg')) in done.stderr
     assert 'skipped 1 unreadable files' in done.stdout
     assert (tmp_path / 'vis' / 'a.png').is_file()
+
+
+def test_pages_never_share_a_name(setup, tmp_path, monkeypatch, capsys):
+    """Images named ``overview`` and ``overview_image`` both went to
+    overview_image.png, one overwriting the other, and both were counted;
+    every page now has a name of its own, and the overview keeps its."""
+    voc, written, (a, b) = setup
+    folder = tmp_path / 'mine'
+    folder.mkdir()
+    for k, name in enumerate(['overview', 'overview_image', 'overview_2']):
+        PIL.Image.fromarray(written['val_00%d' % k][0]).save(
+            str(folder / (name + '.jpg')))
+    out = str(tmp_path / 'vis')
+    run_main(['--dataset', 'voc', '--pretrained', a, '--trained', b,
+              '--out', out, '--images', str(folder)], monkeypatch)
+    assert 'wrote 3 images and overview.png' in capsys.readouterr()[0]
+    assert sorted(os.listdir(out)) == [
+        'config.json', 'overview.png', 'overview_2.png', 'overview_2_2.png',
+        'overview_image.png']
+    for name in os.listdir(out):
+        if name != 'config.json':
+            assert_png(os.path.join(out, name))

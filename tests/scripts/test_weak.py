@@ -185,9 +185,8 @@ def test_a_linked_directory_is_refused_in_one_line(tmp_path, linked):
          '--data-dir', str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
-        'error: %s is a symbolic link, not a directory; the pipeline writes '
-        'only into directories: remove it or pick another --out'
-        % (out / linked if linked else out)]
+        'error: %s is a symbolic link; refusing to write through it: remove '
+        'it or pick another --out' % (out / linked if linked else out)]
     assert os.listdir(str(elsewhere)) == []
 
 

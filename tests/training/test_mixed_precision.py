@@ -12,7 +12,7 @@ from helpers import (LR, batch, data, gpu_device, on_gpu, run_script, to_cpu,
                      write_voc)
 from models import FCN8s
 from models.fcn8s import CLASSIFICATION_HEAD
-from runtime.model_files import load_model, save_model
+from models.io import load_model, save_model
 from training.gain_loss import GAINLoss
 from training.mixed_precision import LossScale, loss_scale, set_precision
 from training.trainer import make_optimizer

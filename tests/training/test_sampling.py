@@ -26,24 +26,31 @@ def batches_of(positive, share, batch_size, n_batches, seed=0):
     (0.0, 4, [0]), (1.0, 4, [4])])
 def test_every_batch_holds_the_share_of_positives(share, batch_size,
                                                   per_batch):
-    """10 images, 3 of them positive: each batch holds floor or ceil of
-    share x batch_size positives, the share holds over the epochs, and
-    over 12 epochs every image of the kinds drawn is drawn about equally
-    often (each kind drawn without replacement)."""
+    """10 images, 3 of them positive, 12 epochs of ceil(10 / batch_size)
+    batches: at every batch boundary j of an epoch its first j images hold
+    share x j positives rounded half up (so a batch holds floor or ceil of
+    share x batch_size, an epoch its share), and within an epoch each
+    image of a kind is drawn q or q + 1 times, q the kind's draws over its
+    images (each kind drawn without replacement)."""
     positive = np.zeros(10, bool)
     positive[[1, 4, 7]] = True
-    n_batches = 12 * -(-10 // batch_size)
-    drawn = batches_of(positive, share, batch_size, n_batches)
-    counts = [int(positive[b].sum()) for b in drawn]
+    per_epoch = -(-10 // batch_size)
+    drawn = batches_of(positive, share, batch_size, 12 * per_epoch)
     assert all(len(b) == batch_size for b in drawn)
+    counts = np.array([positive[b].sum() for b in drawn])
     assert set(counts) == set(per_batch)
-    total = n_batches * batch_size
-    assert sum(counts) == pytest.approx(share * total, abs=12)
-    every = np.bincount(np.concatenate(drawn), minlength=10)
-    for kind in (positive, ~positive):
-        used = every[kind]
-        if used.any():
-            assert used.max() - used.min() <= 12 and used.min() > 0
+    # The counts are arithmetic, not drawn: exact, at every boundary.
+    boundaries = batch_size * np.arange(1, per_epoch + 1)
+    expected = np.floor(share * boundaries + 0.5)
+    for epoch in counts.reshape(12, per_epoch):
+        np.testing.assert_array_equal(np.cumsum(epoch), expected)
+    # Without replacement: whole permutations of a kind, then a subset.
+    for e in range(12):
+        every = np.bincount(np.concatenate(
+            drawn[e * per_epoch:(e + 1) * per_epoch]), minlength=10)
+        for kind in (positive, ~positive):
+            q = every[kind].sum() // kind.sum()
+            assert set(every[kind]) <= {q, q + 1}, (e, every)
 
 
 def test_the_order_is_drawn_from_numpy_random():

@@ -6,7 +6,7 @@ import pytest
 
 from helpers import error_line, fcn_args, run_script
 from models.fcn8s import CLASSIFICATION_HEAD
-from runtime.model_files import load_model
+from models.io import load_model
 
 
 @pytest.mark.parametrize('script, flags, message', [
@@ -33,7 +33,7 @@ def test_keep_best_that_cannot_work_is_one_line(script, flags, message,
 def head_trained_model(path):
     """A thin model whose file records a trained head (for GAIN)."""
     from models import FCN8s
-    from runtime.model_files import save_model
+    from models.io import save_model
     np.random.seed(0)
     model = FCN8s(21, 0.0625)
     model.head_trained_by = ['train_classifier.py']

@@ -1,4 +1,4 @@
-"""runtime/distributed.py: two ranks under mpiexec against one process."""
+"""training/distributed.py: two ranks under mpiexec against one process."""
 import importlib.util
 import json
 import os
@@ -12,7 +12,7 @@ import pytest
 
 from helpers import N_VOC, ROOT, run_script, write_example, write_voc
 from models import FCN8s
-from runtime.model_files import load_model, save_model
+from models.io import load_model, save_model
 
 
 def _mpi_missing():

@@ -1,23 +1,21 @@
-"""training/extensions.py: validation, --keep-best, a run's pictures."""
+"""training/extensions/best.py: --keep-best keeps the model of the best
+validation point, across a resume, and says when it can never fire."""
 import json
 import os
+import shutil
 
 import chainer
 import chainer.functions as F
-import matplotlib.pyplot as plt
 import numpy as np
+import PIL.Image
 import pytest
-from chainer.training import StandardUpdater, extension, extensions
+from chainer.training import StandardUpdater, extension
 
-import visualizations as plots
-from datasets import VOCSegmentation, deprocess
-from evaluate import evaluate_model
-from helpers import N_VOC, Toy, run_script, voc_args
-from models import FCN8s, class_cams
-from runtime.model_files import load_model, read_meta
-from training.extensions import PanelPlot, attention_rows
+from helpers import run_script, write_example
+from models import FCN8s
+from models.io import load_model, read_meta
+from training.extensions import snapshots
 from training.trainer import build_trainer
-from visualizations import term_panel
 
 
 class BiasLoss(chainer.Chain):
@@ -62,10 +60,14 @@ def train(out, iterations, scores):
     updater = StandardUpdater(
         chainer.iterators.SerialIterator(data, 2, shuffle=False), optimizer)
     validation = ScriptedValidation(model, scores)
+    resumed = snapshots.pick(str(out), None)
+    if resumed is not None:
+        snapshots.abandon_later(str(out), resumed[0],
+                                int(resumed[1]['updater/iteration']))
     trainer = build_trainer(updater, (iterations, 'iteration'), str(out),
                             ['main/loss'], {}, validators=[validation],
                             eval_interval=1, snapshot_interval=2,
-                            keep_best='map', tensorboard=False)
+                            keep_best='map', resumed=resumed)
     trainer.run()
     return validation
 
@@ -105,8 +107,9 @@ def test_best_written_after_the_resumed_snapshot_is_set_aside(tmp_path,
     capsys.readouterr()
     resumed = train(tmp_path, 4, {3: 0.25, 4: 0.15})
     err = capsys.readouterr().err
-    assert 'model_best.npz is not the best model of the resumed snapshot ' \
-        '(iteration 4, not 2); kept as model_best.npz.superseded' in err
+    assert ('warning: %s was written after the resumed snapshot (iteration '
+            '2); kept as model_best.npz.superseded'
+            % (tmp_path / 'model_best.npz')) in err
     best, weights = kept(tmp_path)
     assert best == dict(metric='map', score=0.25, iteration=3)
     np.testing.assert_array_equal(weights, resumed.seen[3])
@@ -150,90 +153,24 @@ def test_train_classifier_keeps_the_weights_of_its_best_map(
         np.testing.assert_array_equal(p.array, q.array, err_msg=name)
 
 
-def test_validation_figures_equal_evaluate(pipeline, tmp_path, monkeypatch,
-                                           capsys):
-    """train_fcn's validation mean IU and train_GAIN's validation pointing
-    game, energy and attention mIoU are evaluate.py's figures of the final
-    model on the val split (the log in percent, evaluate's metrics.json in
-    fractions)."""
-    from metrics import AttentionMetrics
-    from metrics import ClassificationMetrics, SegmentationMetrics
-    val = VOCSegmentation(pipeline['voc'], 'val')
-    device = chainer.get_device('@numpy')
-    fcn_out, gain = str(tmp_path / 'fcn'), str(tmp_path / 'gain')
-    code, err = run_script('train_fcn', voc_args(pipeline, fcn_out) + [
-        '--width', 1 / 16., '--cls-weight', 1, '--iterations', 3],
-        monkeypatch, capsys)
+def test_keep_best_that_can_never_fire_says_so(files, tmp_path, monkeypatch,
+                                               capsys):
+    """--keep-best map on a val split without positive images (mAP
+    undefined there) wrote no model_best.npz without a word."""
+    voc = str(tmp_path / 'VOC')
+    shutil.copytree(files['voc'], voc)
+    for image_id in ('val_000', 'val_001'):       # background only
+        png = os.path.join(voc, 'SegmentationClass', image_id + '.png')
+        shape = np.asarray(PIL.Image.open(png)).shape
+        write_example(voc, image_id, np.zeros(shape + (3,), np.uint8),
+                      np.zeros(shape, np.uint8))
+    out = tmp_path / 'classifier'
+    code, err = run_script('train_classifier', [
+        '--dataset', 'voc', '--data-dir', voc, '--modelfile', files['model'],
+        '--out', out, '--iterations', 2, '--batch-size', 2, '--val-interval',
+        1, '--keep-best', 'map', '--no-tensorboard'], monkeypatch, capsys)
     assert code == 0, err
-    log = json.load(open(os.path.join(fcn_out, 'log')))
-    ours, _ = evaluate_model(load_model(fcn_out + '/model.npz')[0], val, device,
-                          metrics=[SegmentationMetrics(N_VOC)])
-    assert log[-1]['validation/main/mean_iu'] == pytest.approx(
-        ours['mean_iu'], rel=1e-6)
-
-    code, err = run_script('train_GAIN', voc_args(pipeline, gain) + [
-        '--modelfile', fcn_out + '/model.npz', '--iterations', 3],
-        monkeypatch, capsys)
-    assert code == 0, err
-    log = json.load(open(os.path.join(gain, 'log')))
-    ours, _ = evaluate_model(load_model(gain + '/model.npz')[0], val, device,
-                          metrics=[ClassificationMetrics(N_VOC),
-                                   AttentionMetrics(N_VOC)])
-    for key in ('pointing', 'energy', 'attention_miou'):
-        assert log[-1]['validation/main/' + key] == pytest.approx(
-            100 * ours[key], rel=1e-5), key
-
-
-@pytest.mark.parametrize('am_mode,expected', [
-    ('per-class', [(0, [0]), (0, [2]), (2, [1])]),
-    ('joint', [(0, [0, 2]), (2, [1])])])
-def test_attention_rows_follow_the_am_mode(thin_model, am_mode, expected):
-    x = np.random.RandomState(0).uniform(-50, 50, (3, 3, 32, 40)).astype(
-        np.float32)
-    labels = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0]], np.int32)
-    rows = attention_rows(thin_model, x, labels, 0.5, 10.0, am_mode)
-    assert [r[0].tolist() for r in rows] == [c for _, c in expected]
-    for (image, classes), (_, img, cam, mask, erased) in zip(expected, rows):
-        assert img.shape == erased.shape == (32, 40, 3)
-        assert cam.shape == mask.shape == (32, 40)
-        # the mask and erased image of GAIN's formula, in float64
-        t = 1 / (1 + np.exp(-10.0 * (cam.astype(np.float64) - 0.5)))
-        np.testing.assert_allclose(mask, t, rtol=1e-5, atol=1e-6)
-        ref = x[image].astype(np.float64) * (1 - t)
-        np.testing.assert_allclose(erased.astype(int),
-                                   deprocess(ref).astype(int), atol=1)
-        if len(classes) == 1:   # the CAM of that class of that image
-            ref = class_cams(thin_model, x[image:image + 1],
-                             [[classes[0] + 1]])[0][0]
-            np.testing.assert_allclose(cam, ref, atol=1e-5)
-
-
-def test_panel_plot_one_figure_one_panel_per_term(tmp_path, monkeypatch):
-    drawn = []
-    monkeypatch.setattr(plots, 'save_figure',
-                        lambda fig, path: drawn.append((fig, path)))
-    model = Toy()
-    optimizer = chainer.optimizers.SGD(lr=0.1)
-    optimizer.setup(model)
-    it = chainer.iterators.SerialIterator([np.ones(1, np.float32)] * 4, 2)
-    trainer = chainer.training.Trainer(
-        chainer.training.StandardUpdater(it, optimizer), (4, 'iteration'),
-        out=str(tmp_path))
-    trainer.extend(extensions.LogReport(trigger=(2, 'iteration')))
-    panels = [term_panel('seg', ['main/loss', 'validation/main/loss']),
-              term_panel('am', ['main/am'])]
-    trainer.extend(PanelPlot(panels, 'loss.png', 'a run'),
-                   trigger=(2, 'iteration'))
-    trainer.run()
-    assert len(drawn) == 2     # at iterations 2 and 4
-    fig, path = drawn[-1]
-    assert path == str(tmp_path / 'loss.png')
-    assert fig._suptitle.get_text() == 'a run'
-    seg, am = [ax for ax in fig.axes if ax.get_visible()]
-    assert seg.get_title() == 'L_seg: softmax cross-entropy'
-    assert seg.get_ylabel() == 'nats per labelled pixel'
-    assert seg.get_xlabel().startswith('iteration')
-    assert seg.lines[0].get_xdata().tolist() == [2, 4]
-    assert [l.get_label() for l in seg.lines] == ['train']
-    assert [t.get_text() for t in am.texts] == ['not logged yet']
-    plt.close(fig)
+    assert err.count('warning: --keep-best map can never write '
+                     'model_best.npz: the validation at iteration 1 reports '
+                     'no map') == 1
+    assert not (out / 'model_best.npz').exists()

@@ -1,4 +1,4 @@
-"""runtime/guards.py: non-finite losses, and --skip-bad."""
+"""training/extensions/guards.py: non-finite losses, and --skip-bad."""
 import os
 
 import chainer
@@ -10,8 +10,8 @@ from datasets import DatasetError
 from helpers import (break_voc, error_line, fcn_batch4_args, run_script,
                      toy_trainer, voc_copy)
 from runtime.errors import NonFiniteError
-from runtime.guards import BadSampleCount, SkipBadSamples
-from runtime.snapshots import list_snapshots, read_snapshot
+from training.extensions.guards import BadSampleCount, SkipBadSamples
+from training.extensions.snapshots import list_snapshots, read_snapshot
 from training.trainer import run_training as finish
 
 
@@ -93,7 +93,6 @@ def test_skip_bad_skips_warns_and_logs(files, tmp_path, monkeypatch, capsys):
 
 def test_gain_nan_loss_names_the_terms_and_keeps_the_last_snapshot(
         files, tmp_path, monkeypatch, capsys):
-    from runtime.snapshots import read_snapshot
     out = tmp_path / 'gain'
     code, err = run_script('train_GAIN', [
         '--dataset', 'voc', '--data-dir', files['voc'], '--modelfile',

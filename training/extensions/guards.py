@@ -1,5 +1,5 @@
-"""Guards of a training run: stop on a non-finite loss, skip bad samples
-on request.
+"""Guards of a training run: stop on a non-finite loss or weight, skip
+bad samples on request.
 
 Every failure here is an exception of :mod:`runtime.errors`.
 """
@@ -7,7 +7,7 @@ import sys
 
 import chainer
 import numpy as np
-from chainer.training import extension
+from chainer.training import extension, extensions
 
 from runtime.errors import DatasetError, NonFiniteError
 
@@ -27,27 +27,6 @@ def _show(value):
     return '%.4g' % value if value.size == 1 else 'array'
 
 
-def nonfinite_params(link):
-    """Names of the parameters of ``link`` holding NaN or inf."""
-    bad = []
-    for name, p in link.namedparams():
-        if p.array is None:
-            continue
-        xp = chainer.backend.get_array_module(p.array)
-        if not bool(xp.isfinite(p.array).all()):
-            bad.append(name)
-    return bad
-
-
-def check_finite_params(link, what):
-    """Raise :class:`NonFiniteError` if a weight of ``link`` is not finite;
-    ``what`` says what is refused (e.g. ``'model.npz not written'``)."""
-    bad = nonfinite_params(link)
-    if bad:
-        raise NonFiniteError('%d parameters hold NaN or inf (e.g. %s); %s'
-                             % (len(bad), bad[0], what))
-
-
 class FiniteLoss(extension.Extension):
     """Stops training at the first iteration whose reported loss terms
     (every ``main/*`` value) are not finite, before anything of that
@@ -60,7 +39,7 @@ class FiniteLoss(extension.Extension):
     trigger = 1, 'iteration'
     priority = extension.PRIORITY_WRITER + 50   # before every other one
 
-    def __init__(self, prefix='main/', describe_last_good=None):
+    def __init__(self, describe_last_good, prefix='main/'):
         self.prefix = prefix
         self.describe_last_good = describe_last_good
 
@@ -73,12 +52,33 @@ class FiniteLoss(extension.Extension):
             return
         values = ', '.join('%s=%s' % (k, _show(terms[k]))
                            for k in sorted(terms))
-        last = (self.describe_last_good() if self.describe_last_good
-                else 'no snapshot')
         raise NonFiniteError(
             'iteration %d: non-finite loss %s (%s); training stopped, '
             'model.npz not written; %s'
-            % (trainer.updater.iteration, ', '.join(bad), values, last))
+            % (trainer.updater.iteration, ', '.join(bad), values,
+               self.describe_last_good()))
+
+
+class FiniteWeights(extensions.FailOnNonNumber):
+    """chainer's check of every trained weight after each update, before
+    anything of that iteration is snapshotted or saved; its RuntimeError
+    becomes one line naming the iteration and the last good snapshot
+    (``describe_last_good()``)."""
+    priority = extension.PRIORITY_WRITER + 50
+
+    def __init__(self, describe_last_good):
+        self.describe_last_good = describe_last_good
+
+    def __call__(self, trainer):
+        try:
+            super().__call__(trainer)
+        except RuntimeError:
+            e = NonFiniteError(
+                'iteration %d: weights hold NaN or inf; training stopped, '
+                'model.npz not written; %s' % (trainer.updater.iteration,
+                                               self.describe_last_good()))
+            e.every_rank = True     # the ranks share their weights
+            raise e
 
 
 class SkipBadSamples(chainer.dataset.DatasetMixin):

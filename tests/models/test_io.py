@@ -1,4 +1,4 @@
-"""runtime/model_files.py: model files saved, loaded and refused."""
+"""models/io.py: model files saved, loaded and refused."""
 import os
 import shutil
 import stat
@@ -9,7 +9,7 @@ import pytest
 from helpers import N_VOC, error_line, gain_args, poison, run_script
 from models import FCN8s
 from runtime.errors import ModelFileError
-from runtime.model_files import load_model, save_model
+from models.io import load_model, save_model
 
 
 def test_project_model_file_round_trip(tmp_path):
@@ -32,8 +32,8 @@ def test_plain_fcn_file_gets_a_fresh_head(pipeline):
 
 
 @pytest.mark.parametrize('name,script,message', [
-    ('missing', 'train_classifier', 'no such model file'),
-    ('dir', 'train_classifier', 'is a directory'),
+    ('missing', 'train_classifier', 'no such file'),
+    ('dir', 'train_classifier', 'a directory, not a regular file'),
     ('truncated', 'train_classifier', 'not a model file'),
     ('npy', 'train_classifier', 'a single array'),
     ('vgg', 'train_classifier', 'not an FCN8s model file'),

@@ -8,26 +8,30 @@ further record the writer adds (``_meta/<key>``, JSON; e.g. ``best`` of
 ``model_best.npz``, see :func:`read_meta`). A plain
 ``fcn.models.FCN8s`` npz (e.g. ``fcn8s_from_caffe.npz``) also loads: its
 architecture is read off the weight shapes and the GAIN head starts fresh.
+Files are data, never code: read without unpickling, through the one
+reader of :mod:`runtime.files`.
 """
 import json
 import os
-import zipfile
 
 import chainer
 import numpy as np
 
 from models.fcn8s import CLASSIFICATION_HEAD, FCN8s
 from runtime.errors import ModelFileError, one_line
-from runtime.files import atomic_write
+from runtime.files import atomic_write, open_input
 
 META = '_meta/'
 _NPZ_MAGIC = b'PK\x03\x04'
 _NPY_MAGIC = b'\x93NUMPY'
+_HEAD = tuple('%s/%s' % (l, p) for l in CLASSIFICATION_HEAD
+              for p in ('W', 'b'))
 
 
 def save_model(path, model, **meta):
-    """Write ``model`` to ``path`` atomically (temp file, then rename);
-    each keyword is recorded as ``_meta/<key>``, its value as JSON."""
+    """Write ``model`` to ``path`` atomically (its directory made if
+    missing); each keyword is recorded as ``_meta/<key>``, its value as
+    JSON."""
     arrays = {name.lstrip('/'): chainer.backend.CpuDevice().send(p.array)
               for name, p in model.namedparams()}
     arrays[META + 'n_class'] = np.int64(model.n_class)
@@ -56,19 +60,7 @@ def load_model(path, n_class=None, width=None, require_head=False):
         ModelFileError: one-line message naming the file.
     """
     arrays = _read_npz(path)
-    if META + 'n_class' in arrays:
-        try:
-            file_n_class = int(arrays[META + 'n_class'])
-            file_width = float(arrays[META + 'width'])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelFileError('%s: unreadable architecture record %s (%s)'
-                                 % (path, META, one_line(e)))
-    else:
-        if 'score_fr/W' not in arrays or 'conv1_1/W' not in arrays:
-            raise ModelFileError('%s: not an FCN8s model file (no score_fr/W '
-                                 'or conv1_1/W)' % path)
-        file_n_class = int(arrays['score_fr/W'].shape[0])
-        file_width = arrays['conv1_1/W'].shape[0] / 64.0
+    file_n_class, file_width = _architecture(path, arrays)
     if n_class is not None and n_class != file_n_class:
         raise ModelFileError('%s: has n_class=%d, expected %d'
                              % (path, file_n_class, n_class))
@@ -79,10 +71,7 @@ def load_model(path, n_class=None, width=None, require_head=False):
         model = FCN8s(file_n_class, file_width)
     except ValueError as e:
         raise ModelFileError('%s: %s' % (path, e))
-
-    head = tuple('%s/%s' % (l, p) for l in CLASSIFICATION_HEAD
-                 for p in ('W', 'b'))
-    has_head = all(k in arrays for k in head)
+    has_head = all(k in arrays for k in _HEAD)
     if require_head and not has_head:
         raise ModelFileError('%s: has no GAIN classification head; train it '
                              'with train_classifier.py first' % path)
@@ -91,20 +80,41 @@ def load_model(path, n_class=None, width=None, require_head=False):
         raise ModelFileError('%s: its classification head was never trained '
                              '(it holds its random start); train it with '
                              'train_classifier.py first' % path)
+    _fill(path, model, arrays, has_head)
+    return model, has_head
+
+
+def _architecture(path, arrays):
+    """``(n_class, width)`` of the file's record, or of its weights."""
+    if META + 'n_class' in arrays:
+        try:
+            return (int(arrays[META + 'n_class']),
+                    float(arrays[META + 'width']))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError('%s: unreadable architecture record %s (%s)'
+                                 % (path, META, one_line(e)))
+    if 'score_fr/W' not in arrays or 'conv1_1/W' not in arrays:
+        raise ModelFileError('%s: not an FCN8s model file (no score_fr/W '
+                             'or conv1_1/W)' % path)
+    return (int(arrays['score_fr/W'].shape[0]),
+            arrays['conv1_1/W'].shape[0] / 64.0)
+
+
+def _fill(path, model, arrays, has_head):
+    """Copy the file's weights into ``model``, each checked (the head's
+    only when the file has one)."""
     for name, param in model.namedparams():
         key = name.lstrip('/')
+        if key in _HEAD and not has_head:
+            continue
         if key not in arrays:
-            if key in head:
-                continue
             raise ModelFileError('%s: missing parameter %s' % (path, key))
         value = arrays[key]
         if value.shape != param.array.shape:
             raise ModelFileError('%s: %s has shape %s, FCN8s(n_class=%d, '
                                  'width=%g) expects %s'
-                                 % (path, key, value.shape, file_n_class,
-                                    file_width, param.array.shape))
-        if key in head and not has_head:
-            continue
+                                 % (path, key, value.shape, model.n_class,
+                                    model.width, param.array.shape))
         if value.dtype.kind not in 'fiub':
             raise ModelFileError('%s: %s is not numeric (%s)'
                                  % (path, key, value.dtype))
@@ -112,7 +122,6 @@ def load_model(path, n_class=None, width=None, require_head=False):
             raise ModelFileError('%s: %s holds NaN or inf values'
                                  % (path, key))
         param.array[...] = value
-    return model, has_head
 
 
 def read_meta(path):
@@ -126,10 +135,10 @@ def read_meta(path):
     for name, value in _read_npz(path).items():
         if not name.startswith(META):
             continue
-        key = name[len(META):]
         try:
-            meta[key] = (json.loads(str(value)) if value.dtype.kind == 'U'
-                         else value.item())
+            meta[name[len(META):]] = (json.loads(str(value))
+                                      if value.dtype.kind == 'U'
+                                      else value.item())
         except ValueError as e:
             raise ModelFileError('%s: unreadable %s (%s)'
                                  % (path, name, one_line(e)))
@@ -151,36 +160,20 @@ def _head_record(path, arrays):
     return record
 
 
-def _is_npy(path):
-    with open(path, 'rb') as f:
-        return f.read(6) == b'\x93NUMPY'
-
-
 def _read_npz(path):
-    if os.path.isdir(path):
-        raise ModelFileError('%s: is a directory, not a model file' % path)
-    if not os.path.isfile(path):
-        raise ModelFileError('%s: no such model file' % path)
-    if not zipfile.is_zipfile(path) and not _is_npy(path):
-        raise ModelFileError('%s: not a model file (not an npz archive)'
-                             % path)
-    try:
-        with open(path, 'rb') as f:
-            magic = f.read(6)
-    except OSError as e:
-        raise ModelFileError('%s: unreadable (%s)' % (path, e.strerror or e))
-    if magic.startswith(_NPY_MAGIC):
-        raise ModelFileError('%s: not a model file (a single array, not an '
-                             'npz archive)' % path)
-    if not magic.startswith(_NPZ_MAGIC):
-        raise ModelFileError('%s: not a model file (%s)' % (
-            path, 'empty' if not magic else 'not an npz archive'))
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise ModelFileError('%s: not a readable npz model file (%s)'
-                             % (path, one_line(e)))
-    except Exception as e:  # zlib.error, struct.error... of a damaged file
-        raise ModelFileError('%s: not a readable npz model file (%s: %s)'
-                             % (path, type(e).__name__, one_line(e)))
+    with open_input(path, 'model', error=ModelFileError) as f:
+        magic = f.read(6)
+        if magic.startswith(_NPY_MAGIC):
+            raise ModelFileError('%s: not a model file (a single array, not '
+                                 'an npz archive)' % path)
+        if not magic.startswith(_NPZ_MAGIC):
+            raise ModelFileError('%s: not a model file (%s)' % (
+                path, 'empty' if not magic else 'not an npz archive'))
+        f.seek(0)
+        try:
+            with np.load(f, allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        except Exception as e:  # zipfile, zlib, numpy errors of a bad file
+            raise ModelFileError('%s: not a model file (a damaged npz '
+                                 'archive, %s: %s)' % (path, type(e).__name__,
+                                                       one_line(e)))

@@ -1,5 +1,5 @@
 """Data-parallel training on ChainerMN (``--communicator NAME``, run
-under ``mpiexec``); what it changes is in the README's section on it.
+under ``mpiexec``); what it changes is in docs/OPERATIONS.md.
 
 Every rank runs the same script. :func:`setup` makes the run's
 :class:`Context` current, and the trainer assembly asks :func:`current` for
@@ -15,13 +15,13 @@ import sys
 
 import numpy as np
 from chainer import backend
-from chainer.serializers import npz
 from chainer.training import extension
 
+from runtime import cli
 from runtime.device import get_device, set_seed
 from runtime.errors import UsageError, one_line
+from runtime.flags import COMMUNICATORS
 
-COMMUNICATORS = ('naive', 'flat', 'non_cuda_aware', 'pure_nccl')
 INSTALL = ('apt-get install openmpi-bin libopenmpi-dev && '
            'pip install -r requirements-mpi.txt')
 
@@ -147,19 +147,10 @@ class Context(object):
         got = self.comm.mpi_comm.allreduce(int(signum or 0), op=MPI.MAX)
         return got or None
 
-    def resume(self, trainer, load):
-        """Rank 0 runs ``load(trainer)`` (picks, checks and loads its
-        snapshot, returns its arrays or None); every other rank loads the
-        same arrays, then reseeds its streams."""
-        if not self.comm or self.size == 1:
-            return load(trainer)
-        arrays = self.on_writer(load, trainer)
-        if arrays is None:
-            return None
-        if not self.is_writer:
-            npz.NpzDeserializer(arrays).load(trainer)
-            set_seed(self.rank_seed(trainer.updater.iteration), self.device)
-        return arrays
+    def reseed(self, iteration):
+        """Reseed this rank's streams after a resume at ``iteration`` (rank
+        0 takes the RNG states of its snapshot)."""
+        set_seed(self.rank_seed(iteration), self.device)
 
     def rank_weights_path(self):
         """``DIR/rank<N>.npz`` of the hidden ``--rank-weights DIR``, where
@@ -261,6 +252,7 @@ def setup(communicator=None, seed=0, device='-1', rank_weights=None):
         _current = Context(_communicator(communicator, device), seed,
                            rank_weights, communicator)
     _current.device = get_device(_current.device_spec(device))
+    cli.ranks = _current
     return _current
 
 

@@ -1,0 +1,117 @@
+"""What a run writes about itself as it goes, under its ``--out``: the
+log, the figures of its logged terms and its attention pictures, each
+through :mod:`runtime.files`."""
+import json
+
+import chainer
+import numpy as np
+from chainer.training import extension, extensions
+
+import visualizations
+from datasets import deprocess
+from models import inference_cams
+from models.gain import erased_cams, soft_erase, soft_mask
+from runtime.files import output_path, write_text
+
+
+class LogReport(extensions.LogReport):
+    """chainer's LogReport writing ``OUT/log`` through
+    :func:`runtime.files.atomic_write` (its own writer moves a file made in
+    a temporary directory, following a link planted at ``log``)."""
+
+    def __init__(self, trigger):
+        super().__init__(trigger=trigger, filename=None)
+
+    def __call__(self, trainer):
+        n = len(self.log)
+        super().__call__(trainer)
+        if len(self.log) != n:
+            write_text(output_path(trainer.out, 'log'),
+                       json.dumps(self.log, indent=4))
+
+
+MAX_ROWS = 8
+
+
+def attention_rows(model, x, labels, sigma, omega, am_mode='joint'):
+    """Image, normalised CAM, soft mask and erased image of each CAM that
+    GAIN erases: one per (image, ground-truth class) in ``'per-class'``
+    mode, one per image for its classes together in ``'joint'`` mode;
+    images without a class have none.
+
+    Args:
+        x: ``(N, 3, H, W)`` preprocessed images; labels ``(N, K)`` multi-hot.
+    Returns:
+        list of ``(classes, img, cam, mask, erased_img)`` numpy arrays;
+        ``classes``: the CAM's label indices (0-based columns of labels).
+    """
+    to_cpu = chainer.backend.CpuDevice().send
+    xp = model.xp
+    image, targets = erased_cams(to_cpu(labels), am_mode, x.dtype)
+    if not len(image):
+        return []
+    x = x[xp.asarray(image)]
+    cam = inference_cams(model, x, xp.asarray(targets))
+    mask = soft_mask(cam, sigma, omega)
+    with chainer.no_backprop_mode():
+        erased = soft_erase(x, cam, sigma, omega).array
+    cam, mask, erased, x = (to_cpu(v) for v in (cam, mask, erased, x))
+    return [(np.flatnonzero(targets[i]), deprocess(x[i]), cam[i], mask[i],
+             deprocess(erased[i])) for i in range(len(x))]
+
+
+class AttentionSnapshot(chainer.training.Extension):
+    """Writes ``out/attention/iter_<N>.png`` for a fixed set of examples
+    ``(x, label_map, labels, ...)`` so attention can be watched as it moves: a
+    row per CAM that GAIN erases (``am_mode``), named by its classes (of
+    ``class_names``, background first), at most :data:`MAX_ROWS`; also to
+    ``tensorboard`` (a
+    :class:`training.extensions.tensorboard.TensorBoard`) as the image
+    ``attention``."""
+
+    def __init__(self, model, examples, sigma=0.5, omega=10.0,
+                 am_mode='joint', class_names=None, tensorboard=None):
+        self.model = model
+        self.tensorboard = tensorboard
+        self.x = np.stack([e[0] for e in examples])
+        self.labels = np.stack([e[2] for e in examples])
+        self.sigma, self.omega, self.am_mode = sigma, omega, am_mode
+        self.class_names = class_names or ['background'] + [
+            'class %d' % c for c in range(1, self.labels.shape[1] + 1)]
+
+    def __call__(self, trainer):
+        device = self.model.device
+        rows = attention_rows(self.model, device.send(self.x),
+                              device.send(self.labels), self.sigma,
+                              self.omega, self.am_mode)[:MAX_ROWS]
+        named = [(' + '.join(self.class_names[c + 1] for c in classes),
+                  img, cam, mask, erased)
+                 for classes, img, cam, mask, erased in rows]
+        it = trainer.updater.iteration
+        path = output_path(trainer.out, 'attention', 'iter_%06d.png' % it)
+        visualizations.save_figure(
+            visualizations.attention_grid_figure(
+                named, 'iteration %d, --am-mode %s' % (it, self.am_mode)),
+            path)
+        if self.tensorboard is not None:
+            self.tensorboard.add_image_file(trainer, 'attention', path)
+
+
+class PanelPlot(extension.Extension):
+    """Draws ``out/<filename>``: one panel per
+    :class:`visualizations.Panel`, the values the LogReport logged (a mean
+    per log interval) against the iteration, under the figure title
+    ``title``. Extend it after the LogReport, with the LogReport's
+    trigger; it reads the log, so a resumed run draws its whole history.
+    Kept by hand: chainer's PlotReport draws one axes per file, without
+    the titles and units of the loss terms."""
+
+    def __init__(self, panels, filename, title, log_report='LogReport'):
+        self.panels, self.filename, self.title = panels, filename, title
+        self.log_report = log_report
+
+    def __call__(self, trainer):
+        log = trainer.get_extension(self.log_report).log
+        visualizations.save_figure(
+            visualizations.log_figure(log, self.panels, self.title),
+            output_path(trainer.out, self.filename))
