@@ -30,6 +30,7 @@ from pipeline import orchestrator
 from pipeline.jobs import HERE, json_or_none
 from pipeline.presets import (PRESETS, add_preset_flags, classifier_args,
                               fcn_args, gain_args, preset_of)
+from runtime.files import open_input
 
 KEYS = ['mean_iu', 'map', 'attention_miou_tuned', 'attention_miou_fixed',
         'pointing_15px', 'energy_box', 'zero_cams', 'cue_gap_absent',
@@ -108,28 +109,27 @@ def differences(records, seeds):
     return bootstrap.differences(COMPARISONS, pairs)
 
 
-#: ``{name in --media: (job, file in its --out)}``; ``gain``: the first
-#: seed's; None: the attention picture of its last update.
-PICTURES = {'attention_before_after.png': ('visualize', 'overview.png'),
-            'attention_miou_vs_tau.png': ('test', 'attention_miou.png'),
-            'loss_classifier.png': ('classifier', 'loss.png'),
-            'loss_gain.png': ('gain', 'loss.png'),
-            'attention_val_gain.png': ('gain', 'attention_val.png'),
-            'loss_gain_ext.png': ('gain_ext', 'loss.png'),
-            'attention_during_gain.png': ('gain', None),
-            'loss_fcn.png': ('fcn', 'loss.png')}
-
-
-def pictures(args, cfg, jobs):
-    """``{name in --media: its bytes}`` (:data:`PICTURES`) of ``jobs``."""
-    jobs = dict(jobs, gain=jobs['gain_seed%d' % args.seeds[0]],
-                gain_ext=jobs['gain_ext_seed%d' % args.seeds[0]])
-    last = os.path.join('attention', 'iter_%06d.png' % cfg['gain_iterations'])
+def pictures(args, cfg, models, others):
+    """``{name in --media: bytes}``: the pictures of the runs."""
+    first, ext = (models['%s_seed%d' % (v, args.seeds[0])].out
+                  for v in ('gain', 'gain_ext'))
+    paths = {'attention_before_after.png': others['visualize'].path,
+             'attention_miou_vs_tau.png': os.path.join(
+                 others['test'].out, 'attention_miou.png'),
+             'loss_classifier.png': os.path.join(models['classifier'].out,
+                                                 'loss.png'),
+             'loss_gain.png': os.path.join(first, 'loss.png'),
+             'attention_val_gain.png': os.path.join(first,
+                                                    'attention_val.png'),
+             'loss_gain_ext.png': os.path.join(ext, 'loss.png'),
+             'attention_during_gain.png': os.path.join(
+                 first, 'attention', 'iter_%06d.png' % cfg['gain_iterations'])}
+    if 'fcn' in others:
+        paths['loss_fcn.png'] = os.path.join(others['fcn'].out, 'loss.png')
     found = {}
-    for name, (job, picture) in PICTURES.items():
-        if job in jobs:
-            with open(os.path.join(jobs[job].out, picture or last), 'rb') as f:
-                found[name] = f.read()
+    for name, path in paths.items():
+        with open_input(path, 'image') as f:
+            found[name] = f.read()
     return found
 
 
@@ -164,10 +164,10 @@ def main():
                 for n, m in metrics.items()},
         rows=rows_of(metrics, args.seeds),
         differences=differences(records, args.seeds))
-    run.publish(args.media, dict(pictures(args, cfg, dict(
-        models, **others)), **{'results.json': results, 'RESULTS.md': (
-            report.results_page(results, KEYS, json_or_none(os.path.join(
-                args.media, 'experiment.json'))))}), 'demo')
+    page = report.results_page(results, KEYS, json_or_none(os.path.join(
+        args.media, 'experiment.json')))
+    run.publish(args.media, dict(pictures(args, cfg, models, others), **{
+        'results.json': results, 'RESULTS.md': page}), 'demo')
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ import pytest
 from datasets import shapes
 import weak
 from helpers import ROOT, processes_holding, wait_for
+from pipeline.jobs import json_or_none
 
 #: The command line of the tiny run, with paths relative to its directory
 #: (so that a copy of the directory is the same run).
@@ -150,13 +151,17 @@ def test_a_replaced_model_reruns_what_reads_it_and_links_are_replaced(
 def test_sigterm_stops_every_job_and_a_rerun_resumes_and_reruns_downstream(
         first_run, tmp_path):
     work = copy_of(first_run, tmp_path)
-    longer = ['--classifier-iterations', '60']
+    longer = ['--classifier-iterations', '100']
     proc = start(work, *longer)
     for line in proc.stdout:
         if line.startswith('== classifier_cam_seed0 (output in'):
             break
-    log = work / 'weak' / 'logs' / 'classifier_cam_seed0.txt'
-    wait_for(lambda: 'iteration 10/60' in log.read_text(), 'training')
+    reported = work / 'weak' / 'classifier_cam_seed0' / 'log'
+
+    def training():     # its LogReport has logged iteration 10 of 100
+        log = json_or_none(str(reported))
+        return bool(log) and log[-1]['iteration'] >= 10
+    wait_for(training, 'training')
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate()
     assert proc.returncode == 128 + signal.SIGTERM
@@ -168,9 +173,10 @@ def test_sigterm_stops_every_job_and_a_rerun_resumes_and_reruns_downstream(
     # resumes from its snapshot
     assert run(work, *longer) == (JOBS - {'fcn_full_seed0'},
                                   {'fcn_full_seed0'})
+    log = work / 'weak' / 'logs' / 'classifier_cam_seed0.txt'
     assert 'resuming from' in log.read_text()
     with open(str(work / 'media' / 'weak.json')) as f:
-        assert json.load(f)['config']['classifier_iterations'] == 60
+        assert json.load(f)['config']['classifier_iterations'] == 100
 
 
 @pytest.mark.parametrize('linked', ['', 'logs', 'lists'])
