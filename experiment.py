@@ -16,7 +16,7 @@ Rows, per seed ``s`` (all from the shipped stand-in FCN8s):
 Every model is evaluated on ``tune`` (where each model's attention
 threshold tau is chosen), on ``test`` (read once, for the reported
 numbers) and on ``val`` (in-distribution mAP). The settings themselves
-(``training.presets``) were chosen on ``tune``. Differences: ``control -
+(``pipeline.presets``) were chosen on ``tune``. Differences: ``control -
 classifier`` (fine-tuning alone), ``gain - control`` (what L_am adds),
 ``gain_ext - gain`` (what pixel supervision adds), ``gain - gain_no_seg``
 (what L_seg adds); each in percentage points with the 95 % percentile
@@ -27,25 +27,21 @@ side of 0.
 
 Writes ``media/experiment.json``, ``media/EXPERIMENT.md`` and the pictures
 ``media/experiment_differences.png`` and ``media/experiment_tau.png``;
-the runs go to ``--out`` (a rerun reuses every finished job of the same
-command line).
+the runs go to ``--out`` (a rerun reuses every job whose command and
+inputs are unchanged).
 """
-import argparse
-import json
 import os
 import sys
-import time
 
 import numpy as np
 
 import visualizations
 from datasets import shapes
 from metrics import bootstrap, report
-from runtime import flags
 from metrics.records import load_records
-from runtime.files import write_text
-from runtime.jobs import HERE, Job, JobFailed, run_jobs
-from training.presets import (VARIANTS, add_preset_flags, classifier_args,
+from pipeline import orchestrator
+from pipeline.jobs import HERE
+from pipeline.presets import (VARIANTS, add_preset_flags, classifier_args,
                               gain_args, preset_of)
 
 ROWS = ('classifier', 'control', 'gain', 'gain_ext', 'gain_no_seg')
@@ -87,15 +83,12 @@ def metric(key):
     return 'test', bootstrap.metric(key)
 
 
-def jobs_of(cfg, stand_in, seeds, out, device, data_dir):
-    """``(classifiers, gains, evaluations)``: the jobs of every seed."""
-    logs = os.path.join(out, 'logs')
-
-    def job(title, script, name, args, **kw):
-        return Job(title, script, os.path.join(out, name),
-                   list(args) + ['--device', device, '--dataset', 'shapes',
-                                 '--data-dir', data_dir],
-                   os.path.join(logs, name.replace('/', '_') + '.txt'), **kw)
+def jobs_of(run, cfg, stand_in, seeds):
+    """``(classifiers, gains, evaluations)``: the jobs of every seed;
+    ``run``: the :class:`pipeline.orchestrator.Pipeline`."""
+    def job(title, script, name, args):
+        return run.job(name, script, list(args) + [
+            '--dataset', 'shapes', '--data-dir', run.data_dir], title)
 
     classifiers = {s: job('classifier seed %d' % s, 'train_classifier.py',
                           'classifier_seed%d' % s,
@@ -107,31 +100,22 @@ def jobs_of(cfg, stand_in, seeds, out, device, data_dir):
     evaluations = {}
     for split in SPLITS:
         for s in seeds:
-            models = [classifiers[s]] + [gains[v, s] for v in ROWS[1:]]
-            args = ['--split', split, '--modelfile'] + [
-                m.path for m in models] + ['--names'] + list(ROWS)
-            if split == 'val':
-                args.append('--no-attention')
-            else:
-                args += ['--tau', cfg['sigma']]
+            extra = ['--no-attention'] if split == 'val' else [
+                '--tau', cfg['sigma']]
             if split == 'test':
-                args += ['--tau-from', evaluations['tune', s].path]
-            evaluations[split, s] = job(
-                'evaluate %s seed %d' % (split, s), 'evaluate.py',
-                'eval/%s_seed%d' % (split, s), args, product='metrics.json',
-                restart=None)
+                extra += ['--tau-from', evaluations['tune', s].path]
+            evaluations[split, s] = run.evaluation(
+                'eval/%s_seed%d' % (split, s), split, dict(zip(ROWS, [
+                    classifiers[s]] + [gains[v, s] for v in ROWS[1:]])),
+                *extra, title='evaluate %s seed %d' % (split, s))
     return classifiers, gains, evaluations
 
 
-def load(evaluations, seeds):
+def load(evaluations):
     """``{(split, seed): ({row: metrics}, {row: records})}``."""
-    out = {}
-    for (split, s), job in evaluations.items():
-        with open(job.path) as f:
-            models = json.load(f)['models']
-        records, _ = load_records(os.path.join(job.out, 'per_image.npz'))
-        out[split, s] = models, records
-    return out
+    return {key: (job.read()['models'], load_records(
+        os.path.join(job.out, 'per_image.npz'))[0])
+        for key, job in evaluations.items()}
 
 
 def row_summaries(results, seeds):
@@ -179,10 +163,9 @@ def goals(diffs):
     return out
 
 
-def write_media(media, result):
-    os.makedirs(media, exist_ok=True)
-    write_text(os.path.join(media, 'experiment.json'),
-               json.dumps(result, indent=1, sort_keys=True))
+def write_media(run, media, result):
+    """The pictures, experiment.json and EXPERIMENT.md."""
+    orchestrator.new_dir(media)
     rows = list(result['rows'].items())
     taus = visualizations.tau_curves_figure(
         {name: (np.mean(r['tau_curve_tune'], 0), np.mean(r['tau_curve_test'],
@@ -209,8 +192,8 @@ def write_media(media, result):
         goals=goal_lines, ap=ap_table(rows, result['class_names']),
         sigma=result['config']['sigma'],
         resamples=result['resamples'], images=result['test_images'])
-    write_text(os.path.join(media, 'EXPERIMENT.md'), text)
-    return text
+    run.publish(media, {'experiment.json': result, 'EXPERIMENT.md': text},
+                'experiment')
 
 
 def ap_table(rows, class_names):
@@ -265,66 +248,38 @@ chosen) and on `test` (solid).
 
 
 def main():
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--device', default='-1',
-                   help='-1 for the CPU, N for GPU N')
+    p = orchestrator.parser(__doc__, 'experiment', seeds=[0, 1, 2, 3, 4],
+                            resamples=True)
     add_preset_flags(p)
-    p.add_argument('--seeds', type=flags.seed, nargs='+',
-                   default=[0, 1, 2, 3, 4], help='seeds of every stage')
-    p.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
-                   help='jobs at a time on a CPU (1 on a GPU)')
-    p.add_argument('--resamples', type=int, default=bootstrap.N_RESAMPLES,
-                   help='bootstrap resamples of the test images')
-    p.add_argument('--data-dir', default=None,
-                   help='a shapes dataset (default: the generated one)')
-    p.add_argument('--out', default=os.path.join(HERE, 'runs', 'experiment'),
-                   help='directory of the runs')
-    p.add_argument('--media', default=os.path.join(HERE, 'media'),
-                   help='where experiment.json, EXPERIMENT.md and the '
-                   'pictures go')
-    args = p.parse_args()
-    if len(args.seeds) < 2 or len(set(args.seeds)) != len(args.seeds):
+    args = orchestrator.parse(p)
+    if len(args.seeds) < 2:
         p.error('--seeds: at least two distinct seeds (a spread needs two)')
     args.preset = args.preset or 'cpu'   # the shipped stand-in's, also on a GPU
     preset, cfg = preset_of(args)
-    gpu = str(args.device) not in ('-1', '@numpy')
-    parallel = 1 if gpu else max(1, args.jobs)
-    start = time.time()
-    data_dir = args.data_dir or shapes.ensure()
-    print('== dataset: %s' % data_dir, flush=True)
-    classifiers, gains, evaluations = jobs_of(cfg, args.stand_in, args.seeds,
-                                              args.out, args.device, data_dir)
-    try:
-        run_jobs(list(classifiers.values()), parallel, args.device)
-        # the cheap runs without L_seg last, to fill the final slots
-        order = sorted(gains.values(), key=lambda j: 'no_seg' in j.title)
-        run_jobs(order, parallel, args.device)
-        for split in SPLITS:
-            run_jobs([j for (sp, _), j in evaluations.items()
-                      if sp == split], parallel, args.device)
-    except JobFailed as e:
-        sys.exit(str(e))
-    results = load(evaluations, args.seeds)
+    run = orchestrator.Pipeline(args)
+    classifiers, gains, evaluations = jobs_of(run, cfg, args.stand_in,
+                                              args.seeds)
+    run.run(classifiers)
+    # the cheap runs without L_seg last, to fill the final slots
+    run.run(sorted(gains.values(), key=lambda j: 'no_seg' in j.title))
+    for split in SPLITS:
+        run.run([j for (sp, _), j in evaluations.items() if sp == split])
+    results = load(evaluations)
     taus = results['tune', args.seeds[0]][0]['classifier'][
         'attention_curve']['tau']
     diffs = differences(results, args.seeds, args.resamples)
     test_images = bootstrap.n_images(
         results['test', args.seeds[0]][1]['classifier'])
     result = dict(
-        wall_s=round(time.time() - start), seeds=args.seeds,
+        wall_s=run.seconds(), seeds=args.seeds,
         command=' '.join(['experiment.py'] + sys.argv[1:]), preset=preset,
         config=cfg, stand_in=os.path.relpath(args.stand_in, HERE),
         resamples=args.resamples, test_images=test_images, taus=taus,
-        data_dir=data_dir, class_names=list(shapes.CLASS_NAMES[1:]),
+        data_dir=run.data_dir, class_names=list(shapes.CLASS_NAMES[1:]),
         rows=row_summaries(results, args.seeds), differences=diffs)
     result['goals'] = goals(diffs)
-    text = write_media(args.media, result)
-    print(text)
-    print('== experiment finished in %.0f s; see %s'
-          % (result['wall_s'], os.path.join(args.media, 'EXPERIMENT.md')))
+    write_media(run, args.media, result)
 
 
 if __name__ == '__main__':
-    main()
+    orchestrator.main(main)

@@ -35,22 +35,19 @@ used, the pseudo labels' mIoU (train), the FCN's Mean IU (test) with the
 its share of the fully supervised Mean IU; the differences GAIN -
 classifier_cam and GAIN_ext 15 % - GAIN with paired bootstrap intervals.
 """
-import argparse
 import csv
-import json
 import os
 import sys
-import time
 
 import numpy as np
 
 from datasets import get_dataset, shapes
 from metrics import bootstrap
-from runtime import flags
 from metrics.records import load_records
-from runtime.files import write_text
-from runtime.jobs import HERE, Job, JobFailed, run_jobs
-from training.presets import PRESETS, classifier_args, gain_args
+from pipeline import orchestrator
+from pipeline.jobs import HERE, make_dir
+from pipeline.presets import PRESETS, classifier_args, gain_args
+from runtime.files import atomic_write
 
 STAND_IN = os.path.join(HERE, 'models', 'pretrained',
                         'fcn8s_shapes_cls_v1.npz')
@@ -81,97 +78,64 @@ def write_lists(data_dir, seeds, out):
     labels for every image, and for each seed and GAIN_ext share the masks
     of that share of images, drawn by the seed. ``{(row, seed): path}``
     plus ``{'val': path}`` (labels only)."""
-    names = shapes.CLASS_NAMES
     lists = {}
     for split in ('train', 'val'):
         dataset = get_dataset('shapes', data_dir, split,
                               layout='classification')
         rows = [('JPEGImages/%s.jpg' % i, ' '.join(
-            names[c + 1] for c in np.flatnonzero(labels)))
+            shapes.CLASS_NAMES[c + 1] for c in np.flatnonzero(labels)))
             for i, labels in zip(dataset.ids, dataset.labels)]
         if split == 'val':
-            lists['val'] = _write_csv(os.path.join(out, 'val.csv'), rows)
+            lists['val'] = _write_csv(os.path.join(out, 'val.csv'),
+                                      [('image', 'labels')] + rows)
             continue
         for row, share in CAM_ROWS.items():
             for s in seeds:
-                masked = set()
-                if share:
-                    n = int(round(share * len(rows)))
-                    masked = set(np.random.RandomState(s).choice(
-                        len(rows), n, replace=False).tolist())
+                n = int(round((share or 0) * len(rows)))
+                masked = set(np.random.RandomState(s).choice(
+                    len(rows), n, replace=False).tolist()) if n else ()
                 lists[row, s] = _write_csv(
                     os.path.join(out, '%s_seed%d.csv' % (row, s)),
-                    [r + ('SegmentationClass/%s.png' % dataset.ids[k]
-                          if k in masked else '',)
-                     for k, r in enumerate(rows)])
+                    [('image', 'labels', 'mask')] + [r + (
+                        'SegmentationClass/%s.png' % dataset.ids[k]
+                        if k in masked else '',) for k, r in enumerate(rows)])
     return lists
 
 
 def _write_csv(path, rows):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(('image', 'labels', 'mask')[:len(rows[0])])
-        writer.writerows(rows)
+    with atomic_write(path) as f:
+        csv.writer(f).writerows(rows)
     return path
 
 
 def parse_args():
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--device', default='-1',
-                   help='-1 for the CPU, N for GPU N')
-    p.add_argument('--seeds', type=flags.seed, nargs='+', default=[0, 1, 2],
-                   help='seeds of every stage')
-    p.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
-                   help='jobs at a time on a CPU (1 on a GPU)')
+    p = orchestrator.parser(__doc__, 'weak', seeds=[0, 1, 2], resamples=True)
     p.add_argument('--fcn-iterations', type=int, default=300,
                    help='updates of each FCN8s (8 images each)')
     p.add_argument('--classifier-iterations', type=int, default=None,
                    help='override the preset\'s')
     p.add_argument('--gain-iterations', type=int, default=None,
                    help='override the preset\'s')
-    p.add_argument('--resamples', type=int, default=bootstrap.N_RESAMPLES,
-                   help='bootstrap resamples of the test images')
     p.add_argument('--stand-in', default=STAND_IN,
                    help='the classification-only FCN8s every row starts '
                    'from')
-    p.add_argument('--data-dir', default=None,
-                   help='a shapes dataset (default: the generated one)')
-    p.add_argument('--out', default=os.path.join(HERE, 'runs', 'weak'),
-                   help='directory of the runs')
-    p.add_argument('--media', default=os.path.join(HERE, 'media'),
-                   help='where weak.json and WEAK.md go')
     p.add_argument('--sweep', action='store_true',
                    help='only steps 1-3 for classifier_cam and gain under '
                    'each GAIN setting of SWEEP, scored on tune (test is not '
                    'read): writes MEDIA/weak_sweep.json and OUT/sweep')
-    args = p.parse_args()
-    if len(set(args.seeds)) != len(args.seeds):
-        p.error('--seeds must be distinct')
-    return args
+    return orchestrator.parse(p)
 
 
-class Stages(object):
-    """Steps 1-6 of the module docstring as jobs (``runtime.jobs``) of one
-    seed list; each method runs one stage over every row and seed."""
+class Stages(orchestrator.Pipeline):
+    """Steps 1-6 of the module docstring as jobs of one seed list in
+    ``--out`` (or its subdirectory ``sub``); each method runs one stage
+    over every row and seed."""
 
-    def __init__(self, args, cfg, data_dir):
-        self.args, self.cfg, self.data_dir = args, cfg, data_dir
-        self.lists = write_lists(data_dir, args.seeds,
-                                 os.path.join(args.out, 'lists'))
-        self.parallel = 1 if str(args.device) not in ('-1', '@numpy') \
-            else max(1, args.jobs)
-
-    def job(self, name, script, a, **kw):
-        return Job(name, script, os.path.join(self.args.out, name),
-                   [str(v) for v in a] + ['--device', self.args.device],
-                   os.path.join(self.args.out, 'logs', name + '.txt'), **kw)
-
-    def run(self, jobs):
-        run_jobs(list(jobs.values()), self.parallel, self.args.device)
-        return jobs
+    def __init__(self, args, cfg, sub=None):
+        super().__init__(args, sub)
+        self.args, self.cfg = args, cfg
+        self.lists = write_lists(self.data_dir, args.seeds,
+                                 make_dir(os.path.join(self.out, 'lists')))
 
     def _listed(self, row, s):
         return ['--dataset', 'list', '--data-dir', self.data_dir, '--split',
@@ -211,18 +175,11 @@ class Stages(object):
         every model of ``cams``, one evaluation per seed; each model's
         ``attention_tau`` is its threshold."""
         names = list(dict.fromkeys(n for n, _ in cams))
-        tune = self.run({s: self.job('eval_tune_seed%d' % s, 'evaluate.py', [
-            '--dataset', 'shapes', '--data-dir', self.data_dir, '--split',
-            'tune', '--tau', self.cfg['sigma'],
-            '--modelfile'] + [cams[n, s].path for n in names] +
-            ['--names'] + names, product='metrics.json', restart=None)
-            for s in self.args.seeds})
-        metrics = {}
-        for s, j in tune.items():
-            with open(j.path) as f:
-                models = json.load(f)['models']
-            metrics.update({(n, s): models[n] for n in names})
-        return metrics
+        tune = self.run({s: self.evaluation(
+            'eval_tune_seed%d' % s, 'tune', {n: cams[n, s] for n in names},
+            '--tau', self.cfg['sigma']) for s in self.args.seeds})
+        return {(n, s): j.read()['models'][n] for s, j in tune.items()
+                for n in names}
 
     def pseudo_labels(self, cams, taus):
         """Step 4: ``{(row, seed): job}`` writing each pseudo-label set."""
@@ -230,8 +187,7 @@ class Stages(object):
             'pseudo_%s_seed%d' % (r, s), 'make_pseudo_labels.py', [
                 '--dataset', 'shapes', '--data-dir', self.data_dir,
                 '--split', 'train', '--modelfile', cams[r, s].path, '--low',
-                taus[r, s], '--high', taus[r, s]],
-            product='pseudo_labels.json') for r, s in cams})
+                taus[r, s], '--high', taus[r, s]]) for r, s in cams})
 
     def segmenters(self, pseudo):
         """Steps 5-6: ``{seed: per-image test records of every row}``."""
@@ -248,12 +204,9 @@ class Stages(object):
                 '--split', 'train', '--voc-layout', 'segmentation', '--seed',
                 s] + common) for s in seeds})
         self.run(fcns)
-        tests = self.run({s: self.job('eval_test_seed%d' % s, 'evaluate.py', [
-            '--dataset', 'shapes', '--data-dir', self.data_dir, '--split',
-            'test', '--voc-layout', 'segmentation', '--no-attention',
-            '--modelfile'] + [fcns[r, s].path for r in ROWS] + ['--names'] +
-            list(ROWS), product='metrics.json', restart=None)
-            for s in seeds})
+        tests = self.run({s: self.evaluation(
+            'eval_test_seed%d' % s, 'test', {r: fcns[r, s] for r in ROWS},
+            '--voc-layout', 'segmentation', '--no-attention') for s in seeds})
         return {s: load_records(os.path.join(j.out, 'per_image.npz'))[0]
                 for s, j in tests.items()}
 
@@ -264,8 +217,7 @@ def summarize(args, records, pseudo, taus):
     seeds = args.seeds
     pseudo_miou = {}
     for (r, s), j in pseudo.items():
-        with open(j.path) as f:
-            pseudo_miou.setdefault(r, []).append(json.load(f)['mean_iu'])
+        pseudo_miou.setdefault(r, []).append(j.read()['mean_iu'])
     rows = {}
     for r in ROWS:
         mean_iu = bootstrap.value(bootstrap.mean_iu,
@@ -293,11 +245,11 @@ def gain_config(cfg, setting):
         setting['iterations_factor'] * cfg['gain_iterations']))
 
 
-def sweep(args, cfg, data_dir):
+def sweep(args, cfg):
     """Steps 1-3 for ``classifier_cam`` and ``gain`` under each SWEEP
-    setting; attention mIoU and mAP on ``tune`` per setting, the choice."""
-    args.out = os.path.join(args.out, 'sweep')
-    stages = Stages(args, cfg, data_dir)
+    setting, in OUT/sweep; attention mIoU and mAP on ``tune`` per
+    setting, the choice."""
+    stages = Stages(args, cfg, 'sweep')
     cams = stages.classifiers()
     settings = {'classifier_cam': None}
     for setting in SWEEP:
@@ -316,9 +268,7 @@ def sweep(args, cfg, data_dir):
     result = dict(command=' '.join(['weak.py'] + sys.argv[1:]),
                   seeds=args.seeds, config=cfg, split='tune', rows=rows,
                   chosen=rows[best]['setting'])
-    os.makedirs(args.media, exist_ok=True)
-    write_text(os.path.join(args.media, 'weak_sweep.json'),
-               json.dumps(result, indent=1, sort_keys=True))
+    stages.publish(args.media, {'weak_sweep.json': result})
     for name, row in rows.items():
         print('%-20s attention mIoU %s, mAP %s (tune, seeds %s)' % (
             name, ' '.join('%.1f' % v for v in row['attention_miou']),
@@ -334,36 +284,27 @@ def main():
     for key in ('classifier_iterations', 'gain_iterations'):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
-    start = time.time()
-    data_dir = args.data_dir or shapes.ensure()
-    print('== dataset: %s' % data_dir, flush=True)
-    try:
-        if args.sweep:
-            sweep(args, cfg, data_dir)
-            return
-        cfg = gain_config(cfg, CHOSEN)
-        stages = Stages(args, cfg, data_dir)
-        cams = stages.classifiers()
-        cams.update(stages.gains(cams))
-        taus = {k: m['attention_tau']
-                for k, m in stages.tune_metrics(cams).items()}
-        pseudo = stages.pseudo_labels(cams, taus)
-        records = stages.segmenters(pseudo)
-    except JobFailed as e:
-        sys.exit(str(e))
-
+    if args.sweep:
+        sweep(args, cfg)
+        return
+    cfg = gain_config(cfg, CHOSEN)
+    stages = Stages(args, cfg)
+    cams = stages.classifiers()
+    cams.update(stages.gains(cams))
+    taus = {k: m['attention_tau']
+            for k, m in stages.tune_metrics(cams).items()}
+    pseudo = stages.pseudo_labels(cams, taus)
+    records = stages.segmenters(pseudo)
     rows, differences = summarize(args, records, pseudo, taus)
-    result = dict(wall_s=round(time.time() - start), seeds=args.seeds,
+    result = dict(wall_s=stages.seconds(), seeds=args.seeds,
                   command=' '.join(['weak.py'] + sys.argv[1:]),
                   config=dict(cfg, fcn_iterations=args.fcn_iterations),
                   stand_in=os.path.relpath(args.stand_in, HERE),
                   resamples=args.resamples, rows=rows,
                   differences=differences)
     result['goals'] = goals(result)
-    text = write_media(args.media, result)
-    print(text)
-    print('== weak track finished in %.0f s; see %s'
-          % (result['wall_s'], os.path.join(args.media, 'WEAK.md')))
+    stages.publish(args.media, {'weak.json': result, 'WEAK.md': markdown(
+        result)}, 'weak track')
 
 
 def goals(result):
@@ -384,10 +325,8 @@ def goals(result):
                  share=share, met=share >= 0.7)]
 
 
-def write_media(media, result):
-    os.makedirs(media, exist_ok=True)
-    write_text(os.path.join(media, 'weak.json'),
-               json.dumps(result, indent=1, sort_keys=True))
+def markdown(result):
+    """WEAK.md of weak.json's ``result``."""
     lines = ['| row | supervision | pseudo-label mIoU (train) | FCN8s Mean IU '
              '(test) | 95 % interval | share of full |',
              '|---|---|---|---|---|---|']
@@ -415,7 +354,6 @@ def write_media(media, result):
                        table='\n'.join(lines), diffs='\n'.join(diffs),
                        goals=goal_lines, stand_in=result['stand_in'],
                        fcn=result['config']['fcn_iterations'])
-    write_text(os.path.join(media, 'WEAK.md'), text)
     return text
 
 
@@ -446,4 +384,4 @@ Goals:
 
 
 if __name__ == '__main__':
-    main()
+    orchestrator.main(main)

@@ -23,7 +23,7 @@ if ROOT not in sys.path:
 from runtime import cli, flags  # NOQA: E402
 from runtime.errors import UsageError  # NOQA: E402
 from bench import tensorboard_server as tensorboard  # NOQA: E402
-from training.presets import STAND_IN  # NOQA: E402
+from pipeline.presets import STAND_IN  # NOQA: E402
 
 # the cards shown
 TAGS = ('^attention$|^main/(loss|am)$|'

@@ -557,3 +557,81 @@ def gain_grads(model, arrays, weights=None, loss_scale=None, **kwargs):
     loss.backward(loss_scale=loss_scale)
     grads = {name: p.grad for name, p in model.namedparams()}
     return loss, grads
+
+
+# -- the pipeline's jobs ------------------------------------------------------
+#: A stand-in for a training script (its name starts with ``train_``): it
+#: writes OUT/model.npz, its ``--tag`` followed by the contents of its
+#: ``--modelfile`` and of the files under its ``--data-dir``, after
+#: ``--sleep`` seconds; SIGTERM writes OUT/snapshot_iter_1.npz and ends it
+#: (exit 143); it resumes from that snapshot unless ``--force``, saying so.
+FAKE_TRAINING = r'''
+import argparse, os, signal, sys, time
+p = argparse.ArgumentParser()
+for flag in ('--out', '--modelfile', '--data-dir', '--tag', '--device'):
+    p.add_argument(flag, default='')
+p.add_argument('--sleep', type=float, default=0)
+p.add_argument('--force', action='store_true')
+a = p.parse_args()
+print('args:', ' '.join(sys.argv[1:]), flush=True)
+os.makedirs(a.out, exist_ok=True)
+snapshot = os.path.join(a.out, 'snapshot_iter_1.npz')
+if os.path.exists(snapshot) and not a.force:
+    print('resuming from', snapshot, flush=True)
+    a.sleep = 0
+
+
+def stop(signum, frame):
+    open(snapshot, 'w').close()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, stop)
+print('started', flush=True)
+time.sleep(a.sleep)
+data = a.tag + (open(a.modelfile).read() if a.modelfile else '')
+for d, _, names in os.walk(a.data_dir or os.devnull):
+    data += ''.join(open(os.path.join(d, n)).read() for n in sorted(names))
+with open(os.path.join(a.out, 'model.npz'), 'w') as f:
+    f.write(data)
+'''
+
+
+def fake_job(root, name, *args):
+    """A :class:`pipeline.jobs.Job` of :data:`FAKE_TRAINING` writing
+    ``root/out/name``."""
+    from pipeline.jobs import Job
+    script = os.path.join(str(root), 'train_fake.py')
+    if not os.path.exists(script):
+        with open(script, 'w') as f:
+            f.write(FAKE_TRAINING)
+    out = os.path.join(str(root), 'out')
+    for d in (out, os.path.join(out, 'logs')):
+        os.makedirs(d, exist_ok=True)
+    return Job(name, script, os.path.join(out, name), list(args),
+               os.path.join(out, 'logs', name + '.txt'))
+
+
+def processes_holding(text, cwd=None):
+    """The ids of the processes whose command line holds ``text`` (and
+    whose working directory is ``cwd``)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                if text.encode() in f.read() and (cwd is None or os.readlink(
+                        '/proc/%s/cwd' % pid) == os.path.realpath(cwd)):
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def wait_for(condition, what, seconds=300):
+    """Poll ``condition()`` until it holds; fail naming ``what`` after
+    ``seconds`` (a bound against a hang, not a timing)."""
+    import time
+    end = time.time() + seconds
+    while not condition():
+        assert time.time() < end, 'waited in vain for ' + what
+        time.sleep(0.2)

@@ -8,7 +8,8 @@ import ast
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ('bench', 'datasets', 'metrics', 'models', 'runtime', 'training')
+PACKAGES = ('bench', 'datasets', 'metrics', 'models', 'pipeline', 'runtime',
+            'training')
 #: The modules of the root folder that are not scripts; every other one is.
 MODULES = ('chainer_compat', 'visualizations')
 MAX_FUNCTION_LINES = 80

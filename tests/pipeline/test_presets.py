@@ -1,11 +1,11 @@
-"""training/presets.py: the shipped stand-in is the documented file."""
+"""pipeline/presets.py: the shipped stand-in is the documented file."""
 import hashlib
 import os
 import re
 
 from helpers import ROOT
 from models.io import load_model
-from training.presets import PRESETS, STAND_IN
+from pipeline.presets import PRESETS, STAND_IN
 
 
 def test_shipped_stand_in_is_the_documented_file():
