@@ -23,6 +23,7 @@ everything it reads are unchanged (``pipeline/``).
 import os
 import sys
 
+from datasets import shapes
 from metrics import bootstrap, report
 from metrics.records import load_records
 from models.precision import PRECISIONS
@@ -33,14 +34,17 @@ from pipeline.presets import (PRESETS, add_preset_flags, classifier_args,
 from runtime.files import open_input
 
 KEYS = ['mean_iu', 'map', 'attention_miou_tuned', 'attention_miou_fixed',
-        'pointing_15px', 'energy_box', 'zero_cams', 'cue_gap_absent',
-        'cue_auc_absent']
+        'pointing_scaled', 'pointing_15px', 'energy_box', 'zero_cams',
+        'cue_gap_absent', 'cue_auc_absent']
+#: The per-class metrics of each model (test split).
+CLASS_KEYS = ('ap', 'iou', 'attention_iou_tuned', 'pointing_scaled',
+              'pointing_scaled_chance')
 #: The differences the demo measures on its own runs: (b, a, keys).
 COMPARISONS = (('control', 'classifier', ('attention_miou_tuned',
-                                          'pointing_15px', 'map',
+                                          'pointing_scaled', 'map',
                                           'mean_iu')),
-               ('gain', 'control', ('attention_miou_tuned', 'pointing_15px',
-                                    'map', 'mean_iu')),
+               ('gain', 'control', ('attention_miou_tuned',
+                                    'pointing_scaled', 'map', 'mean_iu')),
                ('gain_ext', 'gain', ('attention_miou_fixed',
                                      'attention_miou_tuned', 'mean_iu')))
 #: The GAIN runs of each seed, and their titles in the tables.
@@ -163,7 +167,11 @@ def main():
                     if not isinstance(v, (list, dict))}
                 for n, m in metrics.items()},
         rows=rows_of(metrics, args.seeds),
-        differences=differences(records, args.seeds))
+        differences=differences(records, args.seeds),
+        pointing_scaled_px=metrics['classifier']['pointing_scaled_px'],
+        per_class={n: bootstrap.per_class(CLASS_KEYS, [records[n]],
+                                          shapes.CLASS_NAMES)
+                   for n in records})
     page = report.results_page(results, KEYS, json_or_none(os.path.join(
         args.media, 'experiment.json')))
     run.publish(args.media, dict(pictures(args, cfg, models, others), **{

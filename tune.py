@@ -29,7 +29,7 @@ EXT_GRID = dict(ext_weight=(2.0, 5.0, 10.0))
 ALTERNATIVES = {'am_average=pair': ['--am-average', 'pair'],
                 'head_dropout': ['--head-dropout']}
 SEEDS = (0, 1)
-KEYS = ('attention_miou', 'attention_miou_fixed', 'pointing_15px',
+KEYS = ('attention_miou', 'attention_miou_fixed', 'pointing_scaled',
         'energy_box', 'map', 'mean_iu')
 #: AP per class of the classifiers on tune (every class must learn).
 AP = 'ap'

@@ -98,6 +98,19 @@ def class_table(per_class, tau=None, px=None):
                           first='class', px=px)
 
 
+def class_matrix(per_row, key, tau=None, px=None):
+    """One metric of every model and class: ``per_row`` ``{model: {class
+    name: {key: value}}}`` (:func:`metrics.bootstrap.per_class` of each
+    model) -> rows the models, columns the classes."""
+    classes = list(next(iter(per_row.values())))
+    lines = ['| %s | %s |' % (title(key, tau, px), ' | '.join(classes)),
+             '|---' * (len(classes) + 1) + '|']
+    for name, values in per_row.items():
+        lines.append('| %s | %s |' % (name, ' | '.join(
+            cell(values[c].get(key), key) for c in classes)))
+    return '\n'.join(lines)
+
+
 def difference_table(differences, digits=1, tau=None, px=None):
     """``differences``: ``{'b - a': {key: paired_difference result}}`` (in
     the metric's screen units) -> one row per comparison and metric;
@@ -128,15 +141,19 @@ def results_page(results, keys, experiment=None):
               '(EXPERIMENT.md)):\n\n%s' % (
                   experiment['command'], len(experiment['seeds']),
                   experiment['wall_s'] / 60.,
-                  difference_table(experiment['differences'])))
+                  difference_table(experiment['differences'],
+                                   tau=experiment['config']['sigma'],
+                                   px=experiment.get('pointing_scaled_px'))))
+    tau, px = results['config']['sigma'], results['pointing_scaled_px']
+    per_class = results['per_class']
+    keys_of_class = next(iter(next(iter(per_class.values())).values()))
     return RESULTS % dict(
-        command=results['command'], seconds=results['seconds'],
-        sigma=results['config']['sigma'],
-        summary=markdown_table(results['rows'], keys, digits=1,
-                               tau=results['config']['sigma']),
-        differences=difference_table(results['differences'],
-                                     tau=results['config']['sigma']),
-        claims=claims)
+        command=results['command'], seconds=results['seconds'], sigma=tau,
+        summary=markdown_table(results['rows'], keys, tau=tau, px=px),
+        differences=difference_table(results['differences'], tau=tau,
+                                     px=px),
+        classes='\n\n'.join(class_matrix(per_class, k, tau, px)
+                              for k in keys_of_class), claims=claims)
 
 
 RESULTS = """# Demo results (embedded `shapes` dataset, unbiased `test` split)
@@ -155,6 +172,10 @@ What this run shows (paired bootstrap over the test images; one run of
 each, so the seeds' spread is not measured here):
 
 %(differences)s
+
+Every class of each model (this run, interval over the test images):
+
+%(classes)s
 
 The control fine-tunes the trunk on the GAIN schedule without L_am, so
 GAIN - control is what attention mining adds. What holds over seeds:

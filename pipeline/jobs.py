@@ -144,15 +144,16 @@ def _newer(paths, than):
 
 class Job(object):
     """One run of ``script`` (relative to the project, or absolute) with
-    ``args``, writing ``out/<product>`` (:data:`KINDS`), its output going
-    to ``log``."""
+    ``args``, writing ``out/<product>`` (``kind``: ``(product, restart
+    flag)``, by default the script's :data:`KINDS`), its output going to
+    ``log``."""
 
-    def __init__(self, title, script, out, args, log):
+    def __init__(self, title, script, out, args, log, kind=None):
         self.title, self.script, self.out, self.log = title, script, out, log
         self.args = ['--out', out] + [str(a) for a in args]
         self.command = [script] + self.args
-        self.product, self.restart = KINDS.get(os.path.basename(script),
-                                               TRAINING)
+        self.product, self.restart = kind or KINDS.get(
+            os.path.basename(script), TRAINING)
         self.path = os.path.join(out, self.product)
         self.record = out + '.job.json'
         self.proc = None

@@ -71,14 +71,15 @@ class Pipeline(object):
         self.start = time.time()
         print('== dataset: %s' % self.data_dir, flush=True)
 
-    def job(self, name, script, args, title=None):
+    def job(self, name, script, args, title=None, kind=None):
         """A job writing OUT/``name``: ``script`` with ``args`` and this
-        run's ``--device``."""
+        run's ``--device`` (``kind``: see :class:`pipeline.jobs.Job`)."""
         out = os.path.join(self.out, name)
         make_dir(os.path.dirname(out))
         return Job(title or name, script, out,
                    list(args) + ['--device', self.device],
-                   os.path.join(self.logs, name.replace('/', '_') + '.txt'))
+                   os.path.join(self.logs, name.replace('/', '_') + '.txt'),
+                   kind)
 
     def evaluation(self, name, split, models, *extra, title=None):
         """evaluate.py of ``models`` (``{name: job}``) on shapes' ``split``."""

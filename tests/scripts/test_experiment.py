@@ -51,12 +51,24 @@ def test_experiment_then_demo(tmp_path):
     gain = exp['rows']['gain']
     assert len(gain['map']) == 2 and len(gain['tau_curve_test'][0]) == 19
     assert all(t in exp['taus'] for t in gain['tuned_tau'])
-    assert [g['met'] for g in exp['goals']] == [False] * 3  # 2 updates
+    assert [g['met'] for g in exp['goals'][:3]] == [False] * 3  # 2 updates
+    # then every class of gain against twice its chance level
+    classes = exp['per_class']['gain']
+    assert len(exp['goals']) == 3 + len(classes) == 3 + 5
+    named = {re.search(r'class (\w+):', g['goal']).group(1): g
+             for g in exp['goals'][3:]}
+    assert set(named) == set(classes)
+    for name, v in classes.items():
+        assert named[name]['met'] == (v['pointing_scaled']['mean'] >=
+                                      2 * v['pointing_scaled_chance']['mean'])
+    assert set(exp['per_class']) == set(exp['rows'])
     text = open(os.path.join(media, 'EXPERIMENT.md')).read()
     row = [l for l in text.splitlines() if l.startswith('| gain |')][0]
     mean_iu = 100 * np.array(gain['mean_iu'])
     assert row.split(' | ')[1] == '%.1f ± %.1f' % (mean_iu.mean(),
                                                    mean_iu.std(ddof=1))
+    assert '## Every class (test)' in text
+    assert '| gain - control |' in text.split('against its tolerance')[1]
     for picture in ('experiment_differences.png', 'experiment_tau.png'):
         assert os.path.getsize(os.path.join(media, picture)) > 1000
 
