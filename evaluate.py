@@ -222,7 +222,7 @@ def tau_origin(args, split, names):
         return None, ('tau: chosen on this split (%s): these are the '
                       'thresholds that --tau-from takes' % TUNE)
     path = os.path.join(os.path.normpath(args.out) + '_tune', 'metrics.json')
-    if os.path.isfile(path) and same_models(path, names, args.modelfile):
+    if same_models(path, names, args.modelfile):
         return path, ('tau: each model\'s best on split %s, from %s (found '
                       'beside --out)' % (TUNE, path))
     return None, ('tau: chosen on the scored split (%s) itself, an optimistic '
