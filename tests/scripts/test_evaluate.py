@@ -314,7 +314,8 @@ def test_the_summary_fits_100_columns_and_says_where_tau_comes_from(
     write_voc(voc, {'tune': 3, 'test': 3})
     models = save_thin_models(str(tmp_path), ['a_classifier_of_a_rather_'
                                               'long_name', 'gain'])
-    runs = str(tmp_path / 'runs')
+    monkeypatch.chdir(tmp_path)     # --out relative, as the README's
+    runs = 'runs'
 
     def run(split, out, *extra):
         run_main(evaluate, ['--dataset', 'voc', '--data-dir', voc, '--split',
