@@ -8,11 +8,12 @@ of each class, the quality of the Grad-CAM attention and, on the
 * Attention mIoU: segmentation from the normalised CAMs of each image's
   ground-truth classes (top class where its map >= tau, else background):
   at a tau chosen on another split (``--tau-from``: the metrics.json of an
-  evaluation of the same models on the tuning split; each model takes its
-  best tau there), at the fixed ``--tau`` (e.g. the ``--sigma`` the model
-  was trained with), and the whole curve over tau (the best tau of the
-  evaluated split itself is shown, but it is chosen on the data it
-  scores);
+  evaluation of the same models on the tuning split, each model taking its
+  best tau there; without it, ``OUT_tune/metrics.json`` beside ``--out``
+  where that evaluation of the same model files on ``tune`` exists), at
+  the fixed ``--tau`` (e.g. the ``--sigma`` the model was trained with),
+  and the whole curve over tau (the best tau of the evaluated split itself
+  is shown too, but it is chosen on the data it scores);
 * Pointing game (Zhang et al.) at their literal 15 px and, ours, at 15 px
   per 500 px of the image's longer side (2.88 px on 96-px images), each
   named by its pixels, with the curve over tolerances in metrics.json;
@@ -31,13 +32,15 @@ of each class, the quality of the Grad-CAM attention and, on the
 
 The attention columns take the maps of ``models.class_cams``, averaged
 over resized and mirrored images with ``--cam-scales`` and ``--flip`` (as
-IRN). One markdown row per ``--modelfile``, in percent, then a table of
-each model's classes (``per_class`` in metrics.json: AP, IoU, attention IoU,
-pointing games and their chance); everything is also written to
+IRN). A summary is printed (the split, where tau comes from, the main
+columns in percent, where the tables are); ``--out/metrics.md`` holds one
+markdown row per ``--modelfile`` with every column, in percent, and a
+table of each model's classes (``per_class`` in metrics.json: AP, IoU,
+attention IoU, pointing games and their chance); everything is also in
 ``--out/metrics.json`` (fractions), every image's counts to
 ``--out/per_image.npz`` (for intervals over seeds and images,
 ``metrics/bootstrap.py``), the tau curves to ``--out/attention_miou.png``.
-``--compare A B`` prints B - A per metric. ``--tensorboard`` adds the
+``--compare A B`` adds B - A per metric. ``--tensorboard`` adds the
 tables and the configuration as texts to ``--out/tensorboard``.
 
 The pixel metrics and the attention columns need masks: on a split with
@@ -45,9 +48,11 @@ masks on some images only (``--voc-layout joined``, an image list) they are
 computed over those; a split without any mask has only the mAP, which takes
 every image's own labels (its XML's or list's, or the classes of its mask).
 """
+import functools
 import json
 import os
 import sys
+import textwrap
 
 import numpy as np
 
@@ -89,6 +94,8 @@ CLASS_KEYS = dict(ap='logits', iou='confusion',
                   pointing_15px='attention_sweep',
                   pointing_15px_chance='attention_sweep')
 CUE_KEYS = ['cue_gap_absent', 'cue_gap_present', 'cue_auc_absent']
+#: The tuning split, where the attention thresholds are chosen (shapes').
+TUNE = 'tune'
 UNITS = ('metrics and per_class: fractions of 1 (the tables show percent); '
          'pointing tolerances (px, pointing_scaled_px): pixels')
 
@@ -190,6 +197,40 @@ def tuned_taus(path, names):
     return taus
 
 
+def same_models(path, names, modelfiles):
+    """Whether the metrics.json ``path`` is an evaluation on ``tune`` of
+    the model files ``modelfiles`` under the names ``names``, written
+    after them."""
+    try:
+        found = read_json(path)
+        return found['split'] == TUNE and all(
+            os.path.realpath(found['models'][n]['modelfile']) ==
+            os.path.realpath(m) and os.path.getmtime(m) <
+            os.path.getmtime(path) for n, m in zip(names, modelfiles))
+    except (UsageError, KeyError, TypeError, OSError):
+        return False
+
+
+def tau_origin(args, split, names):
+    """``(path, sentence)``: the metrics.json the tuned taus come from
+    (``--tau-from``, or the tune evaluation beside ``--out``; None: none)
+    and where the thresholds come from, in words."""
+    if args.tau_from:
+        return args.tau_from, ('tau: each model\'s best on another '
+                               'evaluation, %s' % args.tau_from)
+    if split == TUNE:
+        return None, ('tau: chosen on this split (%s): these are the '
+                      'thresholds that --tau-from takes' % TUNE)
+    path = os.path.join(os.path.normpath(args.out) + '_tune', 'metrics.json')
+    if same_models(path, names, args.modelfile):
+        return path, ('tau: each model\'s best on split %s, from %s (found '
+                      'beside --out)' % (TUNE, path))
+    return None, ('tau: chosen on the scored split (%s) itself, an optimistic '
+                  'number: evaluate the same models with --split %s --out %s '
+                  'first, or pass --tau-from METRICS_JSON'
+                  % (split, TUNE, os.path.dirname(path)))
+
+
 def parse_args():
     p = flags.parser(__doc__, training=False)
     datasets.add_flags(p)
@@ -263,10 +304,65 @@ def evaluate_all(args, names, dataset, loaded, device, attention, tuned,
     return results, records
 
 
+def mask_count(dataset, split):
+    """The images of ``dataset`` with a mask, said when not all have one."""
+    masked = int(np.sum(dataset.has_mask))
+    if not masked:
+        print('split %s: none of its %d images has a mask: only mAP is '
+              'measured' % (split, len(dataset)), file=sys.stderr)
+    elif masked < len(dataset):
+        print('split %s: %d of its %d images have a mask: the pixel metrics '
+              'and the attention columns are over those, mAP over all'
+              % (split, masked, len(dataset)), file=sys.stderr)
+    return masked
+
+
+def summary(args, split, dataset, origin, rows, compare, px):
+    """What is printed (lines of at most 100 characters): the split, where
+    tau comes from (``origin``), the main columns of ``rows`` (``[(name,
+    metrics)]``) in percent, B - A of ``compare`` (``[(name, metrics)]``
+    of A and B) and where the full tables are."""
+    wrap = functools.partial(textwrap.fill, width=100, subsequent_indent='  ',
+                             break_long_words=False, break_on_hyphens=False)
+    lines = [wrap('evaluate.py: split %s of %s, %d images (%d with a mask) '
+                  'in %s' % (split, args.dataset, len(dataset),
+                             np.sum(dataset.has_mask), dataset.data_dir))]
+    lines += [wrap(origin)] if origin else []
+    tuned = rows[0][1].get('attention_miou_tuned') is not None
+    cols = [(h, k) for h, k in (
+        ('Mean IU', 'mean_iu'), ('mAP', 'map'),
+        ('Att mIoU', 'attention_miou_tuned' if tuned else 'attention_miou'),
+        ('tau', 'attention_tuned_tau' if tuned else 'attention_tau'),
+        ('@%.2f' % args.tau, 'attention_miou_fixed'),
+        ('Pointing', 'pointing_scaled'), ('Energy', 'energy_box'),
+        ('Zero CAMs', 'zero_cams')) if k in rows[0][1]]
+    if compare:
+        (na, a), (nb, b) = compare
+        rows = rows + [('%s - %s' % (nb, na), {k: '%+.1f' % (
+            100 * (b[k] - a[k])) for _, k in cols if 'tau' not in k and
+            a.get(k) is not None and b.get(k) is not None})]
+    width = min(30, max(len(n) for n, _ in rows))
+    for name, m in [('model', {k: h for h, k in cols})] + rows:
+        lines.append('%-*s' % (width, name[:width]) + ''.join('  %*s' % (
+            max(5, len(h)), m[k] if isinstance(m.get(k), str) else
+            report.cell(m.get(k), k)) for h, k in cols))
+    if len(cols) > 2:
+        lines.append(wrap(
+            'In percent. Att mIoU: attention mIoU at each model\'s tau; @%.2f:'
+            ' at --tau %.2f; Pointing: pointing game at %g px (15 px per 500 '
+            'px); Energy: energy-based pointing game (in the box).'
+            % (args.tau, args.tau, px)))
+    lines.append(wrap('Every column and class: %s (percent), %s '
+                      '(fractions)' % (os.path.join(args.out, 'metrics.md'),
+                                       os.path.join(args.out,
+                                                    'metrics.json'))))
+    return '\n'.join(lines)
+
+
 def main():
     args = parse_args()
     names = model_names(args.names, args.modelfile)
-    compare = ([resolve_model(r, names) for r in args.compare]
+    compare = (tuple(resolve_model(r, names) for r in args.compare)
                if args.compare else None)
     split = args.split or TEST_SPLIT[args.dataset]
     dataset = get_dataset(args.dataset, args.data_dir, split,
@@ -279,17 +375,11 @@ def main():
     set_seed(args.seed, device)
     loaded = [load_model(m, n_class=dataset.n_class)
               for m in args.modelfile]  # fail early on any bad file
-    masked = int(np.sum(dataset.has_mask))
-    if not masked:
-        print('split %s: none of its %d images has a mask: only mAP is '
-              'measured' % (split, len(dataset)), file=sys.stderr)
-    elif masked < len(dataset):
-        print('split %s: %d of its %d images have a mask: the pixel metrics '
-              'and the attention columns are over those, mAP over all'
-              % (split, masked, len(dataset)), file=sys.stderr)
+    masked = mask_count(dataset, split)
     attention = not args.no_attention and masked > 0
-    tuned = tuned_taus(args.tau_from, names) if args.tau_from and \
-        attention else {}
+    tau_file, origin = (tau_origin(args, split, names) if attention
+                        else (None, None))
+    tuned = tuned_taus(tau_file, names) if tau_file else {}
     cues = (shapes.cue_flags(dataset.data_dir, dataset.ids)
             if args.dataset == 'shapes' else None)
     keys = KEYS + ([] if not attention else [
@@ -298,21 +388,19 @@ def main():
     results, records = evaluate_all(args, names, dataset, loaded, device,
                                     attention, tuned, cues)
     px = results[names[0]].get('pointing_scaled_px')
+    rows = [(marked(name, results[name], dataset.class_names), results[name])
+            for name in names]
     table = '\n\n'.join([report.markdown_table(
-        [(marked(name, results[name], dataset.class_names), results[name])
-         for name in names], keys, tau=args.tau, px=px)] + [
+        rows, keys, tau=args.tau, px=px)] + [
         'Per class, %s:\n\n%s' % (name, report.class_table(
             results[name]['per_class'], tau=args.tau, px=px))
         for name in names])
-    print(table)
-    diff = None
-    if compare:
-        diff = report.compare_table(*[(n, results[n]) for n in compare],
-                                    keys=keys, tau=args.tau, px=px)
-        print()
-        print(diff)
+    diff = compare and report.compare_table(
+        *[(n, results[n]) for n in compare], keys=keys, tau=args.tau, px=px)
+    print(summary(args, split, dataset, origin, rows, compare and [
+        (n, results[n]) for n in compare], px))
     config = outdir.write_config(args.out, args, split=split,
-                                 data_dir=dataset.data_dir,
+                                 data_dir=dataset.data_dir, tau_from=tau_file,
                                  images=len(dataset), images_with_mask=masked)
     write_results(args, dataset, split, config, results, records, table,
                   diff, compare, attention)

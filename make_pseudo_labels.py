@@ -17,6 +17,8 @@ directory:
   links are not possible);
 * ``class_names.txt``: the source's classes, background first, so that
   ``--dataset voc --data-dir OUT`` reads them with the source's classes;
+* ``preview.png``: the first images, each beside its pseudo label and its
+  ground truth (where it has a mask) over it;
 * ``manifest.txt``: every file above (written first), what a later
   ``--force`` may delete.
 
@@ -28,9 +30,11 @@ an ``--out`` holding anything else under the names above.
 
 The pseudo labels' mIoU against the ground truth, counted on the pixels
 they label (not 255, nor ignored in the ground truth) of the images with a
-mask, and the share of pixels they label are printed and written to
-``OUT/pseudo_labels.json``, with the IoU of each class
-(``per_class_iou``, fractions; null for a class in neither).
+mask, and the share of pixels they label are printed (percent) and written
+to ``OUT/pseudo_labels.json``, with the IoU of each class
+(``per_class_iou``; fractions there; null for a class in neither). Then
+the script prints the next command: an FCN8s trained on the labels,
+validated on the real ones.
 
 ``--crf-grid`` writes no labels but chooses their settings on a tuning
 split (``--split tune``; never ``test``): its images with a mask, in split
@@ -46,27 +50,17 @@ holds the four rows (``cams``, ``refinement``, the chosen setting,
 half's, ``flags``: this script's flags of the setting), ``best`` (the row of
 the highest first-half mIoU) and ``grid`` (every setting's first-half
 mIoU).
-
-Then train a segmentation network on them, validating on the real labels,
-and score it against the ground truth (the script prints these commands
-with its paths filled in):
-
-  python train_fcn.py --dataset voc --data-dir OUT --split SPLIT \
-      --val-data-dir SOURCE --val-split val --out runs/pseudo_fcn
-  python evaluate.py --dataset DATASET --data-dir SOURCE --no-attention \
-      --modelfile runs/pseudo_fcn/model.npz --out runs/pseudo_eval
 """
+import argparse
 import itertools
 import json
 import os
 import shutil
 
 import numpy as np
-import PIL.Image
 
 import datasets
 from datasets import CLASS_NAMES_FILE, batches, get_dataset, preprocess_batch
-from datasets.voc import voc_palette
 from metrics import confusion_matrix, pseudo_label, segmentation_scores
 from tqdm import tqdm
 
@@ -79,25 +73,12 @@ from runtime.device import get_device, set_seed
 from runtime.errors import DatasetError, UsageError
 from runtime.files import (atomic_write, open_input, output_path, temporary,
                            write_text)
+from visualizations import pseudo_label_figure, save_figure, save_png
 
 #: ``--low`` and ``--high`` without ``--crf``.
 THRESHOLDS = (0.3, 0.6)
-NEXT_STEPS = """\
-Train an FCN8s on them, validating on the real labels:
-  %(python)s train_fcn.py --dataset voc --data-dir %(out)s --split %(split)s \\
-      --val-data-dir %(source)s --val-split val --out runs/pseudo_fcn
-and score it against the ground truth:
-  %(python)s evaluate.py --dataset %(dataset)s --data-dir %(source)s \\
-      --no-attention --modelfile runs/pseudo_fcn/model.npz \\
-      --out runs/pseudo_eval"""
-
-
-def write_label_png(path, label):
-    """``(H, W)`` uint8 labels -> palette PNG (mode P), atomically."""
-    png = PIL.Image.fromarray(label, mode='P')
-    png.putpalette(voc_palette())
-    with atomic_write(path, 'wb') as f:
-        png.save(f, format='PNG')
+#: Images in preview.png.
+PREVIEW = 6
 
 
 def link_image(src, dst):
@@ -154,16 +135,18 @@ def write_labels(model, dataset, out, low, high, batch_size, crf=None,
                  scales=(1.0,), flip=False):
     """Write the pseudo label (:func:`label_of`) of each image of
     ``dataset`` under ``out`` (``SegmentationClass/<id>.png``,
-    ``JPEGImages/<id>.jpg`` a link to the image); returns their
-    :func:`label_scores` against the ground truth."""
+    ``JPEGImages/<id>.jpg`` a link to the image) and the preview of the
+    first :data:`PREVIEW`; returns their :func:`label_scores` against the
+    ground truth."""
     n = dataset.n_class
     hist = np.zeros((n, n), np.int64)
     n_labelled = n_pixels = 0
+    preview = []
     for index, (img, label_map, cam, cls) in enumerate(image_cams(
             model, dataset, batch_size, scales, flip)):
         image_id = dataset.ids[index]
         label = label_of(img, cam, cls, low, high, crf)
-        write_label_png(output_path(
+        save_png(output_path(
             out, 'SegmentationClass', image_id + '.png'), label)
         link_image(dataset.image_files[index], output_path(
             out, 'JPEGImages', image_id + '.jpg'))
@@ -171,6 +154,12 @@ def write_labels(model, dataset, out, low, high, batch_size, crf=None,
         hist += confusion_matrix(np.where(labelled, label_map, -1), label, n)
         n_labelled += int(labelled.sum())
         n_pixels += label.size
+        if index < PREVIEW:
+            preview.append((image_id, img, label, label_map
+                            if dataset.has_mask[index] else None))
+    save_figure(pseudo_label_figure(preview, dataset.class_names, (
+        'make_pseudo_labels.py: the first %d of %d images' % (
+            len(preview), len(dataset)))), output_path(out, 'preview.png'))
     return label_scores(hist, n_labelled, n_pixels)
 
 
@@ -295,13 +284,9 @@ def parse_args():
     p.add_argument('--out', required=True,
                    help='output VOC-format directory (empty or new)')
     p.add_argument('--force', action='store_true',
-                   help='replace what an earlier run of this tool wrote in '
-                   '--out, as its manifest.txt lists it (JPEGImages, '
-                   'SegmentationClass, ImageSets, class_names.txt, '
-                   'config.json, pseudo_labels.json, manifest.txt); the old '
-                   'files are deleted only once the new labels are written, '
-                   'and an --out holding other files of these names is '
-                   'refused')
+                   help='replace an earlier run of this tool in --out (the '
+                   'files its manifest.txt lists, deleted once the new '
+                   'labels are written)')
     p.add_argument('--low', type=float, default=None,
                    help='normalised CAM below which a pixel is background '
                    '(default: %g; not with --crf)' % THRESHOLDS[0])
@@ -318,7 +303,12 @@ def parse_args():
                    'and CRF settings on the first half of --split (e.g. '
                    'tune) and score them on its second half, in '
                    'OUT/crf_grid.json')
-    args = p.parse_args()
+    return checked(p.parse_args())
+
+
+def checked(args):
+    """``(args, crf)``: the flags checked together, ``--low`` and
+    ``--high`` resolved, the :func:`crf_settings`."""
     crf = crf_settings(args)
     given = [f for f, v in (('--crf', args.crf), ('--low', args.low),
                             ('--high', args.high), ('--flip', args.flip),
@@ -349,31 +339,36 @@ def main():
                           require_head=True)
     inputs = [('--data-dir', dataset.data_dir, 'dir'),
               ('--modelfile', args.modelfile, 'file')]
+    if args.crf_grid and not np.any(dataset.has_mask):
+        raise UsageError('--crf-grid scores against masks: split %s has '
+                         'none' % args.split)
     if args.crf_grid:
-        if not np.any(dataset.has_mask):
-            raise UsageError('--crf-grid scores against masks: split %s '
-                             'has none' % args.split)
         outdir.claim(args.out, outdir.names('crf_grid.json'), inputs)
-        model.to_device(device)
-        write_grid(args, model, dataset)
-        return
-    outdir.claim_dataset(args.out, args.force, inputs)
+    else:
+        outdir.claim_dataset(args.out, args.force, inputs)
     model.to_device(device)
+    if args.crf_grid:
+        write_grid(args, model, dataset)
+    else:
+        write_dataset(args, crf, model, dataset)
 
+
+def write_dataset(args, crf, model, dataset):
+    """The pseudo-label dataset under ``--out`` (module docstring), then
+    its summary and the next command printed."""
     split_name = os.path.splitext(os.path.basename(args.split))[0]
     list_file = os.path.join('ImageSets', 'Segmentation', split_name + '.txt')
-    outdir.write_manifest(args.out, [list_file, CLASS_NAMES_FILE,
-                                     'config.json', 'pseudo_labels.json'] + [
-        os.path.join(d, image_id + ext) for image_id in dataset.ids
-        for d, ext in (('SegmentationClass', '.png'), ('JPEGImages', '.jpg'))])
-
+    outdir.write_manifest(args.out, [
+        list_file, CLASS_NAMES_FILE, 'config.json', 'pseudo_labels.json',
+        'preview.png'] + [os.path.join(d, image_id + ext)
+                          for image_id in dataset.ids for d, ext in (
+                              ('SegmentationClass', '.png'),
+                              ('JPEGImages', '.jpg'))])
     report = write_labels(model, dataset, args.out, args.low, args.high,
                           args.batch_size, crf, args.cam_scales, args.flip)
     for path, lines in ((list_file, dataset.ids),
                         (CLASS_NAMES_FILE, dataset.class_names)):
-        write_text(output_path(args.out, path),
-                   '\n'.join(lines) + '\n')
-
+        write_text(output_path(args.out, path), '\n'.join(lines) + '\n')
     report['per_class_iou'] = dict(zip(dataset.class_names,
                                        report.pop('iu')))
     report.update(modelfile=args.modelfile, dataset=args.dataset,
@@ -382,25 +377,25 @@ def main():
                   crf=crf._asdict() if crf else None,
                   cam_scales=args.cam_scales, flip=args.flip,
                   images_with_mask=int(np.sum(dataset.has_mask)),
-                  class_names=list(dataset.class_names))
+                  class_names=list(dataset.class_names),
+                  units='mean_iu, iu, accuracy, labelled_share: fractions')
     outdir.write_config(args.out, args, data_dir=dataset.data_dir)
     write_text(output_path(args.out, 'pseudo_labels.json'),
                json.dumps(report, indent=2))
-    print_summary(args, dataset, report, crf, split_name)
-
-
-def print_summary(args, dataset, report, crf, split_name):
     miou = report['mean_iu']
-    print('%d pseudo labels in %s: mIoU %s on the labelled pixels of the '
-          '%d images with a mask, %.2f%% of the pixels labelled (%s)' % (
+    print('%d pseudo labels in %s (preview.png): mIoU %s on the labelled '
+          'pixels of the %d images with a mask, %.1f %% of the pixels '
+          'labelled (%s)' % (
               len(dataset), args.out,
-              '-' if miou is None else '%.2f%%' % (100 * miou),
+              '-' if miou is None else '%.1f %%' % (100 * miou),
               report['images_with_mask'], 100 * report['labelled_share'],
               'dense CRF, tau %g' % crf.tau if crf else
               'low %g, high %g' % (args.low, args.high)))
-    print(NEXT_STEPS % dict(python=cli.python_command(), out=args.out,
-                            split=split_name, source=dataset.data_dir,
-                            dataset=args.dataset))
+    print('next: %s' % cli.next_command(
+        argparse.Namespace(device=args.device), 'train_fcn.py', '--dataset',
+        'voc', '--data-dir', args.out, '--split', split_name,
+        '--val-data-dir', dataset.data_dir, '--val-split', 'val', '--out',
+        os.path.normpath(args.out) + '_fcn'))
 
 
 def write_grid(args, model, dataset):

@@ -29,6 +29,7 @@ from training.extensions.validation import (AttentionEvaluator,
 from training.gain_loss import (AM_AVERAGES, AM_MODES, AM_SCORES, CAM_GRADS,
                                 GAINLoss, parse_warmup)
 from training.mixed_precision import set_precision
+from training.defaults import BATCH_SIZE, CPU
 from training.run import begin_run, open_splits, start_run, with_masks
 from training.trainer import (add_training_flags, build_trainer,
                               make_evaluator, make_optimizer, run_training,
@@ -38,14 +39,15 @@ from training.updaters import GAINUpdater
 from visualizations import term_panel
 
 
-ITERATIONS = 200  # without --iterations or --epochs
+ITERATIONS = CPU['gain_iterations']  # without --iterations or --epochs
 
 
 def add_gain_flags(p):
     p.add_argument('--modelfile', required=True,
                    help='model from train_classifier.py (with its head)')
     p.add_argument('--out', default='runs/gain', help='output directory')
-    p.add_argument('--lr', type=float, default=1e-4, help='Adam alpha')
+    p.add_argument('--lr', type=float, default=CPU['gain_lr'],
+                   help='Adam alpha')
     p.add_argument('--am-mode', default='per-class', choices=AM_MODES,
                    help='one erased image per ground-truth class, or one '
                    'per image from the summed labelled scores')
@@ -59,12 +61,12 @@ def add_gain_flags(p):
                    help='L_am as the mean over images of the mean score of '
                    'each image\'s erased classes (the paper), or the mean '
                    'over (image, class) pairs')
-    p.add_argument('--sigma', type=float, default=0.5,
+    p.add_argument('--sigma', type=float, default=CPU['sigma'],
                    help='soft-mask threshold, in (0, 1)')
     p.add_argument('--omega', type=float, default=10.0,
                    help='soft-mask sharpness')
-    for term, default in (('cl', 1.0), ('am', 1.0), ('seg', 1.0),
-                          ('ext', 0.0)):
+    for term, default in (('cl', 1.0), ('am', CPU['am_weight']),
+                          ('seg', CPU['seg_weight']), ('ext', 0.0)):
         p.add_argument('--%s-weight' % term, type=float, default=default,
                        help='weight of L_%s' % term)
     p.add_argument('--ext-images', default='0',
@@ -196,8 +198,8 @@ def attention_validation(args, model, train, val, report, plots):
     check_attention(attention, args.modelfile, checked.class_names)
     if val is None:
         return []
-    report += ['validation/main/pointing', 'validation/main/energy',
-               'validation/main/map']
+    report += ['validation/main/' + k for k in ('pointing', 'energy',
+                                                'attention_miou', 'map')]
     plots['loss'][1].append(term_panel('map', ['validation/main/map']))
     plots['attention_val'] = (
         'train_GAIN.py: attention on %d validation images'
@@ -239,18 +241,38 @@ def gain_objective(args, model, train):
 
 def report(args, weights):
     """``(keys, plots)``: the logged terms printed, and the panels of
-    loss.png."""
-    terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')]
+    loss.png: those of non-zero weight."""
+    terms = ['main/%s' % k for k in ('loss', 'cl', 'am', 'seg', 'ext')
+             if weights.get(k, 1)]
     panels = [term_panel(t.split('/')[1], [t, 'validation/' + t]
                          if t in ('main/cl', 'main/seg') else [t])
-              for t in terms if weights.get(t.split('/')[1], 1)]
+              for t in terms]
     return terms + ['validation/main/seg'], {'loss': (
         'train_GAIN.py: GAIN fine-tuning, --am-mode %s' % args.am_mode,
         panels)}
 
 
+def next_steps(args):
+    """The commands that evaluate the run's model beside the one it
+    started from (on shapes: thresholds chosen on ``tune``, then the test
+    split scored) and draw their attention, writing beside ``--out``."""
+    model = os.path.join(args.out, 'model.npz')
+    scored = ['--modelfile', args.modelfile, model]
+    steps = []
+    if args.dataset == 'shapes':
+        tune = cli.beside(args.out, 'eval_tune')
+        steps.append(['--split', 'tune'] + scored + ['--out', tune])
+        scored += ['--tau-from', os.path.join(tune, 'metrics.json')]
+    steps.append(scored + ['--out', cli.beside(args.out, 'eval')])
+    return [cli.next_command(args, 'evaluate.py', *s) for s in steps] + [
+        cli.next_command(args, 'visualize.py', '--pretrained',
+                         args.modelfile, '--trained', model, '--out',
+                         cli.beside(args.out, 'vis'))]
+
+
 def main():
     p = flags.parser(__doc__, iterations=ITERATIONS)
+    p.set_defaults(batch_size=BATCH_SIZE['gain'])
     datasets.add_flags(p)
     add_gain_flags(p)
     add_training_flags(p, keep_best=('attention_miou', 'pointing', 'energy',
@@ -292,12 +314,7 @@ def main():
             args.omega, args.am_mode, train.class_names,
             tensorboard.find(trainer)),
             trigger=every_and_last(args.attention_interval))
-    model_path = os.path.join(args.out, 'model.npz')
-    run_training(trainer, model, args.out, [
-        cli.next_command(args, 'evaluate.py', '--modelfile', args.modelfile,
-                         model_path),
-        cli.next_command(args, 'visualize.py', '--pretrained',
-                         args.modelfile, '--trained', model_path)])
+    run_training(trainer, model, args.out, next_steps(args))
 
 
 if __name__ == '__main__':

@@ -21,6 +21,7 @@ from training import distributed
 from training.extensions.validation import MeanAPEvaluator
 from training.losses import ClassificationLoss
 from training.mixed_precision import set_precision
+from training.defaults import BATCH_SIZE, CPU
 from training.run import begin_run, open_splits, start_run
 from training.trainer import (add_training_flags, build_trainer, iterators,
                               make_evaluator, make_optimizer, run_training,
@@ -28,16 +29,17 @@ from training.trainer import (add_training_flags, build_trainer, iterators,
 from visualizations import term_panel
 
 
-ITERATIONS = 500  # without --iterations or --epochs
+ITERATIONS = CPU['classifier_iterations']  # without --iterations, --epochs
 
 
-def main():
+def parse_args():
     p = flags.parser(__doc__, iterations=ITERATIONS)
+    p.set_defaults(batch_size=BATCH_SIZE['classifier'])
     datasets.add_flags(p)
     p.add_argument('--modelfile', default=None,
                    help='FCN8s npz (fcn\'s or one of this project\'s); '
                    'without it a fresh FCN8s of --width, with --train-trunk')
-    p.add_argument('--width', type=float, default=0.0625,
+    p.add_argument('--width', type=float, default=CPU['width'],
                    help='channel multiplier of a fresh model')
     p.add_argument('--train-trunk', action='store_true',
                    help='train the trunk too: classification pre-training '
@@ -49,8 +51,11 @@ def main():
                    help='output directory')
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
     add_training_flags(p, keep_best=('map',))
-    args = p.parse_args()
+    return p.parse_args()
 
+
+def main():
+    args = parse_args()
     device, stop = start_run(args, ITERATIONS)
     train, val = open_splits(args)
     if args.modelfile:
@@ -90,7 +95,8 @@ def main():
                             **trainer_options(args, begun))
     run_training(trainer, model, args.out, [cli.next_command(
         args, 'train_GAIN.py', '--modelfile',
-        os.path.join(args.out, 'model.npz'))])
+        os.path.join(args.out, 'model.npz'), '--out',
+        cli.beside(args.out, 'gain'))])
 
 
 if __name__ == '__main__':

@@ -11,6 +11,7 @@ Only the images with a mask are used: of a split with masks on some images
 only (``--voc-layout joined``, an image list), the others are left out; a
 split without any mask is refused.
 """
+import argparse
 import os
 
 import chainer
@@ -21,17 +22,19 @@ from models import FCN8s
 from models.io import load_model
 from runtime import cli, flags
 from runtime.errors import UsageError
+from runtime.files import read_json
 from training import distributed
 from training.extensions.validation import MeanAPEvaluator, MeanIUEvaluator
 from training.losses import SegmentationLoss
 from training.mixed_precision import set_precision
+from training.defaults import BATCH_SIZE, CPU
 from training.run import begin_run, open_splits, start_run
 from training.trainer import (add_training_flags, build_trainer, iterators,
                               make_optimizer, run_training, trainer_options)
 from visualizations import term_panel
 
-ITERATIONS = 1500  # without --iterations or --epochs
-WIDTH = 0.0625     # of a model trained from scratch
+ITERATIONS = CPU['fcn_iterations']  # without --iterations or --epochs
+WIDTH = CPU['width']                # of a model trained from scratch
 
 
 def report(cls_weight, validated, map_validated):
@@ -51,8 +54,31 @@ def report(cls_weight, validated, map_validated):
     return keys, {'loss': ('train_fcn.py: FCN8s segmentation', panels)}
 
 
+def next_steps(args, data_dir):
+    """The next command: on pseudo labels (``data_dir`` written by
+    make_pseudo_labels.py) the model's evaluation on their source dataset,
+    else a classification head trained on it."""
+    model = os.path.join(args.out, 'model.npz')
+    made = os.path.join(data_dir, 'pseudo_labels.json')
+    if not os.path.isfile(made):
+        return [cli.next_command(args, 'train_classifier.py', '--modelfile',
+                                 model, '--out',
+                                 cli.beside(args.out, 'classifier'))]
+    source = read_json(made, '--data-dir')
+    if not isinstance(source, dict):
+        raise UsageError('%s: not the pseudo_labels.json of '
+                         'make_pseudo_labels.py' % made)
+    source = argparse.Namespace(dataset=source.get('dataset'),
+                                data_dir=source.get('data_dir'),
+                                device=args.device)
+    return [cli.next_command(source, 'evaluate.py', '--no-attention',
+                             '--modelfile', model, '--out',
+                             args.out + '_eval')]
+
+
 def main():
     p = flags.parser(__doc__, iterations=ITERATIONS)
+    p.set_defaults(batch_size=BATCH_SIZE['fcn'])
     datasets.add_flags(p)
     p.add_argument('--out', default='runs/fcn', help='output directory')
     p.add_argument('--modelfile', default=None,
@@ -62,7 +88,8 @@ def main():
                    help='channel multiplier (default: %g for a model '
                    'trained from scratch, the file\'s with --modelfile)'
                    % WIDTH)
-    p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')
+    p.add_argument('--lr', type=float, default=CPU['fcn_lr'],
+                   help='Adam alpha')
     p.add_argument('--cls-weight', type=float, default=1.0,
                    help='weight of a multi-label classification loss of the '
                    'GAIN head trained with the trunk (0: segmentation only, '
@@ -105,9 +132,7 @@ def main():
     trainer = build_trainer(updater, stop, args.out, keys, plots,
                             evaluator, validators=validators,
                             **trainer_options(args, begun))
-    run_training(trainer, model, args.out, [cli.next_command(
-        args, 'train_classifier.py', '--modelfile',
-        os.path.join(args.out, 'model.npz'))])
+    run_training(trainer, model, args.out, next_steps(args, train.data_dir))
 
 
 if __name__ == '__main__':

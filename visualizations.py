@@ -8,6 +8,7 @@ import math
 
 import matplotlib
 import numpy as np
+import PIL.Image
 
 matplotlib.use('Agg')
 # Text drawn here (class names, image ids, model names) is never parsed as
@@ -35,9 +36,9 @@ TERMS = {
     'am': ('L_am: score of the erased class', 'mean score (0 to 1)'),
     'ext': ('L_ext: (CAM - mask)^2', 'per supervised pixel (0 to 1)'),
     'accuracy': ('accuracy of the image labels',
-                 'share of (image, class) right'),
-    'mean_iu': ('segmentation mean IU (val split)', 'IU (0 to 1)'),
-    'map': ('classification mAP (val split)', 'mean AP (0 to 1)'),
+                 '% of (image, class) right'),
+    'mean_iu': ('segmentation mean IU (val split)', 'IU (%)'),
+    'map': ('classification mAP (val split)', 'mean AP (%)'),
     'pointing': ('pointing game (exact, 0 px): CAM peak on the class',
                  '% of (image, class)'),
     'energy': ('energy: CAM mass on the class', '% of the mass'),
@@ -87,20 +88,48 @@ def colorize(label_map):
     return palette()[np.where(label_map < 0, 255, label_map).astype(np.uint8)]
 
 
+def save_png(path, picture):
+    """Write a PNG atomically: ``(H, W)`` uint8 labels in the VOC palette
+    (mode P), or an ``(H, W, 3)`` uint8 RGB picture."""
+    png = PIL.Image.fromarray(picture, mode='P' if picture.ndim == 2
+                              else 'RGB')
+    if picture.ndim == 2:
+        png.putpalette(voc_palette())
+    with atomic_write(path, 'wb') as f:
+        png.save(f, format='PNG')
+
+
+def overlay(img, label_map, alpha=0.55):
+    """``(H, W, 3)`` uint8: ``label_map`` in the VOC palette over ``img``."""
+    return ((1 - alpha) * img + alpha * colorize(label_map)).astype(np.uint8)
+
+
+def heat_map(img, cam, alpha=0.5):
+    """``(H, W, 3)`` uint8: a normalised CAM ``(H, W)`` in [0, 1] in the jet
+    colour map over ``img``."""
+    jet = matplotlib.colormaps['jet'](cam)[..., :3] * 255
+    return ((1 - alpha) * img + alpha * jet).astype(np.uint8)
+
+
 def _cam_panel(fig, ax, img, cam, title):
     show_cam(fig, ax, img, cam)
     ax.set_title(title, fontsize=9)
 
 
+def _legend_handles(label_maps, class_names):
+    """A patch per class (and the ignore label) present in ``label_maps``."""
+    values = np.unique(np.concatenate([
+        np.where(m < 0, 255, m).ravel() for m in label_maps]))
+    names = dict(enumerate(class_names))
+    names[255] = 'ignore'
+    return [mpatches.Patch(color=palette()[v] / 255., label=names[v])
+            for v in values if v in names]
+
+
 def _label_legend(ax, label_map, class_names):
     """Legend of the classes (and the ignore label) present in ``label_map``,
     under the panel."""
-    values = np.unique(np.where(label_map < 0, 255, label_map))
-    names = dict(enumerate(class_names))
-    names[255] = 'ignore'
-    ax.legend(handles=[mpatches.Patch(color=palette()[v] / 255.,
-                                      label=names[v])
-                       for v in values if v in names],
+    ax.legend(handles=_legend_handles([label_map], class_names),
               loc='upper center', bbox_to_anchor=(0.5, 0.0), fontsize=7,
               ncol=2, frameon=False)
 
@@ -133,6 +162,33 @@ def log_figure(log, panels, title):
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return fig
+
+
+def pseudo_label_figure(rows, class_names, title):
+    """make_pseudo_labels.py's preview: a row per ``(id, img, label,
+    label_map or None)``, the image, its pseudo label over it and its
+    ground truth over it (ignore: the palette's cream), one legend."""
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows) + 1),
+                             squeeze=False)
+    for r, (image_id, img, label, truth) in enumerate(rows):
+        for ax, picture, name in zip(axes[r], (
+                img, overlay(img, label),
+                None if truth is None else overlay(img, truth)),
+                (image_id, 'pseudo label', 'ground truth')):
+            ax.set_axis_off()
+            ax.set_title(name, fontsize=9)
+            if picture is None:
+                ax.text(0.5, 0.5, 'no mask', ha='center', va='center')
+            else:
+                ax.imshow(picture)
+    fig.legend(handles=_legend_handles(
+        [m for _, _, label, truth in rows for m in (label, truth)
+         if m is not None], class_names),
+        loc='lower center', ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1,
+                           1 - 0.4 / fig.get_figheight()))
     return fig
 
 
@@ -188,8 +244,8 @@ def image_figure(image_id, img, label_map, result, class_names):
         for col, (when, cam, score) in enumerate(zip(
                 ('before', 'after'), result['cams'],
                 result['scores']), start=2):
-            _cam_panel(fig, axes[r, col], img, cam[r], '%s: %s (%.2f)' % (
-                when, class_names[c], score[r]))
+            _cam_panel(fig, axes[r, col], img, cam[r], '%s: %s (%.1f %%)' % (
+                when, class_names[c], 100 * score[r]))
     if not len(classes):
         axes[0, 2].text(0.5, 0.5, 'no class to show', ha='center',
                         va='center')
@@ -209,8 +265,8 @@ def overview_figure(entries, class_names):
         axes[r, 0].set_title(image_id, fontsize=9)
         for col, when in ((1, 'before'), (2, 'after')):
             _cam_panel(fig, axes[r, col], img, result['cams'][col - 1][k],
-                       '%s GAIN: %s (%.2f)' % (
-                           when, name, result['scores'][col - 1][k]))
+                       '%s GAIN: %s (%.1f %%)' % (
+                           when, name, 100 * result['scores'][col - 1][k]))
         for ax in axes[r]:
             ax.set_axis_off()
     fig.tight_layout()

@@ -4,15 +4,17 @@
 For each image ``--out/<id>.png`` (``<id>_2.png``... where an earlier page
 or the overview took the name) shows the image, its ground truth (VOC
 palette), the normalised Grad-CAM of each shown class for both models
-overlaid on the image (titles: class and sigmoid score) and the predicted
-segmentation of the trained model. ``--out/overview.png`` puts up to 6
-images in rows: image | CAM before | CAM after (the class scored highest by
-the trained model).
+overlaid on the image (titles: class and sigmoid score in percent) and
+the predicted segmentation of the trained model. ``--out/overview.png``
+puts up to 6 images in rows: image | CAM before | CAM after (the class
+scored highest by the trained model).
 
 Classes shown: the ground-truth classes of each dataset image (restricted
 to ``--classes``; images with none of them are skipped), or, for a folder
-of unlabelled images (``--images DIR``, jpg/png), the ``--top`` classes the
-trained model scores highest (among ``--classes`` if given).
+of unlabelled images (``--images DIR``, jpg/png; its other files are named
+in a warning and skipped), the classes the trained model scores above
+50 %, at most ``--top``, at least its top one (among ``--classes`` if
+given).
 ``--save-cams`` also writes ``--out/cams/<id>.npz`` with ``before`` and
 ``after`` ``(C, H, W)`` float32 maps in [0, 1], ``classes`` ``(C,)`` label
 values, ``class_names`` and the sigmoid ``scores_before``/``scores_after``
@@ -21,15 +23,15 @@ the dataset, nor hold a model file; only regular files of ``--images`` are
 read (a FIFO or a device under an image's name is skipped with a
 warning).
 """
-import os
 import sys
 
 import numpy as np
 
 import datasets
-from datasets import (TEST_SPLIT, VOC_CLASS_NAMES, DatasetError, get_dataset,
+from datasets import (TEST_SPLIT, get_dataset,
                       preprocess_batch)
-from datasets.voc import read_image
+from datasets.folder import known_class_names, list_images, read_images
+from metrics.classification import scored_classes, sigmoid
 from tqdm import tqdm
 
 from models import class_cams
@@ -41,24 +43,7 @@ from runtime.files import atomic_write, output_path
 from visualizations import image_figure, overview_figure
 from visualizations import save_figure as _save
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 OVERVIEW_ROWS = 6
-
-
-def sigmoid(z):
-    """Overflow-free logistic function."""
-    return 0.5 * (1 + np.tanh(0.5 * np.asarray(z, np.float64)))
-
-
-def known_class_names(dataset_name, n_class):
-    """Class names of a dataset kind without reading its files."""
-    if dataset_name == 'shapes':
-        from datasets.shapes import CLASS_NAMES as names
-    else:
-        names = VOC_CLASS_NAMES
-    if len(names) != n_class:
-        names = ['background'] + ['class%d' % c for c in range(1, n_class)]
-    return tuple(names)
 
 
 def parse_classes(names, class_names):
@@ -73,31 +58,16 @@ def parse_classes(names, class_names):
     return np.array(sorted(class_names.index(n) for n in names))
 
 
-def list_images(folder):
-    """``[(id, path)]`` of the jpg/png files of a folder, sorted."""
-    if not os.path.isdir(folder):
-        raise UsageError('--images %s: not a directory' % folder)
-    files = sorted(f for f in os.listdir(folder)
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not files:
-        raise UsageError('--images %s: no jpg or png files' % folder)
-    stems = [os.path.splitext(f)[0] for f in files]
-    return [(s if stems.count(s) == 1 else f.replace('.', '_'),
-             os.path.join(folder, f)) for s, f in zip(stems, files)]
-
-
 def examples(files, dataset, max_pixels):
     """``(id, img, label_map or None, classes or None, error)`` of the
-    images ``files`` (``[(id, path)]``, see :func:`list_images`; at most
+    images ``files`` (``[(id, path)]``, see
+    :func:`datasets.folder.list_images`; at most
     ``max_pixels``) or of a dataset (``classes``: the label values of the
     image's labels), lazily; ``error`` is None, or for an unreadable file
     the one-line reason (and ``img`` None)."""
     if files:
-        for image_id, path in files:
-            try:
-                yield image_id, read_image(path, max_pixels), None, None, None
-            except DatasetError as e:
-                yield image_id, None, None, None, str(e)
+        for image_id, img, error in read_images(files, max_pixels):
+            yield image_id, img, None, None, error
         return
     for i in range(len(dataset)):
         img, label_map, labels = dataset[i]
@@ -108,7 +78,8 @@ def examples(files, dataset, max_pixels):
 def analyse(models, img, classes, wanted, top):
     """CAMs of both models for one image: of ``classes`` (label values,
     the image's ground truth) within ``wanted``, or without ``classes``
-    of the ``top`` classes the trained model scores highest.
+    of those the trained model scores above 50 %, at most ``top``, at
+    least its top one.
 
     Returns a dict with ``classes`` ``(C,)`` label values, ``cams`` two
     ``(C, H, W)`` arrays (before, after), ``scores`` two ``(C,)`` sigmoid
@@ -119,16 +90,10 @@ def analyse(models, img, classes, wanted, top):
     outputs = [m.predict(x) for m in models]
     logits = outputs[1][1][0]
     probs = [sigmoid(out[1][0]) for out in outputs]
-    n_class = models[0].n_class
-    if classes is not None:
-        if wanted is not None:
-            classes = classes[np.isin(classes, wanted)]
-    else:
-        candidates = (wanted if wanted is not None
-                      else np.arange(1, n_class))
-        # rank by logit: sigmoids of confident classes all round to 1
-        order = np.argsort(-logits[candidates - 1], kind='stable')
-        classes = np.sort(candidates[order[:top]])
+    if classes is None:
+        classes = scored_classes(logits, top, wanted)
+    elif wanted is not None:
+        classes = classes[np.isin(classes, wanted)]
     cams = [class_cams(m, x, [classes])[0] for m in models]
     return dict(classes=classes, cams=cams,
                 scores=[p[classes - 1] for p in probs],
@@ -173,8 +138,9 @@ def parse_args():
     p.add_argument('--images', default=None,
                    help='folder of unlabelled jpg/png images instead of a '
                    'dataset split')
-    p.add_argument('--top', type=int, default=2,
-                   help='with --images: classes shown per image')
+    p.add_argument('--top', type=int, default=3,
+                   help='with --images: the most classes shown per image '
+                   '(those scored above 50 %%, at least the top one)')
     p.add_argument('--save-cams', action='store_true',
                    help='also write the maps to --out/cams/<id>.npz')
     return p.parse_args()

@@ -1,4 +1,5 @@
-"""Multi-label classification: average precision per class and mAP."""
+"""Multi-label classification: average precision per class and mAP, the
+scores of the logits and the classes they find."""
 import numpy as np
 
 from datasets.voc import image_labels
@@ -67,3 +68,21 @@ class ClassificationMetrics(object):
         m, aps = mean_average_precision(r['logits'], r['labels'])
         return {'map': float(m), 'ap': [None if np.isnan(a) else float(a)
                                         for a in aps]}
+
+
+def sigmoid(z):
+    """Overflow-free logistic function."""
+    return 0.5 * (1 + np.tanh(0.5 * np.asarray(z, np.float64)))
+
+
+def scored_classes(logits, top, wanted=None):
+    """The label values ``(C,)``, sorted, of the classes that multi-label
+    ``logits`` ``(K,)`` score above 50 % (logit > 0), at most the ``top``
+    highest, at least the highest one, among ``wanted`` (label values) if
+    given."""
+    candidates = (wanted if wanted is not None
+                  else np.arange(1, len(logits) + 1))
+    # rank by logit: sigmoids of confident classes all round to 1
+    order = np.argsort(-logits[candidates - 1], kind='stable')[:top]
+    scoring = order[logits[candidates[order] - 1] > 0]
+    return np.sort(candidates[scoring if len(scoring) else order[:1]])

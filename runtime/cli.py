@@ -77,3 +77,9 @@ def next_command(args, script, *words):
         carried += ['--device', args.device]
     return ' '.join([python_command(), script] + [
         shlex.quote(str(w)) for w in list(words) + carried])
+
+
+def beside(out, name):
+    """The directory ``name`` beside ``out`` (``runs/gain`` -> ``runs/eval``):
+    where a printed next step writes."""
+    return os.path.join(os.path.dirname(os.path.normpath(out)), name)

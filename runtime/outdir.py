@@ -62,6 +62,7 @@ TRAINING = Kind(re.compile(
     re.compile(r'^(model\.npz|snapshot_iter_\d+\.npz)$'),
     ('attention', 'tensorboard'))
 DATASET = names('pseudo_labels.json', 'class_names.txt', MANIFEST,
+                'preview.png',
                 dirs=('JPEGImages', 'SegmentationClass', 'ImageSets'),
                 product=re.compile(r'^pseudo_labels\.json$'))
 

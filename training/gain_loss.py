@@ -38,10 +38,11 @@ class GAINLoss(chainer.Chain):
         am_warmup, ext_warmup: ``(value, 'iteration' | 'epoch')`` during
             which the term is off.
         head_dropout (bool): keep the (frozen) head's dropout in the L_cl
-            and attention-mining passes. Off by default, as in the original
-            GAIN: the head is not trained here, and its dropout would only
-            add noise to the scores whose gradients train the trunk (about
-            0.035 sd on an erased image's score). Grad-CAM never uses it.
+            and attention-mining passes. Off by default, this port's
+            choice (the paper does not say; docs/DEVIATIONS.md): the head
+            is not trained here, and its dropout would only add noise to
+            the scores whose gradients train the trunk (about 0.035 sd on
+            an erased image's score). Grad-CAM never uses it.
         am_on_negatives (bool): L_am also takes the images without any
             foreground label (negatives). Such an image has no class to
             erase; it is erased where the Grad-CAM of its top-scoring class

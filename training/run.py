@@ -97,13 +97,18 @@ def begin_run(args, model, train, stop, **extra):
     (:func:`training.extensions.snapshots.pick`), refused when its flags
     differ from this run's or when it has trained longer than ``stop``;
     with ``--force`` the old run moved aside; then config.json, the full
-    configuration with ``extra``. Returns the keyword arguments
-    ``resumed`` and ``config`` of ``build_trainer``."""
+    configuration with ``extra`` and the run's length in updates
+    (``iterations``, resolved from ``--epochs`` or the default). Returns
+    the keyword arguments ``resumed`` and ``config`` of
+    ``build_trainer``."""
     context = distributed.current()
     if args.lr_schedule in DECAYING and args.schedule_iterations is None:
         # the resolved length is written to config.json and kept on resume
         args.schedule_iterations = schedule_iterations(
             stop, len(train), args.batch_size, context.size)
+    # the length as run, also where --iterations was left at its default
+    extra.setdefault('iterations', schedule_iterations(
+        stop, len(train), args.batch_size, context.size))
     extra.update(n_class=model.n_class, width=model.width,
                  data_dir=train.data_dir, **context.describe(
                      args.batch_size))

@@ -22,7 +22,8 @@ from training.extensions.best import keep_best as keep_best_model
 from training.extensions.guards import (BadSampleCount, FiniteLoss,
                                         FiniteWeights, SkipBadSamples,
                                         find_wrapped)
-from training.extensions.reports import LogReport, PanelPlot
+from training.extensions.reports import (DurationNote, LogReport, PanelPlot,
+                                         PrintReport)
 from training.extensions.snapshots import Snapshot, list_snapshots
 from training.extensions.tensorboard import TensorBoard
 from training.extensions.triggers import StopTrigger
@@ -141,7 +142,8 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     start at iteration 0), the learning-rate ``schedule`` (keyword
     arguments of :func:`training.schedules.lr_schedule`), ``keep_best``
     (a validation metric, see :mod:`training.extensions.best`) and the
-    reports (:func:`add_reports`).
+    reports (:func:`add_reports`, and a note when the run will take over ten
+    minutes: :class:`training.extensions.reports.DurationNote`).
 
     In a data-parallel run (:mod:`training.distributed`) the evaluator is
     averaged over the ranks, so are the ``main/`` terms of
@@ -183,6 +185,7 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                             eval_interval)
         add_reports(trainer, report_keys, plots, log_interval,
                     bool(validators), config if tensorboard else None)
+        trainer.extend(DurationNote(stop))
     return trainer
 
 
@@ -202,7 +205,7 @@ def add_reports(trainer, report_keys, plots, log_interval, at_start,
     trainer.extend(LogReport(log), call_before_training=at_start)
     if tensorboard_config is not None:
         trainer.extend(TensorBoard(tensorboard_config))
-    trainer.extend(extensions.PrintReport(
+    trainer.extend(PrintReport(
         ['epoch', 'iteration'] + list(report_keys) + ['lr', 'elapsed_time']))
     if sys.stdout.isatty():
         trainer.extend(extensions.ProgressBar(update_interval=log_interval))

@@ -10,7 +10,7 @@ from runtime import flags
 
 
 SCRIPTS = ['train_fcn', 'train_classifier', 'train_GAIN', 'evaluate',
-           'visualize', 'make_pseudo_labels']
+           'visualize', 'make_pseudo_labels', 'segment']
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
@@ -70,9 +70,13 @@ def test_a_flag_out_of_its_range_is_one_line(files, tmp_path, monkeypatch,
         'train_GAIN': ['--modelfile', model, '--attention-val-images', 1],
         'evaluate': ['--modelfile', model],
         'make_pseudo_labels': ['--modelfile', model],
-        'visualize': ['--pretrained', model, '--trained', model]}[script]
+        'visualize': ['--pretrained', model, '--trained', model],
+        'segment': []}[script]
     if script in ('train_fcn', 'train_classifier', 'train_GAIN'):
         argv += ['--iterations', 1, '--batch-size', 2]   # if not refused
+    elif script == 'segment':
+        argv = ['--out', tmp_path / 'out', '--modelfile', model, '--images',
+                files['voc'] + '/JPEGImages']
     else:
         argv.remove('--val-split')
         argv.remove('')
@@ -83,10 +87,12 @@ def test_a_flag_out_of_its_range_is_one_line(files, tmp_path, monkeypatch,
 
 
 COMMANDS = ['train_fcn', 'train_classifier', 'train_GAIN', 'evaluate',
-            'make_pseudo_labels', 'visualize', 'demo', 'datasets.shapes']
+            'make_pseudo_labels', 'visualize', 'segment', 'demo',
+            'datasets.shapes']
 
 
-ITERATIONS = {'train_fcn': 1500, 'train_classifier': 500, 'train_GAIN': 200}
+#: The runs' lengths without --iterations: the cpu preset's.
+ITERATIONS = {'train_fcn': 1500, 'train_classifier': 600, 'train_GAIN': 150}
 
 
 def flag_blocks(help_text):

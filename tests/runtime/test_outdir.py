@@ -344,8 +344,8 @@ def test_pseudo_labels_refuse_a_non_empty_out_unless_force(
         'error: --out %s is not empty; --force would delete what '
         'make_pseudo_labels.py wrote there: ImageSets/Segmentation/train.txt, '
         'JPEGImages/ (4 files), SegmentationClass/ (4 files), '
-        'class_names.txt, config.json, manifest.txt, pseudo_labels.json'
-        % out)
+        'class_names.txt, config.json, manifest.txt, preview.png, '
+        'pseudo_labels.json' % out)
     assert read_tree(out) == before
     code, err = run_script('make_pseudo_labels', argv[:-1] + [
         str(tmp_path / 'missing.npz'), '--force'], monkeypatch, capsys)

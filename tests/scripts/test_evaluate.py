@@ -110,7 +110,8 @@ def test_evaluate_attention_columns_curve_and_compare(eval_setup, tmp_path,
                         'val', '--modelfile', a, b, '--out', out,
                         '--compare', 'before', '1', '--batch-size', '2'],
              monkeypatch)
-    text = capsys.readouterr().out
+    with open(os.path.join(out, 'metrics.md')) as f:
+        text = f.read()
     header = text.splitlines()[0]
     for title in ('Mean IU', 'mAP', 'Attention mIoU', 'best tau',
                   'Attention mIoU @0.50', 'Energy', 'Pointing game (15 px)',
@@ -301,3 +302,51 @@ def test_a_fifo_given_to_tau_from_is_one_line_not_a_hang(pipeline, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[-1] == (
         'error: --tau-from %s: a FIFO, not a regular file' % fifo)
+
+
+def test_the_summary_fits_100_columns_and_says_where_tau_comes_from(
+        tmp_path, monkeypatch, capsys):
+    """The printed summary names the split, where the thresholds come from
+    (the tune evaluation beside --out, --tau-from, or the scored split
+    itself, said plainly) and the written tables, in lines of at most 100
+    characters."""
+    voc = str(tmp_path / 'VOC')
+    write_voc(voc, {'tune': 3, 'test': 3})
+    models = save_thin_models(str(tmp_path), ['a_classifier_of_a_rather_'
+                                              'long_name', 'gain'])
+    monkeypatch.chdir(tmp_path)     # --out relative, as the README's
+    runs = 'runs'
+
+    def run(split, out, *extra):
+        run_main(evaluate, ['--dataset', 'voc', '--data-dir', voc, '--split',
+                            split, '--modelfile'] + models + [
+            '--out', out, '--compare', '0', '1'] + list(extra), monkeypatch)
+        text = capsys.readouterr().out
+        assert max(len(l) for l in text.splitlines()) <= 100, text
+        assert 'split %s of voc, 3 images (3 with a mask)' % split in text
+        with open(os.path.join(out, 'metrics.json')) as f:
+            saved = json.load(f)
+        flat = ' '.join(l.strip() for l in text.splitlines())
+        assert '%s/metrics.md' % out in flat
+        return flat, saved
+
+    tune = os.path.join(runs, 'eval_tune')
+    flat, tuned = run('tune', tune)
+    assert 'tau: chosen on this split (tune)' in flat
+    flat, saved = run('test', os.path.join(runs, 'eval'))
+    assert ("tau: each model's best on split tune, from %s/metrics.json "
+            "(found beside --out)" % tune) in flat
+    assert saved['config']['tau_from'] == tune + '/metrics.json'
+    for name, m in saved['models'].items():
+        assert m['attention_tuned_tau'] == tuned['models'][name][
+            'attention_tau']
+    assert re.search(r'gain - a_classifier\S* +[-+]\d', flat)
+    flat, saved = run('test', os.path.join(runs, 'other'))
+    assert ('tau: chosen on the scored split (test) itself, an optimistic '
+            'number: evaluate the same models with --split tune --out %s '
+            'first, or pass --tau-from' % os.path.join(runs, 'other_tune')
+            ) in flat and saved['config']['tau_from'] is None
+    flat, _ = run('test', os.path.join(runs, 'third'), '--tau-from',
+                  tune + '/metrics.json')
+    assert "tau: each model's best on another evaluation, %s/metrics.json" % (
+        tune) in flat

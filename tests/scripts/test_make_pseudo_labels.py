@@ -1,6 +1,7 @@
 """make_pseudo_labels.py: VOC-format output, thresholds, report."""
 import json
 import os
+import re
 import sys
 
 import chainer
@@ -11,10 +12,11 @@ import pytest
 import make_pseudo_labels
 from datasets import get_dataset, preprocess
 from datasets.voc import voc_palette
-from helpers import run_script, write_voc
+from helpers import printed_next, run_script, run_script_output, write_voc
 from models import FCN8s, class_cams, grad_cam, normalize_cam
 from models.crf import CRFSettings, refine
 from runtime import cli
+from visualizations import pseudo_label_figure
 from models.io import load_model, save_model
 
 
@@ -62,10 +64,17 @@ def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
                                                 monkeypatch, capsys):
     voc, written, modelfile = setup
     out = str(tmp_path / 'pseudo')
+    previews = []
+
+    def figure(rows, class_names, title):
+        previews.append(rows)
+        return pseudo_label_figure(rows, class_names, title)
+    monkeypatch.setattr(make_pseudo_labels, 'pseudo_label_figure', figure)
     run_main(['--dataset', 'voc', '--data-dir', voc, '--split', 'train',
               '--modelfile', modelfile, '--out', out, '--low', '0.3',
               '--high', '0.6', '--batch-size', '3'], monkeypatch)
-    assert 'mIoU' in capsys.readouterr().out
+    printed = re.search(r'mIoU (\d+\.\d) % on the labelled pixels',
+                        capsys.readouterr().out)
     with open(os.path.join(out, 'ImageSets', 'Segmentation',
                            'train.txt')) as f:
         assert f.read().split() == sorted(written)
@@ -98,6 +107,11 @@ def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
             union[c] += (t | p).sum()
         labelled += (label != 255).sum()
         total += label.size
+        # the preview shows the image, its label and its ground truth
+        shown_id, shown_img, shown_label, truth = previews[0][i]
+        assert shown_id == image_id and np.array_equal(shown_img, img)
+        assert np.array_equal(shown_label, label)
+        assert np.array_equal(truth, np.where(gt == 255, -1, gt))
 
     assert 0 < labelled < total  # the three outcomes all occur
     assert inter[1:].sum() + (union[1:] - inter[1:]).sum() > 0
@@ -110,6 +124,10 @@ def test_pseudo_labels_voc_directory_and_report(setup, tmp_path,
         pytest.approx(i / u) if u else None for i, u in zip(inter, union)]
     assert report['labelled_share'] == pytest.approx(labelled / total)
     assert (report['low'], report['high']) == (0.3, 0.6)
+    assert printed.group(1) == '%.1f' % (100 * report['mean_iu'])
+    assert len(previews) == 1 and len(previews[0]) == len(source.ids)
+    with PIL.Image.open(os.path.join(out, 'preview.png')) as png:
+        assert png.format == 'PNG' and png.size[0] > 300
 
     # The output is itself a VOC-format dataset.
     dataset = get_dataset('voc', out, 'train')
@@ -197,8 +215,8 @@ def test_crf_and_cam_flags_reach_the_crf(setup, tmp_path, monkeypatch):
 def test_pseudo_label_loop_trains_and_scores_against_the_truth(
         tmp_path, monkeypatch, capsys):
     """shapes (6 classes) -> pseudo labels -> train_fcn on them, validated
-    on the real labels -> evaluate against the ground truth, with the
-    commands make_pseudo_labels prints."""
+    on the real labels -> evaluate against the ground truth, each step the
+    next command that the one before printed."""
     from datasets import shapes
     source = str(tmp_path / 'shapes')
     shapes.generate(source, size=48, n_train=4, n_val=2, n_test=2)
@@ -211,18 +229,13 @@ def test_pseudo_label_loop_trains_and_scores_against_the_truth(
     run_main(['--dataset', 'shapes', '--data-dir', source, '--split',
               'train', '--modelfile', modelfile, '--out', pseudo],
              monkeypatch)
-    printed = capsys.readouterr().out
-    commands = [line.split() for line in
-                printed.replace('\\\n', ' ').splitlines()
-                if line.strip().startswith(cli.python_command() + ' ')]
-    assert [c[1] for c in commands] == ['train_fcn.py', 'evaluate.py']
-    train_fcn, evaluate = [c[2:] for c in commands]   # after python X.py
+    _, [train_fcn] = printed_next(capsys.readouterr().out)
+    assert train_fcn[:2] == [cli.python_command(), 'train_fcn.py']
     with open(os.path.join(pseudo, 'class_names.txt')) as f:
         assert tuple(f.read().split()) == shapes.CLASS_NAMES
 
-    fcn_out = str(tmp_path / 'pseudo_fcn')
-    train_fcn[train_fcn.index('--out') + 1] = fcn_out
-    code, err = run_script('train_fcn', train_fcn + [
+    fcn_out = pseudo + '_fcn'
+    code, out, err = run_script_output('train_fcn', train_fcn[2:] + [
         '--iterations', 2, '--batch-size', 2], monkeypatch, capsys)
     assert code == 0, err
     model, _ = load_model(os.path.join(fcn_out, 'model.npz'))
@@ -233,13 +246,13 @@ def test_pseudo_label_loop_trains_and_scores_against_the_truth(
         config = json.load(f)
     assert (config['data_dir'], config['val_data_dir']) == (pseudo, source)
 
-    eval_out = str(tmp_path / 'pseudo_eval')
-    evaluate[evaluate.index('--out') + 1] = eval_out
-    evaluate[evaluate.index('--modelfile') + 1] = os.path.join(
-        fcn_out, 'model.npz')
-    code, err = run_script('evaluate', evaluate, monkeypatch, capsys)
+    _, [evaluate] = printed_next(out)   # its evaluation, not a classifier
+    assert evaluate[1:] == ['evaluate.py', '--no-attention', '--modelfile',
+                            os.path.join(fcn_out, 'model.npz'), '--out',
+                            fcn_out + '_eval', '--data-dir', source]
+    code, err = run_script('evaluate', evaluate[2:], monkeypatch, capsys)
     assert code == 0, err
-    with open(os.path.join(eval_out, 'metrics.json')) as f:
+    with open(os.path.join(fcn_out + '_eval', 'metrics.json')) as f:
         metrics = json.load(f)
     assert metrics['split'] == 'test'
     assert metrics['class_names'] == list(shapes.CLASS_NAMES)

@@ -12,8 +12,9 @@ def test_train_fcn_draws_its_validation_terms(files, tmp_path, monkeypatch,
         monkeypatch, capsys)
     assert code == 0, err
     model, nexts = printed_next(out)
-    assert [w[1:4] for w in nexts] == [['train_classifier.py', '--modelfile',
-                                        model[0]]]
+    assert [w[1:6] for w in nexts] == [['train_classifier.py', '--modelfile',
+                                        model[0], '--out',
+                                        str(tmp_path / 'classifier')]]
     panels, fig = figures['train_fcn.py: FCN8s segmentation']
     lines = {p.title.split(':')[0]: [l.get_label() for l in ax.lines]
              for p, ax in zip(panels, fig.axes)}

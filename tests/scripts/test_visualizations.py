@@ -38,7 +38,8 @@ def test_text_with_dollars_is_drawn_as_written(tmp_path):
     cases = [
         (plots.image_figure('id $y^$', img, label_map, result, names),
          {'id $y^$'} | set(names[1:]) | {
-             '%s: %s (%.2f)' % (when, n, score) for when in ('before', 'after')
+             '%s: %s (%.1f %%)' % (when, n, 100 * score)
+             for when in ('before', 'after')
              for n, score in zip(names[1:], (0.5, 0.25, 0.75))}),
         (plots.attention_grid_figure(
             [(n, img, cams[0], cams[0], img) for n in names[1:]]),

@@ -95,32 +95,51 @@ def test_all_and_classes_filter(setup, tmp_path, monkeypatch):
             assert z['class_names'].tolist() == [VOC_CLASS_NAMES[c]]
 
 
-def test_folder_of_own_images_top_k(setup, tmp_path, monkeypatch):
+def test_folder_of_own_images_scored_classes(setup, tmp_path, monkeypatch,
+                                             capsys):
+    """Of a folder of images, the classes the trained model scores above
+    50 %, at most --top, at least its top one; what is not an image is
+    named in one warning."""
     voc, written, (a, b) = setup
     folder = tmp_path / 'mine'
     folder.mkdir()
     PIL.Image.fromarray(written['val_000'][0]).save(str(folder / 'x.jpg'))
     PIL.Image.fromarray(written['val_001'][0][:32, :36]).convert('L').save(
         str(folder / 'y.png'))
-    (folder / 'notes.txt').write_text('not an image')
-    out = str(tmp_path / 'vis')
-    run_main(['--dataset', 'voc', '--images', str(folder), '--pretrained',
-              a, '--trained', b, '--out', out, '--top', '3', '--save-cams'],
-             monkeypatch)
-    assert_png(os.path.join(out, 'x.png'))
-    assert_png(os.path.join(out, 'y.png'))
-    assert_png(os.path.join(out, 'overview.png'))
-    # the 3 classes the trained model scores highest on the grey image
+    for name in ('notes.txt', 'a.gif', 'b.md', 'c.txt'):
+        (folder / name).write_text('not an image')
+    # the trained model: b with biases that put only two classes of y.png
+    # above 50 %
     import chainer
     from datasets import preprocess
     from models.io import load_model
     model, _ = load_model(b)
     img = np.asarray(PIL.Image.open(str(folder / 'y.png')).convert('RGB'))
     with chainer.using_config('train', False):
+        logits = np.sort(model.classify(preprocess(img)[None]).array[0])
+    model.score_cl.b.array -= (logits[-2] + logits[-3]) / 2
+    b = str(tmp_path / 'two' / 'model.npz')
+    save_model(b, model)
+    out = str(tmp_path / 'vis')
+    run_main(['--dataset', 'voc', '--images', str(folder), '--pretrained',
+              a, '--trained', b, '--out', out, '--top', '3', '--save-cams'],
+             monkeypatch)
+    assert [l for l in capsys.readouterr().err.splitlines() if 'warning' in
+            l] == ['warning: --images %s: skipping what is not a jpg or png '
+                   'file (4): a.gif, b.md, c.txt, ...' % folder]
+    assert_png(os.path.join(out, 'x.png'))
+    assert_png(os.path.join(out, 'y.png'))
+    assert_png(os.path.join(out, 'overview.png'))
+    # of the 3 classes the trained model scores highest on the grey image
+    model, _ = load_model(b)
+    with chainer.using_config('train', False):
         logits = model.classify(preprocess(img)[None]).array[0]
-    top = sorted((np.argsort(-logits)[:3] + 1).tolist())
+    top = [c for c in np.argsort(-logits)[:3] if logits[c] > 0] or [
+        np.argmax(logits)]
+    top = sorted(c + 1 for c in top)
+    assert len(top) == 2     # the third scores below 50 %
     with np.load(os.path.join(out, 'cams', 'y.npz')) as z:
-        assert z['before'].shape == z['after'].shape == (3, 32, 36)
+        assert z['before'].shape == z['after'].shape == (len(top), 32, 36)
         assert z['classes'].tolist() == top
         expected = 1 / (1 + np.exp(-logits[np.array(top) - 1]))
         np.testing.assert_allclose(z['scores_after'], expected, rtol=1e-5)

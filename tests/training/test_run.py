@@ -121,3 +121,22 @@ def test_a_fifo_given_to_resume_is_one_line_not_a_hang(files, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[-1] == (
         'error: --resume %s: a FIFO, not a regular file' % fifo)
+
+
+@pytest.mark.parametrize('length,iterations', [([], 2), (['--epochs', 1.5],
+                                                         3)])
+def test_config_records_the_length_as_run(files, tmp_path, monkeypatch,
+                                          capsys, length, iterations):
+    """Without --iterations config.json holds the run's length in updates:
+    the script's default (2 here), or that of --epochs (1.5 epochs of 4
+    images at batch 2: 3 updates)."""
+    import train_fcn
+    monkeypatch.setattr(train_fcn, 'ITERATIONS', 2)
+    argv = fcn_args(files['voc'], tmp_path / 'fcn')
+    del argv[argv.index('--iterations'):argv.index('--iterations') + 2]
+    code, err = run_script('train_fcn', argv + length, monkeypatch, capsys)
+    assert code == 0, err
+    config = json.load(open(str(tmp_path / 'fcn' / 'config.json')))
+    assert config['iterations'] == iterations
+    assert max(p.name for p in (tmp_path / 'fcn').glob('snapshot_iter_*')) \
+        == 'snapshot_iter_%d.npz' % iterations      # the last update's

@@ -1,7 +1,9 @@
-"""What a run writes about itself as it goes, under its ``--out``: the
-log, the figures of its logged terms and its attention pictures, each
-through :mod:`runtime.files`."""
+"""What a run says about itself as it goes: its log, the figures of its
+logged terms and its attention pictures under its ``--out`` (each through
+:mod:`runtime.files`), the rows it prints and how long it will take."""
 import json
+import sys
+import time
 
 import chainer
 import numpy as np
@@ -28,6 +30,75 @@ class LogReport(extensions.LogReport):
         if len(self.log) != n:
             write_text(output_path(trainer.out, 'log'),
                        json.dumps(self.log, indent=4))
+
+
+#: The logged metrics in percent (the other entries: losses, the learning
+#: rate, counts and seconds).
+PERCENT = ('accuracy', 'map', 'mean_iu', 'pointing', 'energy',
+           'attention_miou', 'zero_cams')
+
+
+def heading(key):
+    """A log key as a column heading: ``val`` for ``validation/main/``,
+    nothing for ``main/``, a ``%`` after a metric in percent."""
+    name = key.replace('validation/main/', 'val ').replace('main/', '')
+    name = name.replace('elapsed_time', 'time (s)').replace('_', ' ')
+    return name + (' %' if key.rsplit('/', 1)[-1] in PERCENT else '')
+
+
+class PrintReport(extensions.PrintReport):
+    """chainer's PrintReport under short headings (:func:`heading`), the
+    metrics in percent with one decimal, the losses and the learning rate
+    with four significant digits, the seconds whole."""
+
+    def __init__(self, entries):
+        super().__init__(entries, out=sys.stdout)   # today's, not import's
+        heads = [heading(e) for e in entries]
+        widths = [max(7, len(h)) for h in heads]
+        self._header = '  '.join('%-*s' % (w, h) for w, h in
+                                 zip(widths, heads)) + '\n'
+        self._templates = [(e, '{:<%d%s}  ' % (w, self.format(e)),
+                            ' ' * (w + 2)) for e, w in zip(entries, widths)]
+
+    @staticmethod
+    def format(key):
+        if key in ('epoch', 'iteration'):
+            return 'd'
+        if key == 'elapsed_time':
+            return '.0f'
+        return '.1f' if key.rsplit('/', 1)[-1] in PERCENT else '.4g'
+
+
+class DurationNote(chainer.training.Extension):
+    """Says once, ``after`` updates into the run (after its first, which
+    warms up), how long the rest of the run ``stop`` ``(length, unit)``
+    takes at their speed, when that is more than ``threshold`` seconds
+    (validations not counted)."""
+    trigger = 1, 'iteration'
+    priority = extension.PRIORITY_READER
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, stop, after=5, threshold=600):
+        self.stop, self.after, self.threshold = stop, after, threshold
+        self.start = None
+
+    def __call__(self, trainer):
+        updater = trainer.updater
+        length, unit = self.stop
+        done = (updater.iteration if unit == 'iteration'
+                else updater.epoch_detail) / float(length)
+        now = self.clock()
+        if self.start is None:
+            self.start = (now, done, updater.iteration)
+        t0, done0, it0 = self.start
+        if updater.iteration - it0 != self.after or done <= done0:
+            return
+        left = (now - t0) / (done - done0) * max(0.0, 1 - done)
+        if left > self.threshold:
+            print('note: this run takes about %.0f minutes more at this speed '
+                  '(%.2f s per update; validations not counted)'
+                  % (left / 60, (now - t0) / self.after), file=sys.stderr,
+                  flush=True)
 
 
 MAX_ROWS = 8

@@ -1,5 +1,6 @@
 """Validation during training: segmentation (mean IU), classification
-(mAP) and attention quality, reported under ``validation/main/``."""
+(mAP) and attention quality, reported under ``validation/main/`` in
+percent."""
 import math
 
 import chainer
@@ -14,8 +15,8 @@ from models import class_cams
 
 class MeanIUEvaluator(extensions.Evaluator):
     """Evaluator of a :class:`training.losses.SegmentationLoss` that also
-    reports ``validation/main/mean_iu``, the mean IU of the whole pass
-    (from one confusion matrix, not a mean over batches; with
+    reports ``validation/main/mean_iu``, the mean IU of the whole pass in
+    percent (from one confusion matrix, not a mean over batches; with
     ``--communicator`` the mean of the ranks' shards)."""
 
     def __init__(self, iterator, loss, **kwargs):
@@ -36,7 +37,7 @@ class MeanIUEvaluator(extensions.Evaluator):
         n = self.get_target('main').model.n_class
         self.confusion = np.zeros((n, n), np.int64)
         result = super().evaluate()
-        result['validation/main/mean_iu'] = segmentation_scores(
+        result['validation/main/mean_iu'] = 100 * segmentation_scores(
             self.confusion)['mean_iu']
         return result
 
@@ -99,7 +100,8 @@ class AttentionEvaluator(extension.Extension):
 
 class MeanAPEvaluator(extension.Extension):
     """Reports ``validation/main/map``, the multi-label mAP of the head's
-    scores over a validation split, as ``evaluate.py`` computes it (see
+    scores over a validation split in percent, as ``evaluate.py`` computes
+    it (see
     :mod:`metrics.classification`); nothing where no class has a positive
     image.
 
@@ -135,4 +137,4 @@ class MeanAPEvaluator(extension.Extension):
     def __call__(self, trainer):
         value = self.evaluate()
         if value is not None:
-            chainer.report({'validation/main/map': value})
+            chainer.report({'validation/main/map': 100 * value})

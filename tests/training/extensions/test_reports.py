@@ -1,5 +1,5 @@
-"""training/extensions/reports.py: the attention pictures' rows and the
-figures of the logged terms."""
+"""training/extensions/reports.py: the attention pictures' rows, the
+figures of the logged terms and the note on a long run."""
 import chainer
 import matplotlib.pyplot as plt
 import numpy as np
@@ -8,7 +8,8 @@ from chainer.training import extensions
 
 import visualizations as plots
 from datasets import deprocess
-from helpers import Toy
+from helpers import Toy, toy_trainer
+from training.extensions import reports
 from models import class_cams
 from training.extensions.reports import PanelPlot, attention_rows
 from visualizations import term_panel
@@ -67,3 +68,20 @@ def test_panel_plot_one_figure_one_panel_per_term(tmp_path, monkeypatch):
     assert [l.get_label() for l in seg.lines] == ['train']
     assert [t.get_text() for t in am.texts] == ['not logged yet']
     plt.close(fig)
+
+
+@pytest.mark.parametrize('seconds,said', [(100, True), (10, False)])
+def test_a_long_run_is_announced_from_its_first_updates(
+        tmp_path, monkeypatch, capsys, seconds, said):
+    """At ``seconds`` an update (a clock the test moves), a run of 20
+    updates is said to take 14 x seconds more after its sixth, when that
+    is over ten minutes (1400 s: 23 minutes; 140 s: nothing)."""
+    clock = iter(range(0, 10 ** 6, seconds))
+    monkeypatch.setattr(reports.DurationNote, 'clock',
+                        staticmethod(lambda: next(clock)))
+    trainer, _ = toy_trainer(tmp_path / 'run', iterations=20, interval=50)
+    trainer.run()
+    err = capsys.readouterr().err
+    note = ('note: this run takes about 23 minutes more at this speed '
+            '(100.00 s per update; validations not counted)')
+    assert (note in err) == said and err.count('note: this run') == said

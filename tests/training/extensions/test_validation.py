@@ -15,7 +15,7 @@ from models.io import load_model
 def test_validation_figures_equal_evaluate(pipeline, tmp_path, monkeypatch,
                                            capsys):
     """train_fcn's validation mean IU and train_GAIN's validation pointing
-    game, energy and attention mIoU are evaluate.py's figures of the final
+    game, energy, attention mIoU and mAP are evaluate.py's figures of the final
     model on the val split (the log in percent, evaluate's metrics.json in
     fractions)."""
     from metrics import AttentionMetrics
@@ -31,7 +31,7 @@ def test_validation_figures_equal_evaluate(pipeline, tmp_path, monkeypatch,
     ours, _ = evaluate_model(load_model(fcn_out + '/model.npz')[0], val,
                              device, metrics=[SegmentationMetrics(N_VOC)])
     assert log[-1]['validation/main/mean_iu'] == pytest.approx(
-        ours['mean_iu'], rel=1e-6)
+        100 * ours['mean_iu'], rel=1e-6)
 
     code, err = run_script('train_GAIN', voc_args(pipeline, gain) + [
         '--modelfile', fcn_out + '/model.npz', '--iterations', 3],
@@ -41,6 +41,6 @@ def test_validation_figures_equal_evaluate(pipeline, tmp_path, monkeypatch,
     ours, _ = evaluate_model(load_model(gain + '/model.npz')[0], val, device,
                           metrics=[ClassificationMetrics(N_VOC),
                                    AttentionMetrics(N_VOC)])
-    for key in ('pointing', 'energy', 'attention_miou'):
+    for key in ('pointing', 'energy', 'attention_miou', 'map'):
         assert log[-1]['validation/main/' + key] == pytest.approx(
             100 * ours[key], rel=1e-5), key
