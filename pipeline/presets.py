@@ -9,14 +9,13 @@ stand-in trained first, the paper's alpha = 1, sigma = 0.5 and L_e weight
 """
 import os
 
+from training.defaults import BATCH_SIZE, CPU
+
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAND_IN = os.path.join(HERE, 'models', 'pretrained', 'fcn8s_shapes_v2.npz')
 
 PRESETS = {
-    'cpu': dict(width=0.0625, fcn_iterations=1500, fcn_lr=1e-3,
-                classifier_iterations=600, gain_iterations=150, gain_lr=3e-4,
-                am_weight=1.0, seg_weight=2.0, sigma=0.5, ext_images=60,
-                ext_weight=10.0),
+    'cpu': dict(CPU),       # the training scripts' defaults
     'gpu': dict(width=0.25, fcn_iterations=1500, fcn_lr=1e-3,
                 classifier_iterations=1000, gain_iterations=300,
                 gain_lr=3e-4, am_weight=1.0, seg_weight=1.0, sigma=0.5,
@@ -36,23 +35,24 @@ def fcn_args(cfg, seed=0):
     """train_fcn.py flags of the stand-in FCN8s (segmentation and
     classification)."""
     return ['--width', cfg['width'], '--cls-weight', 1, '--iterations',
-            cfg['fcn_iterations'], '--batch-size', 8, '--lr', cfg['fcn_lr'],
-            '--seed', seed, '--snapshot-interval', 250]
+            cfg['fcn_iterations'], '--batch-size', BATCH_SIZE['fcn'],
+            '--lr', cfg['fcn_lr'], '--seed', seed, '--snapshot-interval', 250]
 
 
 def classifier_args(cfg, modelfile, seed):
     """train_classifier.py flags: a fresh head on the frozen trunk."""
     return ['--modelfile', modelfile, '--iterations',
-            cfg['classifier_iterations'], '--batch-size', 16, '--seed', seed]
+            cfg['classifier_iterations'], '--batch-size',
+            BATCH_SIZE['classifier'], '--seed', seed]
 
 
 def gain_args(cfg, modelfile, seed, variant='gain'):
     """train_GAIN.py flags of a :data:`VARIANTS` entry."""
     v = dict(cfg, **VARIANTS[variant])
     args = ['--modelfile', modelfile, '--iterations', v['gain_iterations'],
-            '--batch-size', 8, '--lr', v['gain_lr'], '--am-weight',
-            v['am_weight'], '--seg-weight', v['seg_weight'], '--sigma',
-            v['sigma'], '--seed', seed, '--attention-interval',
+            '--batch-size', BATCH_SIZE['gain'], '--lr', v['gain_lr'],
+            '--am-weight', v['am_weight'], '--seg-weight', v['seg_weight'],
+            '--sigma', v['sigma'], '--seed', seed, '--attention-interval',
             v['gain_iterations']]
     if v.get('ext'):
         args += ['--ext-weight', v['ext_weight'], '--ext-images',

@@ -101,8 +101,8 @@ NOT_SETTINGS = {'out', 'modelfile', 'snapshot_interval', 'attention_interval'}
 def test_the_readme_pipeline_runs_the_preset_of_its_results(monkeypatch):
     """Each training command of the README's shapes pipeline has the
     settings of the preset behind the Results (the orchestrators' command
-    lines of training.presets, seed 0), flag for flag."""
-    from training import presets
+    lines of pipeline.presets, seed 0), flag for flag."""
+    from pipeline import presets
     cfg = presets.PRESETS['cpu']
     expected = dict(
         train_fcn=presets.fcn_args(cfg),
