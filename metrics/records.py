@@ -1,6 +1,5 @@
-"""Per-image records of an evaluation, on disk: what ``evaluate.py``
-writes to ``per_image.npz`` and the experiments read back for their
-bootstrap intervals (plain arrays; read without pickle)."""
+"""``per_image.npz``: the per-image records ``evaluate.py`` writes and
+the experiments' bootstrap reads (plain arrays, no pickle)."""
 import numpy as np
 
 from runtime.errors import DatasetError
@@ -8,9 +7,8 @@ from runtime.files import open_input
 
 
 def save_records(f, records, ids):
-    """Write ``names``, ``ids`` and ``<i>/<key>``, the per-image records
-    ``{name: {key: array}}`` of model ``names[i]``, to the open binary
-    file ``f``."""
+    """Write ``names``, ``ids`` and ``<i>/<key>`` (the records ``{name:
+    {key: array}}`` of model ``names[i]``) to the binary file ``f``."""
     arrays = dict(names=np.array(list(records), str), ids=np.array(ids, str))
     for i, r in enumerate(records.values()):
         arrays.update({'%d/%s' % (i, k): np.asarray(v) for k, v in r.items()})
@@ -18,8 +16,8 @@ def save_records(f, records, ids):
 
 
 def load_records(path):
-    """``({name: records}, ids)`` of a ``per_image.npz``; DatasetError for
-    one without the pointing distances (written before them)."""
+    """``({name: records}, ids)``; DatasetError for a file written before
+    the pointing distances."""
     with open_input(path, 'records', error=DatasetError) as data, \
             np.load(data, allow_pickle=False) as f:
         names = list(f['names'])
