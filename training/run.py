@@ -12,7 +12,6 @@ from datasets import get_dataset, masked_only
 from runtime import outdir
 from runtime.device import set_seed
 from runtime.errors import UsageError
-from runtime.flags import stop_trigger
 from training import distributed
 from training.extensions import snapshots
 from training.extensions.guards import SkipBadSamples
@@ -28,6 +27,15 @@ def check_training_flags(args):
     if getattr(args, 'keep_best', None) and not args.val_split:
         raise UsageError('--keep-best %s needs a validation split '
                          '(--val-split)' % args.keep_best)
+
+
+def stop_trigger(args, default_iterations):
+    """``(length, unit)`` of ``--iterations``, else ``--epochs``."""
+    if args.iterations is not None:
+        return args.iterations, 'iteration'
+    if args.epochs is not None:
+        return args.epochs, 'epoch'
+    return default_iterations, 'iteration'
 
 
 def start_run(args, default_iterations):
