@@ -3,7 +3,7 @@ the experiments' bootstrap reads (plain arrays, no pickle)."""
 import numpy as np
 
 from runtime.errors import DatasetError
-from runtime.files import open_input
+from runtime.files import read_npz
 
 
 def save_records(f, records, ids):
@@ -18,16 +18,15 @@ def save_records(f, records, ids):
 def load_records(path):
     """``({name: records}, ids)``; DatasetError for a file written before
     the pointing distances."""
-    with open_input(path, 'records', error=DatasetError) as data, \
-            np.load(data, allow_pickle=False) as f:
-        names = list(f['names'])
-        records = {n: {} for n in names}
-        for key in f.files:
-            if '/' in key:
-                i, k = key.split('/', 1)
-                records[names[int(i)]][k] = f[key]
-        if any('attention_sweep' in r and 'pointing_distance' not in r
-               for r in records.values()):
-            raise DatasetError('%s: written by an older evaluate.py (no '
-                               'pointing distances); rerun evaluate.py' % path)
-        return records, list(f['ids'])
+    arrays = read_npz(path, 'records', DatasetError, 'a per_image.npz')
+    names = list(arrays['names'])
+    records = {n: {} for n in names}
+    for key, value in arrays.items():
+        if '/' in key:
+            i, k = key.split('/', 1)
+            records[names[int(i)]][k] = value
+    if any('attention_sweep' in r and 'pointing_distance' not in r
+           for r in records.values()):
+        raise DatasetError('%s: written by an older evaluate.py (no '
+                           'pointing distances); rerun evaluate.py' % path)
+    return records, list(arrays['ids'])

@@ -31,14 +31,10 @@ from chainer.utils import conv as _conv_utils
 _FAST_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 #: ``(class, chainer's _forward_cpu_core)`` of each replaced kernel.
-_ORIGINAL = {
-    'conv': (_conv.Convolution2DFunction,
-             _conv.Convolution2DFunction._forward_cpu_core),
-    'grad_w': (_conv.Convolution2DGradW,
-               _conv.Convolution2DGradW._forward_cpu_core),
-    'deconv': (_deconv.Deconvolution2DFunction,
-               _deconv.Deconvolution2DFunction._forward_cpu_core),
-}
+_ORIGINAL = {name: (cls, cls._forward_cpu_core) for name, cls in (
+    ('conv', _conv.Convolution2DFunction),
+    ('grad_w', _conv.Convolution2DGradW),
+    ('deconv', _deconv.Deconvolution2DFunction))}
 
 
 def _fast(node, *arrays):

@@ -56,7 +56,12 @@ def load_model(path, n_class=None, width=None, require_head=False):
     if require_head and not has_head:
         raise ModelFileError('%s: has no GAIN classification head; train it '
                              'with train_classifier.py first' % path)
-    model.head_trained_by = _head_record(path, arrays) if has_head else []
+    record = _record(path, arrays, 'head_trained_by') if has_head else []
+    if record is not None and not (isinstance(record, list) and all(
+            isinstance(r, str) for r in record)):
+        raise ModelFileError('%s: unreadable %shead_trained_by (not a list '
+                             'of stage names)' % (path, META))
+    model.head_trained_by = record
     if require_head and model.head_trained_by == []:
         raise ModelFileError('%s: its classification head was never trained '
                              '(it holds its random start); train it with '
@@ -69,9 +74,9 @@ def _architecture(path, arrays):
     """``(n_class, width)`` of the file's record, or of its weights."""
     if META + 'n_class' in arrays:
         try:
-            return (int(arrays[META + 'n_class']),
-                    float(arrays[META + 'width']))
-        except (KeyError, TypeError, ValueError) as e:
+            return (int(_record(path, arrays, 'n_class')),
+                    float(_record(path, arrays, 'width')))
+        except (TypeError, ValueError) as e:
             raise ModelFileError('%s: unreadable architecture record %s (%s)'
                                  % (path, META, one_line(e)))
     if 'score_fr/W' not in arrays or 'conv1_1/W' not in arrays:
@@ -107,33 +112,22 @@ def _fill(path, model, arrays, has_head):
 def read_meta(path):
     """``{key: value}`` of a model file's ``_meta/`` records (JSON
     decoded); ModelFileError as :func:`load_model`."""
-    meta = {}
-    for name, value in _read_npz(path).items():
-        if not name.startswith(META):
-            continue
-        try:
-            meta[name[len(META):]] = (json.loads(str(value))
-                                      if value.dtype.kind == 'U'
-                                      else value.item())
-        except ValueError as e:
-            raise ModelFileError('%s: unreadable %s (%s)'
-                                 % (path, name, one_line(e)))
-    return meta
+    arrays = _read_npz(path)
+    return {k[len(META):]: _record(path, arrays, k[len(META):])
+            for k in arrays if k.startswith(META)}
 
 
-def _head_record(path, arrays):
-    key = META + 'head_trained_by'
-    if key not in arrays:
+def _record(path, arrays, key):
+    """The record ``_meta/<key>`` (None without one)."""
+    value = arrays.get(META + key)
+    if value is None:
         return None
     try:
-        record = json.loads(str(arrays[key]))
-        if not (isinstance(record, list) and
-                all(isinstance(r, str) for r in record)):
-            raise ValueError('not a list of stage names')
+        return (json.loads(str(value)) if value.dtype.kind == 'U'
+                else value.item())
     except ValueError as e:
-        raise ModelFileError('%s: unreadable %s (%s)'
-                             % (path, key, one_line(e)))
-    return record
+        raise ModelFileError('%s: unreadable %s%s (%s)'
+                             % (path, META, key, one_line(e)))
 
 
 def _read_npz(path):

@@ -24,14 +24,11 @@ LIMITS = dict(config=64 << 20, list=256 << 20, annotation=1 << 20,
 
 
 def file_kind(mode):
-    """An ``st_mode`` in words."""
-    for test, name in ((stat.S_ISDIR, 'a directory'), (stat.S_ISLNK,
-                       'a symbolic link'), (stat.S_ISFIFO, 'a FIFO'),
-                       (stat.S_ISSOCK, 'a socket'), (stat.S_ISCHR, 'a device'),
-                       (stat.S_ISBLK, 'a device')):
-        if test(mode):
-            return name
-    return 'a regular file' if stat.S_ISREG(mode) else 'a special file'
+    """An ``st_mode`` that is not a regular file's, in words."""
+    return next((name for test, name in (
+        (stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a FIFO'),
+        (stat.S_ISSOCK, 'a socket'), (stat.S_ISCHR, 'a device'),
+        (stat.S_ISBLK, 'a device')) if test(mode)), 'a special file')
 
 
 class _WriteTarget(object):
