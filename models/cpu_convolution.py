@@ -1,25 +1,17 @@
-"""Faster NumPy kernels for chainer's 2-D convolutions on the CPU: the
-``_forward_cpu_core`` of ``Convolution2DFunction`` (a convolution, a
-deconvolution's input gradient), ``Convolution2DGradW`` (the weight
-gradient of both) and ``Deconvolution2DFunction`` (a deconvolution, a
-convolution's input gradient). The nodes and their ``backward`` stay
-chainer's, so every gradient of any order does; GPU, ChainerX, float16,
-groups, dilation and iDeep keep chainer's code.
-
-Why: chainer 7.8.1 contracts im2col's ``(N, C, kh, kw, oh, ow)`` with
-``numpy.tensordot``, which first copies all of it (a step's largest
-array), and leaves its outputs channels-last in memory. Here ``col`` is
-built as the matrix ``(C*kh*kw, N*oh*ow)``, each kernel is one matrix
-product, and outputs are ``(N, C, H, W)`` arrays in ``(C, N, H, W)``
-memory order, which the next layer reads as a matrix. Where its array is
-smaller and its product at most 1.5x larger (the upscore layers), a
-deconvolution is one stride-1 convolution over the ``sy*sx`` stride
-phases (:func:`_subpixel`), and a strided convolution and its weight
-gradient go through the stride-phase image. A thin FCN8s step is twice
-as fast (docs/BENCHMARKS.md); results equal chainer's within rounding.
-
-``import models`` calls :func:`install`; :func:`chainer_kernels` restores
-chainer's inside a ``with`` block.
+"""Faster NumPy kernels for chainer's 2-D convolutions on the CPU, in the
+``_forward_cpu_core`` of ``Convolution2DFunction``, ``Convolution2DGradW``
+and ``Deconvolution2DFunction``; the nodes and their ``backward`` (so every
+gradient of any order) stay chainer's, as do GPU, float16, groups and
+dilation. Chainer 7.8.1's ``tensordot`` copies all of im2col's ``col``
+(a step's largest array) and leaves outputs channels-last; here ``col``
+is the matrix ``(C*kh*kw, N*oh*ow)``, each kernel one matrix product, and
+outputs ``(N, C, H, W)`` arrays in ``(C, N, H, W)`` memory order, which
+the next layer reads as a matrix. Where smaller (the upscore layers), a
+deconvolution is one stride-1 convolution over the stride phases
+(:func:`_subpixel`), and a strided convolution and its weight gradient go
+through the stride-phase image. A thin FCN8s step is twice as fast
+(docs/BENCHMARKS.md); results equal chainer's within rounding.
+:func:`install` (``import models`` calls it) puts them in place.
 """
 import contextlib
 
@@ -116,6 +108,7 @@ class _Geometry(object):
             _conv_utils.get_conv_outsize(w, kw, node.sx, node.pw,
                                          node.cover_all))
         self.ku, self.kv = _ceil_div(kh, node.sy), _ceil_div(kw, node.sx)
+        self.phases = node.sy * node.sx
 
     def columns(self, x):
         return _columns(x, self.kh, self.kw, self.stride, self.pad,
@@ -125,10 +118,6 @@ class _Geometry(object):
         """:func:`_phase_image` as ``(C*sy*sx, N*hh*ww)``."""
         return _phase_image(x, self.kh, self.kw, self.stride, self.pad,
                             self.out_size).reshape(self.c * self.phases, -1)
-
-    @property
-    def phases(self):
-        return self.stride[0] * self.stride[1]
 
     @property
     def by_phase(self):

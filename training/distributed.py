@@ -16,7 +16,6 @@ from chainer.training import extension
 from runtime import cli
 from runtime.device import get_device, set_seed
 from runtime.errors import UsageError, one_line
-from runtime.flags import COMMUNICATORS
 
 INSTALL = ('apt-get install openmpi-bin libopenmpi-dev && '
            'pip install -r requirements-mpi.txt')
@@ -237,9 +236,6 @@ def setup(communicator=None, seed=0, device='-1', rank_weights=None):
 
 
 def _communicator(name, device):
-    if name not in COMMUNICATORS:
-        raise UsageError('--communicator must be one of %s, got %r'
-                         % (', '.join(COMMUNICATORS), name))
     if name == 'pure_nccl' and _is_cpu(device):
         raise UsageError('--communicator pure_nccl needs GPUs (e.g. '
                          '--device 0); use --communicator naive on CPU')

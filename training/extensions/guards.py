@@ -26,10 +26,11 @@ def _show(value):
 
 
 class Finite(extensions.FailOnNonNumber):
-    """Stops training at the first iteration whose reported loss terms
-    (``main/*``) or trained weights (chainer's check) are not finite,
-    before anything of it is snapshotted or saved, in one line naming the
-    terms and the last good snapshot."""
+    """Stops training, before anything of the iteration is saved, when a
+    reported loss term (``main/*``) or a trained weight (chainer's check)
+    is not finite; one line names the terms and the last good snapshot.
+    The loss is checked too: with loss scaling a non-finite gradient only
+    skips the update, and a frozen layer's never reaches a weight."""
     priority = extension.PRIORITY_WRITER + 50   # before every other one
 
     def __call__(self, trainer):
