@@ -32,6 +32,7 @@ class Finite(extensions.FailOnNonNumber):
     The loss is checked too: with loss scaling a non-finite gradient only
     skips the update, and a frozen layer's never reaches a weight."""
     priority = extension.PRIORITY_WRITER + 50   # before every other one
+    name = 'FiniteLoss'     # its trigger's state in earlier snapshots
 
     def __call__(self, trainer):
         terms = {k: _to_numpy(v) for k, v in trainer.observation.items()
