@@ -169,7 +169,7 @@ def segmentation_list(data_dir, split):
         import fcn
         patterns.append(os.path.join(
             os.path.dirname(fcn.__file__), 'external',
-            'fcn.berkeleyvision.org', 'data', 'pascal', 'seg11valid.txt'))
+            'fcn.berkeleyvision.org', 'data', 'pascal', '%s.txt'))
     return find_list(data_dir, split, patterns, 'split file')
 
 

@@ -1,6 +1,5 @@
-"""Evaluation metrics, numpy only (and scipy's distance transform): the
-FCN table, multi-label AP and attention quality, as functions and as
-accumulators over a split, and their intervals over seeds and images."""
+"""Evaluation metrics, numpy only: the FCN table, multi-label AP,
+attention quality and cue reliance, and their bootstrap intervals."""
 from metrics.attention import (AttentionMetrics, energy_inside,  # NOQA
                                gt_classes, pointing_hit, pseudo_label)
 from metrics.classification import (ClassificationMetrics,  # NOQA

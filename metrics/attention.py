@@ -1,60 +1,34 @@
 """Attention quality: how well the Grad-CAM of each ground-truth class
-covers that class's pixels.
-
-All maps here are min-max normalised Grad-CAMs (``models.class_cams``), one per
-(image, ground-truth class) pair; classes are label values ``1..n_class-1``.
+covers that class's pixels. Maps are min-max normalised Grad-CAMs, one per
+(image, ground-truth class) pair; classes are label values
+``1..n_class-1``. Energy and pointing are averaged per class, then over
+the classes that occur (like mAP and mean IU).
 
 * **Attention mIoU** (the weakly supervised "seed" metric): a pixel takes
-  the class of the highest map if that map reaches ``tau`` (``>= tau``),
-  else background; mean IU of that segmentation against the ground truth
-  over the split (ignore pixels skipped), for every ``tau`` of
-  :data:`TAUS` (the curve). The best ``tau`` of a split flatters each
-  model with its own threshold on the data it is scored on: choose ``tau``
-  on held-out data (``evaluate.py --tau-from``) and report the curve. A
-  fixed ``tau`` (``--tau``, e.g. the ``--sigma`` a model was trained with)
-  is reported too.
+  the class of the highest map if it is ``>= tau``, else background; mean
+  IU against the ground truth, for every ``tau`` of :data:`TAUS` and a
+  fixed one. A split's best ``tau`` flatters each model: choose it on
+  held-out data (``evaluate.py --tau-from``) and report the curve.
 * **Pointing game** (Zhang et al., "Top-down Neural Attention by
   Excitation Backprop", ECCV 2016): a hit when the map's peak lies within
-  a tolerance of a pixel of its class (Euclidean), every (image, class)
-  pair counted (a flat map is a miss). Each pair's distance from the peak
-  to its class is kept (``pointing_distance``, inf for a flat map), so the
-  game is known at every tolerance: ``pointing_15px`` at Zhang et al.'s
-  literal 15 pixels, ``pointing_scaled`` at their 15 px per 500 px of the
-  image's longer side (:func:`zhang_tolerance`: 2.88 px at 96 px, ours),
-  and ``pointing_curve`` over :data:`CURVE_PX`. Its chance level at a
-  tolerance (``pointing_15px_chance``, ``pointing_scaled_chance``): the
-  share of the image's pixels within it of the class, what a peak drawn
-  at random scores.
+  a tolerance of a pixel of its class (a flat map misses). The distance
+  is kept per pair, so the game is known at any tolerance: 15 px
+  (``pointing_15px``), 15 px per 500 px of the longer side
+  (``pointing_scaled``, ours) and :data:`CURVE_PX`. Its chance level: the
+  share of the image within the tolerance of the class.
 * **Energy-based pointing game** (Wang et al., "Score-CAM", CVPR-W 2020):
-  the share of the map's mass inside the class's bounding box,
-  ``sum(cam[box]) / sum(cam)`` over every pixel. The box is the tight box
-  of the class's pixels in the label map (one object per class in
-  ``shapes``; on VOC, where a class may have several objects, this box
-  spans all of them).
-* Two variants of ours, kept beside them: **energy in the mask**, the
-  share of the mass on the class's own pixels with ignore pixels counted
-  on neither side, ``sum(cam[label == c]) / sum(cam[label != ignore])``;
-  and the **exact pointing game**, a hit only when the peak is on a pixel
-  of the class, a peak on an ignore pixel a hit when the class lies
-  within :data:`POINTING_TOLERANCE` pixels, and otherwise not counted
-  (VOC marks difficult objects as void).
-
-Energy and pointing are averaged per class, then over the classes that
-occur (like mAP and mean IU).
-
-* **Pointing chance** (``pointing_chance``, of the exact game): what a map
-  scores whose peak falls on a labelled pixel drawn at random: per (image,
-  class) pair the share of the image's labelled pixels that are of the
-  class, averaged like the pointing game.
-* **Zero CAMs**: the share of maps that are flat (all zero before the
-  normalisation): the head's gradient finds nothing of the class at
-  conv5_3. A classifier whose CAMs are mostly flat, or whose pointing game
-  is at chance, or a class whose pointing game is, gives GAIN nothing to
-  train on (:func:`attention_warnings`).
+  ``sum(cam[box]) / sum(cam)``, the box tight around the class's pixels
+  (around all its objects on VOC).
+* Ours: **energy in the mask**, ``sum(cam[label == c]) / sum(cam[label !=
+  ignore])``; the **exact pointing game**, a hit only when the peak is on
+  the class, a peak on an ignore pixel a hit when the class lies within
+  :data:`POINTING_TOLERANCE` px, else not counted (VOC's void), with its
+  chance (the class's share of the labelled pixels).
+* **Zero CAMs**: the share of flat maps (no class evidence at conv5_3).
 
 :class:`AttentionMetrics` keeps every image's counts, so that a split's
 figures can be recomputed on any resample of its images
-(:func:`attention_scores`, used by ``metrics.bootstrap``).
+(``metrics.bootstrap``).
 """
 import numpy as np
 from scipy import ndimage
@@ -65,46 +39,36 @@ from metrics.segmentation import class_iu, nan_mean, ratio, weighted_sum
 TAUS = np.round(np.arange(1, 20) * 0.05, 2)  # 0.05, 0.10, ..., 0.95
 DEFAULT_TAU = 0.5
 POINTING_TOLERANCE = 5
-#: Zhang et al.'s pointing tolerance in pixels, and (ours) the same per
-#: 500 pixels of the image's longer side.
 ZHANG_PX = 15.0
 ZHANG_TOLERANCE = ZHANG_PX / 500.
-#: Tolerances (px) of the pointing curve; the split's scaled tolerance is
-#: added where every image has the same.
+#: Tolerances (px) of the pointing curve (and the split's scaled one).
 CURVE_PX = (0, 1, 2, 4, 5, 8, 10, 15)
 IGNORE = -1
-#: Per-(image, class) values kept by :class:`AttentionMetrics`:
-#: ``pointing`` (NaN: the pair is not counted), ``pointing_distance`` (px,
-#: inf for a flat map), ``pointing_scaled_px`` (the scaled tolerance of its
-#: image), the chance levels, ``energy``, ``energy_box`` and ``flat``.
+#: Per-(image, class) values kept (``pointing``: NaN when not counted;
+#: ``pointing_distance``: inf for a flat map).
 PAIR_KEYS = ('pointing', 'pointing_distance', 'pointing_scaled_px',
              'pointing_chance', 'pointing_15px_chance',
              'pointing_scaled_chance', 'energy', 'energy_box', 'flat')
-#: The per-class figures: the mean over a class's pairs of these values.
+#: The per-class figures: the mean over a class's pairs.
 CLASS_KEYS = ('pointing_15px', 'pointing_scaled', 'pointing',
               'pointing_15px_chance', 'pointing_scaled_chance',
               'pointing_chance', 'energy', 'energy_box')
-#: The share of all-zero Grad-CAMs above which a model is flagged. The
-#: demo's models have at most 0.7 % on the shapes test split and none on
-#: val; a trunk trained for segmentation only gave 14 %.
+#: Share of all-zero Grad-CAMs above which a model is flagged (the demo's
+#: models: at most 0.7 %; a trunk trained for segmentation only: 14 %).
 ZERO_CAMS_WARNING = 0.05
-#: A pointing game below this multiple of its chance level is flagged:
-#: chance is 2.9 % on shapes, the demo's models point 38 to 59 %, a weak
-#: trunk 3.3 %. Per class: the game at the scaled tolerance against its
-#: own chance there.
+#: A pointing game below this multiple of its chance is flagged (shapes:
+#: chance 2.9 %, the demo's models 38 to 59 %, a weak trunk 3.3 %).
 POINTING_OVER_CHANCE = 2.0
 
 
 def gt_classes(label_map, n_class):
-    """Foreground classes ``(C,)`` int (label values) present in
-    ``label_map``."""
+    """Foreground label values ``(C,)`` present in ``label_map``."""
     return np.flatnonzero(image_labels(label_map, n_class)) + 1
 
 
 def top_map(cams, classes):
-    """``(best, arg)``: the highest value ``(H, W)`` and its class
-    ``(H, W)`` int32 of maps ``(C, H, W)`` of label values ``(C,)``; with
-    no map, zeros (background)."""
+    """``(best, arg)``: the highest value ``(H, W)`` of maps ``(C, H, W)``
+    and its class (label values ``classes``); zeros without a map."""
     cams = np.asarray(cams)
     if len(cams) == 0:
         shape = cams.shape[1:]
@@ -124,16 +88,16 @@ def pseudo_label(cams, classes, low, high):
 
 
 def energy_inside(cam, label_map, c):
-    """Share of the mass of ``cam`` ``(H, W)`` on pixels of class ``c``,
-    ignore pixels of ``label_map`` ``(H, W)`` excluded; 0 for a flat map."""
+    """Energy in the mask of class ``c`` (ignore pixels excluded); 0 for
+    a flat map."""
     valid = label_map != IGNORE
     total = float(cam[valid].sum())
     return float(cam[label_map == c].sum()) / total if total > 0 else 0.0
 
 
 def class_box(label_map, c):
-    """``(y0, x0, y1, x1)``, inclusive: the tight box of the pixels of
-    class ``c``; None without one."""
+    """``(y0, x0, y1, x1)`` inclusive, the tight box of class ``c``; None
+    without one."""
     ys, xs = np.nonzero(label_map == c)
     if not len(ys):
         return None
@@ -141,9 +105,8 @@ def class_box(label_map, c):
 
 
 def energy_in_box(cam, label_map, c):
-    """Score-CAM's energy-based pointing game: the share of the mass of
-    ``cam`` ``(H, W)`` inside the box of class ``c`` (every pixel counted);
-    0 for a flat map or an absent class."""
+    """Score-CAM's energy in the box of class ``c``; 0 for a flat map or
+    an absent class."""
     box, total = class_box(label_map, c), float(cam.sum())
     if box is None or total <= 0:
         return 0.0
@@ -152,14 +115,13 @@ def energy_in_box(cam, label_map, c):
 
 
 def zhang_tolerance(shape):
-    """Pointing tolerance in pixels for an image of ``shape`` ``(H, W)``:
-    Zhang et al.'s 15 px per 500 px of the longer side."""
+    """Zhang et al.'s 15 px per 500 px of the longer side of ``(H, W)``."""
     return ZHANG_TOLERANCE * max(shape)
 
 
 def class_distance(label_map, c):
-    """``(H, W)``: each pixel's Euclidean distance to the nearest pixel of
-    class ``c`` in ``label_map`` (inf without one)."""
+    """``(H, W)`` Euclidean distance to the nearest pixel of class ``c``
+    (inf without one)."""
     mask = label_map == c
     if not mask.any():
         return np.full(label_map.shape, np.inf)
@@ -167,18 +129,15 @@ def class_distance(label_map, c):
 
 
 def peak_distance(cam, distance):
-    """The ``distance`` ``(H, W)`` at the peak (first maximum) of ``cam``
-    ``(H, W)``; inf for a flat map (Zhang et al.'s pointing game is a hit
-    when it is within the tolerance)."""
+    """``distance`` at the first maximum of ``cam``; inf for a flat map."""
     if cam.max() <= 0:
         return np.inf
     return float(distance.flat[int(cam.argmax())])
 
 
 def pointing_hit(cam, label_map, c, tolerance=POINTING_TOLERANCE):
-    """The exact pointing game of ours for one map: True (hit), False
-    (miss) or None (the peak is on an ignore pixel away from the class:
-    not counted)."""
+    """The exact pointing game of one map: True, False or None (not
+    counted)."""
     if cam.max() <= 0:
         return False
     y, x = np.unravel_index(int(cam.argmax()), cam.shape)
@@ -190,13 +149,10 @@ def pointing_hit(cam, label_map, c, tolerance=POINTING_TOLERANCE):
 
 
 class AttentionMetrics(object):
-    """Accumulator of attention mIoU (tau sweep), energy and pointing game,
-    image by image.
-
+    """Accumulator of the attention figures, image by image:
     ``add(label_map, outputs)`` takes the label ``(H, W)`` and
-    ``outputs['cams']`` ``(C, H, W)`` normalised maps of the classes
-    ``outputs['cam_classes']`` ``(C,)`` (see ``models.class_cams``).
-    """
+    ``outputs['cams']`` ``(C, H, W)``, the maps of the label values
+    ``outputs['cam_classes']`` ``(C,)`` (``models.class_cams``)."""
 
     needs_cams = True
 
@@ -206,10 +162,8 @@ class AttentionMetrics(object):
         self.taus = np.sort(np.asarray(taus, dtype=np.float32))
         self.tau = float(tau)
         # Per image: sweep[k, t, a], pixels of truth t whose top class a has
-        # a map that reaches exactly the k lowest thresholds (predicted a
-        # for tau_j, j < k, background above); fixed[r, t, a], r: reaches
-        # self.tau; and per (image, class) pair its image, class and the
-        # values of PAIR_KEYS.
+        # a map that reaches exactly the k lowest thresholds; fixed[r, t, a],
+        # r: reaches self.tau. Per pair: its image, class and PAIR_KEYS.
         self.sweep, self.fixed = [], []
         self.pairs = {k: [] for k in ('pair_image', 'pair_class') +
                       PAIR_KEYS}
@@ -248,11 +202,9 @@ class AttentionMetrics(object):
                 self.pairs[key].append(value)
 
     def per_image(self):
-        """Every image's counts: ``attention_sweep`` ``(N, T + 1, n, n)``,
-        ``attention_fixed`` ``(N, 2, n, n)``, ``taus`` ``(T,)``,
-        ``fixed_tau``, and per (image, class) pair ``pair_image``,
-        ``pair_class`` (label value) and each of :data:`PAIR_KEYS`, all
-        ``(P,)``."""
+        """``attention_sweep`` ``(N, T + 1, n, n)``, ``attention_fixed``
+        ``(N, 2, n, n)``, ``taus``, ``fixed_tau``, and ``(P,)`` per pair:
+        ``pair_image``, ``pair_class`` and :data:`PAIR_KEYS`."""
         n = self.n_class
         records = dict(
             attention_sweep=np.array(self.sweep, np.int32).reshape(
@@ -270,9 +222,9 @@ class AttentionMetrics(object):
 
 
 def attention_hists(records, weights=None):
-    """Confusion matrices ``(..., T + 1, n, n)`` of a split's images, each
-    counted ``weights`` ``(..., N)`` times (a bootstrap resample per row;
-    default once): one per sweep threshold, then the fixed ``tau``'s."""
+    """Confusion matrices ``(..., T + 1, n, n)``, one per sweep threshold,
+    then the fixed ``tau``'s; images counted ``weights`` ``(..., N)``
+    times (a bootstrap resample per row; default once)."""
     sweep = weighted_sum(weights, records['attention_sweep'])
     fixed = weighted_sum(weights, records['attention_fixed'])
     # below threshold j: the pixels that reach at most the j + 1 lowest
@@ -285,8 +237,8 @@ def attention_hists(records, weights=None):
 
 
 def pair_values(records, key):
-    """``(P,)``: the value of :data:`CLASS_KEYS` ``key`` of each (image,
-    class) pair (a pointing game: 1 hit, 0 miss, NaN not counted)."""
+    """``(P,)``: the :data:`CLASS_KEYS` ``key`` of each pair (a pointing
+    game: 1 hit, 0 miss, NaN not counted)."""
     distance = records['pointing_distance']
     if key == 'pointing_15px':
         return (distance <= ZHANG_PX).astype(np.float64)
@@ -296,10 +248,9 @@ def pair_values(records, key):
 
 
 def class_means(records, values, weights=None):
-    """``(..., n_class - 1)``: the mean per class (label values 1, 2, ...)
-    of the per-pair ``values`` ``(P,)`` (NaN: not counted), each pair
-    counted as often as its image (``weights`` ``(..., N)``, default
-    once); NaN for a class without a counted pair."""
+    """``(..., n_class - 1)``: the mean per class of the per-pair
+    ``values`` ``(P,)`` (NaN: not counted), each pair weighted as its
+    image; NaN for a class without a counted pair."""
     n = records['attention_sweep'].shape[-1]
     w = _pair_weights(records, weights)
     counted = ~np.isnan(values)
@@ -321,16 +272,15 @@ def _pair_weights(records, weights):
 
 
 def scaled_px(records):
-    """The scaled pointing tolerance (px) of the split, None where its
-    images differ in size."""
+    """The split's scaled pointing tolerance (px); None for mixed
+    sizes."""
     px = np.unique(records['pointing_scaled_px'])
     return round(float(px[0]), 4) if len(px) == 1 else None
 
 
 def attention_scores(records):
-    """The attention figures of a split from its :meth:`per_image`
-    records; ``<key>_class``: per class (label values 1, 2, ...; None:
-    absent)."""
+    """The attention figures of a split's records; ``<key>_class``: per
+    class (None: absent)."""
     ius = class_iu(attention_hists(records))
     taus, curve = records['taus'], nan_mean(ius[:-1])
     best = int(np.nanargmax(curve)) if not np.all(np.isnan(curve)) else 0
@@ -360,13 +310,9 @@ def attention_scores(records):
 
 
 def attention_warnings(result, class_names=None):
-    """What makes a model's Grad-CAMs useless for GAIN, as phrases (empty
-    if nothing): more than :data:`ZERO_CAMS_WARNING` all-zero maps, a
-    pointing game (ours, ``pointing``) below :data:`POINTING_OVER_CHANCE`
-    times its chance level, or a class whose pointing game at the scaled
-    tolerance is (named by ``class_names``, background first; default
-    its label value); ``result``: fractions as :func:`attention_scores`
-    gives them."""
+    """Phrases on what makes a model's Grad-CAMs useless for GAIN: too
+    many flat maps, a pointing game (exact, or a class's at the scaled
+    tolerance) below :data:`POINTING_OVER_CHANCE` times its chance."""
     problems = []
     zero, pointing = result.get('zero_cams'), result.get('pointing')
     chance = result.get('pointing_chance')
@@ -396,9 +342,7 @@ def attention_warnings(result, class_names=None):
 
 
 def iu_at(records, tau, weights=None):
-    """``(..., n)``: the IU of each class of the attention at the sweep
-    threshold ``tau`` (one of ``records['taus']``), images counted
-    ``weights`` ``(..., N)`` times (default once)."""
+    """``(..., n)``: each class's attention IU at the sweep's ``tau``."""
     taus = np.asarray(records['taus'])
     j = int(np.argmin(np.abs(taus - np.float32(tau))))
     if abs(float(taus[j]) - tau) > 1e-6:

@@ -1,25 +1,22 @@
 """Bootstrap intervals over seeds and test images (hierarchical).
 
-A run's number varies with the seed it was trained with and with the test
-images the split happens to hold, so both are resampled (Davison and
-Hinkley, "Bootstrap Methods and their Application", 1997, sec. 3.8; Ren
-et al., "Nonparametric bootstrapping for hierarchical data", J. Appl.
-Stat. 2010): each replicate draws the seeds with replacement, then the
-test images with replacement, and takes the mean over the drawn seeds.
-Every seed is scored on the same test images (seeds and images are
-crossed, not nested), so one image resample per replicate is shared by
-all its drawn seeds and by both models of a pair (paired; Owen, "The
-pigeonhole bootstrap", Ann. Appl. Stat. 2007): drawing the images anew
-for each seed would shrink their share of the variance by the number of
-seeds. The interval is the percentile interval of the replicates (Efron
-and Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13). With
-one seed, or seeds that score alike, it is the image bootstrap.
+A run's number varies with its training seed and with the test images, so
+both are resampled (Davison and Hinkley, "Bootstrap Methods and their
+Application", 1997, sec. 3.8; Ren et al., "Nonparametric bootstrapping for
+hierarchical data", J. Appl. Stat. 2010): each replicate draws the seeds,
+then the test images, with replacement, and takes the mean over the drawn
+seeds. Seeds and images are crossed (every seed is scored on the same
+images), so one image resample per replicate is shared by its seeds and
+by both models of a pair (Owen, "The pigeonhole bootstrap", Ann. Appl.
+Stat. 2007); drawing them anew per seed would shrink the images' share of
+the variance. The interval is the replicates' percentile interval (Efron
+and Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13); with
+one seed, the image bootstrap.
 
-A metric here is a function ``f(records, weights=None)`` of one model's
-per-image records (the ``per_image()`` of the accumulators, as
-``evaluate.py`` writes them to ``per_image.npz``) and ``weights`` ``(R,
-N)``, how often each image counts in each of ``R`` resamples, returning
-``(R,)`` values; without weights, the split's value.
+A metric is ``f(records, weights=None)`` of one model's per-image records
+(``per_image.npz``) and ``weights`` ``(R, N)``, how often each image
+counts in each of ``R`` resamples, returning ``(R,)``; without weights,
+the split's value.
 """
 import numpy as np
 
@@ -35,7 +32,7 @@ INTERVAL = ('hierarchical: seeds, then the test images (one image resample '
 
 
 def n_images(records):
-    """The number of images of one model's per-image records."""
+    """The number of images of one model's records."""
     for key in ('confusion', 'attention_sweep', 'logits'):
         if key in records:
             return len(records[key])
@@ -58,8 +55,7 @@ def cue(key):
 
 
 def attention_miou_tuned(records, weights=None):
-    """Attention mIoU at the model's tuned tau (``records['tuned_tau']``,
-    chosen on another split: ``evaluate.py --tau-from``)."""
+    """Attention mIoU at ``records['tuned_tau']`` (``--tau-from``)."""
     return att.miou_at(records, float(records['tuned_tau']), weights)
 
 
@@ -71,8 +67,8 @@ def _attention_ious(records, weights):
 
 def attention(key):
     """The attention figure ``key``: ``attention_miou_fixed``,
-    ``attention_miou`` (the split's best tau), ``zero_cams`` or one of
-    :data:`metrics.attention.CLASS_KEYS` (the mean over the classes)."""
+    ``attention_miou`` (best tau), ``zero_cams`` or a class mean of
+    :data:`metrics.attention.CLASS_KEYS`."""
     if key == 'attention_miou_fixed':
         return lambda r, w=None: nan_mean(_attention_ious(r, w)[..., -1, :])
     if key == 'attention_miou':
@@ -87,9 +83,9 @@ def attention(key):
 
 
 def class_metric(key, c):
-    """The metric ``key`` of class ``c`` (label value) alone: ``ap``,
-    ``iou`` (segmentation), ``attention_iou_tuned``, ``attention_iou_fixed``
-    or one of :data:`metrics.attention.CLASS_KEYS`."""
+    """The metric ``key`` of class ``c`` alone: ``ap``, ``iou``,
+    ``attention_iou_tuned``, ``attention_iou_fixed`` or a
+    :data:`metrics.attention.CLASS_KEYS`."""
     if key == 'ap':
         return lambda r, w=None: average_precision(
             r['logits'][:, c - 1], r['labels'][:, c - 1], w)
@@ -106,9 +102,7 @@ def class_metric(key, c):
 
 
 def metric(key):
-    """The metric of a key of ``evaluate.py``'s metrics: ``map``,
-    ``mean_iu``, ``attention_miou_tuned``, a cue or positive-rate key, else
-    an :func:`attention` figure."""
+    """The metric of one of ``evaluate.py``'s keys."""
     named = dict(map=mean_ap, mean_iu=mean_iu,
                  attention_miou_tuned=attention_miou_tuned)
     if key in named:
@@ -119,8 +113,7 @@ def metric(key):
 
 
 def draws(n_seeds, n_images, n_resamples=N_RESAMPLES, seed=0):
-    """``(seeds, images)``: the seeds ``(R, S)`` and the test images
-    ``(R, N)`` (indices) drawn with replacement by each replicate."""
+    """The seeds ``(R, S)`` and images ``(R, N)`` each replicate draws."""
     rng = np.random.RandomState(seed)
     images = rng.randint(0, n_images, (n_resamples, n_images))
     return rng.randint(0, n_seeds, (n_resamples, n_seeds)), images
@@ -128,7 +121,7 @@ def draws(n_seeds, n_images, n_resamples=N_RESAMPLES, seed=0):
 
 def _interval(samples, level):
     """The percentile interval of the replicates where the metric is
-    defined (a class absent from a resample has none); None if nowhere."""
+    defined; None if nowhere."""
     samples = np.asarray(samples)[~np.isnan(samples)]
     if not len(samples):
         return None
@@ -142,12 +135,10 @@ def _float(v):
 
 def hierarchical(statistic, n_seeds, n_images, n_resamples=N_RESAMPLES,
                  seed=0, level=0.95):
-    """The hierarchical bootstrap of the mean over seeds of
-    ``statistic(s, weights)``, the ``(R,)`` values of seed ``s`` at image
-    weights ``(R, N)``. Returns ``mean``, ``ci95`` (over seeds and images),
-    ``per_seed`` values with their own ``per_seed_ci95`` (over the images
-    alone), ``sd_seeds`` (ddof 1; None for one seed) and ``interval`` (the
-    method)."""
+    """The bootstrap of the mean over seeds of ``statistic(s, weights)``
+    (seed ``s`` at image weights ``(R, N)``): ``mean``, ``ci95`` (seeds and
+    images), ``per_seed`` with ``per_seed_ci95`` (images alone),
+    ``sd_seeds`` (ddof 1; None for one seed) and ``interval``."""
     seeds, images = draws(n_seeds, n_images, n_resamples, seed)
     weights = np.ones((n_resamples + 1, n_images))   # row 0: the split
     weights[1:] = [np.bincount(i, minlength=n_images) for i in images]
@@ -165,23 +156,10 @@ def hierarchical(statistic, n_seeds, n_images, n_resamples=N_RESAMPLES,
 
 def paired_difference(metric, pairs, n_resamples=N_RESAMPLES, seed=0,
                       level=0.95, scale=1.0):
-    """The difference ``metric(b) - metric(a)`` of paired models, over
-    seeds and images (:func:`hierarchical`; the image bootstrap with one
-    seed).
-
-    Args:
-        metric: ``f(records, weights)`` (see the module docstring); pass two
-            (``(f_a, f_b)``) where the models are scored differently (e.g.
-            each at its own tuned threshold).
-        pairs: ``[(records_a, records_b)]``, one per seed, every record
-            over the same images in the same order.
-        scale: unit of the result (100: percentage points).
-    Returns:
-        dict: ``mean`` (over the seeds), ``ci95`` (the hierarchical
-        percentile interval), ``per_seed`` values with their own image
-        intervals ``per_seed_ci95``, ``sd_seeds`` (ddof 1; None for one
-        seed), ``interval`` (the method) and ``shown``: ``ci95`` excludes 0.
-    """
+    """:func:`hierarchical` of ``metric(b) - metric(a)`` over ``pairs``
+    ``[(records_a, records_b)]``, one per seed, on the same images;
+    ``metric`` may be ``(f_a, f_b)`` (e.g. each at its own tuned tau);
+    ``scale`` 100: percentage points. ``shown``: ``ci95`` excludes 0."""
     f_a, f_b = metric if isinstance(metric, tuple) else (metric, metric)
 
     def difference(s, weights):
@@ -196,10 +174,9 @@ def paired_difference(metric, pairs, n_resamples=N_RESAMPLES, seed=0,
 
 def differences(comparisons, pairs, n_resamples=N_RESAMPLES,
                 metric_of=metric):
-    """``{'b - a': {key: paired_difference(...)}}`` in percentage points
-    (AUCs in points of 0.01) of ``comparisons`` ``[(b, a, keys)]``;
-    ``pairs(a, b, key)``: the ``[(records of a, records of b)]`` of each
-    seed; ``metric_of(key)``: the metric of a key."""
+    """``{'b - a': {key: paired_difference(...)}}`` in points of 0.01 of
+    ``comparisons`` ``[(b, a, keys)]``; ``pairs(a, b, key)`` gives each
+    seed's ``(records of a, records of b)``."""
     out = {}
     for b, a, keys in comparisons:
         out['%s - %s' % (b, a)] = {
@@ -211,27 +188,24 @@ def differences(comparisons, pairs, n_resamples=N_RESAMPLES,
 
 def value(metric, runs, n_resamples=N_RESAMPLES, seed=0, level=0.95,
           scale=1.0):
-    """One model's ``metric`` over seeds and images: ``runs`` ``[records]``,
-    one per seed, over the same images; :func:`hierarchical`'s result
-    (``ci95`` over seeds and images; the image bootstrap with one seed)."""
+    """:func:`hierarchical` of one model's ``metric`` over ``runs``
+    ``[records]``, one per seed."""
     return hierarchical(lambda s, weights: scale * metric(runs[s], weights),
                         len(runs), n_images(runs[0]), n_resamples, seed,
                         level)
 
 
 def class_values(keys, records, class_names):
-    """``{class name: {key: value}}`` of one run's ``records`` (the split's
-    figures, fractions; None where undefined), foreground classes
-    (``class_names`` background first) and :func:`class_metric` keys."""
+    """``{class name: {key: value}}``: the split's :func:`class_metric`
+    figures of one run (None where undefined; background skipped)."""
     return {name: {key: _float(class_metric(key, c)(records))
                    for key in keys}
             for c, name in enumerate(class_names[1:], 1)}
 
 
 def per_class(keys, runs, class_names, n_resamples=N_RESAMPLES):
-    """``{class name: {key: value(...)}}`` of the foreground classes
-    (``class_names`` background first) and :func:`class_metric` ``keys``
-    of ``runs`` ``[records]``, one per seed (fractions)."""
+    """``{class name: {key: value(...)}}`` of the foreground classes over
+    ``runs`` ``[records]``, one per seed."""
     return {name: {key: value(class_metric(key, c), runs, n_resamples)
                    for key in keys}
             for c, name in enumerate(class_names[1:], 1)}

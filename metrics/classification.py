@@ -7,20 +7,11 @@ from metrics.segmentation import nan_mean, ratio
 
 
 def average_precision(scores, labels, weights=None):
-    """Non-interpolated AP of one class: the mean, over the positives, of
-    the precision at their score (tied scores are one threshold), as
-    scikit-learn's ``average_precision_score``; ``nan`` when the class has
-    no positive. It is not the VOC devkit's interpolated AP (see the
-    README).
-
-    Args:
-        scores: ``(N,)`` scores; labels: ``(N,)`` 0/1.
-        weights: ``(..., N)`` how often each sample counts (a bootstrap
-            resample per row; scikit-learn's ``sample_weight``); default
-            once.
-    Returns:
-        ``(...)`` AP.
-    """
+    """Non-interpolated AP ``(...)`` of one class, as scikit-learn's
+    ``average_precision_score`` (not the VOC devkit's): the mean over the
+    positives of the precision at their score (ties one threshold); NaN
+    without a positive. ``scores``, ``labels`` (0/1): ``(N,)``;
+    ``weights`` ``(..., N)``: how often each sample counts."""
     _, group = np.unique(-np.asarray(scores, np.float64),
                          return_inverse=True)     # high scores first
     onehot = np.eye(group.max(initial=-1) + 1)[group]
@@ -33,20 +24,17 @@ def average_precision(scores, labels, weights=None):
 
 
 def mean_average_precision(scores, labels, weights=None):
-    """``(mAP, [AP per class])`` of ``(N, K)`` scores and 0/1 labels
-    (``(...)`` and ``(..., K)`` with ``weights`` ``(..., N)``, see
-    :func:`average_precision`); classes without a positive are left out
-    of the mean."""
+    """``(mAP, AP per class)`` of ``(N, K)`` scores and labels; classes
+    without a positive are left out of the mean."""
     aps = np.stack([average_precision(scores[:, k], labels[:, k], weights)
                     for k in range(scores.shape[1])], axis=-1)
     return nan_mean(aps), aps
 
 
 class ClassificationMetrics(object):
-    """Accumulator of mAP over a split: ``add(label_map, outputs)`` per image
-    with ``outputs['logits']`` ``(n_class - 1,)``; the labels are
-    ``outputs['labels']`` where given (image-level annotations), else the
-    classes present in ``label_map``."""
+    """Accumulator of mAP: ``add(label_map, outputs)`` with
+    ``outputs['logits']`` ``(n_class - 1,)`` and ``outputs['labels']``
+    (default: the classes in ``label_map``)."""
 
     def __init__(self, n_class):
         self.n_class, self.scores, self.labels = n_class, [], []

@@ -1,21 +1,16 @@
-"""Cue reliance: how much a classifier's decisions follow a context cue
-that comes with each class in training but not in the unbiased splits
-(the ``shapes`` dataset's water under discs, brick behind rings...).
-
-For each class ``c`` the images are split by whether ``c`` is present and
-whether ``c``'s cue is in the image. Per class, then averaged over the
-classes where both groups exist:
+"""Cue reliance: how much a classifier follows a context cue that comes
+with each class in training but not in the unbiased splits (``shapes``'
+water under discs...). Per class ``c``, then averaged over the classes
+where both groups exist:
 
 * ``cue_gap_absent``: P(logit > 0 | c absent, cue) - P(logit > 0 | c
-  absent, no cue), the share of false positives the cue adds;
-* ``cue_gap_present``: the same on images that hold ``c``;
-* ``cue_auc_absent`` and ``cue_auc_present``: threshold-free, the
-  probability that the logit of ``c`` on an image with the cue exceeds
-  that on an image without it (ties count half; the Mann-Whitney AUC); 0.5
-  is a classifier that ignores the cue;
-* ``positive_rate_present`` and ``positive_rate_absent``: P(logit > 0)
-  over the present and the absent (image, class) pairs, to tell a smaller
-  gap from a classifier that says "yes" less often overall.
+  absent, no cue), the false positives the cue adds; ``cue_gap_present``:
+  the same on images that hold ``c``;
+* ``cue_auc_absent``, ``cue_auc_present``: P(logit of c with the cue >
+  logit without it), ties half (the Mann-Whitney AUC); 0.5: ignored;
+* ``positive_rate_present``, ``positive_rate_absent``: P(logit > 0) over
+  the present and the absent pairs, to tell a smaller gap from a
+  classifier that says "yes" less often.
 """
 import numpy as np
 
@@ -23,10 +18,8 @@ from metrics.segmentation import nan_mean, ratio
 
 
 def mann_whitney_auc(values, wa, wb):
-    """P(X > Y) + P(X = Y) / 2 for X drawn from ``values`` ``(N,)`` with
-    weights ``wa`` ``(..., N)`` and Y with weights ``wb`` (how often each
-    value counts in each group; the Mann-Whitney AUC); NaN where a group
-    is empty."""
+    """P(X > Y) + P(X = Y) / 2, X and Y drawn from ``values`` ``(N,)``
+    with weights ``wa`` and ``wb`` ``(..., N)``; NaN for an empty group."""
     unique, inverse = np.unique(values, return_inverse=True)
     onehot = np.eye(len(unique))[inverse]              # (N, U)
     hb = np.asarray(wb, np.float64) @ onehot
@@ -36,17 +29,16 @@ def mann_whitney_auc(values, wa, wb):
 
 
 def _share(w, counted, hit):
-    """The share ``(...)`` of ``hit`` among the ``counted`` entries (both
-    ``(N, ...)`` bool), image ``i``'s counted ``w[..., i]`` times."""
+    """The share of ``hit`` among the ``counted`` entries (``(N, ...)``
+    bool), image ``i`` counted ``w[..., i]`` times."""
     n = len(counted)
     return ratio(w @ (counted & hit).reshape(n, -1).sum(1).astype(float),
                  w @ counted.reshape(n, -1).sum(1).astype(float))
 
 
 def cue_arrays(records, weights=None):
-    """The cue figures ``(...)`` of ``records`` (``logits``, 0/1 ``labels``
-    and bool ``cues``, each ``(N, K)``), images counted ``weights``
-    ``(..., N)`` times (a bootstrap resample per row; default once); NaN
+    """The cue figures of ``records`` (``logits``, ``labels``, ``cues``,
+    each ``(N, K)``), images counted ``weights`` ``(..., N)`` times; NaN
     where undefined."""
     logits, labels, cues = (np.asarray(records[k]) for k in
                             ('logits', 'labels', 'cues'))
@@ -75,10 +67,8 @@ def cue_scores(records):
 
 
 class CueMetrics(object):
-    """Accumulator of :func:`cue_scores` over a split: ``add(label_map,
-    outputs)`` per image with ``outputs['logits']`` ``(K,)``,
-    ``outputs['labels']`` ``(K,)`` and ``outputs['cues']`` ``(K,)`` bool
-    (class ``c``'s cue is in the image)."""
+    """Accumulator of :func:`cue_scores`: ``add(label_map, outputs)`` with
+    ``outputs`` ``logits``, ``labels`` and ``cues`` (bool), each ``(K,)``."""
 
     def __init__(self):
         self.records = {'logits': [], 'labels': [], 'cues': []}
@@ -88,8 +78,7 @@ class CueMetrics(object):
             values.append(np.asarray(outputs[key]))
 
     def per_image(self):
-        """``cues`` ``(N, K)`` bool (``logits`` and ``labels`` are also
-        :class:`metrics.ClassificationMetrics`' records)."""
+        """``cues`` ``(N, K)`` (the rest is ClassificationMetrics')."""
         return {'cues': np.array(self.records['cues'], bool)}
 
     def result(self):

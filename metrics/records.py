@@ -1,16 +1,14 @@
-"""Per-image records of an evaluation, on disk: what ``evaluate.py``
-writes to ``per_image.npz`` and the experiments read back for their
-bootstrap intervals (plain arrays; read without pickle)."""
+"""``per_image.npz``: the per-image records ``evaluate.py`` writes and
+the experiments' bootstrap reads (plain arrays, no pickle)."""
 import numpy as np
 
 from runtime.errors import DatasetError
-from runtime.files import open_input
+from runtime.files import read_npz
 
 
 def save_records(f, records, ids):
-    """Write ``names``, ``ids`` and ``<i>/<key>``, the per-image records
-    ``{name: {key: array}}`` of model ``names[i]``, to the open binary
-    file ``f``."""
+    """Write ``names``, ``ids`` and ``<i>/<key>`` (the records ``{name:
+    {key: array}}`` of model ``names[i]``) to the binary file ``f``."""
     arrays = dict(names=np.array(list(records), str), ids=np.array(ids, str))
     for i, r in enumerate(records.values()):
         arrays.update({'%d/%s' % (i, k): np.asarray(v) for k, v in r.items()})
@@ -18,18 +16,17 @@ def save_records(f, records, ids):
 
 
 def load_records(path):
-    """``({name: records}, ids)`` of a ``per_image.npz``; DatasetError for
-    one without the pointing distances (written before them)."""
-    with open_input(path, 'records', error=DatasetError) as data, \
-            np.load(data, allow_pickle=False) as f:
-        names = list(f['names'])
-        records = {n: {} for n in names}
-        for key in f.files:
-            if '/' in key:
-                i, k = key.split('/', 1)
-                records[names[int(i)]][k] = f[key]
-        if any('attention_sweep' in r and 'pointing_distance' not in r
-               for r in records.values()):
-            raise DatasetError('%s: written by an older evaluate.py (no '
-                               'pointing distances); rerun evaluate.py' % path)
-        return records, list(f['ids'])
+    """``({name: records}, ids)``; DatasetError for a file written before
+    the pointing distances."""
+    arrays = read_npz(path, 'records', DatasetError, 'a per_image.npz')
+    names = list(arrays['names'])
+    records = {n: {} for n in names}
+    for key, value in arrays.items():
+        if '/' in key:
+            i, k = key.split('/', 1)
+            records[names[int(i)]][k] = value
+    if any('attention_sweep' in r and 'pointing_distance' not in r
+           for r in records.values()):
+        raise DatasetError('%s: written by an older evaluate.py (no '
+                           'pointing distances); rerun evaluate.py' % path)
+    return records, list(arrays['ids'])

@@ -1,5 +1,5 @@
-"""Markdown tables of metrics: one set of titles and units for
-evaluate.py, the demo and the experiment; the demo's results page."""
+"""Markdown tables of metrics (one set of titles and units) and the
+demo's results page."""
 import numpy as np
 
 #: Title of each metric key, and its scale on screen (100: percent).
@@ -34,18 +34,15 @@ TITLES = dict(
 
 
 def title(key, tau=None, px=None):
-    """The column title of ``key``: ``@tau`` filled in with ``tau``, ``@px``
-    with the scaled pointing tolerance ``px`` (pixels; None: the rule)."""
+    """The title of ``key``, ``@tau`` and ``@px`` filled in."""
     text = TITLES[key][0]
     text = text.replace('@px', '%g px' % px if px else '15 px per 500 px')
     return text.replace('@tau', '@%.2f' % tau) if tau is not None else text
 
 
 def cell(value, key, digits=1):
-    """``value`` of metric ``key`` on screen (percent: one decimal); a list
-    (one value per seed) as its mean ± standard deviation (ddof 1); a
-    :func:`metrics.bootstrap.value` as its mean and interval; '-' for
-    None."""
+    """``value`` of ``key`` on screen; a list (per seed) as mean ± sd
+    (ddof 1); a bootstrap dict as mean [interval]; '-' for None."""
     scale = TITLES[key][1]
     digits = digits if scale != 1 else max(digits, 2)   # a tau, an AUC
     if isinstance(value, dict):
@@ -64,8 +61,7 @@ def cell(value, key, digits=1):
 
 
 def markdown_table(rows, keys, digits=1, tau=None, first='model', px=None):
-    """``rows``: ``[(name, {key: value, [values] or value dict})]``; ``tau``
-    and ``px`` fill in the titles (:func:`title`)."""
+    """``rows``: ``[(name, {key: value})]`` (values as :func:`cell`)."""
     lines = ['| %s | ' % first + ' | '.join(title(k, tau, px) for k in keys)
              + ' |', '|---' * (len(keys) + 1) + '|']
     for name, m in rows:
@@ -75,8 +71,7 @@ def markdown_table(rows, keys, digits=1, tau=None, first='model', px=None):
 
 
 def compare_table(a, b, keys, tau=None, px=None, digits=1):
-    """Each metric of ``a`` and ``b`` (``(name, metrics)``) and the
-    difference B - A (percentage points)."""
+    """Each metric of ``a`` and ``b`` (``(name, metrics)``) and B - A."""
     (na, ma), (nb, mb) = a, b
     lines = ['| metric | A: %s | B: %s | B - A |' % (na, nb),
              '|---|---|---|---|']
@@ -90,9 +85,7 @@ def compare_table(a, b, keys, tau=None, px=None, digits=1):
 
 
 def class_table(per_class, tau=None, px=None):
-    """Rows the classes, columns their metrics: ``per_class`` ``{class
-    name: {key: value, [value per seed] or value dict}}`` (as
-    :func:`metrics.bootstrap.per_class` gives them)."""
+    """A row per class of ``per_class`` ``{class: {key: value}}``."""
     keys = list(next(iter(per_class.values()), {}))
     return markdown_table(list(per_class.items()), keys, tau=tau,
                           first='class', px=px)
@@ -112,9 +105,8 @@ def class_matrix(per_row, key, tau=None, px=None):
 
 
 def difference_table(differences, digits=1, tau=None, px=None):
-    """``differences``: ``{'b - a': {key: paired_difference result}}`` (in
-    the metric's screen units) -> one row per comparison and metric;
-    ``tau`` and ``px`` fill in the titles (:func:`title`)."""
+    """A row per comparison and metric of ``{'b - a': {key:
+    paired_difference}}``."""
     lines = ['| difference | metric | mean | 95 % interval (seeds and '
              'images) | sd over seeds | per seed | |',
              '|---|---|---|---|---|---|---|']
@@ -132,8 +124,7 @@ def difference_table(differences, digits=1, tau=None, px=None):
 
 
 def results_page(results, keys, experiment=None):
-    """The text of ``media/RESULTS.md``: the demo's ``results`` (the
-    ``keys`` of its rows, its own differences) and the differences that
+    """``media/RESULTS.md``: the demo's ``results`` and what
     ``experiment`` (experiment.json; None: not run) established."""
     claims = ('`make experiment` has not been run: nothing is established '
               'yet.' if experiment is None else

@@ -1,14 +1,11 @@
-"""The four figures of the FCN table, from an accumulated confusion matrix.
-
-Same definitions as ``fcn.utils.label_accuracy_score``; accumulating the
-matrix lets a split be evaluated without keeping every label map.
-"""
+"""The four figures of the FCN table (``fcn.utils.label_accuracy_score``'s
+definitions) from accumulated confusion matrices."""
 import numpy as np
 
 
 def confusion_matrix(label_true, label_pred, n_class):
-    """``(n_class, n_class)`` counts, rows true, columns predicted; pixels
-    whose true label is outside ``0..n_class-1`` (ignore: -1) are skipped."""
+    """``(n_class, n_class)`` counts, rows true; pixels whose true label is
+    outside ``0..n_class-1`` are skipped."""
     t = np.asarray(label_true).ravel()
     p = np.asarray(label_pred).ravel()
     keep = (t >= 0) & (t < n_class)
@@ -26,8 +23,7 @@ def class_iu(hist):
 
 
 def ratio(num, den):
-    """``num / den``, NaN where ``den`` is 0 (nothing counted); a numpy
-    scalar (a float) where both are."""
+    """``num / den``, NaN where ``den`` is 0."""
     den = np.asarray(den, np.float64)
     return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)[()]
 
@@ -40,9 +36,8 @@ def nan_mean(values):
 
 
 def segmentation_scores(hist):
-    """Accuracy, Accuracy Class, Mean IU, FWAVACC and per-class IU of a
-    confusion matrix (classes absent from both truth and prediction are
-    left out of the means, as in fcn)."""
+    """Accuracy, Accuracy Class, Mean IU, FWAVACC and per-class IU (classes
+    absent from truth and prediction left out, as in fcn)."""
     hist = np.asarray(hist, dtype=np.float64)
     diag = np.diag(hist)
     iu = class_iu(hist)
@@ -57,9 +52,8 @@ def segmentation_scores(hist):
 
 
 def weighted_sum(weights, per_image):
-    """``(..., *S)``: the sum over a split's images of their arrays
-    ``per_image`` ``(N, *S)``, each counted ``weights`` ``(..., N)`` times
-    (a bootstrap resample per row; None: once)."""
+    """``(..., *S)``: the sum of ``per_image`` ``(N, *S)``, each counted
+    ``weights`` ``(..., N)`` times (None: once)."""
     if weights is None:
         return np.asarray(per_image).sum(axis=0)
     return np.tensordot(np.asarray(weights, np.float64), per_image,
@@ -67,9 +61,8 @@ def weighted_sum(weights, per_image):
 
 
 class SegmentationMetrics(object):
-    """Accumulator of the FCN table over a split: ``add(label_map, outputs)``
-    per image with ``outputs['segmentation']`` ``(H, W)``; every image's
-    confusion matrix is kept."""
+    """Accumulator of the FCN table: ``add(label_map, outputs)`` with
+    ``outputs['segmentation']`` ``(H, W)``; keeps every image's matrix."""
 
     def __init__(self, n_class):
         self.n_class, self.confusion = n_class, []

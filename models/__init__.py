@@ -6,6 +6,4 @@ from models.grad_cam import (attention_maps, cam_from_features, class_cams,  # N
                              grad_cam, inference_cams, normalize_cam)
 from models.resize import resize_bilinear  # NOQA
 
-# Chainer's CPU convolution kernels, replaced for every model, script and
-# test of the project (models/cpu_convolution.py says what and why).
-cpu_convolution.install()
+cpu_convolution.install()   # for every model, script and test

@@ -1,53 +1,17 @@
-"""Faster NumPy kernels for chainer's 2-D convolution on the CPU.
-
-What is replaced: the NumPy computation inside the forward of three chainer
-FunctionNodes (their ``_forward_cpu_core``):
-
-- ``Convolution2DFunction``: a convolution, and the gradient of a
-  deconvolution's input;
-- ``Convolution2DGradW``: the weights' gradient of both;
-- ``Deconvolution2DFunction``: a deconvolution (FCN8s' upscore layers),
-  and the gradient of a convolution's input.
-
-The FunctionNodes themselves, their ``backward`` (which builds these same
-nodes again) and so every gradient of any order, double back-propagation
-included, stay chainer's. So do the GPU (CuPy, cuDNN) and ChainerX paths;
-and anything but float32 or float64 inputs of one dtype with ``groups=1``
-and ``dilate=1`` (float16, grouped or dilated convolutions, iDeep) runs
-chainer's own CPU code.
-
-Why: chainer 7.8.1 builds ``col`` (im2col) as ``(N, C, kh, kw, oh, ow)``
-and contracts it with ``numpy.tensordot``, which first copies all of
-``col``, the largest array of a step, into ``(N, oh, ow, C*kh*kw)`` order;
-its result ``(N, oh, ow, O)`` is then seen as NCHW through a transpose, so
-the next layer reads channels-last memory; the weight gradient copies
-``col`` the same way. On the thin FCN8s this doubles a training step (the
-100-pixel pad of conv1_1 makes a 96x96 image convolve at 294x294). Here
-``col`` is built as the matrix ``(C*kh*kw, N*oh*ow)`` and each kernel is one
-matrix product with no copy of it; outputs are ``(N, C, H, W)`` arrays
-whose memory is in ``(C, N, H, W)`` order, which the next layer reads as a
-matrix as it is. Two more rewrites, each taken only where its intermediate
-array is the smaller one and its matrix product not much larger (the
-upscore layers, whose kernel is large against their stride):
-
-- a deconvolution as one stride-1 convolution with ``sy*sx`` times the
-  output channels, one per stride phase (:func:`_subpixel`), instead of a
-  matrix product followed by ``kh*kw`` shifted sums (``col2im``);
-- a strided convolution and its weight gradient through the stride-phase
-  image (``C*sy*sx`` rows) instead of ``col`` (``C*kh*kw`` rows).
-
-Results equal chainer's within rounding: the same products, summed in
-another order (float32: about 1e-7 relative, float64: 1e-15, for finite
-inputs). A training run drifts from one with chainer's kernels as under
-any change of rounding (docs/BENCHMARKS.md: 4% of the weights after 100
-steps of train_fcn.py, as much as a random one-ulp change of chainer's own
-convolution outputs gives).
-
-:func:`install` puts the kernels in place. ``models`` does it when it is
-imported, so every model, script and test of the project uses them; not
-``models.precision.apply_link``, as the nodes of the gradients are made by
-chainer inside ``backward``, out of a link's reach. :func:`chainer_kernels`
-restores chainer's kernels inside a ``with`` block.
+"""Faster NumPy kernels for chainer's 2-D convolutions on the CPU, in the
+``_forward_cpu_core`` of ``Convolution2DFunction``, ``Convolution2DGradW``
+and ``Deconvolution2DFunction``; the nodes and their ``backward`` (so every
+gradient of any order) stay chainer's, as do GPU, float16, groups and
+dilation. Chainer 7.8.1's ``tensordot`` copies all of im2col's ``col``
+(a step's largest array) and leaves outputs channels-last; here ``col``
+is the matrix ``(C*kh*kw, N*oh*ow)``, each kernel one matrix product, and
+outputs ``(N, C, H, W)`` arrays in ``(C, N, H, W)`` memory order, which
+the next layer reads as a matrix. Where smaller (the upscore layers), a
+deconvolution is one stride-1 convolution over the stride phases
+(:func:`_subpixel`), and a strided convolution and its weight gradient go
+through the stride-phase image. A thin FCN8s step is twice as fast
+(docs/BENCHMARKS.md); results equal chainer's within rounding.
+:func:`install` (``import models`` calls it) puts them in place.
 """
 import contextlib
 
@@ -59,19 +23,14 @@ from chainer.utils import conv as _conv_utils
 _FAST_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 #: ``(class, chainer's _forward_cpu_core)`` of each replaced kernel.
-_ORIGINAL = {
-    'conv': (_conv.Convolution2DFunction,
-             _conv.Convolution2DFunction._forward_cpu_core),
-    'grad_w': (_conv.Convolution2DGradW,
-               _conv.Convolution2DGradW._forward_cpu_core),
-    'deconv': (_deconv.Deconvolution2DFunction,
-               _deconv.Deconvolution2DFunction._forward_cpu_core),
-}
+_ORIGINAL = {name: (cls, cls._forward_cpu_core) for name, cls in (
+    ('conv', _conv.Convolution2DFunction),
+    ('grad_w', _conv.Convolution2DGradW),
+    ('deconv', _deconv.Deconvolution2DFunction))}
 
 
 def _fast(node, *arrays):
-    """Whether the fast kernels compute ``node`` on ``arrays`` (None: no
-    bias)."""
+    """Whether the fast kernels compute ``node`` on ``arrays``."""
     dtype = arrays[0].dtype
     return (node.groups == 1 and node.dy == 1 and node.dx == 1
             and not node._use_ideep and dtype in _FAST_DTYPES
@@ -83,21 +42,16 @@ def _ceil_div(a, b):
 
 
 def _channel_major(a):
-    """``a (N, C, H, W)`` as the matrix ``(C, N*H*W)``: a view where
-    ``a``'s memory is in ``(C, N, H, W)`` order (the kernels' outputs),
-    else a copy."""
+    """``a (N, C, H, W)`` as ``(C, N*H*W)``: a view of the kernels'
+    outputs."""
     return a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
 
 
 def _phase_image(x, kh, kw, stride, offset, out_size):
-    """The padded ``x (N, C, H, W)`` split by stride phase:
-    ``(C, sy, sx, N, hh, ww)``, entry ``[c, r, q, n, a, b]`` the pixel
-    ``(sy*a + r - top, sx*b + q - left)`` of ``x[n, c]`` (0 outside ``x``),
-    with ``hh = oh + ceil(kh/sy) - 1`` and ``ww = ow + ceil(kw/sx) - 1``.
-
-    ``stride``: ``(sy, sx)``; ``offset``: ``(top, left)``, the padding
-    before the image (negative: rows or columns of ``x`` left out);
-    ``out_size``: ``(oh, ow)``, the outputs of a ``kh x kw`` kernel."""
+    """``(C, sy, sx, N, hh, ww)``: entry ``[c, r, q, n, a, b]`` is pixel
+    ``(sy*a + r - top, sx*b + q - left)`` of ``x[n, c]`` (0 outside),
+    ``hh = oh + ceil(kh/sy) - 1``, ``ww = ow + ceil(kw/sx) - 1``;
+    ``offset`` ``(top, left)`` is the padding (negative: a crop)."""
     n, c, h, w = x.shape
     (sy, sx), (top, left), (oh, ow) = stride, offset, out_size
     hh, ww = oh + (kh - 1) // sy, ow + (kw - 1) // sx
@@ -112,9 +66,8 @@ def _phase_image(x, kh, kw, stride, offset, out_size):
 
 
 def _columns(x, kh, kw, stride, offset, out_size):
-    """im2col: the matrix ``(C*kh*kw, N*oh*ow)``, entry
-    ``[(c, j, i), (n, a, b)]`` the pixel ``(sy*a + j - top, sx*b + i - left)``
-    of ``x[n, c]`` (arguments as :func:`_phase_image`)."""
+    """im2col ``(C*kh*kw, N*oh*ow)``: entry ``[(c, j, i), (n, a, b)]`` is
+    pixel ``(sy*a + j - top, sx*b + i - left)`` of ``x[n, c]``."""
     n, c, h, w = x.shape
     (sy, sx), (oh, ow) = stride, out_size
     if (kh, kw, stride, offset, out_size) == (1, 1, (1, 1), (0, 0), (h, w)):
@@ -130,9 +83,9 @@ def _columns(x, kh, kw, stride, offset, out_size):
 
 
 def _taps(W, sy, sx):
-    """``W (A, B, kh, kw)`` zero-padded to whole strides, as
-    ``(A, B, ku, sy, kv, sx)``: entry ``[., ., u, r, v, q]`` is
-    ``W[., ., sy*u + r, sx*v + q]``."""
+    """``W (A, B, kh, kw)`` zero-padded to whole strides as ``(A, B, ku,
+    sy, kv, sx)``, entry ``[., ., u, r, v, q] = W[., ., sy*u + r, sx*v +
+    q]``."""
     a, b, kh, kw = W.shape
     ku, kv = _ceil_div(kh, sy), _ceil_div(kw, sx)
     if (ku * sy, kv * sx) != (kh, kw):
@@ -142,9 +95,8 @@ def _taps(W, sy, sx):
 
 
 class _Geometry(object):
-    """The sizes of a convolution ``node`` (or of the convolution whose
-    weight gradient or input gradient ``node`` computes) of
-    ``x (N, C, H, W)`` by a ``(O, C, kh, kw)`` kernel."""
+    """The sizes of the convolution of ``x (N, C, H, W)`` by ``(O, C, kh,
+    kw)`` that ``node`` computes (or whose gradient it does)."""
 
     def __init__(self, node, x_shape, out_c, kh, kw):
         self.n, self.c, h, w = x_shape
@@ -156,6 +108,7 @@ class _Geometry(object):
             _conv_utils.get_conv_outsize(w, kw, node.sx, node.pw,
                                          node.cover_all))
         self.ku, self.kv = _ceil_div(kh, node.sy), _ceil_div(kw, node.sx)
+        self.phases = node.sy * node.sx
 
     def columns(self, x):
         return _columns(x, self.kh, self.kw, self.stride, self.pad,
@@ -167,16 +120,9 @@ class _Geometry(object):
                             self.out_size).reshape(self.c * self.phases, -1)
 
     @property
-    def phases(self):
-        return self.stride[0] * self.stride[1]
-
-    @property
     def by_phase(self):
-        """Whether to go through the stride phases: where its shifted
-        copies of the outputs (or of ``gy``) are fewer numbers than ``col``
-        and its matrix product has at most 1.5 times the multiply-adds of
-        ``col``'s (the phases pad the kernel to whole strides, the outputs
-        by ``ku - 1``)."""
+        """Whether the stride phases' shifted outputs are smaller than
+        ``col`` and their product at most 1.5x ``col``'s."""
         oh, ow = self.out_size
         shifted = self.ku * self.kv * (oh + self.ku - 1) * (ow + self.kv - 1)
         col = self.kh * self.kw * oh * ow
@@ -204,10 +150,9 @@ def _conv_by_columns(g, x, W):
 
 
 def _conv_by_phase(g, x, W):
-    """``(O, N, oh, ow)``: ``z[(o, u, v), (n, a', b')]``, the sum over
-    ``(c, r, q)`` of ``W[o, c, sy*u + r, sx*v + q]`` times the phase image,
-    then ``y[o, n, a, b]``, the sum over ``(u, v)`` of
-    ``z[o, u, v, n, a + u, b + v]``."""
+    """``(O, N, oh, ow)``: ``z[(o, u, v), (n, a', b')] = sum_(c, r, q)
+    W[o, c, sy*u + r, sx*v + q] phase[c, r, q, n, a', b']``, then
+    ``y[o, n, a, b] = sum_(u, v) z[o, u, v, n, a + u, b + v]``."""
     oh, ow = g.out_size
     taps = _taps(W, *g.stride).transpose(0, 2, 4, 1, 3, 5)
     z = numpy.dot(taps.reshape(g.out_c * g.ku * g.kv, -1),
@@ -239,9 +184,8 @@ def _grad_w_by_columns(g, x, gy):
 
 
 def _grad_w_by_phase(g, x, gy):
-    """``gW[o, c, sy*u + r, sx*v + q]``: the sum over ``(n, a', b')`` of
-    ``gy[n, o, a' - u, b' - v]`` (a ``ku x kv`` im2col of ``gy``, padded
-    ``ku - 1``) times the phase image ``[c, r, q, n, a', b']``."""
+    """``gW[o, c, sy*u + r, sx*v + q] = sum_(n, a', b') gy[n, o, a' - u,
+    b' - v] phase[c, r, q, n, a', b']`` (an im2col of ``gy``)."""
     oh, ow = g.out_size
     shifted = _columns(gy, g.ku, g.kv, (1, 1), (g.ku - 1, g.kv - 1),
                        (oh + g.ku - 1, ow + g.kv - 1))
@@ -255,10 +199,9 @@ def _grad_w_by_phase(g, x, gy):
 
 # -- Deconvolution2DFunction -------------------------------------------------
 def _deconvolution(self, x, W, b):
-    """``y (N, Cout, outh, outw)`` of ``x (N, Cin, h, w)`` and
-    ``W (Cin, Cout, kh, kw)``: :func:`_subpixel` where its ``col`` is no
-    larger than :func:`_col2im`'s products and its matrix product has at
-    most 1.5 times their multiply-adds, else :func:`_col2im`."""
+    """``y (N, Cout, outh, outw)`` of ``x (N, Cin, h, w)`` and ``W (Cin,
+    Cout, kh, kw)``: :func:`_subpixel` where its ``col`` is no larger and
+    its product at most 1.5x :func:`_col2im`'s."""
     if not _fast(self, x, W, b):
         return _ORIGINAL['deconv'][1](self, x, W, b)
     in_c, out_c, kh, kw = W.shape
@@ -289,14 +232,11 @@ def _col2im(node, x, W):
 
 
 def _subpixel(node, x, W):
-    """The deconvolution as one stride-1 convolution; ``(N, Cout, outh,
-    outw)``, its memory in ``(Cout, N, outh, outw)`` order.
-
-    Output pixel ``(sy*a + r, sx*b + q)`` sums ``x[:, :, a - u, b - v]``
-    times ``W[:, :, sy*u + r, sx*v + q]``: each of the ``sy*sx`` phases
-    ``(r, q)`` convolves ``x`` with a ``ceil(kh/sy) x ceil(kw/sx)`` kernel.
-    The phases are ``Cout*sy*sx`` channels of one matrix product,
-    interleaved into the image at the end."""
+    """The deconvolution as one stride-1 convolution: output pixel
+    ``(sy*a + r, sx*b + q)`` sums ``x[:, :, a - u, b - v] W[:, :, sy*u +
+    r, sx*v + q]``, so each phase ``(r, q)`` is a ``ceil(kh/sy) x
+    ceil(kw/sx)`` kernel; the ``Cout*sy*sx`` phase channels of one product
+    are interleaved into the image."""
     n, in_c = x.shape[:2]
     out_c = W.shape[1]
     sy, sx, ph, pw = node.sy, node.sx, node.ph, node.pw
@@ -337,8 +277,8 @@ def installed():
 
 @contextlib.contextmanager
 def chainer_kernels():
-    """Chainer's own CPU kernels inside the block (the tests' reference);
-    after it, the kernels that were in place before it."""
+    """Chainer's own CPU kernels inside the block (the tests'
+    reference)."""
     before = {name: cls._forward_cpu_core
               for name, (cls, _) in _ORIGINAL.items()}
     _set({})

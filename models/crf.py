@@ -19,10 +19,7 @@ import collections
 import numpy as np
 import pydensecrf.densecrf as dcrf
 
-#: The CRF's parameters: background threshold ``tau`` in (0, 1); Gaussian
-#: ``gauss_sxy`` and ``gauss_compat``; bilateral ``bilateral_sxy``,
-#: ``bilateral_srgb`` and ``bilateral_compat`` (compat 0: no such kernel);
-#: mean-field ``iterations``.
+#: The CRF's parameters (a compat of 0: no such kernel).
 CRFSettings = collections.namedtuple('CRFSettings', (
     'tau', 'gauss_sxy', 'gauss_compat', 'bilateral_sxy', 'bilateral_srgb',
     'bilateral_compat', 'iterations'))
@@ -31,9 +28,8 @@ MIN_PROBABILITY = 1e-5
 
 
 def label_probabilities(cams, tau):
-    """``(1 + C, H, W)`` float32 probabilities of background and the
-    classes from normalised CAMs ``(C, H, W)`` in [0, 1] (module
-    docstring)."""
+    """``(1 + C, H, W)`` probabilities of background and the classes of
+    normalised CAMs ``(C, H, W)``."""
     cams = np.asarray(cams, np.float32)
     top = cams.max(axis=0) if len(cams) else np.zeros(cams.shape[1:],
                                                       np.float32)
@@ -43,16 +39,9 @@ def label_probabilities(cams, tau):
 
 
 def refine(image, cams, classes, settings):
-    """Dense-CRF labels of one image.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB image.
-        cams: ``(C, H, W)`` normalised CAMs of its classes in [0, 1].
-        classes: ``(C,)`` their label values.
-        settings (CRFSettings): the parameters.
-    Returns:
-        ``(H, W)`` uint8 label map: 0 or one of ``classes`` at each pixel.
-    """
+    """``(H, W)`` uint8 dense-CRF labels (0 or one of ``classes`` ``(C,)``)
+    of an ``(H, W, 3)`` uint8 RGB image and its classes' normalised CAMs
+    ``(C, H, W)``."""
     p = label_probabilities(cams, settings.tau)
     n_labels, h, w = p.shape
     crf = dcrf.DenseCRF2D(w, h, n_labels)

@@ -1,9 +1,6 @@
-"""FCN8s with a GAIN classification head.
-
-The segmentation trunk has the link names and shapes of ``fcn.models.FCN8s``
-so ``fcn8s_from_caffe.npz`` loads into it; ``width`` thins every channel
-count (tests and the CPU demo).
-"""
+"""FCN8s with a GAIN classification head; the segmentation network has
+``fcn.models.FCN8s``' link names and shapes, so ``fcn8s_from_caffe.npz``
+loads into it."""
 import chainer
 import chainer.functions as F
 import chainer.links as L
@@ -22,10 +19,8 @@ HEAD_INIT = chainer.initializers.LeCunNormal()
 
 
 class BilinearDeconvWeight(chainer.initializer.Initializer):
-    """Bilinear up-sampling kernel on the diagonal, zeros elsewhere.
-
-    Same initial values as the caffe FCN ``surgery.py`` filter.
-    """
+    """Bilinear up-sampling kernel on the diagonal, zeros elsewhere (the
+    caffe FCN ``surgery.py`` filter)."""
 
     def __call__(self, array):
         n_in, n_out, k, _ = array.shape
@@ -40,18 +35,12 @@ class BilinearDeconvWeight(chainer.initializer.Initializer):
 
 
 class FCN8s(chainer.Chain):
-    """FCN8s (Long et al.) plus the multi-label head that GAIN trains against.
+    """FCN8s (Long et al., CVPR 2015) plus the multi-label head GAIN
+    trains against: ``n_class`` segmentation classes (background
+    included; the head predicts the ``n_class - 1`` others), ``width``
+    multiplies every channel count (1.0: the published FCN8s)."""
 
-    Args:
-        n_class (int): number of segmentation classes, background included.
-            The classification head predicts the ``n_class - 1`` foreground
-            labels.
-        width (float): multiplier of every channel count (1.0 is the
-            published FCN8s).
-    """
-
-    #: Input pixels per cell of ``features`` (four 2x2 max poolings).
-    feature_stride = 16
+    feature_stride = 16     # input pixels per cell of features()
 
     def __init__(self, n_class=21, width=1.0):
         super().__init__()
@@ -67,7 +56,7 @@ class FCN8s(chainer.Chain):
 
         c1, c2, c3, c4, c5, c6 = (ch(64), ch(128), ch(256), ch(512), ch(512),
                                   ch(4096))
-        self.channels = dict(pool3=c3, pool4=c4, conv5_3=c5, fc=c6)
+        trunk = (c1, c1, c2, c2, c3, c3, c3, c4, c4, c4, c5, c5, c5)
         conv = dict(initialW=chainer.initializers.HeNormal())
         zero = dict(initialW=chainer.initializers.Zero())
         up = dict(nobias=True, initialW=BilinearDeconvWeight())
@@ -76,19 +65,10 @@ class FCN8s(chainer.Chain):
         # starts with activations, and logits, of order one.
         pixels = dict(initialW=chainer.initializers.HeNormal(scale=1 / 60.))
         with self.init_scope():
-            self.conv1_1 = L.Convolution2D(3, c1, 3, 1, 100, **pixels)
-            self.conv1_2 = L.Convolution2D(c1, c1, 3, 1, 1, **conv)
-            self.conv2_1 = L.Convolution2D(c1, c2, 3, 1, 1, **conv)
-            self.conv2_2 = L.Convolution2D(c2, c2, 3, 1, 1, **conv)
-            self.conv3_1 = L.Convolution2D(c2, c3, 3, 1, 1, **conv)
-            self.conv3_2 = L.Convolution2D(c3, c3, 3, 1, 1, **conv)
-            self.conv3_3 = L.Convolution2D(c3, c3, 3, 1, 1, **conv)
-            self.conv4_1 = L.Convolution2D(c3, c4, 3, 1, 1, **conv)
-            self.conv4_2 = L.Convolution2D(c4, c4, 3, 1, 1, **conv)
-            self.conv4_3 = L.Convolution2D(c4, c4, 3, 1, 1, **conv)
-            self.conv5_1 = L.Convolution2D(c4, c5, 3, 1, 1, **conv)
-            self.conv5_2 = L.Convolution2D(c5, c5, 3, 1, 1, **conv)
-            self.conv5_3 = L.Convolution2D(c5, c5, 3, 1, 1, **conv)
+            for k, name in enumerate(TRUNK):    # conv1_1 pads by 100
+                setattr(self, name, L.Convolution2D(
+                    trunk[k - 1] if k else 3, trunk[k], 3, 1,
+                    1 if k else 100, **(conv if k else pixels)))
             self.fc6 = L.Convolution2D(c5, c6, 7, 1, 0, **conv)
             self.fc7 = L.Convolution2D(c6, c6, 1, 1, 0, **conv)
             self.score_fr = L.Convolution2D(c6, n_class, 1, 1, 0, **zero)
@@ -103,13 +83,11 @@ class FCN8s(chainer.Chain):
             self.fc6_cl = L.Linear(c5, c6, initialW=HEAD_INIT)
             self.fc7_cl = L.Linear(c6, c6, initialW=HEAD_INIT)
             self.score_cl = L.Linear(c6, n_class - 1, initialW=HEAD_INIT)
-        #: What the layers compute in, one of
-        #: :data:`models.precision.PRECISIONS`; the methods take and return
-        #: the weights' dtype (float32).
+        #: What the layers compute in (models.precision.PRECISIONS); the
+        #: methods take and return float32.
         self.precision = 'float32'
-        #: The training stages that trained the classification head, oldest
-        #: first (saved in model files); empty while it holds its random
-        #: initial weights.
+        #: The stages that trained the head, oldest first (empty: its
+        #: random start); saved in model files.
         self.head_trained_by = []
 
     def reset_head(self):
@@ -120,12 +98,9 @@ class FCN8s(chainer.Chain):
             link.b.array[...] = 0
         self.head_trained_by = []
 
-    # -- trunk ---------------------------------------------------------------
     def _trunk(self, x, conv1_pad, sizes=None):
-        """conv1_1 ... conv5_3; returns pool3, pool4, relu(conv5_3) and,
-        with ``sizes`` (a padded batch, see :mod:`models.padding`), the
-        valid size ``(N, 2)`` of conv5_3 (else None), every map zeroed
-        beyond its valid size."""
+        """pool3, pool4, relu(conv5_3) and, with ``sizes`` (a padded batch,
+        :mod:`models.padding`), conv5_3's valid size ``(N, 2)``."""
         h, pools, valid = x, [], None
         if sizes is not None:       # conv1_1: 3x3, output side + 2 pad - 2
             valid = np.asarray(sizes) + 2 * conv1_pad - 2
@@ -138,19 +113,11 @@ class FCN8s(chainer.Chain):
                 pools.append(h)
         return pools[2], pools[3], h, valid
 
-    # -- segmentation --------------------------------------------------------
     def segment(self, x, sizes=None):
-        """Per-pixel class scores.
-
-        Args:
-            x: ``(N, 3, H, W)`` caffe-preprocessed images.
-            sizes: ``(N, 2)`` each image's own size in a padded batch
-                (:mod:`models.padding`), None when they fill ``(H, W)``.
-        Returns:
-            ``(N, n_class, H, W)`` Variable, fcn's FCN8s forward; with
-            ``sizes`` each image's scores inside its size are those of the
-            image alone (outside they mean nothing; the loss ignores them).
-        """
+        """Scores ``(N, n_class, H, W)`` of caffe-preprocessed ``x`` ``(N, 3,
+        H, W)``; ``sizes`` ``(N, 2)``: each image's own size in a padded
+        batch (:mod:`models.padding`), inside which its scores are those
+        of the image alone."""
         pool3, pool4, conv5_3, v5 = self._trunk(x, 100, sizes)
         h = F.max_pooling_2d(conv5_3, 2, 2)
         h = F.dropout(F.relu(self._apply('fc6', h)), ratio=.5)
@@ -159,41 +126,29 @@ class FCN8s(chainer.Chain):
         # deconvolution (kernel 2s, stride s) makes n cells s n + s. Past a
         # layer with a bias, the cells beyond are zeroed before the next
         # deconvolution could spread them into the image.
-        fr = None if sizes is None else pooled(v5) - 6
-        h = inside(self._apply('score_fr', h), fr)
-        upscore2 = self._apply('upscore2', h)
-        h = self._apply('score_pool4', pool4)
-        up2 = None if sizes is None else 2 * fr + 2
-        h = inside(upscore2 + _crop(h, 5, upscore2.shape[2:]), up2)
-        upscore_pool4 = self._apply('upscore_pool4', h)
-        h = self._apply('score_pool3', pool3)
-        up4 = None if sizes is None else 2 * up2 + 2
-        h = inside(
-            upscore_pool4 + _crop(h, 9, upscore_pool4.shape[2:]), up4)
+        valid = None if sizes is None else pooled(v5) - 6
+        h = inside(self._apply('score_fr', h), valid)
+        for up, score, pool, offset in (('upscore2', 'score_pool4', pool4, 5),
+                                        ('upscore_pool4', 'score_pool3',
+                                         pool3, 9)):
+            h = self._apply(up, h)
+            valid = None if sizes is None else 2 * valid + 2
+            h = inside(h + _crop(self._apply(score, pool), offset,
+                                 h.shape[2:]), valid)
         score = _crop(self._apply('upscore8', h), 31, x.shape[2:])
         return self._output(score)
 
-    # -- classification ------------------------------------------------------
     def features(self, x, sizes=None):
-        """``relu(conv5_3)`` of the classification stream (conv1_1 pad 1).
-
-        Args:
-            x: ``(N, 3, H, W)`` caffe-preprocessed images.
-            sizes: ``(N, 2)`` each image's own size in a padded batch
-                (:mod:`models.padding`), None when they fill ``(H, W)``.
-        Returns:
-            ``(N, C5, ceil(H/16), ceil(W/16))`` Variable, where Grad-CAM is
-            taken; cell ``(i, j)`` is centred on pixel
-            ``(16 i + 7.5, 16 j + 7.5)``. With ``sizes``, image ``i``'s
-            first ``ceil(sizes[i] / 16)`` cells are those of the image
-            alone, the others 0.
-        """
+        """``relu(conv5_3)`` ``(N, C5, ceil(H/16), ceil(W/16))`` of the
+        classification stream (conv1_1 pad 1), where Grad-CAM is taken;
+        cell ``(i, j)`` is centred on pixel ``(16 i + 7.5, 16 j + 7.5)``.
+        With ``sizes`` (as :meth:`segment`) image ``i``'s first
+        ``ceil(sizes[i] / 16)`` cells are the image's alone, the rest 0."""
         return self._output(self._trunk(x, 1, sizes)[2])
 
     def head(self, conv5_3, sizes=None):
-        """Multi-label logits ``(N, n_class - 1)`` from ``relu(conv5_3)``;
-        with ``sizes`` (the images', as :meth:`features`) the global
-        average pooling takes each image's own cells only."""
+        """Multi-label logits ``(N, n_class - 1)`` from ``relu(conv5_3)``
+        (``sizes``: the global average pooling takes each image's cells)."""
         h = F.max_pooling_2d(conv5_3, 2, 2)
         if sizes is None:
             h = F.mean(h, axis=(2, 3))
@@ -212,14 +167,12 @@ class FCN8s(chainer.Chain):
         return cast(h, self.conv1_1.W.dtype)
 
     def classify(self, x, sizes=None):
-        """Multi-label logits ``(N, n_class - 1)``, background excluded
-        (``sizes``: see :meth:`features`)."""
+        """Multi-label logits ``(N, n_class - 1)``, background excluded."""
         return self.head(self.features(x, sizes), sizes)
 
     def predict(self, x):
-        """Segmentation ``(N, H, W)`` and multi-label logits ``(N, K)`` of
-        preprocessed images ``(N, 3, H, W)`` on the model's device, as
-        numpy arrays (test mode, no graph)."""
+        """Segmentation ``(N, H, W)`` and logits ``(N, K)`` of ``x`` ``(N,
+        3, H, W)`` as numpy arrays (test mode, no graph)."""
         with chainer.using_config('train', False), \
                 chainer.no_backprop_mode():
             seg = self.segment(x).array.argmax(axis=1)
@@ -231,12 +184,11 @@ class FCN8s(chainer.Chain):
         return [getattr(self, n) for n in names]
 
     def head_links(self):
-        """The links of the classification head (frozen by GAIN)."""
+        """The classification head's links (frozen by GAIN)."""
         return self.links_named(CLASSIFICATION_HEAD)
 
     def trunk_links(self):
-        """Every link but the classification head's (frozen while the
-        head is trained)."""
+        """Every link but the head's (frozen while it is trained)."""
         return [l for l in self.children() if l.name not in
                 CLASSIFICATION_HEAD]
 

@@ -6,15 +6,10 @@ from chainer.backends import cuda
 
 
 def erased_cams(labels, am_mode, dtype):
-    """The CAMs GAIN erases for multi-hot ``labels`` ``(N, K)`` (numpy or
-    cupy): one per (image, ground-truth class) in ``'per-class'`` mode, one
-    per image for its classes together in ``'joint'`` mode; images without
-    a class have none.
-
-    Returns:
-        ``(rows, targets)``: the image of each CAM ``(M,)`` and its
-        multi-hot Grad-CAM target ``(M, K)`` in ``dtype``.
-    """
+    """``(rows, targets)``: the image ``(M,)`` and multi-hot Grad-CAM target
+    ``(M, K)`` of each CAM GAIN erases for ``labels`` ``(N, K)``: one per
+    (image, class) in ``'per-class'`` mode, one per image with a class in
+    ``'joint'`` mode."""
     xp = chainer.backend.get_array_module(labels)
     hot = labels.astype(bool)
     if am_mode == 'per-class':
@@ -28,20 +23,11 @@ def erased_cams(labels, am_mode, dtype):
 
 
 def soft_erase(x, cam_norm, sigma=0.5, omega=10.0):
-    """GAIN's erasure ``I* = I - T(A) I`` with the soft mask
-    ``T(A) = sigmoid(omega (A - sigma))`` (:func:`soft_mask`) broadcast over
-    the channels, as one function: one kernel forward and three backward
-    on a GPU instead of about ten (and none of the mask's intermediate
-    arrays kept for the backward). On caffe-preprocessed input an erased
-    pixel becomes 0, the mean colour.
-
-    Args:
-        x: ``(N, C, H, W)`` images.
-        cam_norm: ``(N, H, W)`` normalised maps.
-    Returns:
-        ``(N, C, H, W)`` Variable, the erased images. Differentiable once
-        (the backward itself is not).
-    """
+    """GAIN's erasure ``I* = I - T(A) I`` of images ``x`` ``(N, C, H, W)``
+    by the :func:`soft_mask` of ``cam_norm`` ``(N, H, W)``, as one
+    function (on a GPU one kernel forward and three backward instead of
+    about ten); differentiable once. An erased pixel becomes 0, the mean
+    colour."""
     return SoftErase(sigma, omega).apply((x, cam_norm))[0]
 
 
@@ -50,9 +36,8 @@ _MASK = 'T m = tanh((a - sigma) * omega * (T)0.5) * (T)0.5 + (T)0.5;'
 
 
 def soft_mask(cam_norm, sigma=0.5, omega=10.0):
-    """``T(A) = sigmoid(omega (A - sigma))`` of normalised maps ``(N, H, W)``
-    (a numpy or cupy array): ~1 where the network looks, ~0 elsewhere; the
-    mask :func:`soft_erase` applies (the pictures show it)."""
+    """``T(A) = sigmoid(omega (A - sigma))`` of normalised maps ``(N, H,
+    W)`` (an array): ~1 where the network looks."""
     xp = chainer.backend.get_array_module(cam_norm)
     t = cam_norm.dtype.type
     return (xp.tanh((cam_norm - t(sigma)) * t(omega) * t(0.5)) * t(0.5) +
@@ -60,8 +45,8 @@ def soft_mask(cam_norm, sigma=0.5, omega=10.0):
 
 
 class SoftErase(chainer.FunctionNode):
-    """``y = x - m x`` with ``m = sigmoid(omega (a - sigma))`` broadcast
-    over the channels of ``x``; see :func:`soft_erase`."""
+    """``y = x - m x``, ``m = sigmoid(omega (a - sigma))`` over the
+    channels."""
 
     def __init__(self, sigma, omega):
         self.sigma, self.omega = float(sigma), float(omega)
@@ -87,8 +72,7 @@ class SoftErase(chainer.FunctionNode):
 
 
 class SoftEraseGrad(chainer.FunctionNode):
-    """Gradients of :class:`SoftErase` w.r.t. ``x`` and ``a`` (not itself
-    differentiable)."""
+    """The gradients of :class:`SoftErase` w.r.t. ``x`` and ``a``."""
 
     def __init__(self, sigma, omega):
         self.sigma, self.omega = float(sigma), float(omega)

@@ -1,16 +1,9 @@
-"""Model files: save with their architecture, load with clear errors.
-
-A file written here is a chainer npz plus ``_meta/n_class`` and
-``_meta/width``, so later stages rebuild the model without flags, and
-``_meta/head_trained_by``, a JSON list of the training stages that trained
-the classification head (empty: the head holds its random start), and any
-further record the writer adds (``_meta/<key>``, JSON; e.g. ``best`` of
-``model_best.npz``, see :func:`read_meta`). A plain
-``fcn.models.FCN8s`` npz (e.g. ``fcn8s_from_caffe.npz``) also loads: its
-architecture is read off the weight shapes and the GAIN head starts fresh.
-Files are data, never code: read without unpickling, through the one
-reader of :mod:`runtime.files`.
-"""
+"""Model files: a chainer npz of the weights plus ``_meta/n_class``,
+``_meta/width`` (later stages need no flags), ``_meta/head_trained_by``
+(the stages that trained the head; empty: its random start) and any
+further ``_meta/<key>`` as JSON (e.g. ``best`` of ``model_best.npz``). A
+plain ``fcn.models.FCN8s`` npz also loads: its architecture is read off
+the weight shapes, its GAIN head starts fresh."""
 import json
 import os
 
@@ -19,19 +12,16 @@ import numpy as np
 
 from models.fcn8s import CLASSIFICATION_HEAD, FCN8s
 from runtime.errors import ModelFileError, one_line
-from runtime.files import atomic_write, open_input
+from runtime.files import atomic_write, read_npz
 
 META = '_meta/'
-_NPZ_MAGIC = b'PK\x03\x04'
-_NPY_MAGIC = b'\x93NUMPY'
 _HEAD = tuple('%s/%s' % (l, p) for l in CLASSIFICATION_HEAD
               for p in ('W', 'b'))
 
 
 def save_model(path, model, **meta):
     """Write ``model`` to ``path`` atomically (its directory made if
-    missing); each keyword is recorded as ``_meta/<key>``, its value as
-    JSON."""
+    missing), each keyword as ``_meta/<key>``."""
     arrays = {name.lstrip('/'): chainer.backend.CpuDevice().send(p.array)
               for name, p in model.namedparams()}
     arrays[META + 'n_class'] = np.int64(model.n_class)
@@ -46,19 +36,10 @@ def save_model(path, model, **meta):
 
 
 def load_model(path, n_class=None, width=None, require_head=False):
-    """Build an :class:`FCN8s` from a model file.
-
-    Args:
-        path: an npz of this project or of ``fcn.models.FCN8s``.
-        n_class, width: expected architecture, or None to take the file's.
-        require_head: fail if the file has no GAIN head or records that
-            no training stage trained it.
-    Returns:
-        ``(model, has_head)``; ``model.head_trained_by`` is the file's
-        record (None for a file of this project that predates it).
-    Raises:
-        ModelFileError: one-line message naming the file.
-    """
+    """``(FCN8s, has_head)`` of a model file; ModelFileError (one line
+    naming the file) unless it has ``n_class`` and ``width`` (None: any)
+    and, with ``require_head``, a head some stage trained.
+    ``head_trained_by`` is None for an older file without the record."""
     arrays = _read_npz(path)
     file_n_class, file_width = _architecture(path, arrays)
     if n_class is not None and n_class != file_n_class:
@@ -75,7 +56,12 @@ def load_model(path, n_class=None, width=None, require_head=False):
     if require_head and not has_head:
         raise ModelFileError('%s: has no GAIN classification head; train it '
                              'with train_classifier.py first' % path)
-    model.head_trained_by = _head_record(path, arrays) if has_head else []
+    record = _record(path, arrays, 'head_trained_by') if has_head else []
+    if record is not None and not (isinstance(record, list) and all(
+            isinstance(r, str) for r in record)):
+        raise ModelFileError('%s: unreadable %shead_trained_by (not a list '
+                             'of stage names)' % (path, META))
+    model.head_trained_by = record
     if require_head and model.head_trained_by == []:
         raise ModelFileError('%s: its classification head was never trained '
                              '(it holds its random start); train it with '
@@ -88,9 +74,9 @@ def _architecture(path, arrays):
     """``(n_class, width)`` of the file's record, or of its weights."""
     if META + 'n_class' in arrays:
         try:
-            return (int(arrays[META + 'n_class']),
-                    float(arrays[META + 'width']))
-        except (KeyError, TypeError, ValueError) as e:
+            return (int(_record(path, arrays, 'n_class')),
+                    float(_record(path, arrays, 'width')))
+        except (TypeError, ValueError) as e:
             raise ModelFileError('%s: unreadable architecture record %s (%s)'
                                  % (path, META, one_line(e)))
     if 'score_fr/W' not in arrays or 'conv1_1/W' not in arrays:
@@ -101,8 +87,7 @@ def _architecture(path, arrays):
 
 
 def _fill(path, model, arrays, has_head):
-    """Copy the file's weights into ``model``, each checked (the head's
-    only when the file has one)."""
+    """Copy the file's weights into ``model``, each checked."""
     for name, param in model.namedparams():
         key = name.lstrip('/')
         if key in _HEAD and not has_head:
@@ -125,55 +110,25 @@ def _fill(path, model, arrays, has_head):
 
 
 def read_meta(path):
-    """``{key: value}`` of the ``_meta/`` records of a model file of this
-    project (JSON text decoded, numbers as Python numbers).
-
-    Raises:
-        ModelFileError: as :func:`load_model`, or an unreadable record.
-    """
-    meta = {}
-    for name, value in _read_npz(path).items():
-        if not name.startswith(META):
-            continue
-        try:
-            meta[name[len(META):]] = (json.loads(str(value))
-                                      if value.dtype.kind == 'U'
-                                      else value.item())
-        except ValueError as e:
-            raise ModelFileError('%s: unreadable %s (%s)'
-                                 % (path, name, one_line(e)))
-    return meta
+    """``{key: value}`` of a model file's ``_meta/`` records (JSON
+    decoded); ModelFileError as :func:`load_model`."""
+    arrays = _read_npz(path)
+    return {k[len(META):]: _record(path, arrays, k[len(META):])
+            for k in arrays if k.startswith(META)}
 
 
-def _head_record(path, arrays):
-    key = META + 'head_trained_by'
-    if key not in arrays:
+def _record(path, arrays, key):
+    """The record ``_meta/<key>`` (None without one)."""
+    value = arrays.get(META + key)
+    if value is None:
         return None
     try:
-        record = json.loads(str(arrays[key]))
-        if not (isinstance(record, list) and
-                all(isinstance(r, str) for r in record)):
-            raise ValueError('not a list of stage names')
+        return (json.loads(str(value)) if value.dtype.kind == 'U'
+                else value.item())
     except ValueError as e:
-        raise ModelFileError('%s: unreadable %s (%s)'
-                             % (path, key, one_line(e)))
-    return record
+        raise ModelFileError('%s: unreadable %s%s (%s)'
+                             % (path, META, key, one_line(e)))
 
 
 def _read_npz(path):
-    with open_input(path, 'model', error=ModelFileError) as f:
-        magic = f.read(6)
-        if magic.startswith(_NPY_MAGIC):
-            raise ModelFileError('%s: not a model file (a single array, not '
-                                 'an npz archive)' % path)
-        if not magic.startswith(_NPZ_MAGIC):
-            raise ModelFileError('%s: not a model file (%s)' % (
-                path, 'empty' if not magic else 'not an npz archive'))
-        f.seek(0)
-        try:
-            with np.load(f, allow_pickle=False) as npz:
-                return {k: npz[k] for k in npz.files}
-        except Exception as e:  # zipfile, zlib, numpy errors of a bad file
-            raise ModelFileError('%s: not a model file (a damaged npz '
-                                 'archive, %s: %s)' % (path, type(e).__name__,
-                                                       one_line(e)))
+    return read_npz(path, 'model', ModelFileError, 'a model file')

@@ -1,31 +1,25 @@
-"""Images of different sizes in one batch.
+"""Images of different sizes in one batch (``datasets.pad_examples``):
+each at the top left of the batch's ``(H, W)``, the rest 0 (label -1);
+``sizes`` ``(N, 2)`` (numpy, on the host) holds each image's own size.
 
-A padded batch (``datasets.pad_examples``) holds each image at the top
-left of the batch's ``(H, W)``; the rest is 0 (the mean colour after
-preprocessing) and its label map -1. ``sizes`` ``(N, 2)`` (a numpy int
-array, on the host) gives each image's own ``(height, width)``.
-
-The network must not see the padding: every layer's output is kept to the
-cells that the same image alone, unpadded, would give (its *valid* size,
-from the same shape arithmetic as the layers), and zeroed beyond them, so
-that a convolution near an image's border reads zeros there as it reads
-its zero padding alone; a max pooling reads 0 where the image alone has
-its -inf padding, which changes nothing after a ReLU. Without ``sizes``
-(a batch of one size) nothing here runs.
+The network must not see the padding: each layer's output is zeroed
+beyond the cells the image alone would give (its *valid* size), so a
+convolution at an image's border reads zeros as it reads its own zero
+padding; a max pooling reads 0 where the image alone has -inf padding,
+which changes nothing after a ReLU.
 """
 import chainer.functions as F
 import numpy as np
 
 
 def pooled(valid):
-    """Valid sizes after a 2x2 max pooling of stride 2 (chainer's
-    ``cover_all``: a last, half-covered window for an odd side)."""
+    """Valid sizes after a 2x2 max pooling (``cover_all``: ceil)."""
     return -(-valid // 2)
 
 
 def cell_mask(valid, shape, xp, dtype):
-    """``(N, 1, H, W)`` of 1 inside each image's ``valid`` ``(N, 2)`` cells
-    of maps of ``shape`` ``(H, W)``, 0 beyond."""
+    """``(N, 1, H, W)``: 1 inside each image's ``valid`` ``(N, 2)`` cells of
+    ``shape`` ``(H, W)``, 0 beyond."""
     valid = xp.asarray(valid)
     rows = xp.arange(shape[0])[None, :] < valid[:, :1]
     cols = xp.arange(shape[1])[None, :] < valid[:, 1:]
@@ -33,8 +27,7 @@ def cell_mask(valid, shape, xp, dtype):
 
 
 def inside(h, valid):
-    """``h`` ``(N, C, H, W)`` with the cells beyond each image's ``valid``
-    ``(N, 2)`` zeroed (``h`` itself when ``valid`` is None)."""
+    """``h`` ``(N, C, H, W)`` zeroed beyond ``valid`` (None: ``h``)."""
     if valid is None:
         return h
     mask = cell_mask(valid, h.shape[2:], h.xp, h.dtype)
@@ -43,7 +36,7 @@ def inside(h, valid):
 
 def masked_mean(h, valid):
     """``(N, C)``: the mean of ``h`` ``(N, C, H, W)`` over each image's
-    ``valid`` ``(N, 2)`` cells; the cells beyond take no gradient."""
+    ``valid`` cells (the others take no gradient)."""
     xp = h.xp
     total = F.sum(inside(h, valid), axis=(2, 3))
     cells = xp.asarray(np.prod(valid, axis=1, dtype=np.int64)).astype(

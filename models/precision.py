@@ -1,19 +1,12 @@
-"""Mixed precision of a forward pass: the parameters stay float32 (the
-copy the optimizer updates, snapshots and model files hold), the layers
-compute in float16.
+"""Mixed precision: float32 parameters, layers computing in float16.
 
-Each layer casts its input and its weights to float16 with ``F.cast``, a
-differentiable cast, so the weights' gradients come back in float32.
-Chainer's own ``mixed16`` dtype instead stores float16 parameters with
-float32 copies inside the update rules, which chainer's serializers do not
-save: a snapshot would lose the master weights, and a frozen head would be
-rounded to float16 in ``model.npz``.
-
-``'mixed16-emulated'`` rounds the same values (each layer's input, weights
-and output, and their gradients) to float16 but keeps them, and computes,
-in float32: the numerics of float16 storage with float32 accumulation
-(what a GPU's float16 matrix product does) at float32 speed on a CPU,
-where numpy has no fast float16 matrix product.
+Each layer casts its input and weights to float16 with ``F.cast``, so the
+weights' gradients come back in float32. (Chainer's own ``mixed16`` keeps
+float32 copies inside the update rules, which its serializers do not
+save: snapshots would lose the master weights.) ``'mixed16-emulated'``
+rounds the same values and their gradients to float16 but computes in
+float32: float16 storage with float32 accumulation, at float32 speed on a
+CPU (numpy has no fast float16 matrix product).
 """
 import chainer
 import chainer.functions as F
@@ -25,14 +18,13 @@ PRECISIONS = ('float32', 'mixed16', 'mixed16-emulated')
 
 
 def cast(x, dtype):
-    """``x`` (Variable or array) in ``dtype``; ``x`` itself if it is
-    already."""
+    """``x`` in ``dtype`` (itself if it is)."""
     return x if x.dtype == dtype else F.cast(x, dtype)
 
 
 class RoundToHalf(chainer.FunctionNode):
-    """Rounds values to the nearest float16 (inf beyond its range) and
-    keeps their dtype; its gradient is rounded the same way."""
+    """Rounds to the nearest float16 (inf beyond), keeping the dtype; so
+    is its gradient."""
 
     def forward(self, inputs):
         x, = inputs
@@ -53,13 +45,8 @@ def to_compute(x, precision):
 
 
 def apply_link(link, x, precision='float32', pad=None):
-    """``link(x)`` computed in ``precision``; ``pad`` overrides a
-    convolution's padding.
-
-    Args:
-        link: ``L.Convolution2D``, ``L.Deconvolution2D`` or ``L.Linear``.
-        x: the input Variable, ``(N, C, H, W)`` or ``(N, C)``.
-    """
+    """``link(x)`` (a convolution, deconvolution or linear link) computed
+    in ``precision``; ``pad`` overrides a convolution's padding."""
     if precision == 'float32' and pad is None:
         return link(x)
     x = to_compute(x, precision)

@@ -1,9 +1,5 @@
-"""Bilinear resizing as two matrix products.
-
-``F.resize_images`` is broken on NumPy >= 1.24 (it uses ``numpy.float``).
-Fixed interpolation matrices keep the operation differentiable to any order
-and batched on CPU and GPU.
-"""
+"""Bilinear resizing as two matrix products (``F.resize_images`` is broken
+on NumPy >= 1.24): differentiable to any order, batched, on CPU and GPU."""
 import functools
 
 import chainer
@@ -13,13 +9,10 @@ import numpy as np
 
 @functools.lru_cache(maxsize=64)
 def interpolation_matrix(n_out, n_in, stride=None):
-    """``(n_out, n_in)`` float32 matrix of half-pixel bilinear weights.
-
-    Output pixel ``i`` samples the input at ``(i + 0.5) / stride - 0.5``,
-    clamped to the input (the convention of PIL, OpenCV and
-    ``align_corners=False``). ``stride`` (output pixels per input cell)
-    defaults to ``n_out / n_in``: the input is stretched over the output.
-    """
+    """``(n_out, n_in)`` float32 half-pixel bilinear weights: output pixel
+    ``i`` samples the input at ``(i + 0.5) / stride - 0.5``, clamped (PIL,
+    OpenCV, ``align_corners=False``); ``stride``, output pixels per input
+    cell, defaults to ``n_out / n_in``."""
     stride = n_out / n_in if stride is None else stride
     m = np.zeros((n_out, n_in), dtype=np.float32)
     src = (np.arange(n_out) + 0.5) / stride - 0.5
@@ -34,17 +27,9 @@ def interpolation_matrix(n_out, n_in, stride=None):
 
 
 def resize_bilinear(x, size, stride=None):
-    """Bilinear resize of maps ``(N, h, w)`` to ``(N, H, W)``.
-
-    Args:
-        x: ``(N, h, w)`` Variable or array.
-        size: ``(H, W)``.
-        stride: output pixels per input cell, or None to stretch ``(h, w)``
-            over ``(H, W)``. A feature map of stride 16 covers
-            ``(16 h, 16 w)`` pixels, more than ``(H, W)`` when the image
-            side is not a multiple of 16; with ``stride=16`` its cell
-            ``(i, j)`` lands on pixel ``(16 i + 7.5, 16 j + 7.5)``.
-    """
+    """Maps ``(N, h, w)`` resized to ``size`` ``(H, W)``; ``stride``: output
+    pixels per cell (None: stretched over ``(H, W)``; 16: a conv5_3 cell
+    ``(i, j)`` lands on pixel ``(16 i + 7.5, 16 j + 7.5)``)."""
     n, h, w = x.shape
     H, W = size
     array = x.array if isinstance(x, chainer.Variable) else x
@@ -61,8 +46,7 @@ _DEVICE_MATRICES = {}
 
 
 def _on_device(device, dtype, n_out, n_in, stride):
-    """:func:`interpolation_matrix` in ``dtype`` on ``device``, made and
-    sent there once."""
+    """:func:`interpolation_matrix` on ``device``, sent there once."""
     key = (str(device), np.dtype(dtype).str, n_out, n_in, stride)
     if key not in _DEVICE_MATRICES:
         m = interpolation_matrix(n_out, n_in, stride).astype(dtype)
@@ -71,12 +55,9 @@ def _on_device(device, dtype, n_out, n_in, stride):
 
 
 def upsample_each(x, sizes, size, stride):
-    """:func:`resize_bilinear` by ``stride`` of the maps ``(N, h, w)`` of
-    a padded batch (:mod:`models.padding`): map ``i``'s first
-    ``ceil(sizes[i] / stride)`` cells land on its image's ``sizes[i]``
-    pixels, clamped at that image's own last cell as for the image alone;
-    the padding of the output ``(N, H, W)``, ``(H, W) = size``, is 0.
-    """
+    """:func:`resize_bilinear` by ``stride`` of a padded batch's maps
+    (:mod:`models.padding`): map ``i``'s first ``ceil(sizes[i] / stride)``
+    cells onto its image's pixels as for the image alone; 0 beyond."""
     n, h, w = x.shape
     array = x.array if isinstance(x, chainer.Variable) else x
     device = chainer.backend.get_device_from_array(array)
@@ -90,9 +71,8 @@ def upsample_each(x, sizes, size, stride):
 
 @functools.lru_cache(maxsize=256)
 def _padded_matrix(n_out, side, stride, n_in):
-    """``(n_out, n_in)``: :func:`interpolation_matrix` of a ``side``-pixel
-    image's ``ceil(side / stride)`` cells in the top left, zeros
-    elsewhere."""
+    """``(n_out, n_in)``: a ``side``-pixel image's matrix at the top left,
+    zeros elsewhere."""
     m = np.zeros((n_out, n_in), np.float32)
     cells = -(-side // stride)
     m[:side, :cells] = interpolation_matrix(side, cells, stride)

@@ -1,15 +1,7 @@
-"""The one way to write a file and the one way to read one.
-
-Writing (:func:`atomic_write`): a temporary file created exclusively
-beside its destination, never an existing name nor a planted link, renamed
-onto it once whole (``os.replace`` replaces a link there, it does not
-follow it). The directories of ``--out`` are made and checked by
-:func:`output_path`, which refuses a link or an entry of the wrong kind.
-
-Reading (:func:`open_input`): regular files only, opened without blocking
-(a FIFO, device, socket or directory is a one-line error, never a hang),
-each kind of file under a size cap.
-"""
+"""The one way to write a file (:func:`atomic_write` into the directories
+:func:`output_path` made: never through a planted link) and the one way
+to read one (:func:`open_input`: regular files only, never a hang on a
+FIFO, each kind under a size cap)."""
 import contextlib
 import io
 import json
@@ -18,10 +10,11 @@ import re
 import secrets
 import stat
 
+import numpy as np
+
 from runtime.errors import OutputError, UsageError, one_line
 
-#: What a write killed half way leaves: ``.tmp-<name>-<8 hex digits>``;
-#: the next claim of the ``--out`` removes them (runtime.outdir).
+#: What a write killed half way leaves (the next claim of --out removes it).
 TEMPORARY = re.compile(r'^\.tmp-.+-[0-9a-f]{8}$')
 
 #: The largest file read of each kind, in bytes.
@@ -31,23 +24,18 @@ LIMITS = dict(config=64 << 20, list=256 << 20, annotation=1 << 20,
 
 
 def file_kind(mode):
-    """What an ``st_mode`` that is not a regular file's is, in words."""
-    for test, name in ((stat.S_ISDIR, 'a directory'), (stat.S_ISLNK,
-                       'a symbolic link'), (stat.S_ISFIFO, 'a FIFO'),
-                       (stat.S_ISSOCK, 'a socket'), (stat.S_ISCHR, 'a device'),
-                       (stat.S_ISBLK, 'a device')):
-        if test(mode):
-            return name
-    return 'a regular file' if stat.S_ISREG(mode) else 'a special file'
+    """An ``st_mode`` that is not a regular file's, in words."""
+    return next((name for test, name in (
+        (stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a FIFO'),
+        (stat.S_ISSOCK, 'a socket'), (stat.S_ISCHR, 'a device'),
+        (stat.S_ISBLK, 'a device')) if test(mode)), 'a special file')
 
 
 class _WriteTarget(object):
-    """The file that :func:`atomic_write` yields. Once the write has
-    failed, what is written later goes to a discarded buffer: numpy's
-    ``savez`` leaves its ZipFile open when a write fails (a full disk),
-    and that ZipFile's ``__del__`` would seek the closed file and print
-    "Exception ignored ... seek of closed file" after the one-line
-    error."""
+    """The file :func:`atomic_write` yields; after a failed write it
+    writes to a discarded buffer, as numpy's ``savez`` leaves its ZipFile
+    open on a full disk, whose ``__del__`` would print "Exception ignored
+    ... seek of closed file" after the one-line error."""
 
     def __init__(self, f):
         self._file = f
@@ -69,12 +57,10 @@ def temporary(path):
 
 @contextlib.contextmanager
 def atomic_write(path, mode='w', sync=False):
-    """Yield a new file ``.tmp-<name>-XXXXXXXX`` beside ``path``, created
-    with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (never an existing file nor
-    what a link points to; the umask applies), and rename it onto ``path``
-    once written (``sync``: on the disk first). On an error the temporary
-    is removed and ``path`` left as it was; an OSError without a file name
-    (a full disk) gets ``path``."""
+    """Yield a new :func:`temporary` file (``O_CREAT | O_EXCL |
+    O_NOFOLLOW``, the umask applies), renamed onto ``path`` once written
+    (``sync``: on the disk first); on an error removed, ``path`` left as
+    it was and named by an OSError without a file name (a full disk)."""
     tmp = temporary(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
                  os.O_CLOEXEC, 0o666)
@@ -104,9 +90,8 @@ def write_text(path, text):
 
 
 def check_entry(path, directory=False):
-    """Whether ``path`` exists, never following a symbolic link;
-    OutputError naming it if it is a link, or not a directory
-    (``directory``) or not a regular file."""
+    """Whether ``path`` exists (a link not followed); OutputError if it is
+    a link, or not a directory (``directory``) or a regular file."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -124,10 +109,9 @@ def check_entry(path, directory=False):
 
 
 def output_path(out, *names, directory=False):
-    """``out/names...`` with its parent directories made (``mkdir``),
-    checked entry by entry without following a link (:func:`check_entry`);
-    ``directory``: the path is a directory, made too. OutputError if it
-    would lie outside ``out`` (an absolute name, ``..``)."""
+    """``out/names...``, its parents (and itself with ``directory``) made
+    and each entry checked (:func:`check_entry`); OutputError outside
+    ``out``."""
     root = os.path.normpath(out)
     path = os.path.normpath(os.path.join(out, *names))
     parts = os.path.relpath(path, root).split(os.sep)
@@ -147,10 +131,9 @@ def output_path(out, *names, directory=False):
 
 
 def open_input(path, kind, flag=None, error=UsageError):
-    """The regular file ``path`` (links followed) open for reading in
-    binary; ``error`` (naming the file, and ``flag`` when given) if it is
-    missing, unreadable, not a regular file or larger than ``LIMITS[kind]``.
-    Opened with ``O_NONBLOCK``: a FIFO never waits for a writer."""
+    """The regular file ``path`` open for reading in binary (``O_NONBLOCK``:
+    a FIFO never waits); ``error`` naming it (and ``flag``) if it is
+    missing, unreadable, not a regular file or over ``LIMITS[kind]``."""
     where = '%s %s' % (flag, path) if flag else path
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -182,10 +165,37 @@ def read_text(path, kind, flag=None, error=UsageError):
 
 
 def read_json(path, flag=None, error=UsageError):
-    """The JSON value of :func:`read_text` of a ``config`` file."""
+    """The JSON value of a ``config`` file."""
     text = read_text(path, 'config', flag, error)
     try:
         return json.loads(text)
     except ValueError as e:
         raise error('%s: not JSON (%s)' % ('%s %s' % (flag, path) if flag
                                            else path, one_line(e)))
+
+
+def read_npz(path, kind, error, what):
+    """Every array of the npz file ``path`` (:func:`open_input`), read
+    without pickle (files are data, never code); ``error`` naming the file
+    for anything else (``what`` it is not)."""
+    with open_input(path, kind, error=error) as f:
+        magic = f.read(6)
+        if not magic.startswith(b'PK\x03\x04'):
+            raise error('%s: not %s (%s)' % (path, what, 'empty' if not magic
+                        else 'a single array, not an npz archive'
+                        if magic.startswith(b'\x93NUMPY')
+                        else 'not an npz archive'))
+        f.seek(0)
+        arrays, key = {}, None
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                for key in z.files:
+                    arrays[key] = z[key]
+        except Exception as e:  # zipfile, zlib and numpy errors alike
+            if isinstance(e, ValueError) and 'allow_pickle' in str(e):
+                raise error('%s: unsafe: it holds pickled data (object array '
+                            '%s), which is never loaded' % (path, key))
+            raise error('%s: not %s (a truncated or damaged npz archive, '
+                        '%s: %s)' % (path, what, type(e).__name__,
+                                     one_line(e)))
+    return arrays

@@ -10,9 +10,7 @@ SEED_MAX = 2 ** 32 - 1
 COMMUNICATORS = ('naive', 'flat', 'non_cuda_aware', 'pure_nccl')
 
 
-# The range of every numeric flag of the scripts, in interval notation
-# (``inf``: unbounded above); :func:`check_flags` checks each flag a
-# script has against it, and refuses NaN and inf everywhere.
+#: The range of every numeric flag of the scripts (NaN and inf refused).
 RANGES = {
     'iterations': '(0, inf)', 'batch_size': '(0, inf)',
     'snapshot_interval': '(0, inf)', 'attention_interval': '(0, inf)',
@@ -29,8 +27,9 @@ RANGES = {
     # at least one channel in conv1_1 (64 x width)
     'width': '[1/64, 1]',
     'crf_tau': '(0, 1)', 'crf_iterations': '(0, inf)',
-    'crf_gauss_sxy': '(0, inf)', 'crf_gauss_compat': '[0, inf)', 'crf_bilateral_sxy': '(0, inf)',
-    'crf_bilateral_srgb': '(0, inf)', 'crf_bilateral_compat': '[0, inf)',
+    'crf_gauss_sxy': '(0, inf)', 'crf_gauss_compat': '[0, inf)',
+    'crf_bilateral_sxy': '(0, inf)', 'crf_bilateral_srgb': '(0, inf)',
+    'crf_bilateral_compat': '[0, inf)',
 }
 
 
@@ -42,8 +41,8 @@ def _bounds(interval):
 
 
 def in_range(name, value):
-    """Whether ``value`` of flag ``name`` (``args`` attribute name) is in
-    its :data:`RANGES` entry (finite; any value without an entry)."""
+    """Whether ``value`` of flag ``name`` (its ``args`` attribute) is
+    finite and in its :data:`RANGES` entry, if any."""
     if name not in RANGES:
         return True
     low, high, low_in, high_in = _bounds(RANGES[name])
@@ -67,9 +66,8 @@ def _range_error(name, value):
 
 
 class _Parser(argparse.ArgumentParser):
-    """A bad flag is one line (``error: ...``), exit status 2, like every
-    other user error; numeric flags are checked against :data:`RANGES`
-    as they are parsed (:func:`check_flags`)."""
+    """A bad flag is one line, exit status 2; numeric flags are checked
+    against :data:`RANGES` (:func:`check_flags`)."""
 
     def error(self, message):
         self.exit(2, 'error: %s (see %s --help)\n' % (message, self.prog))
@@ -81,8 +79,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The description as written; each flag's default once, after its
-    help, unless it has none (None, False) or the help already says it."""
+    """The description as written; each flag's default once, unless it
+    has none or the help says it."""
 
     def _get_help_string(self, action):
         text = action.help or ''
@@ -94,9 +92,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def parser(description, training=True, iterations=None):
-    """Argument parser with the flags every script takes (the data's are
-    added by ``datasets.add_flags``); ``iterations``: the length of a
-    training run without --iterations or --epochs."""
+    """A parser with the flags every script takes (``training``: those of
+    a training run, ``iterations`` long by default)."""
     p = _Parser(description=description, formatter_class=HelpFormatter)
     p.add_argument('--device', default='-1',
                    help='-1 for CPU, N for GPU N, or a chainer device '
@@ -110,8 +107,6 @@ def parser(description, training=True, iterations=None):
 
 
 def _training_flags(p, iterations):
-    """The flags of a training run; ``iterations``: its length without
-    --iterations or --epochs."""
     p.add_argument('--split', default='train', help='training split')
     p.add_argument('--val-split', default='val',
                    help='split evaluated during training ("" for none)')
@@ -200,8 +195,8 @@ def seed(text):
 
 
 def check_flags(args):
-    """UsageError for a numeric flag out of its :data:`RANGES` entry (NaN
-    and inf included); flags a script does not have are skipped."""
+    """UsageError for a numeric flag out of its :data:`RANGES` entry, or
+    ``--resume`` with ``--force``."""
     for name, value in sorted(vars(args).items()):
         if (isinstance(value, (int, float)) and not isinstance(value, bool)
                 and not in_range(name, value)):
@@ -209,12 +204,3 @@ def check_flags(args):
     if getattr(args, 'resume', None) is not None and getattr(args, 'force',
                                                              False):
         raise UsageError('--resume and --force contradict each other')
-
-
-def stop_trigger(args, default_iterations):
-    check_flags(args)
-    if args.iterations is not None:
-        return args.iterations, 'iteration'
-    if args.epochs is not None:
-        return args.epochs, 'epoch'
-    return default_iterations, 'iteration'

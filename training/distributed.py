@@ -1,13 +1,9 @@
-"""Data-parallel training on ChainerMN (``--communicator NAME``, run
-under ``mpiexec``); what it changes is in docs/OPERATIONS.md.
-
-Every rank runs the same script. :func:`setup` makes the run's
-:class:`Context` current, and the trainer assembly asks :func:`current` for
-it: its hooks shard the data, wrap the optimizer and evaluator, average the
-logged terms, let rank 0 alone write ``--out`` and share its decisions.
-Without a communicator every hook is the identity, and neither chainermn
-nor mpi4py is imported.
-"""
+"""Data-parallel training on ChainerMN (``--communicator NAME`` under
+``mpiexec``; docs/OPERATIONS.md). :func:`setup` makes the run's
+:class:`Context` current; its hooks shard the data, wrap the optimizer and
+evaluator, average the logged terms, and let rank 0 alone write ``--out``
+and decide. Without a communicator every hook is the identity, and
+neither chainermn nor mpi4py is imported."""
 import os
 import pickle
 import re
@@ -20,15 +16,14 @@ from chainer.training import extension
 from runtime import cli
 from runtime.device import get_device, set_seed
 from runtime.errors import UsageError, one_line
-from runtime.flags import COMMUNICATORS
 
 INSTALL = ('apt-get install openmpi-bin libopenmpi-dev && '
            'pip install -r requirements-mpi.txt')
 
 
 class Context(object):
-    """Where this process stands in the run: ``comm`` is the ChainerMN
-    communicator, or None for a one-process run."""
+    """Where this process stands in the run; ``comm``: the ChainerMN
+    communicator, None for one process."""
 
     def __init__(self, comm=None, seed=0, rank_weights=None, name=None):
         self.comm = comm
@@ -51,14 +46,11 @@ class Context(object):
 
     @property
     def is_writer(self):
-        """Whether this process writes the run's files (rank 0)."""
         return self.rank == 0
 
-    # -- setup ---------------------------------------------------------------
     def device_spec(self, spec):
-        """``--device`` of this rank: a GPU spec ``N`` (or ``@cupy:N``)
-        names the node's first GPU, rank ``intra_rank`` takes GPU
-        ``N + intra_rank``; CPU specs are left as they are."""
+        """This rank's ``--device``: GPU ``N + intra_rank`` of ``N`` (or
+        ``@cupy:N``); CPU specs as they are."""
         if not self.comm:
             return spec
         m = re.match(r'^(@cupy:|cuda:)?(\d+)$', str(spec).strip())
@@ -68,8 +60,7 @@ class Context(object):
                          self.comm.intra_rank)
 
     def rank_seed(self, *more):
-        """``--seed`` on rank 0; on rank r a seed drawn from
-        ``(seed, r, *more)``."""
+        """``--seed`` on rank 0, else drawn from ``(seed, rank, *more)``."""
         if self.rank == 0 and not more:
             return self.seed
         return int(np.random.SeedSequence(
@@ -77,9 +68,9 @@ class Context(object):
         ).generate_state(1)[0])
 
     def on_writer(self, fn, *args, **kwargs):
-        """``fn(*args, **kwargs)`` run by rank 0 only; its result, or its
-        exception, is broadcast and returned, or raised, on every rank
-        (marked ``every_rank``: the ranks fail together, one reports)."""
+        """``fn(*args, **kwargs)`` run by rank 0 only; its result is
+        returned, or its exception raised (``every_rank``), on every
+        rank."""
         if not self.comm or self.size == 1:
             return fn(*args, **kwargs)
         if self.is_writer:
@@ -97,11 +88,9 @@ class Context(object):
             raise value
         return value
 
-    # -- the pieces of a trainer ---------------------------------------------
     def scatter(self, dataset, shuffle=False):
-        """This rank's shard of ``dataset`` (all shards of equal length);
-        ``shuffle``: the examples are dealt out in an order drawn from the
-        seed."""
+        """This rank's shard of ``dataset`` (shards of equal length;
+        ``shuffle``: dealt out in an order drawn from the seed)."""
         if not self.comm:
             return dataset
         import chainermn
@@ -109,8 +98,8 @@ class Context(object):
                                          seed=self.seed)
 
     def wrap_optimizer(self, optimizer):
-        """The multi-node optimizer of a set-up ``optimizer``: rank 0's
-        weights are broadcast now, every update averages the gradients."""
+        """The multi-node optimizer: rank 0's weights broadcast now, the
+        gradients averaged at every update."""
         if not self.comm:
             return optimizer
         import chainermn
@@ -124,23 +113,21 @@ class Context(object):
         return multi
 
     def wrap_evaluator(self, evaluator):
-        """An Evaluator over this rank's val shard whose results are
-        averaged over the ranks."""
+        """``evaluator`` averaged over the ranks."""
         if not self.comm or evaluator is None:
             return evaluator
         import chainermn
         return chainermn.create_multi_node_evaluator(evaluator, self.comm)
 
     def aggregate(self, trainer, keys):
-        """Every iteration, replace the observed ``keys`` (training loss
-        terms, reported on every rank and step) by their mean over the
-        ranks, before LogReport reads them."""
+        """Average the observed ``keys`` over the ranks every iteration,
+        before LogReport reads them."""
         if self.comm and self.size > 1 and keys:
             trainer.extend(_MeanOverRanks(self.comm, keys))
 
     def any_signal(self, signum):
-        """A signal number received by any rank (or None), so that every
-        rank stops after the same iteration."""
+        """A signal number any rank received (or None): all stop after
+        the same iteration."""
         if not self.comm or self.size == 1:
             return signum
         from mpi4py import MPI
@@ -148,13 +135,13 @@ class Context(object):
         return got or None
 
     def reseed(self, iteration):
-        """Reseed this rank's streams after a resume at ``iteration`` (rank
-        0 takes the RNG states of its snapshot)."""
+        """Reseed a rank but 0 (which takes its snapshot's states) after a
+        resume at ``iteration``."""
         set_seed(self.rank_seed(iteration), self.device)
 
     def rank_weights_path(self):
-        """``DIR/rank<N>.npz`` of the hidden ``--rank-weights DIR``, where
-        every rank writes its final weights (for tests), or None."""
+        """``DIR/rank<N>.npz`` of the hidden ``--rank-weights DIR`` (the
+        tests'), or None."""
         if not self.rank_weights:
             return None
         os.makedirs(self.rank_weights, exist_ok=True)
@@ -175,8 +162,8 @@ class Context(object):
                    lr))
 
     def abort(self, status):
-        """End every rank now (a failure on one rank: the others would
-        wait for it in their next collective call)."""
+        """End every rank now (after a failure on one, the others would
+        wait for it forever)."""
         if self.comm and self.size > 1:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -184,14 +171,10 @@ class Context(object):
 
 
 class _MeanOverRanks(extension.Extension):
-    """Replaces the observed values of ``keys`` by their mean over the ranks
-    (one allreduce of all of them per iteration).
-
-    chainermn's ObservationAggregator would do it key by key, but in chainer
-    7.8.1 it moves Variables to the ChainerX device ``native`` and fails
-    without ChainerX (not built by default from chainer's sdist). Every
-    rank must report every key at every step (the loss terms do).
-    """
+    """The observed ``keys`` replaced by their mean over the ranks (one
+    allreduce). chainermn's ObservationAggregator moves Variables to
+    ChainerX's ``native``, which fails without ChainerX (not built from
+    chainer's sdist). Every rank must report every key at every step."""
     trigger = 1, 'iteration'
     priority = extension.PRIORITY_EDITOR       # before LogReport reads them
     name = 'mean_over_ranks'
@@ -227,24 +210,20 @@ _current = Context()
 
 
 def current():
-    """The context of the running script (a one-process one until
-    :func:`setup`)."""
+    """The running script's context (one process until :func:`setup`)."""
     return _current
 
 
 def is_writer():
-    """Whether this process writes the run's files (rank 0, or the only
-    process)."""
+    """Whether this process writes the run's files (rank 0)."""
     return _current.is_writer
 
 
 def setup(communicator=None, seed=0, device='-1', rank_weights=None):
-    """The context of a training run, made current: its ``communicator``
-    (a name of :data:`COMMUNICATORS`, or None for one process), ``seed``,
-    this rank's device of the ``--device`` spec ``device`` (used), and
-    ``rank_weights`` (see :meth:`Context.rank_weights_path`). A
-    communicator needs mpi4py and an MPI; without them the error says what
-    to install."""
+    """Make current the context of a run on ``communicator`` (None: one
+    process), with ``seed``, this rank's device of ``device`` and
+    ``rank_weights``; UsageError saying what to install without mpi4py
+    or an MPI."""
     global _current
     if not communicator:
         _current = Context(seed=seed, rank_weights=rank_weights)
@@ -257,9 +236,6 @@ def setup(communicator=None, seed=0, device='-1', rank_weights=None):
 
 
 def _communicator(name, device):
-    if name not in COMMUNICATORS:
-        raise UsageError('--communicator must be one of %s, got %r'
-                         % (', '.join(COMMUNICATORS), name))
     if name == 'pure_nccl' and _is_cpu(device):
         raise UsageError('--communicator pure_nccl needs GPUs (e.g. '
                          '--device 0); use --communicator naive on CPU')

@@ -1,20 +1,14 @@
-"""Loss chains of the segmentation and classifier stages.
-
-Each takes a batch ``(x, label_map, labels)`` (see
-``datasets.SegmentationTransform``), and for a padded batch of images of
-different sizes each image's ``(height, width)`` ``(N, 2)`` (see
-:mod:`models.padding`), and reports its terms.
-"""
+"""Loss chains of the segmentation and classifier stages: each takes a
+batch ``(x, label_map, labels)`` and, padded, each image's ``sizes``
+``(N, 2)`` (:mod:`models.padding`), and reports its terms."""
 import chainer
 import chainer.functions as F
 
 
 class SegmentationLoss(chainer.Chain):
-    """Pixel-wise softmax cross-entropy of ``model.segment``, ignoring -1,
-    plus ``cls_weight`` times the multi-label loss of ``model.classify``
-    (multi-task training of a trunk from scratch, the stand-in for the
-    ImageNet-pretrained trunk of the published FCN8s).
-    """
+    """Softmax cross-entropy of ``model.segment`` (ignoring -1), plus
+    ``cls_weight`` times the multi-label loss of ``model.classify`` (a
+    trunk from scratch, the stand-in for ImageNet pre-training)."""
 
     def __init__(self, model, cls_weight=0.0):
         super().__init__()
@@ -27,10 +21,8 @@ class SegmentationLoss(chainer.Chain):
                                 labels, sizes)
 
     def from_scores(self, score, x, label_map, labels, sizes=None):
-        """The loss of the batch given its segmentation scores ``score``
-        ``(N, n_class, H, W)`` (``model.segment(x, sizes)``), for a caller
-        that also reads them (:class:`training.extensions.MeanIUEvaluator`).
-        """
+        """The loss given the scores ``(N, n_class, H, W)`` of
+        ``model.segment(x, sizes)``, for a caller that reads them too."""
         seg = F.softmax_cross_entropy(score, label_map)
         loss = seg
         if self.cls_weight:
@@ -43,12 +35,9 @@ class SegmentationLoss(chainer.Chain):
 
 
 class ClassificationLoss(chainer.Chain):
-    """Multi-label sigmoid cross-entropy of ``model.classify``; reports
-    ``loss`` and ``accuracy`` (percent of the (image, class) pairs right).
-
-    With ``frozen_trunk`` the trunk runs without building a graph (it gets
-    no gradient anyway), so the step costs one forward plus a head update.
-    """
+    """Multi-label sigmoid cross-entropy of ``model.classify``
+    (``accuracy``: percent of the (image, class) pairs right); with
+    ``frozen_trunk`` the trunk builds no graph (it gets no gradient)."""
 
     def __init__(self, model, frozen_trunk=True):
         super().__init__()

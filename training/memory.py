@@ -1,5 +1,5 @@
-"""The memory a training step of FCN8s needs, and the refusal of a batch
-that surely cannot fit before the first step."""
+"""The memory a training step of FCN8s needs: a batch that surely cannot
+fit is refused before the first step."""
 import numpy as np
 
 from models.fcn8s import POOLED, TRUNK
@@ -7,10 +7,9 @@ from runtime.errors import OutOfMemory
 
 
 def trunk_activations(model, shape):
-    """``[(inputs, outputs)]``: the element counts per image of each layer
-    of a classification forward of ``model`` (FCN8s) on an ``(H, W)``
-    image, conv and pooling layers of the trunk in order (conv1_1 padded
-    by 1)."""
+    """``[(inputs, outputs)]``: element counts per image of each trunk
+    layer (convolutions and poolings) of a classification forward on an
+    ``(H, W)`` image."""
     h, w = shape
     layers = []
     for name in TRUNK:
@@ -24,8 +23,8 @@ def trunk_activations(model, shape):
 
 
 def available_memory(device):
-    """Bytes that ``device`` can still allocate (None if unknown): free
-    GPU memory, or MemAvailable of /proc/meminfo."""
+    """Bytes ``device`` can still allocate (free GPU memory, or
+    MemAvailable); None if unknown."""
     if device.xp is not np:
         free, _ = device.xp.cuda.runtime.memGetInfo()
         return int(free)
@@ -40,11 +39,9 @@ def available_memory(device):
 
 
 def step_memory(model, shape, batch_size, backprop):
-    """A lower bound of the bytes one training step of ``model`` needs
-    for a batch of ``batch_size`` images of ``shape`` (H, W): the trunk's
-    activations of one classification forward, all of them when the graph
-    is kept for the trunk's gradient (``backprop``), else the largest input
-    and output of one layer (see :func:`trunk_activations`)."""
+    """A lower bound of the bytes of a training step on ``batch_size``
+    images of ``shape``: the trunk's activations of one classification
+    forward, all kept (``backprop``) or the largest layer's."""
     layers = trunk_activations(model, shape)
     count = (sum(out for _, out in layers) if backprop else
              max(a + b for a, b in layers))
@@ -52,8 +49,8 @@ def step_memory(model, shape, batch_size, backprop):
 
 
 def check_batch_fits(model, shape, batch_size, device):
-    """OutOfMemory (one line naming ``--batch-size``) when a training step
-    surely cannot fit in the memory ``device`` has left."""
+    """OutOfMemory naming ``--batch-size`` when a step surely cannot fit
+    in what ``device`` has left."""
     rule = model.conv1_1.W.update_rule
     need = step_memory(model, shape, batch_size,
                        backprop=rule is not None and rule.enabled)

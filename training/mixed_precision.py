@@ -4,14 +4,11 @@ from chainer.training import extension
 
 
 def set_precision(model, optimizer, dtype):
-    """Make ``model`` compute in ``dtype`` (one of
-    :data:`models.precision.PRECISIONS`); for the mixed ones turn
-    on chainer's dynamic loss scaling in ``optimizer``: the loss is
-    multiplied by the scale before the backward pass, so that small float16
-    gradients do not flush to zero, and the gradients divided by it before
-    the update. The scale starts at 1 and doubles each step until a
-    gradient overflows; that update is skipped, the scale halved, and from
-    then on it grows by 2 every 1000 steps."""
+    """Make ``model`` compute in ``dtype``; the mixed ones with chainer's
+    dynamic loss scaling (small float16 gradients do not flush to zero:
+    the scale starts at 1 and doubles each step until a gradient
+    overflows, that update skipped and the scale halved, then x2 every
+    1000 steps)."""
     model.precision = dtype
     if dtype != 'float32':
         optimizer.loss_scaling()
@@ -23,9 +20,8 @@ def loss_scale(optimizer):
 
 
 class LossScale(extension.Extension):
-    """Reports ``loss_scale`` and keeps the dynamic loss-scaling state in
-    the trainer's snapshots: chainer's ``Optimizer.serialize`` leaves it
-    out, and a resumed run would start again from a scale of 1."""
+    """Reports ``loss_scale`` and keeps it in the snapshots (chainer's
+    ``Optimizer.serialize`` does not: a resume would start from 1)."""
 
     def __init__(self, optimizer):
         self.optimizer = optimizer

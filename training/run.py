@@ -1,6 +1,6 @@
-"""The start of a training run, one job a function: :func:`start_run`
-(flags, ranks, ``--out``, seeds), :func:`open_splits` (the data) and
-:func:`begin_run` (where it resumes from, its config.json)."""
+"""The start of a training run: :func:`start_run` (flags, ranks,
+``--out``, seeds), :func:`open_splits` (the data) and :func:`begin_run`
+(where it resumes from, its config.json)."""
 import json
 import math
 import os
@@ -12,7 +12,6 @@ from datasets import get_dataset, masked_only
 from runtime import outdir
 from runtime.device import set_seed
 from runtime.errors import UsageError
-from runtime.flags import stop_trigger
 from training import distributed
 from training.extensions import snapshots
 from training.extensions.guards import SkipBadSamples
@@ -20,8 +19,7 @@ from training.schedules import DECAYING, schedule_iterations
 
 
 def check_training_flags(args):
-    """UsageError for a value of ``add_training_flags`` out of range or
-    that does not apply."""
+    """UsageError for a training flag that does not apply."""
     if (args.schedule_iterations is not None and
             args.lr_schedule not in DECAYING):
         raise UsageError('--schedule-iterations applies to --lr-schedule %s '
@@ -31,12 +29,19 @@ def check_training_flags(args):
                          '(--val-split)' % args.keep_best)
 
 
+def stop_trigger(args, default_iterations):
+    """``(length, unit)`` of ``--iterations``, else ``--epochs``."""
+    if args.iterations is not None:
+        return args.iterations, 'iteration'
+    if args.epochs is not None:
+        return args.epochs, 'epoch'
+    return default_iterations, 'iteration'
+
+
 def start_run(args, default_iterations):
-    """The flags checked, the data-parallel run joined (``--communicator``,
-    :mod:`training.distributed`), ``--out`` claimed (rank 0, see
-    :func:`runtime.outdir.claim_training`), every random stream seeded
-    (per rank). Returns ``(device, stop)``, ``stop`` the run's ``(length,
-    unit)``."""
+    """Check the flags, join the data-parallel run, claim ``--out`` (rank
+    0) and seed every random stream (per rank); ``(device, stop)``, stop:
+    the run's ``(length, unit)``."""
     stop = stop_trigger(args, default_iterations)
     check_training_flags(args)
     context = distributed.setup(args.communicator, args.seed, args.device,
@@ -52,10 +57,9 @@ def start_run(args, default_iterations):
 
 
 def open_splits(args, masks_only=False):
-    """``(train, val)``: the datasets of ``--split`` and ``--val-split``
-    (val None without one), each in a :class:`SkipBadSamples` with
-    ``--skip-bad``; ``masks_only``: restricted to their images with a mask
-    (:func:`datasets.masked_only`)."""
+    """``(train, val)`` of ``--split`` and ``--val-split`` (None), in a
+    :class:`SkipBadSamples` with ``--skip-bad``; ``masks_only``: their
+    images with a mask."""
     train = get_dataset(args.dataset, args.data_dir, args.split,
                         layout=args.voc_layout,
                         max_pixels=args.max_image_pixels,
@@ -76,9 +80,8 @@ def open_splits(args, masks_only=False):
 
 
 def with_masks(dataset, what='the split', announce=False):
-    """:func:`datasets.masked_only` of ``dataset``, inside its
-    :class:`SkipBadSamples` if it has one; ``announce``: say how many
-    images are kept when some are left out."""
+    """:func:`datasets.masked_only` of ``dataset`` (inside its
+    :class:`SkipBadSamples`); ``announce``: say how many are kept."""
     skipping = isinstance(dataset, SkipBadSamples)
     inner = dataset.dataset if skipping else dataset
     kept = masked_only(inner, what)
@@ -92,15 +95,11 @@ def with_masks(dataset, what='the split', announce=False):
 
 
 def begin_run(args, model, train, stop, **extra):
-    """Decide how the run starts, once every input is checked (rank 0;
-    the decision reaches every rank): the snapshot it resumes from
-    (:func:`training.extensions.snapshots.pick`), refused when its flags
-    differ from this run's or when it has trained longer than ``stop``;
-    with ``--force`` the old run moved aside; then config.json, the full
-    configuration with ``extra`` and the run's length in updates
-    (``iterations``, resolved from ``--epochs`` or the default). Returns
-    the keyword arguments ``resumed`` and ``config`` of
-    ``build_trainer``."""
+    """Once every input is checked, rank 0 decides for all: the snapshot
+    to resume from (refused with other flags or longer than ``stop``), or
+    with ``--force`` the old run moved aside; then config.json, with
+    ``extra`` and the run's length in updates as run. Returns
+    ``build_trainer``'s ``resumed`` and ``config``."""
     context = distributed.current()
     if args.lr_schedule in DECAYING and args.schedule_iterations is None:
         # the resolved length is written to config.json and kept on resume
@@ -135,9 +134,8 @@ def _begin(args, stop, n_train, extra):
 
 
 def check_length(args, stop, n_train, iteration, path):
-    """UsageError if the snapshot ``path`` has done more than the run's
-    length ``stop`` (over ``n_train`` training examples): it would train
-    nothing, and config.json would name a length that never trained."""
+    """UsageError if the snapshot ``path`` has trained longer than
+    ``stop`` (config.json would name a length that never trained)."""
     length, unit = stop
     if unit == 'iteration':
         done, asked = iteration, '--iterations %d' % length

@@ -1,8 +1,5 @@
-"""Batches with a fixed share of positive images (``--positive-share``).
-
-An image is *positive* when it has a foreground class, *negative* when it
-has none (a background-only image, a negative of an image list).
-"""
+"""Batches with a fixed share of positive images (with a foreground
+class), ``--positive-share``."""
 import numpy as np
 from chainer.iterators import OrderSampler
 from tqdm import tqdm
@@ -11,10 +8,9 @@ from runtime.errors import UsageError
 
 
 def positive_images(dataset):
-    """``(N,)`` bool: which images of a raw ``(img, label_map, labels)``
-    dataset have a foreground class; from its ``labels`` attribute where it
-    has one (image-level datasets), else read from every example (its
-    mask)."""
+    """``(N,)`` bool: the images of a raw ``(img, label_map, labels)``
+    dataset with a foreground class (its ``labels``, else every
+    example's)."""
     labels = getattr(dataset, 'labels', None)
     if labels is not None:
         return np.asarray(labels).any(axis=1)
@@ -27,26 +23,16 @@ def positive_images(dataset):
 
 
 class PositiveShareOrder(OrderSampler):
-    """Order sampler of a ``SerialIterator`` whose every batch holds a fixed
-    share of positive images.
+    """Order sampler of a ``SerialIterator`` whose every batch holds a
+    ``share`` of ``positive`` ``(N,)`` examples.
 
-    An epoch is ``ceil(N / batch_size)`` batches. Over it, the first ``j``
-    examples hold ``round(share * j)`` positives at every batch boundary
-    ``j``, so each batch holds ``floor`` or ``ceil`` of ``share x
-    batch_size`` positives and the epoch ``share`` of them (with batch 1 and
-    share 0.25, every fourth batch is a positive image). Positives and
-    negatives are each drawn without replacement, the list of the kind
-    repeated whole (in a fresh random order) as often as the epoch needs it
-    and the remainder drawn at random: the rarer kind is repeated, the more
-    common one subsampled. Each epoch's order is drawn from ``numpy.random``
-    (seeded by the scripts, saved in the snapshots) and saved by the
-    iterator: a resumed run draws the same batches.
-
-    Args:
-        positive: ``(N,)`` bool, which examples are positive.
-        share: the share of positive images per batch, in [0, 1].
-        batch_size: images per batch.
-    """
+    An epoch is ``ceil(N / batch_size)`` batches; at every batch boundary
+    ``j`` its first ``j`` examples hold ``round(share * j)`` positives, so
+    a batch holds ``floor`` or ``ceil`` of ``share x batch_size``. Each
+    kind is drawn without replacement, repeated whole in fresh orders as
+    often as needed and the rest drawn at random (the rarer kind
+    repeated, the other subsampled), from ``numpy.random``: a resumed run
+    draws the same batches."""
 
     def __init__(self, positive, share, batch_size):
         self.positive = np.flatnonzero(positive)

@@ -1,7 +1,6 @@
 """What every training script assembles: its training flags, iterators,
-optimizer, evaluator and Trainer (its extensions:
-:mod:`training.extensions`), and the run itself; its start is
-:mod:`training.run`."""
+optimizer, evaluator and Trainer, and the run itself (its start:
+:mod:`training.run`)."""
 import argparse
 import sys
 
@@ -19,12 +18,11 @@ from runtime.errors import OutOfMemory, WriteFailed
 from runtime.files import output_path
 from training import distributed
 from training.extensions.best import keep_best as keep_best_model
-from training.extensions.guards import (BadSampleCount, FiniteLoss,
-                                        FiniteWeights, SkipBadSamples,
-                                        find_wrapped)
+from training.extensions.guards import (BadSampleCount, Finite,
+                                        SkipBadSamples, find_wrapped)
 from training.extensions.reports import (DurationNote, LogReport, PanelPlot,
                                          PrintReport)
-from training.extensions.snapshots import Snapshot, list_snapshots
+from training.extensions.snapshots import Snapshot, list_snapshots, resume
 from training.extensions.tensorboard import TensorBoard
 from training.extensions.triggers import StopTrigger
 from training.memory import check_batch_fits
@@ -34,19 +32,13 @@ from training.schedules import SCHEDULES, lr_attribute, lr_schedule
 
 
 def add_training_flags(p, keep_best=(), weight_decay=0.0):
-    """The flags of every training script for its data (augmentation,
-    positive share), optimizer (weight decay, learning-rate schedule),
-    validation, kept best model and TensorBoard; ``keep_best``: the
-    validation metrics the script reports, the choices of
-    ``--keep-best``."""
+    """The flags every training script shares; ``keep_best``: the
+    choices of ``--keep-best``, validation metrics of the script."""
     p.add_argument('--augment', default='none', choices=AUGMENTATIONS,
                    help='training augmentation besides the random flip '
-                   '(image and mask moved together, see datasets/augment.py): '
-                   'seg: random scale in [0.75, 1.25] and crop back to the '
-                   'image size, colour jitter; autoaugment: an AutoAugment '
-                   'policy of 8 sub-policies (posterize, solarize, equalize, '
-                   'autocontrast, colour, contrast, brightness, sharpness, '
-                   'rotate, translate)')
+                   '(datasets/augment.py): seg: random scale in [0.75, '
+                   '1.25], crop, colour jitter; autoaugment: an AutoAugment '
+                   'policy')
     p.add_argument('--positive-share', type=float, default=None,
                    help='share of positive images (with a foreground class) '
                    'in every training batch, in [0, 1]; the rarer kind is '
@@ -89,11 +81,9 @@ def add_training_flags(p, keep_best=(), weight_decay=0.0):
 
 
 def train_iterator(examples, train, args):
-    """Shuffled iterator over ``examples``, the training view of the raw
-    split ``train`` (this rank's shard in a data-parallel run), of
-    ``--batch-size``; with ``--positive-share`` each batch holds that share
-    of positive images (:class:`training.sampling.PositiveShareOrder`).
-    Its batches may mix image sizes (see :func:`datasets.pad_examples`)."""
+    """Shuffled iterator over this rank's shard of ``examples``, the
+    training view of the raw split ``train``; ``--positive-share``: each
+    batch holds that share of positive images."""
     context = distributed.current()
     examples = context.scatter(examples, shuffle=True)
     if args.positive_share is None:
@@ -108,8 +98,7 @@ def train_iterator(examples, train, args):
 
 
 def training_view(train, args):
-    """The training examples of the raw split ``train``: flipped at random
-    and ``--augment``'ed (see :func:`datasets.training_data`)."""
+    """The raw split ``train`` flipped at random and ``--augment``'ed."""
     return training_data(train, flip=True,
                          augment=augmentation(args.augment))
 
@@ -123,9 +112,7 @@ def val_iterator(val, batch_size):
 
 
 def iterators(train, val, args):
-    """The training iterator (:func:`train_iterator` of
-    :func:`training_view`) and a one-pass val iterator over ``(x,
-    label_map, labels)`` examples."""
+    """The training iterator and a one-pass val iterator."""
     return (train_iterator(training_view(train, args), train, args),
             val_iterator(val, args.batch_size))
 
@@ -134,30 +121,22 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                   log_interval=10, snapshot_interval=100, eval_interval=100,
                   validators=(), schedule=None, keep_best=None,
                   tensorboard=False, resumed=None, config=None, n_retains=2):
-    """A Trainer with its guards (a non-finite loss or weight stops it),
-    resumable snapshots (:mod:`training.extensions.snapshots`: ``resumed``
-    and ``config`` from :func:`training.run.begin_run`), the evaluator and
-    the ``validators``, further extensions that run when the evaluator
-    does and once before the first update (the log and the figures then
-    start at iteration 0), the learning-rate ``schedule`` (keyword
-    arguments of :func:`training.schedules.lr_schedule`), ``keep_best``
-    (a validation metric, see :mod:`training.extensions.best`) and the
-    reports (:func:`add_reports`, and a note when the run will take over ten
-    minutes: :class:`training.extensions.reports.DurationNote`).
-
-    In a data-parallel run (:mod:`training.distributed`) the evaluator is
-    averaged over the ranks, so are the ``main/`` terms of
-    ``report_keys``, and only rank 0 reports and writes snapshots."""
+    """A Trainer with its guards, snapshots (``config``, and ``resumed``
+    loaded, from :func:`training.run.begin_run`), the evaluator, the
+    ``validators`` (also called before the first update), the
+    learning-rate ``schedule`` (:func:`training.schedules.lr_schedule`'s
+    keywords), ``keep_best`` and the reports (:func:`add_reports`, and a
+    note when the run will take over ten minutes). In a
+    data-parallel run the evaluator and the ``main/`` terms are averaged
+    over the ranks, and only rank 0 reports and writes."""
     context = distributed.current()
     trainer = training.Trainer(updater, StopTrigger(*stop), out=out)
     if stop[1] == 'iteration':  # short runs still log, plot and validate
         log_interval = max(1, min(log_interval, int(stop[0])))
         eval_interval = max(1, min(eval_interval, int(stop[0])))
     optimizer = updater.get_optimizer('main')
-    snapshot = Snapshot(snapshot_interval, stop, n_retains, resumed, config,
-                        context if context.distributed else None)
-    trainer.extend(FiniteLoss(snapshot.describe_last_good))
-    trainer.extend(FiniteWeights(snapshot.describe_last_good))
+    parallel = context if context.distributed else None
+    trainer.extend(Finite())
     context.aggregate(trainer, [k for k in report_keys
                                 if k.startswith('main/')])
     iterators = [updater.get_iterator('main')]
@@ -174,7 +153,8 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
     trainer.extend(BadSampleCount([s for s in (
         find_wrapped(it.dataset, SkipBadSamples) for it in iterators)
         if s is not None]), trigger=(log_interval, 'iteration'))
-    trainer.extend(snapshot)
+    trainer.extend(Snapshot(snapshot_interval, stop, n_retains, config,
+                            parallel))
     if loss_scale(optimizer) is not None:
         trainer.extend(LossScale(optimizer), trigger=(log_interval,
                                                       'iteration'))
@@ -186,17 +166,18 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
         add_reports(trainer, report_keys, plots, log_interval,
                     bool(validators), config if tensorboard else None)
         trainer.extend(DurationNote(stop))
+    if resumed is not None:
+        resume(trainer, resumed, parallel)
     return trainer
 
 
 def add_reports(trainer, report_keys, plots, log_interval, at_start,
                 tensorboard_config=None):
-    """The learning rate, the log (``OUT/log``), its rows printed (and
-    chainer's progress bar on a terminal), one figure ``<name>.png`` per
-    entry of ``plots`` (``{name: (title, [Panel])}``, see
-    :class:`training.extensions.reports.PanelPlot`) and, given a
-    ``tensorboard_config``, the TensorBoard event files; ``at_start``: the
-    log and the figures start before the first update."""
+    """The learning rate, the log (``OUT/log``) printed (and chainer's
+    progress bar on a terminal), a figure ``<name>.png`` per entry of
+    ``plots`` ``{name: (title, [Panel])}`` and, given a
+    ``tensorboard_config``, TensorBoard; ``at_start``: the log and the
+    figures start before the first update."""
     log = (log_interval, 'iteration')
     optimizer = trainer.updater.get_optimizer('main')
     trainer.extend(extensions.observe_value(
@@ -215,8 +196,8 @@ def add_reports(trainer, report_keys, plots, log_interval, at_start,
 
 
 def trainer_options(args, begun):
-    """The keyword arguments of :func:`build_trainer` that come from the
-    shared flags and from :func:`training.run.begin_run` (``begun``)."""
+    """:func:`build_trainer`'s keywords from the shared flags and
+    :func:`training.run.begin_run` (``begun``)."""
     return dict(snapshot_interval=args.snapshot_interval,
                 eval_interval=args.val_interval,
                 schedule=dict(schedule=args.lr_schedule,
@@ -228,14 +209,10 @@ def trainer_options(args, begun):
 
 
 def run_training(trainer, model, out, next_steps=()):
-    """Run the trainer and write ``out/model.npz`` (never from NaN or inf
-    weights; rank 0 of a data-parallel run), then print its path and the
-    command lines ``next_steps``. Errors inside the loop (a bad
-    sample, a non-finite loss, an interruption) propagate as they are,
-    without chainer's traceback dump, for :func:`runtime.cli.run` to
-    report in one line; so do a batch that does not fit in memory (refused
-    before the first step when it surely cannot) and a file that cannot
-    be written (a full disk: the snapshots already written are kept)."""
+    """Run the trainer, write ``out/model.npz`` (rank 0), print its path
+    and the commands ``next_steps``. What stops it (a bad sample, a
+    non-finite loss, a signal, memory, a full disk) is raised without
+    chainer's traceback for :func:`runtime.cli.run` to say in one line."""
     iterator = trainer.updater.get_iterator('main')
     with chainer.using_config('train', False):     # no random flip drawn
         shape = iterator.dataset[0][0].shape[-2:]
@@ -269,11 +246,9 @@ def run_training(trainer, model, out, next_steps=()):
 
 
 def make_optimizer(loss, lr, frozen=(), weight_decay=0):
-    """Adam (``alpha=lr``) over the parameters of ``loss``; the links in
-    ``frozen`` are never updated (their parameters stay bit-identical),
-    ``weight_decay`` > 0 adds a WeightDecay hook. In a data-parallel run
-    it is ChainerMN's multi-node optimizer (gradients averaged over the
-    ranks, rank 0's weights broadcast first)."""
+    """Adam (``alpha=lr``) over ``loss``'s parameters but those of the
+    links in ``frozen``, with ``weight_decay``; ChainerMN's multi-node
+    optimizer in a data-parallel run."""
     optimizer = chainer.optimizers.Adam(alpha=lr)
     optimizer.setup(loss)
     for link in frozen:      # after setup: it creates the update rules
@@ -284,8 +259,8 @@ def make_optimizer(loss, lr, frozen=(), weight_decay=0):
 
 
 def make_evaluator(val_it, loss, device, eval_func=None):
-    """An Evaluator of ``loss`` (or ``eval_func``) over ``val_it``; None
-    without a validation iterator."""
+    """An Evaluator of ``loss`` (or ``eval_func``) over ``val_it`` (None:
+    None)."""
     if val_it is None:
         return None
     return extensions.Evaluator(val_it, loss, converter=pad_examples,

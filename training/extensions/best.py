@@ -1,7 +1,6 @@
 """``--keep-best METRIC``: ``OUT/model_best.npz``, the model whose
-validation METRIC beat every earlier value (the earliest of equal ones),
-decided by chainer's ``MaxValueTrigger`` (its state is in the trainer's
-snapshots: a resumed run keeps the best so far)."""
+validation METRIC beat every earlier value, decided by chainer's
+``MaxValueTrigger`` (in the snapshots: a resumed run keeps the best)."""
 import math
 import sys
 
@@ -14,11 +13,10 @@ FILENAME = 'model_best.npz'
 
 
 class BestValue(triggers.MaxValueTrigger):
-    """chainer's trigger on ``validation/main/<metric>``, changed where it
-    fails us: it starts from -inf (its None would be pickled into the
-    snapshot), and a validation that never reports the metric (e.g. mAP
-    of a val split without positive images; chainer's raises KeyError) is
-    said once, as a warning that no best model will be written."""
+    """chainer's trigger on ``validation/main/<metric>``, starting from
+    -inf (its None would be pickled into the snapshot) and warning once
+    where the validation does not report the metric (e.g. mAP without
+    positive images), where chainer's raises KeyError."""
 
     def __init__(self, metric, interval):
         super().__init__('validation/main/' + metric, (interval, 'iteration'))
@@ -39,10 +37,9 @@ class BestValue(triggers.MaxValueTrigger):
 
 
 def keep_best(trainer, model, metric, interval):
-    """Extend ``trainer`` to write ``OUT/model_best.npz`` (a model file
-    whose ``_meta/best`` records ``metric``, ``score`` and ``iteration``)
-    whenever validation ``metric`` (higher is better), checked every
-    ``interval`` iterations, beats every earlier value."""
+    """Extend ``trainer`` to write ``OUT/model_best.npz`` (``_meta/best``:
+    ``metric``, ``score``, ``iteration``) whenever ``metric``, validated
+    every ``interval`` iterations, beats every earlier value."""
     best = BestValue(metric, interval)
 
     @extension.make_extension(priority=extension.PRIORITY_READER)

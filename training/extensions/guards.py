@@ -1,8 +1,5 @@
 """Guards of a training run: stop on a non-finite loss or weight, skip
-bad samples on request.
-
-Every failure here is an exception of :mod:`runtime.errors`.
-"""
+bad samples on request (``--skip-bad``)."""
 import sys
 
 import chainer
@@ -10,6 +7,7 @@ import numpy as np
 from chainer.training import extension, extensions
 
 from runtime.errors import DatasetError, NonFiniteError
+from training.extensions.snapshots import list_snapshots
 
 
 def _to_numpy(value):
@@ -27,69 +25,45 @@ def _show(value):
     return '%.4g' % value if value.size == 1 else 'array'
 
 
-class FiniteLoss(extension.Extension):
-    """Stops training at the first iteration whose reported loss terms
-    (every ``main/*`` value) are not finite, before anything of that
-    iteration is snapshotted or saved.
-
-    Args:
-        describe_last_good: callable returning a phrase about the snapshot
-            training can go back to (for the message).
-    """
-    trigger = 1, 'iteration'
+class Finite(extensions.FailOnNonNumber):
+    """Stops training, before anything of the iteration is saved, when a
+    reported loss term (``main/*``) or a trained weight (chainer's check)
+    is not finite; one line names the terms and the last good snapshot.
+    The loss is checked too: with loss scaling a non-finite gradient only
+    skips the update, and a frozen layer's never reaches a weight."""
     priority = extension.PRIORITY_WRITER + 50   # before every other one
-
-    def __init__(self, describe_last_good, prefix='main/'):
-        self.prefix = prefix
-        self.describe_last_good = describe_last_good
+    name = 'FiniteLoss'     # its trigger's state in earlier snapshots
 
     def __call__(self, trainer):
         terms = {k: _to_numpy(v) for k, v in trainer.observation.items()
-                 if k.startswith(self.prefix)}
+                 if k.startswith('main/')}
         terms = {k: v for k, v in terms.items() if v is not None}
         bad = sorted(k for k, v in terms.items() if not np.isfinite(v).all())
-        if not bad:
-            return
-        values = ', '.join('%s=%s' % (k, _show(terms[k]))
-                           for k in sorted(terms))
-        raise NonFiniteError(
-            'iteration %d: non-finite loss %s (%s); training stopped, '
-            'model.npz not written; %s'
-            % (trainer.updater.iteration, ', '.join(bad), values,
-               self.describe_last_good()))
-
-
-class FiniteWeights(extensions.FailOnNonNumber):
-    """chainer's check of every trained weight after each update, before
-    anything of that iteration is snapshotted or saved; its RuntimeError
-    becomes one line naming the iteration and the last good snapshot
-    (``describe_last_good()``)."""
-    priority = extension.PRIORITY_WRITER + 50
-
-    def __init__(self, describe_last_good):
-        self.describe_last_good = describe_last_good
-
-    def __call__(self, trainer):
+        if bad:
+            _stop(trainer, 'non-finite loss %s (%s)' % (
+                ', '.join(bad), ', '.join('%s=%s' % (k, _show(terms[k]))
+                                          for k in sorted(terms))))
         try:
             super().__call__(trainer)
-        except RuntimeError:
-            e = NonFiniteError(
-                'iteration %d: weights hold NaN or inf; training stopped, '
-                'model.npz not written; %s' % (trainer.updater.iteration,
-                                               self.describe_last_good()))
-            e.every_rank = True     # the ranks share their weights
-            raise e
+        except RuntimeError:    # the ranks share their weights
+            _stop(trainer, 'weights hold NaN or inf', every_rank=True)
+
+
+def _stop(trainer, what, every_rank=False):
+    found = list_snapshots(trainer.out)
+    e = NonFiniteError(
+        'iteration %d: %s; training stopped, model.npz not written; %s'
+        % (trainer.updater.iteration, what, 'last good snapshot: %s '
+           '(iteration %d)' % found[-1][::-1] if found else
+           'no snapshot was written yet'))
+    e.every_rank = every_rank
+    raise e
 
 
 class SkipBadSamples(chainer.dataset.DatasetMixin):
     """A dataset whose unreadable examples are replaced by the next good
-    one, with a warning per bad file (``--skip-bad``).
-
-    Without it a :class:`DatasetError` stops the run naming the file. The
-    replacement is deterministic, so resumed runs draw the same batches.
-    Attributes of the wrapped dataset (``n_class``, ``ids``...) show
-    through.
-    """
+    one (deterministic: a resumed run draws the same batches), with a
+    warning per bad file; the wrapped dataset's attributes show through."""
 
     def __init__(self, dataset, name='train', stream=None):
         self.dataset = dataset
@@ -140,9 +114,8 @@ def find_wrapped(dataset, cls):
 
 
 class BadSampleCount(extension.Extension):
-    """Reports ``bad_samples`` (skipped so far, over the given
-    :class:`SkipBadSamples`) to the log, and keeps the count across a
-    resume. Registered with or without ``--skip-bad`` (then it does
+    """Reports ``bad_samples`` of the :class:`SkipBadSamples` and keeps
+    them in the snapshots; registered without ``--skip-bad`` too (doing
     nothing), so that a run can be resumed with the flag added."""
     trigger = 10, 'iteration'
     priority = extension.PRIORITY_WRITER

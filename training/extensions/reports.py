@@ -1,6 +1,6 @@
-"""What a run says about itself as it goes: its log, the figures of its
-logged terms and its attention pictures under its ``--out`` (each through
-:mod:`runtime.files`), the rows it prints and how long it will take."""
+"""What a run says about itself as it goes: the log, the figures of its
+logged terms, its attention pictures, the rows it prints and how long it
+will take."""
 import json
 import sys
 import time
@@ -18,8 +18,8 @@ from runtime.files import output_path, write_text
 
 class LogReport(extensions.LogReport):
     """chainer's LogReport writing ``OUT/log`` through
-    :func:`runtime.files.atomic_write` (its own writer moves a file made in
-    a temporary directory, following a link planted at ``log``)."""
+    :func:`runtime.files.write_text` (chainer's moves a file onto it, which
+    follows a link planted at ``log``)."""
 
     def __init__(self, trigger):
         super().__init__(trigger=trigger, filename=None)
@@ -105,17 +105,10 @@ MAX_ROWS = 8
 
 
 def attention_rows(model, x, labels, sigma, omega, am_mode='joint'):
-    """Image, normalised CAM, soft mask and erased image of each CAM that
-    GAIN erases: one per (image, ground-truth class) in ``'per-class'``
-    mode, one per image for its classes together in ``'joint'`` mode;
-    images without a class have none.
-
-    Args:
-        x: ``(N, 3, H, W)`` preprocessed images; labels ``(N, K)`` multi-hot.
-    Returns:
-        list of ``(classes, img, cam, mask, erased_img)`` numpy arrays;
-        ``classes``: the CAM's label indices (0-based columns of labels).
-    """
+    """``[(classes, img, cam, mask, erased_img)]`` (numpy) of each CAM GAIN
+    erases (:func:`models.gain.erased_cams`) for images ``x`` ``(N, 3, H,
+    W)`` and labels ``(N, K)``; ``classes``: the CAM's columns of
+    ``labels``."""
     to_cpu = chainer.backend.CpuDevice().send
     xp = model.xp
     image, targets = erased_cams(to_cpu(labels), am_mode, x.dtype)
@@ -132,13 +125,10 @@ def attention_rows(model, x, labels, sigma, omega, am_mode='joint'):
 
 
 class AttentionSnapshot(chainer.training.Extension):
-    """Writes ``out/attention/iter_<N>.png`` for a fixed set of examples
-    ``(x, label_map, labels, ...)`` so attention can be watched as it moves: a
-    row per CAM that GAIN erases (``am_mode``), named by its classes (of
-    ``class_names``, background first), at most :data:`MAX_ROWS`; also to
-    ``tensorboard`` (a
-    :class:`training.extensions.tensorboard.TensorBoard`) as the image
-    ``attention``."""
+    """Writes ``out/attention/iter_<N>.png`` (and the TensorBoard image
+    ``attention``): a row per CAM GAIN erases of fixed ``examples`` ``(x,
+    label_map, labels, ...)``, at most :data:`MAX_ROWS`, named by
+    ``class_names`` (background first)."""
 
     def __init__(self, model, examples, sigma=0.5, omega=10.0,
                  am_mode='joint', class_names=None, tensorboard=None):
@@ -169,13 +159,10 @@ class AttentionSnapshot(chainer.training.Extension):
 
 
 class PanelPlot(extension.Extension):
-    """Draws ``out/<filename>``: one panel per
-    :class:`visualizations.Panel`, the values the LogReport logged (a mean
-    per log interval) against the iteration, under the figure title
-    ``title``. Extend it after the LogReport, with the LogReport's
-    trigger; it reads the log, so a resumed run draws its whole history.
-    Kept by hand: chainer's PlotReport draws one axes per file, without
-    the titles and units of the loss terms."""
+    """Draws ``out/<filename>``, a panel per :class:`visualizations.Panel`
+    of the logged values against the iteration, from the LogReport's log
+    (a resumed run draws its whole history). By hand: chainer's
+    PlotReport draws one axes per file, without titles and units."""
 
     def __init__(self, panels, filename, title, log_report='LogReport'):
         self.panels, self.filename, self.title = panels, filename, title

@@ -1,13 +1,8 @@
-"""TensorBoard event files of a run, written with tensorboardX under
-``OUT/tensorboard/<run>/`` (``tensorboard --logdir runs`` shows every run
-under ``runs/`` side by side).
-
-tensorboardX opens its event file itself, under a name one can foresee
-(``events.out.tfevents.<time>.<host>``): it only ever writes into a
-directory its run made (:func:`new_run_dir`, ``mkdir``), never into one it
-found, so a link or FIFO planted under ``OUT/tensorboard/`` is never
-written through or opened.
-"""
+"""TensorBoard event files, written with tensorboardX under
+``OUT/tensorboard/<run>/``. tensorboardX opens its event file itself,
+under a name one can foresee, so it only writes into a directory its run
+has just made (:func:`new_run_dir`): a link or FIFO planted under
+``OUT/tensorboard/`` is never written through or opened."""
 import json
 import numbers
 import os
@@ -27,7 +22,7 @@ NOT_REPORTED = ('epoch', 'iteration', 'elapsed_time')
 
 def new_run_dir(out):
     """The name of a new directory ``out/tensorboard/<time>[-k]``, made
-    now with ``mkdir`` (which never takes an existing name)."""
+    now."""
     parent = output_path(out, DIRECTORY, directory=True)
     stamp = time.strftime('%Y%m%d-%H%M%S')
     for k in range(1000):
@@ -41,26 +36,18 @@ def new_run_dir(out):
 
 
 def config_text(config):
-    """A configuration dict as a Markdown code block (TensorBoard renders
-    text as Markdown)."""
+    """A configuration dict as a Markdown code block."""
     return '\n'.join('    ' + line for line in json.dumps(
         config, indent=2, sort_keys=True, default=str).splitlines())
 
 
 class TensorBoard(extension.Extension):
-    """Writes every value the LogReport logged (each ``main/`` and
-    ``validation/`` term, ``lr``, ``loss_scale``, ``bad_samples``: a mean
-    per log interval) as a scalar against the iteration, the run's
-    ``config`` as the text ``config``, and the pictures handed to
-    :meth:`add_image_file`.
-
-    Extend it after the LogReport. Its run directory is part of the
-    trainer's snapshots: a resumed run writes a second event file there
-    that starts after its snapshot's iteration and marks the restart
-    (tensorboardX's ``purge_step``), and TensorBoard shows the resumed
-    values in place of what a killed process had logged after the
-    snapshot, one curve.
-    """
+    """Writes every value the LogReport logged as a scalar, the run's
+    ``config`` as the text ``config`` and the pictures of
+    :meth:`add_image_file`. Its run directory is in the snapshots: a
+    resumed run writes a second event file there from its snapshot's
+    iteration on (``purge_step``), which TensorBoard shows in place of
+    what a killed run had logged after the snapshot."""
     trigger = 1, 'iteration'
     priority = extension.PRIORITY_READER
     name = 'TensorBoard'
@@ -72,8 +59,7 @@ class TensorBoard(extension.Extension):
         self._logged = 0           # entries of the log written
 
     def _open(self, trainer):
-        """The writer, made at the first call after the first update of
-        this process (a snapshot is loaded after every ``initialize``)."""
+        """The writer, made at the first call (after an update)."""
         if self._writer is not None:
             return self._writer
         resumed = bool(self.run)
@@ -104,8 +90,7 @@ class TensorBoard(extension.Extension):
         writer.flush()
 
     def add_image_file(self, trainer, tag, path):
-        """The picture in ``path`` (a PNG) as the image ``tag`` of the
-        current iteration."""
+        """The PNG ``path`` as the image ``tag`` of this iteration."""
         with open_input(path, 'image') as f, PIL.Image.open(f) as image:
             pixels = np.asarray(image.convert('RGB'))
         writer = self._open(trainer)
@@ -133,8 +118,8 @@ def find(trainer):
 
 
 def write_texts(out, texts):
-    """``{tag: markdown}`` (e.g. a results table) as the texts of step 0
-    in a new run directory under ``out/tensorboard``."""
+    """``{tag: markdown}`` as the texts of step 0 of a new run directory
+    under ``out/tensorboard``."""
     with SummaryWriter(os.path.join(out, DIRECTORY, new_run_dir(out))) as w:
         for tag, text in texts.items():
             w.add_text(tag, text, 0)

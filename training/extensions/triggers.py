@@ -3,14 +3,10 @@ from chainer.training.triggers import IntervalTrigger
 
 
 class StopTrigger(IntervalTrigger):
-    """Stops once ``period`` iterations or epochs are done.
-
-    chainer's IntervalTrigger fires when the count *crosses* a multiple of
-    the period, so a run resumed from a snapshot at or past the end (e.g.
-    ``--resume`` with fewer ``--iterations``) would go on to the next
-    multiple; this one compares the progress itself, and can be asked any
-    number of times.
-    """
+    """Fires once ``period`` iterations or epochs are done. chainer's
+    IntervalTrigger fires on *crossing* a multiple (a run resumed past it
+    would go on) and keeps state: it cannot be asked several times an
+    iteration (by the trainer, the snapshots, the attention pictures)."""
 
     def __call__(self, trainer):
         updater = trainer.updater
@@ -20,8 +16,7 @@ class StopTrigger(IntervalTrigger):
 
 
 def every_and_last(interval):
-    """A trigger that fires every ``interval`` iterations and at the last
-    iteration of the run, however short."""
+    """Fires every ``interval`` iterations and at the run's last."""
     every = IntervalTrigger(interval, 'iteration')
 
     def trigger(trainer):

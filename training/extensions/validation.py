@@ -15,9 +15,9 @@ from models import class_cams
 
 class MeanIUEvaluator(extensions.Evaluator):
     """Evaluator of a :class:`training.losses.SegmentationLoss` that also
-    reports ``validation/main/mean_iu``, the mean IU of the whole pass in
-    percent (from one confusion matrix, not a mean over batches; with
-    ``--communicator`` the mean of the ranks' shards)."""
+    reports ``validation/main/mean_iu`` of the whole pass in percent (one
+    confusion matrix, not a mean over batches; with ChainerMN the ranks'
+    mean)."""
 
     def __init__(self, iterator, loss, **kwargs):
         super().__init__(iterator, loss, eval_func=self.segment, **kwargs)
@@ -43,22 +43,10 @@ class MeanIUEvaluator(extensions.Evaluator):
 
 
 class AttentionEvaluator(extension.Extension):
-    """Attention quality on a fixed set of validation images: reports
-    ``validation/main/`` ``pointing``, ``energy``, ``attention_miou`` (best
-    tau) and ``zero_cams`` (the share of flat maps), as defined in
-    :mod:`metrics.attention`, over the Grad-CAMs of every labelled
-    (image, class) pair, in percent (as printed at the start of a run).
-    Called before the first update (see ``build_trainer``) it reports the
-    result of :meth:`evaluate` at the start, when there is one, rather
-    than computing it again.
-
-    Args:
-        model (FCN8s): the network.
-        dataset: raw ``(img, label_map, labels)`` examples with
-            ``n_class``, masked ones; the first ``n_images`` are used.
-        batch_size (int): images per Grad-CAM batch (consecutive images of
-            one size).
-    """
+    """Reports :data:`KEYS` of :mod:`metrics.attention` (in percent) under
+    ``validation/main/``, over the first ``n_images`` of a masked
+    ``dataset`` of raw ``(img, label_map, labels)`` examples; before the
+    first update, the result of :meth:`evaluate_at_start` if any."""
     trigger = 100, 'iteration'
     priority = extension.PRIORITY_WRITER
     KEYS = ('pointing', 'energy', 'attention_miou', 'zero_cams')
@@ -72,8 +60,7 @@ class AttentionEvaluator(extension.Extension):
         self.at_start = None
 
     def evaluate(self):
-        """:func:`metrics.attention.attention_scores` of the images, as
-        fractions (None where undefined)."""
+        """The attention figures, as fractions (None: undefined)."""
         metrics = AttentionMetrics(self.n_class)
         for batch in self.batches:
             x = self.model.device.send(
@@ -86,8 +73,7 @@ class AttentionEvaluator(extension.Extension):
         return metrics.result()
 
     def evaluate_at_start(self):
-        """:meth:`evaluate` of the weights before training, kept for the
-        log's iteration-0 entry."""
+        """:meth:`evaluate`, kept for the log's iteration 0."""
         self.at_start = self.evaluate()
         return self.at_start
 
@@ -99,19 +85,9 @@ class AttentionEvaluator(extension.Extension):
 
 
 class MeanAPEvaluator(extension.Extension):
-    """Reports ``validation/main/map``, the multi-label mAP of the head's
-    scores over a validation split in percent, as ``evaluate.py`` computes
-    it (see
-    :mod:`metrics.classification`); nothing where no class has a positive
-    image.
-
-    Args:
-        model (FCN8s): the network, run in test mode.
-        dataset: raw ``(img, label_map, labels)`` examples with
-            ``n_class``, read anew at each evaluation.
-        batch_size (int): images per forward pass (consecutive images of
-            one size).
-    """
+    """Reports ``validation/main/map``, the head's mAP in percent (as
+    ``evaluate.py``) over a ``dataset`` of raw ``(img, label_map, labels)``
+    examples; nothing where no class has a positive image."""
     trigger = 100, 'iteration'
     priority = extension.PRIORITY_WRITER
 
@@ -119,7 +95,7 @@ class MeanAPEvaluator(extension.Extension):
         self.model, self.dataset, self.batch_size = model, dataset, batch_size
 
     def evaluate(self):
-        """The mAP, None where undefined."""
+        """The mAP (None: undefined)."""
         metrics = ClassificationMetrics(self.dataset.n_class)
         to_cpu = chainer.backend.CpuDevice().send
         with chainer.using_config('train', False), \
