@@ -6,6 +6,7 @@ has just made (:func:`new_run_dir`): a link or FIFO planted under
 import json
 import numbers
 import os
+import secrets
 import time
 
 import numpy as np
@@ -69,7 +70,9 @@ class TensorBoard(extension.Extension):
         self._writer = SummaryWriter(
             output_path(trainer.out, DIRECTORY, self.run, directory=True),
             purge_step=start + 1 if resumed else None,
-            filename_suffix='.%d' % os.getpid())
+            # a name no earlier writer used, even one of this process in
+            # the same second (tensorboardX names files by the second)
+            filename_suffix='.%d.%s' % (os.getpid(), secrets.token_hex(4)))
         log = trainer.get_extension(self.log_report).log
         self._logged = (sum(1 for e in log if e['iteration'] <= start)
                         if resumed else 0)
