@@ -47,7 +47,7 @@ import sys
 import numpy as np
 
 from datasets import get_dataset, shapes
-from metrics import bootstrap
+from metrics import bootstrap, report
 from metrics.records import load_records
 from pipeline import orchestrator
 from pipeline.jobs import HERE, make_dir
@@ -272,28 +272,25 @@ def summarize(args, records, pseudo, taus):
 
 
 def per_class(args, records, pseudo, tune):
-    """``{row: {class: {key: value}}}``: the FCN's IoU on test (over seeds
-    and images), the pseudo labels' IoU on train and, for the rows with
-    CAMs, the pointing game and its chance on tune (means over the seeds;
-    points)."""
+    """``{row: {class: {key: value}}}`` (fractions): the FCN's ``iou`` on
+    test (over seeds and images), the pseudo labels' ``pseudo_iou`` on
+    train and, for the rows with CAMs of their own, the pointing game on
+    tune (means over the seeds)."""
     names = shapes.CLASS_NAMES
     pseudo_iou = {k: j.read()['per_class_iou'] for k, j in pseudo.items()}
     out = {}
     for r in ROWS:
-        fcn = bootstrap.per_class(['iou'], [records[s][r] for s in args.seeds],
-                                  names, args.resamples)
-        out[r] = {c: dict(fcn_iou=fcn[c]['iou']) for c in names[1:]}
-        for c in names[1:]:
+        out[r] = bootstrap.per_class(['iou'], [records[s][r] for s in
+                                               args.seeds], names,
+                                     args.resamples)
+        for c, v in out[r].items():
             found = [iou[c] for (row, _), iou in pseudo_iou.items()
                      if row == r]
-            cam = CRF_ROWS.get(r, r)
-            out[r][c]['pseudo_iou'] = 100 * float(np.mean(found)) \
-                if found else None
+            v['pseudo_iou'] = float(np.mean(found)) if found else None
             for key in ('pointing_scaled', 'pointing_scaled_chance'):
-                found = [tune[cam, s]['per_class'][c][key]
-                         for s in args.seeds if (cam, s) in tune]
-                out[r][c][key + '_tune'] = 100 * float(np.mean(found)) \
-                    if found else None
+                found = [tune[r, s]['per_class'][c][key] for s in args.seeds
+                         if (r, s) in tune]
+                v[key] = float(np.mean(found)) if found else None
     return out
 
 
@@ -390,7 +387,7 @@ def goals(result):
     best = max((r for r in rows if r != 'full'),
                key=lambda r: rows[r]['mean_iu']['mean'])
     worst = min(result['per_class'][best].items(),
-                key=lambda kv: kv[1]['fcn_iou']['mean'])
+                key=lambda kv: kv[1]['iou']['mean'])
     out = [dict(goal='%s: Mean IU interval above 0' % name,
                 met=d[name]['shown'] and d[name]['mean'] > 0)
            for name in ['gain - classifier_cam', 'gain_ext_15 - gain'] + [
@@ -401,39 +398,21 @@ def goals(result):
             best, 100 * SHARE_OF_FULL), share=share,
             met=share >= SHARE_OF_FULL),
         dict(goal='every class of %s: FCN8s IoU >= %g (lowest: %s, %.1f)' % (
-            best, CLASS_IOU, worst[0], 100 * worst[1]['fcn_iou']['mean']),
-            met=100 * worst[1]['fcn_iou']['mean'] >= CLASS_IOU)]
+            best, CLASS_IOU, worst[0], 100 * worst[1]['iou']['mean']),
+            met=100 * worst[1]['iou']['mean'] >= CLASS_IOU)]
 
 
 def class_tables(per_class):
     """Markdown: every class's FCN IoU (test), pseudo-label IoU (train)
-    and pointing game on tune (the rows with CAMs of their own, and the
-    chance level), one table each."""
-    classes = list(next(iter(per_class.values())))
-
-    def text(v):
-        if isinstance(v, dict):
-            return '%.1f [%.1f, %.1f]' % (100 * v['mean'], *(
-                100 * x for x in v['ci95']))
-        return '-' if v is None else '%.1f' % v
-    tables = []
-    for key, what in (('fcn_iou', 'FCN8s IoU (test; interval over seeds '
-                                  'and images)'),
-                      ('pseudo_iou', 'pseudo-label IoU (train, mean over '
-                                     'the seeds)'),
-                      ('pointing_scaled_tune', 'pointing game at the '
-                                               'scaled tolerance (tune)')):
-        rows = [(r, [v[c][key] for c in classes]) for r, v in
-                per_class.items() if key != 'pointing_scaled_tune' or
-                r in CAM_ROWS]
-        if key == 'pointing_scaled_tune':
-            rows.append(('chance', [per_class['gain'][c][
-                'pointing_scaled_chance_tune'] for c in classes]))
-        tables.append('\n'.join(['| %s | %s |' % (what, ' | '.join(classes)),
-                                 '|---' * (len(classes) + 1) + '|'] + [
-            '| %s | %s |' % (r, ' | '.join(map(text, cells)))
-            for r, cells in rows if any(v is not None for v in cells)]))
-    return '\n\n'.join(tables)
+    and pointing game on tune, with its chance level."""
+    pointing = {r: v for r, v in per_class.items() if r in CAM_ROWS}
+    pointing['chance'] = {c: dict(pointing_scaled=v[
+        'pointing_scaled_chance']) for c, v in per_class['gain'].items()}
+    return '\n\n'.join([report.class_matrix(per_class, 'iou'),
+                         report.class_matrix({r: v for r, v in
+                                              per_class.items()
+                                              if r != 'full'}, 'pseudo_iou'),
+                         report.class_matrix(pointing, 'pointing_scaled')])
 
 
 def refinement_table(refinement):
@@ -460,21 +439,14 @@ def markdown(result):
             '%.1f' % v['pseudo_miou'], m['mean'], '' if m['sd_seeds'] is None
             else ' ± %.1f' % m['sd_seeds'], m['ci95'][0], m['ci95'][1],
             v['share_of_full']))
-    diffs = ['| difference | Mean IU (points) | 95 % interval | per seed | |',
-             '|---|---|---|---|---|']
-    for name, d in result['differences'].items():
-        d = d['mean_iu']
-        diffs.append('| %s | %+.1f | [%+.1f, %+.1f] | %s | %s |' % (
-            name, d['mean'], d['ci95'][0], d['ci95'][1],
-            ' '.join('%+.1f' % v for v in d['per_seed']),
-            'shown' if d['shown'] else 'not shown'))
     goal_lines = '\n'.join('- %s: %s' % (g['goal'], 'met' if g['met']
                                          else 'NOT met')
                            for g in result['goals'])
     return WEAK % dict(command=result['command'],
                        wall=result['wall_s'] / 60.,
                        seeds=' '.join(map(str, result['seeds'])),
-                       table='\n'.join(lines), diffs='\n'.join(diffs),
+                       table='\n'.join(lines),
+                       diffs=report.difference_table(result['differences']),
                        goals=goal_lines, stand_in=result['stand_in'],
                        fcn=result['config']['fcn_iterations'],
                        classes=class_tables(result['per_class']),

@@ -22,6 +22,7 @@ TITLES = dict(
     energy=('Energy in mask', 100),
     pointing=('Pointing (exact, 0 px; ours)', 100),
     ap=('AP', 100), iou=('IoU', 100),
+    pseudo_iou=('Pseudo-label IoU (train)', 100),
     attention_iou_tuned=('Attention IoU (tuned tau)', 100),
     attention_iou_fixed=('Attention IoU @tau', 100),
     zero_cams=('Zero CAMs', 100),
