@@ -1,6 +1,7 @@
 """datasets/shapes.py: the synthetic biased ``shapes`` dataset."""
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -290,6 +291,51 @@ def test_ensure_reuses_cache_and_regenerates_on_change(tmp_path, monkeypatch):
         assert json.load(f)['params']['bias'] == 0.5
     # no temporaries left; the lock of the generation stays
     assert sorted(os.listdir(str(tmp_path))) == ['.cache.lock', 'cache']
+
+
+def test_a_second_ensure_waits_for_the_first_and_reuses_its_dataset(
+        tmp_path, monkeypatch):
+    """While one thread generates, a second ensure() of the same dataset
+    blocks on the lock (an event proves it reached the lock) and then
+    returns the first one's dataset without generating it again."""
+    root = str(tmp_path / 'cache')
+    generating, release = threading.Event(), threading.Event()
+    tried = threading.Event()
+    calls = []
+    generate = shapes.generate
+
+    def slow_generate(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        generating.set()
+        assert release.wait(60)
+        return generate(*args, **kwargs)
+
+    class SpyLock(shapes.filelock.FileLock):
+        def acquire(self, *args, **kwargs):
+            if threading.current_thread().name == 'second':
+                tried.set()
+            return super().acquire(*args, **kwargs)
+
+    monkeypatch.setattr(shapes, 'generate', slow_generate)
+    monkeypatch.setattr(shapes.filelock, 'FileLock', SpyLock)
+    results = {}
+
+    def ensure():
+        results[threading.current_thread().name] = shapes.ensure(
+            root, seed=2, **TINY)
+    first = threading.Thread(target=ensure, name='first', daemon=True)
+    second = threading.Thread(target=ensure, name='second', daemon=True)
+    first.start()
+    assert generating.wait(60)
+    second.start()
+    assert tried.wait(60)
+    second.join(0.5)
+    assert second.is_alive() and 'second' not in results
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert results == dict(first=root, second=root)
+    assert calls == ['first']
 
 
 def test_ensure_replaces_half_written_directory(tmp_path):

@@ -252,30 +252,42 @@ def test_rng_state_round_trip():
 ITERATIONS = 20
 
 
-def command(data_dir, out):
-    return [sys.executable, 'train_fcn.py', '--dataset', 'voc',
+#: Runs a training script (argv[3:]) that sends itself the signal argv[1]
+#: from an extension at iteration argv[2], after every other extension of
+#: that iteration: a kill at a chosen point, whatever the machine's speed.
+SIGNAL_AT = """
+import os, runpy, signal, sys
+import chainer.training
+from chainer.training import make_extension, triggers
+sig, at = signal.Signals[sys.argv[1]], int(sys.argv[2])
+run = chainer.training.Trainer.run
+def run_and_signal(self, *args, **kwargs):
+    self.extend(make_extension(
+        trigger=triggers.ManualScheduleTrigger([at], 'iteration'),
+        priority=-1000)(lambda trainer: os.kill(os.getpid(), sig)),
+        name='signal_at')
+    return run(self, *args, **kwargs)
+chainer.training.Trainer.run = run_and_signal
+sys.argv = sys.argv[3:]
+sys.path.insert(0, os.getcwd())
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def command(data_dir, out, signal_at=None):
+    """train_fcn.py, 20 iterations, a snapshot every 3; ``signal_at``:
+    ``(signal name, iteration)``."""
+    wrapper = ['-c', SIGNAL_AT, *map(str, signal_at)] if signal_at else []
+    return [sys.executable, *wrapper, 'train_fcn.py', '--dataset', 'voc',
             '--data-dir', data_dir, '--out', str(out), '--width', '0.0625',
             '--iterations', str(ITERATIONS), '--batch-size', '1',
             '--val-split', '', '--snapshot-interval', '3', '--seed', '3']
 
 
-def start(data_dir, out):
-    return subprocess.Popen(command(data_dir, out), cwd=ROOT, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-
-
-def wait_for_snapshot(proc, out, after, deadline=120):
-    """Wait until ``out`` holds a snapshot of an iteration > ``after``."""
-    end = time.time() + deadline
-    while time.time() < end:
-        if any(it > after for it, _ in list_snapshots(str(out))):
-            return
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.01)
-    proc.kill()
-    pytest.fail('no snapshot after iteration %d within %ds' % (after,
-                                                              deadline))
+def run(data_dir, out, signal_at=None):
+    return subprocess.run(command(data_dir, out, signal_at), cwd=ROOT,
+                          env=ENV, capture_output=True, text=True,
+                          timeout=300)
 
 
 def last_iteration(out):
@@ -289,56 +301,44 @@ def log_without_times(out):
 
 @pytest.mark.slow
 def test_interrupted_killed_and_resumed_run_matches_uninterrupted(tmp_path):
-    rng = np.random.RandomState(0)
+    """SIGINT after iteration 5's extensions (the run stops with a snapshot
+    at the end of iteration 6), then SIGKILL at iteration 11 of the resumed
+    run (its last snapshot: 9), then a resume to the end: the weights and
+    the log equal an uninterrupted run's, bit for bit (one machine, one
+    BLAS thread)."""
     data_dir = str(tmp_path / 'VOC')
     write_voc(data_dir, {'train': 6}, size=(32, 32))
     ref, out = tmp_path / 'ref', tmp_path / 'out'
-
-    proc = subprocess.run(command(data_dir, ref), cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    proc = run(data_dir, ref)
     assert proc.returncode == 0, proc.stderr
 
-    # SIGINT after the first snapshot: a snapshot of the current iteration,
-    # exit 130, one line.
-    proc = start(data_dir, out)
-    wait_for_snapshot(proc, out, 0)
-    time.sleep(rng.uniform(0, 0.3))
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
-    err = proc.stderr.read()
-    stopped_at = last_iteration(out)
-    assert ('interrupted: SIGINT at iteration %d; saved %s' % (
-        stopped_at, os.path.join(str(out), 'snapshot_iter_%d.npz'
-                                 % stopped_at))) in err
-    assert 'Traceback' not in err
-    assert stopped_at < ITERATIONS
+    # SIGINT: a snapshot at the end of the next iteration, exit 130, one
+    # line.
+    proc = run(data_dir, out, ('SIGINT', 5))
+    assert proc.returncode == 130, proc.stderr
+    assert ('interrupted: SIGINT at iteration 6; saved %s' % os.path.join(
+        str(out), 'snapshot_iter_6.npz')) in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert last_iteration(out) == 6
 
-    # Resume; SIGKILL at a random moment after one more snapshot.
-    proc = start(data_dir, out)
-    wait_for_snapshot(proc, out, stopped_at)
-    time.sleep(rng.uniform(0, 0.3))
-    proc.kill()
-    assert proc.wait(timeout=60) == -signal.SIGKILL
-    assert 'resuming from' in proc.stderr.read()
-    assert not os.path.exists(str(out / 'model.npz')), 'finished too soon'
-    killed_at = last_iteration(out)
-    assert stopped_at < killed_at < ITERATIONS
+    # Resume; SIGKILL between two snapshots: nothing written after 9.
+    proc = run(data_dir, out, ('SIGKILL', 11))
+    assert proc.returncode == -signal.SIGKILL
+    assert 'resuming from %s' % os.path.join(
+        str(out), 'snapshot_iter_6.npz') in proc.stderr
+    assert not os.path.exists(str(out / 'model.npz'))
+    assert last_iteration(out) == 9
 
     # Resume to the end.
-    proc = start(data_dir, out)
-    err = proc.communicate(timeout=300)[1]
-    assert proc.returncode == 0, err
+    proc = run(data_dir, out)
+    assert proc.returncode == 0, proc.stderr
     assert 'resuming from %s' % os.path.join(
-        str(out), 'snapshot_iter_%d.npz' % killed_at) in err
+        str(out), 'snapshot_iter_9.npz') in proc.stderr
 
     a, b = np.load(str(ref / 'model.npz')), np.load(str(out / 'model.npz'))
     assert sorted(a.files) == sorted(b.files)
     for k in a.files:
-        if a[k].dtype.kind == 'U':       # the _meta records
-            assert b[k] == a[k], k
-            continue
-        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6,
-                                   err_msg=k)
+        np.testing.assert_array_equal(b[k], a[k], err_msg=k)
     assert log_without_times(out) == log_without_times(ref)
 
 
