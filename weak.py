@@ -5,7 +5,7 @@ on a few (GAIN_ext), the attention turned into pseudo labels that train a
 segmentation network.
 
 From the shipped classification-only stand-in
-(``models/pretrained/fcn8s_shapes_cls_v1.npz``, trained on separate,
+(``models/pretrained/fcn8s_shapes_cls_v2.npz``, trained on separate,
 unbiased images with their labels only), for each seed:
 
 1. ``classifier_cam``: a fresh head trained on the frozen trunk with the
@@ -55,7 +55,7 @@ from pipeline.presets import PRESETS, classifier_args, gain_args
 from runtime.files import atomic_write
 
 STAND_IN = os.path.join(HERE, 'models', 'pretrained',
-                        'fcn8s_shapes_cls_v1.npz')
+                        'fcn8s_shapes_cls_v2.npz')
 #: The rows: their share of training images with a mask for GAIN_ext.
 CAM_ROWS = {'classifier_cam': None, 'gain': 0.0, 'gain_ext_2': 0.02,
             'gain_ext_15': 0.15}
