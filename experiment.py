@@ -237,7 +237,8 @@ def write_media(run, media, result):
                                                   'experiment_tau.png'),
                                dpi=100)
     visualizations.save_figure(
-        visualizations.differences_figure(result['differences'], report.title),
+        visualizations.differences_figure(
+            result['differences'], lambda key: report.title(key, px=px)),
         os.path.join(media, 'experiment_differences.png'), dpi=100)
     per_class = result['per_class']
     chance = {'chance (any model)': per_class['classifier']}
