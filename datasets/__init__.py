@@ -7,6 +7,7 @@ a mask) and the multi-hot ``(K,)`` int32 over the ``K = n_class - 1``
 foreground classes (:class:`datasets.voc.ImageDataset`).
 """
 import chainer_compat  # NOQA: before chainer (Python 3.12)
+import itertools
 import os
 
 import numpy as np
@@ -38,26 +39,20 @@ def add_flags(parser):
     parser.add_argument('--dataset', default='shapes', choices=DATASETS,
                         help='shapes: the embedded synthetic dataset; voc: '
                         'a VOC-format directory; list: a folder of images '
-                        'and a list of their classes (--split: the list '
-                        'file, .txt or .csv, see the README)')
+                        'and a --split list of their classes (README)')
     parser.add_argument('--data-dir', default=None,
-                        help='dataset root (default: the generated shapes '
-                        'cache, ~/data/datasets/VOC/VOCdevkit/VOC2012, or '
-                        'for --dataset list the folder of the --split list '
-                        'file)')
+                        help='dataset root (default: the shapes cache, '
+                        '~/data/datasets/VOC/VOCdevkit/VOC2012 or the '
+                        'folder of the --split list)')
     parser.add_argument('--voc-layout', default='auto', choices=VOC_LAYOUTS,
-                        help='how a VOC-format split is read: segmentation: '
-                        'ImageSets/Segmentation/SPLIT.txt, labels from the '
-                        'masks; classification: ImageSets/Main/SPLIT.txt, '
-                        'labels from Annotations/ID.xml; joined: the '
-                        'latter, the images of the former keeping their '
-                        'masks; auto: joined where both lists exist, else '
-                        'the one that does (a list file: segmentation)')
+                        help='how a VOC-format split is read (docs/GAIN.md); '
+                        'auto: joined where both the Segmentation and the '
+                        'Main list exist, else the one that does')
     parser.add_argument('--max-image-pixels', type=int,
                         default=MAX_IMAGE_PIXELS,
-                        help='largest image read, width x height; a larger '
-                        'one is refused from its header, before decoding '
-                        '(default: %d = 4096x4096)' % MAX_IMAGE_PIXELS)
+                        help='largest image read, width x height, checked '
+                        'from its header (default: %d = 4096x4096)'
+                        % MAX_IMAGE_PIXELS)
 
 
 def read_class_names(data_dir):
@@ -178,13 +173,8 @@ def training_data(dataset, flip=False, augment=None):
 def batches(dataset, batch_size):
     """Lists of at most ``batch_size`` consecutive examples whose images
     (the first entry) have one shape, so that they stack."""
-    batch = []
-    for i in range(len(dataset)):
-        example = dataset[i]
-        if batch and (len(batch) == batch_size or
-                      np.shape(batch[0][0]) != np.shape(example[0])):
-            yield batch
-            batch = []
-        batch.append(example)
-    if batch:
-        yield batch
+    examples = (dataset[i] for i in range(len(dataset)))
+    for _, same_shape in itertools.groupby(examples,
+                                           lambda e: np.shape(e[0])):
+        yield from iter(lambda: list(itertools.islice(same_shape,
+                                                      batch_size)), [])

@@ -1,15 +1,8 @@
 """PASCAL VOC object annotations (``Annotations/<id>.xml``) as image-level
-labels.
-
-An annotation file is data from outside: it is parsed with defusedxml,
-which refuses any DTD (no entity expansion, "billion laughs", and no
-external entity or DTD fetch), after a size check. A missing, oversized,
-truncated, malformed or hostile file, or one naming an object outside the
-classes, is a one-line :class:`DatasetError` naming it.
-
-``difficult`` objects count as present: the VOC devkit leaves an image
-whose only objects of a class are difficult out of that class's AP, but
-training needs a 0 or a 1, and GAIN erases their attention like any other.
+labels. The XML is data from outside: parsed with defusedxml, refusing any
+DTD, after a size check; every problem is a one-line :class:`DatasetError`
+naming the file. ``difficult`` objects count as present: training needs a 0
+or a 1 where the devkit says "difficult" (docs/GAIN.md).
 """
 import defusedxml
 import defusedxml.ElementTree

@@ -1,37 +1,14 @@
-"""Image-level datasets: images with their classes, masks on some of them.
+"""Image-level datasets: images with their classes, masks on some of them
+(the formats: docs/GAIN.md, "Image-level labels and mixed supervision").
 
-* :class:`VOCClassification`: the ids of VOC's ``ImageSets/Main/<split>.txt``
-  (its per-class ``<class>_<split>.txt`` lists say nothing the XML files do
-  not, and are not read), their labels from ``Annotations/<id>.xml``
-  (:mod:`datasets.annotations`). Joined with the segmentation list of the
-  split (``masks=True``), the images it lists keep their masks.
-* :class:`ImageList`: any folder of images with a list of their classes
-  (class names from the folder's ``class_names.txt``, background first).
-
-  A plain list (UTF-8; any name not ending in ``.csv``): one image a line,
-  its path, then its class names separated by spaces and/or commas; a path
-  alone is a negative. Blank lines and ``#`` lines are skipped; paths
-  cannot hold spaces (use a CSV)::
-
-      dogs/001.jpg   dog
-      street/7.png   person, car
-      empty/3.jpg
-
-  A CSV (``*.csv``): a header row naming an ``image`` and a ``labels``
-  column (any order, others ignored) and optionally a ``mask`` column (the
-  path of the image's label PNG, class indices, 255 ignored; empty for
-  none)::
-
-      image,labels,mask
-      dogs/001.jpg,dog,masks/001.png
-      street/7.png,"person, car",
-
-  Paths are relative names inside the data directory; an image's id is its
-  path without the extension, and two images with one id are refused.
+* :class:`VOCClassification`: the ids of VOC's ``ImageSets/Main/<split>.txt``,
+  their labels from ``Annotations/<id>.xml``; joined with the segmentation
+  list of the split (``masks=True``), the images it lists keep their masks.
+* :class:`ImageList`: any folder of images with a plain or CSV list of
+  their classes (class names from the folder's ``class_names.txt``).
 
 Labels come from the XML or the list, not from the mask; an image without a
-mask has a label map of -1 everywhere, which the segmentation loss and the
-pixel metrics pass over.
+mask has a label map of -1 everywhere.
 """
 import csv
 import os
