@@ -15,10 +15,10 @@ from chainer.datasets import TransformDataset
 
 from datasets.classification import (ImageList, VOCClassification,  # NOQA
                                      has_classification_layout)
-from datasets.convert import pad_examples  # NOQA
 from datasets.transforms import (MEAN_BGR, PixelSupervisionFlag,  # NOQA
                                  SegmentationTransform, deprocess,
-                                 preprocess, preprocess_batch)
+                                 pad_examples, preprocess,
+                                 preprocess_batch)
 from datasets.voc import (MAX_IMAGE_PIXELS, VOC_CLASS_NAMES,  # NOQA
                           DatasetError, VOCSegmentation, image_labels,
                           is_list_file, segmentation_list)
