@@ -13,8 +13,8 @@ import os
 import numpy as np
 from chainer.datasets import TransformDataset
 
-from datasets.classification import (ImageList, VOCClassification,  # NOQA
-                                     has_classification_layout)
+from datasets.classification import (MAIN_LIST, ImageList,  # NOQA
+                                     VOCClassification)
 from datasets.transforms import (MEAN_BGR, PixelSupervisionFlag,  # NOQA
                                  SegmentationTransform, deprocess,
                                  pad_examples, preprocess,
@@ -141,8 +141,9 @@ def voc_layout(data_dir, split, layout='auto'):
                            % (', '.join(VOC_LAYOUTS), layout))
     if layout != 'auto':
         return layout
-    if is_list_file(split) or not has_classification_layout(data_dir,
-                                                             split):
+    main = os.path.join(data_dir, MAIN_LIST % split)
+    if is_list_file(split) or not (os.path.isfile(main) and os.path.isdir(
+            os.path.join(data_dir, 'Annotations'))):
         return 'segmentation'
     try:
         segmentation_list(data_dir, split)

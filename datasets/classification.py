@@ -79,13 +79,6 @@ def _masks(data_dir, split, files):
     return {f[0]: f[2] for f in masked}
 
 
-def has_classification_layout(data_dir, split):
-    """Whether ``data_dir`` has ``Annotations/`` and the Main list of
-    ``split``."""
-    return (os.path.isfile(os.path.join(data_dir, MAIN_LIST % split)) and
-            os.path.isdir(os.path.join(data_dir, 'Annotations')))
-
-
 # -- a list of images and their classes ---------------------------------------
 def _multi_hot(text, class_names, where):
     labels = [0] * (len(class_names) - 1)
