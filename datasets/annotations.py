@@ -6,8 +6,7 @@ or a 1 where the devkit says "difficult" (docs/GAIN.md).
 """
 import defusedxml
 import defusedxml.ElementTree
-import numpy as np
-
+from datasets.voc import multi_hot
 from runtime.errors import DatasetError, one_line
 from runtime.files import LIMITS, open_input
 
@@ -32,15 +31,8 @@ def _parse(path):
 
 
 def read_annotation(path, class_names):
-    """Multi-hot ``(K,)`` int32 of the classes with an ``<object>`` in the
-    annotation file ``path``, over the ``K = len(class_names) - 1``
-    foreground classes (``class_names``: background first)."""
-    labels = np.zeros(len(class_names) - 1, np.int32)
-    for obj in _parse(path).findall('object'):
-        name = (obj.findtext('name') or '').strip()
-        if name not in class_names[1:]:
-            raise DatasetError('%s: object %r is not one of the %d classes '
-                               '(%s)' % (path, name[:40], len(labels),
-                                         ', '.join(class_names[1:])))
-        labels[class_names.index(name) - 1] = 1
-    return labels
+    """Multi-hot ``(K,)`` int32 (:func:`datasets.voc.multi_hot`) of the
+    classes with an ``<object>`` in the annotation file ``path``."""
+    return multi_hot([(obj.findtext('name') or '').strip()
+                      for obj in _parse(path).findall('object')],
+                     class_names, path, 'object')

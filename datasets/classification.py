@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from datasets.annotations import read_annotation
 from datasets.voc import (ImageDataset, find_layout, find_list,
-                          keep_existing, listed_once, read_list,
+                          keep_existing, listed_once, multi_hot, read_list,
                           relative_name, segmentation_list)
 from runtime.errors import DatasetError
 from runtime.files import read_text
@@ -80,19 +80,6 @@ def _masks(data_dir, split, files):
 
 
 # -- a list of images and their classes ---------------------------------------
-def _multi_hot(text, class_names, where):
-    labels = [0] * (len(class_names) - 1)
-    for name in re.split(r'[\s,]+', text.strip()):
-        if name and name not in class_names[1:]:
-            raise DatasetError('%s: class %r is not one of %s (leave the '
-                               'classes empty for a negative image)'
-                               % (where, name[:40],
-                                  ', '.join(class_names[1:])))
-        if name:
-            labels[class_names.index(name) - 1] = 1
-    return labels
-
-
 def _text_rows(lines):
     for number, line in enumerate(lines, 1):
         if line.strip() and not line.lstrip().startswith('#'):
@@ -144,8 +131,10 @@ class ImageList(ImageDataset):
             image_id = os.path.splitext(
                 relative_name(image, list_file, number))[0]
             listed_once(seen, image_id, list_file, number)
-            labels[image_id] = _multi_hot(
-                classes, class_names, '%s line %d' % (list_file, number))
+            labels[image_id] = multi_hot(
+                re.findall(r'[^\s,]+', classes), class_names,
+                '%s line %d' % (list_file, number),
+                hint='; leave the classes empty for a negative image')
             files.append((image_id, os.path.join(data_dir, image),
                           os.path.join(data_dir, relative_name(
                               mask, list_file, number)) if mask else None))

@@ -133,6 +133,20 @@ def image_labels(label_map, n_class):
     return labels
 
 
+def multi_hot(names, class_names, where, what='class', hint=''):
+    """Multi-hot ``(K,)`` int32 of the class ``names`` over the ``K =
+    len(class_names) - 1`` foreground classes (background first); a name
+    outside them is a DatasetError naming ``where``."""
+    labels = np.zeros(len(class_names) - 1, np.int32)
+    for name in names:
+        if name not in class_names[1:]:
+            raise DatasetError('%s: %s %r is not one of the %d classes (%s)%s'
+                               % (where, what, name[:40], len(labels),
+                                  ', '.join(class_names[1:]), hint))
+        labels[class_names.index(name) - 1] = 1
+    return labels
+
+
 # -- lists -------------------------------------------------------------------
 def is_list_file(split):
     """Whether ``--split`` names a list file (``.txt`` or ``.csv``)."""
