@@ -1,10 +1,8 @@
 """Datasets: VOC-format readers (segmentation, classification or both
 joined), image lists and the embedded ``shapes`` dataset.
 
-Every example is ``(img, label_map, labels)``: RGB ``(H, W, 3)`` uint8, the
-label map ``(H, W)`` int32 (-1 ignored, and everywhere for an image without
-a mask) and the multi-hot ``(K,)`` int32 over the ``K = n_class - 1``
-foreground classes (:class:`datasets.voc.ImageDataset`).
+Every example is ``(img, label_map, labels)`` (shapes and types:
+:class:`datasets.voc.ImageDataset`).
 """
 import chainer_compat  # NOQA: before chainer (Python 3.12)
 import itertools
