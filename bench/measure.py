@@ -9,8 +9,7 @@ import statistics
 import time
 
 from bench.dtypes import check_step
-from bench.ops import OPS, build, erased_images, make_model
-from bench.random_batch import make_batch
+from bench.ops import OPS, build, erased_images, make_batch, make_model
 
 #: After the first round, a faster operation runs until about this many
 #: seconds a round (at most 20 times); the mean of those runs counts.
