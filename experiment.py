@@ -62,7 +62,8 @@ COMPARISONS = (
                                'attention_miou_tuned', 'pointing_scaled',
                                'cue_auc_absent')),
     ('gain', 'control', ('attention_miou_tuned', 'pointing_scaled',
-                         'pointing_15px', 'energy_box', 'attention_miou_sigma', 'map',
+                         'pointing_15px', 'energy_box',
+                         'attention_miou_sigma', 'map',
                          'map_val', 'mean_iu', 'cue_auc_absent',
                          'cue_gap_absent', 'cue_gap_present',
                          'positive_rate_present')),
@@ -167,24 +168,26 @@ def differences(results, seeds, n_resamples):
                                  lambda key: metric(key)[1])
 
 
-def goals(diffs, classes):
+def goals(diffs, classes, px):
     """``[dict(goal, met, ...)]`` of :data:`GOALS` and of every class of
     :data:`POINTING_ROW` pointing above :data:`OVER_CHANCE` x its chance;
-    ``classes``: :func:`per_class`'s result."""
+    ``classes``: :func:`per_class`'s result; ``px``: the scaled pointing
+    tolerance, for the names."""
     out = []
     for b, a, key, bound in GOALS:
         d = diffs['%s - %s' % (b, a)][key]
         met = (d['shown'] and d['mean'] >= bound and
                min(d['per_seed']) >= bound)
         out.append(dict(goal='%s - %s: %s >= +%g on every seed, interval '
-                        'excluding 0' % (b, a, report.title(key), bound),
+                        'excluding 0' % (b, a, report.title(key, px=px),
+                                         bound),
                         mean=d['mean'], ci95=d['ci95'],
                         per_seed=d['per_seed'], met=met))
     for name, v in classes[POINTING_ROW].items():
         hit, chance = (v[k]['mean'] for k in ('pointing_scaled',
                                               'pointing_scaled_chance'))
         out.append(dict(goal='%s, class %s: %s >= %g x chance' % (
-            POINTING_ROW, name, report.title('pointing_scaled'),
+            POINTING_ROW, name, report.title('pointing_scaled', px=px),
             OVER_CHANCE), mean=100 * hit, chance=100 * chance,
             met=hit >= OVER_CHANCE * chance))
     return out
@@ -234,10 +237,14 @@ def write_media(run, media, result):
                                                   'experiment_tau.png'),
                                dpi=100)
     visualizations.save_figure(
-        visualizations.differences_figure(result['differences'], report.title),
+        visualizations.differences_figure(
+            result['differences'], lambda key: report.title(key, px=px)),
         os.path.join(media, 'experiment_differences.png'), dpi=100)
+    per_class = result['per_class']
+    chance = {'chance (any model)': per_class['classifier']}
     classes = '\n\n'.join(report.class_matrix(
-        result['per_class'], key, sigma, px) for key in CLASS_KEYS)
+        chance if key.endswith('_chance') else per_class, key, sigma, px)
+        for key in CLASS_KEYS)
     text = EXPERIMENT % dict(
         command=result['command'], wall=result['wall_s'] / 60.,
         seeds=' '.join(map(str, result['seeds'])),
@@ -318,7 +325,7 @@ def main():
     args = orchestrator.parse(p)
     if len(args.seeds) < 2:
         p.error('--seeds: at least two distinct seeds (a spread needs two)')
-    args.preset = args.preset or 'cpu'   # the shipped stand-in's, also on a GPU
+    args.preset = args.preset or 'cpu'   # the stand-in's, also on a GPU
     preset, cfg = preset_of(args)
     run = orchestrator.Pipeline(args)
     classifiers, gains, evaluations = jobs_of(run, cfg, args.stand_in,
@@ -345,7 +352,7 @@ def main():
         data_dir=run.data_dir, class_names=list(shapes.CLASS_NAMES[1:]),
         rows=row_summaries(results, args.seeds), per_class=classes,
         differences=diffs)
-    result['goals'] = goals(diffs, classes)
+    result['goals'] = goals(diffs, classes, result['pointing_scaled_px'])
     write_media(run, args.media, result)
 
 
