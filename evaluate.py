@@ -1,52 +1,35 @@
 #!/usr/bin/env python
 """Evaluate models on a split: the FCN table (Accuracy, Accuracy Class,
-Mean IU, FWAVACC; Long et al.), multi-label classification mAP with the AP
-of each class, the quality of the Grad-CAM attention and, on the
-``shapes`` dataset, how much the classifier follows the context cues
-(definitions and sources in ``metrics/``):
+Mean IU, FWAVACC; Long et al.), multi-label mAP with each class's AP, the
+quality of the Grad-CAM attention and, on ``shapes``, how much the
+classifier follows the context cues (definitions and sources in
+``metrics/``):
 
-* Attention mIoU: segmentation from the normalised CAMs of each image's
-  ground-truth classes (top class where its map >= tau, else background):
-  at a tau chosen on another split (``--tau-from``: the metrics.json of an
-  evaluation of the same models on the tuning split, each model taking its
-  best tau there; without it, ``OUT_tune/metrics.json`` beside ``--out``
-  where that evaluation of the same model files on ``tune`` exists), at
-  the fixed ``--tau`` (e.g. the ``--sigma`` the model was trained with),
-  and the whole curve over tau (the best tau of the evaluated split itself
-  is shown too, but it is chosen on the data it scores);
-* Pointing game (Zhang et al.) at their literal 15 px and, ours, at 15 px
-  per 500 px of the image's longer side (2.88 px on 96-px images), each
-  named by its pixels, with the curve over tolerances in metrics.json;
-  energy-based pointing game (Score-CAM: the CAM's mass in the class's
-  box), beside two variants of ours: energy in the mask and the exact
-  pointing game;
-* Zero CAMs: share of flat (all-zero) CAMs; a model above 5 % is marked
-  ``(!)`` (its head finds no class evidence at conv5_3), and so is one
-  whose pointing game is not above chance (``pointing_chance`` in
-  metrics.json: the share of a class's pixels among the labelled pixels of
-  its image, what a peak drawn at random scores), and each class whose
-  pointing game at the scaled tolerance is below twice its chance there;
-* Cue reliance (``shapes``): P(logit > 0 | cue) - P(logit > 0 | no cue)
-  for absent and present classes, and the threshold-free AUC of the same
-  comparison.
+* Attention mIoU: each pixel takes the top normalised CAM of the image's
+  ground-truth classes where it reaches tau, else background; at each
+  model's tau chosen on the tuning split (``--tau-from``; without it
+  ``OUT_tune/metrics.json`` where that evaluation of the same model files
+  exists), at the fixed ``--tau`` and over the tau curve (whose best,
+  chosen on the scored split itself, is shown too);
+* pointing game (Zhang et al.) at their literal 15 px and, ours, at 15 px
+  per 500 px of the image's longer side, each named by its pixels;
+  energy-based pointing game (Score-CAM: the CAM's mass in the box), and
+  ours: energy in the mask and the exact pointing game;
+* zero CAMs: a model above 5 % all-zero CAMs, or whose pointing game is
+  not above chance (``pointing_chance``: the share of a class's pixels
+  among the labelled pixels of its image, what a peak drawn at random
+  scores), is marked ``(!)``, and so is each class below twice its chance;
+* cue reliance (``shapes``): P(logit > 0 | cue) - P(logit > 0 | no cue)
+  for absent and present classes, and the AUC of the same comparison.
 
-The attention columns take the maps of ``models.class_cams``, averaged
-over resized and mirrored images with ``--cam-scales`` and ``--flip`` (as
-IRN). A summary is printed (the split, where tau comes from, the main
-columns in percent, where the tables are); ``--out/metrics.md`` holds one
-markdown row per ``--modelfile`` with every column, in percent, and a
-table of each model's classes (``per_class`` in metrics.json: AP, IoU,
-attention IoU, pointing games and their chance); everything is also in
-``--out/metrics.json`` (fractions), every image's counts to
-``--out/per_image.npz`` (for intervals over seeds and images,
-``metrics/bootstrap.py``), the tau curves to ``--out/attention_miou.png``.
-``--compare A B`` adds B - A per metric. ``--tensorboard`` adds the
-tables and the configuration as texts to ``--out/tensorboard``.
-
-The pixel metrics and the attention columns need masks: on a split with
-masks on some images only (``--voc-layout joined``, an image list) they are
-computed over those; a split without any mask has only the mAP, which takes
-every image's own labels (its XML's or list's, or the classes of its mask).
+The maps are ``models.class_cams``, averaged over resized and mirrored
+images with ``--cam-scales`` and ``--flip`` (as IRN). A summary is printed;
+``OUT/metrics.md`` holds every column and a per-class table of each model
+in percent, ``OUT/metrics.json`` the same in fractions, ``OUT/per_image.npz``
+every image's counts (intervals: ``metrics/bootstrap.py``) and
+``OUT/attention_miou.png`` the tau curves. On a split with masks on some
+images only, the pixel metrics and the attention columns are over those;
+without any mask only mAP is measured.
 """
 import functools
 import json
@@ -55,6 +38,7 @@ import sys
 import textwrap
 
 import numpy as np
+from tqdm import tqdm
 
 import datasets
 from datasets import shapes
@@ -66,8 +50,6 @@ from metrics.attention import DEFAULT_TAU, attention_warnings, miou_at
 from metrics.bootstrap import class_values
 from metrics.cue import CueMetrics
 from metrics.records import save_records
-from tqdm import tqdm
-
 from models import class_cams
 from models.io import load_model
 from runtime import cli, flags, outdir
@@ -94,51 +76,46 @@ CLASS_KEYS = dict(ap='logits', iou='confusion',
                   pointing_15px='attention_sweep',
                   pointing_15px_chance='attention_sweep')
 CUE_KEYS = ['cue_gap_absent', 'cue_gap_present', 'cue_auc_absent']
-#: The tuning split, where the attention thresholds are chosen (shapes').
-TUNE = 'tune'
+TUNE = 'tune'   # the split where the attention thresholds are chosen
 UNITS = ('metrics and per_class: fractions of 1 (the tables show percent); '
          'pointing tolerances (px, pointing_scaled_px): pixels')
 
 
 def evaluate_model(model, dataset, device, batch_size=8, metrics=None,
                    desc='evaluate', cues=None, scales=(1.0,), flip=False):
-    """Run ``model`` (moved to ``device``) over ``dataset`` once (progress
-    on stderr, labelled ``desc``) and return the metrics' results merged in
-    one dict, and their per-image records merged in another.
+    """Run ``model`` over ``dataset`` once; returns the ``metrics``'
+    results merged in one dict and their per-image records in another.
 
-    Each metric gets ``add(label_map, outputs)`` per image with ``outputs``:
-    ``segmentation`` ``(H, W)``, ``logits`` ``(K,)``, the image's
-    ``labels`` ``(K,)``, ``cues`` ``(K,)`` (the row of ``cues`` ``(N, K)``
-    where given) and, when a metric has ``needs_cams``, ``cams``
-    ``(C, H, W)`` (normalised Grad-CAMs of the classes of the image's mask,
-    ``cam_classes`` ``(C,)``: none without a mask; multi-scale and flipped
-    with ``scales`` and ``flip``, ``models.inference_cams``).
+    Each metric gets ``add(label_map, outputs)`` per image, ``outputs``:
+    ``segmentation`` ``(H, W)``, ``logits`` and ``labels`` ``(K,)``,
+    ``cues`` ``(K,)`` (the image's row of ``cues`` ``(N, K)``) and, when a
+    metric ``needs_cams``, ``cams`` ``(C, H, W)`` of ``cam_classes``
+    ``(C,)``, the classes of the image's mask (``models.class_cams``).
     """
     metrics = metrics or [SegmentationMetrics(dataset.n_class),
                           ClassificationMetrics(dataset.n_class)]
     needs_cams = any(getattr(m, 'needs_cams', False) for m in metrics)
     model.to_device(device)
-    shown = tqdm(total=len(dataset), desc=desc, unit='image')
     index = 0
-    for batch in batches(dataset, batch_size):
-        x = model.device.send(preprocess_batch([img for img, _, _ in batch]))
-        seg, logits = model.predict(x)
-        classes = [gt_classes(label_map, dataset.n_class)
-                   for _, label_map, _ in batch]
-        cams = (class_cams(model, x, classes, scales, flip) if needs_cams
-                else None)
-        for i, (_, label_map, labels) in enumerate(batch):
-            outputs = dict(segmentation=seg[i], logits=logits[i],
-                           labels=labels)
+    with tqdm(total=len(dataset), desc=desc, unit='image') as shown:
+        for batch in batches(dataset, batch_size):
+            x = model.device.send(preprocess_batch([b[0] for b in batch]))
+            seg, logits = model.predict(x)
+            classes = [gt_classes(label_map, dataset.n_class)
+                       for _, label_map, _ in batch]
             if needs_cams:
-                outputs.update(cams=cams[i], cam_classes=classes[i])
-            if cues is not None:
-                outputs['cues'] = cues[index]
-            for m in metrics:
-                m.add(label_map, outputs)
-            index += 1
-        shown.update(len(batch))
-    shown.close()
+                cams = class_cams(model, x, classes, scales, flip)
+            for i, (_, label_map, labels) in enumerate(batch):
+                outputs = dict(segmentation=seg[i], logits=logits[i],
+                               labels=labels)
+                if needs_cams:
+                    outputs.update(cams=cams[i], cam_classes=classes[i])
+                if cues is not None:
+                    outputs['cues'] = cues[index]
+                for m in metrics:
+                    m.add(label_map, outputs)
+                index += 1
+            shown.update(len(batch))
     result, records = {}, {}
     for m in metrics:
         result.update(m.result())
@@ -161,8 +138,8 @@ def model_names(names, modelfiles):
 
 
 def marked(name, metrics, class_names):
-    """``name``, with ``(!)`` (and a warning) when its Grad-CAMs are
-    useless for GAIN (:func:`metrics.attention.attention_warnings`)."""
+    """``name``, with ``(!)`` and a warning when its Grad-CAMs are useless
+    for GAIN (:func:`metrics.attention.attention_warnings`)."""
     problems = attention_warnings(metrics, class_names)
     if not problems:
         return name
@@ -172,7 +149,7 @@ def marked(name, metrics, class_names):
 
 
 def resolve_model(ref, names):
-    """A ``--compare`` reference: a row name, or a 0-based index into
+    """A ``--compare`` reference: a model name or an index into
     ``--modelfile``."""
     if ref in names:
         return ref
@@ -184,23 +161,21 @@ def resolve_model(ref, names):
 
 
 def tuned_taus(path, names):
-    """``{name: tau}``: each model's best tau in the metrics.json ``path``
-    of another evaluation (UsageError when it lacks one of ``names``)."""
+    """``{name: tau}``: each model's best tau in the metrics.json
+    ``path``."""
     models = read_json(path, '--tau-from')
     try:
-        taus = {n: float(models['models'][n]['attention_tau'])
+        return {n: float(models['models'][n]['attention_tau'])
                 for n in names}
     except (ValueError, KeyError, TypeError) as e:
         raise UsageError('--tau-from %s: not the metrics.json of an '
                          'evaluation with attention of the models %s (%s)'
                          % (path, ', '.join(names), one_line(e)))
-    return taus
 
 
 def same_models(path, names, modelfiles):
-    """Whether the metrics.json ``path`` is an evaluation on ``tune`` of
-    the model files ``modelfiles`` under the names ``names``, written
-    after them."""
+    """Whether the metrics.json ``path`` evaluates on ``tune`` the files
+    ``modelfiles`` under ``names``, and was written after them."""
     try:
         found = read_json(path)
         return found['split'] == TUNE and all(
@@ -212,9 +187,8 @@ def same_models(path, names, modelfiles):
 
 
 def tau_origin(args, split, names):
-    """``(path, sentence)``: the metrics.json the tuned taus come from
-    (``--tau-from``, or the tune evaluation beside ``--out``; None: none)
-    and where the thresholds come from, in words."""
+    """``(path, sentence)``: the metrics.json of the tuned taus (None:
+    none) and where the thresholds come from, in words."""
     if args.tau_from:
         return args.tau_from, ('tau: each model\'s best on another '
                                'evaluation, %s' % args.tau_from)
@@ -242,16 +216,14 @@ def parse_args():
                    help='split to evaluate (default: test for shapes, '
                    'seg11valid for voc)')
     p.add_argument('--batch-size', type=int, default=8,
-                   help='images per forward pass (consecutive images of '
-                   'one size)')
+                   help='images per forward pass')
     p.add_argument('--tau', type=float, default=DEFAULT_TAU,
                    help='fixed CAM threshold of the "Attention mIoU @tau" '
-                   'column (e.g. the --sigma the models were trained with), '
-                   'in (0, 1)')
+                   'column, in (0, 1)')
     p.add_argument('--tau-from', default=None, metavar='METRICS_JSON',
                    help='metrics.json of an evaluation of the same models '
-                   '(same --names) on the tuning split: each model\'s best '
-                   'tau there gives its "tuned tau" column here')
+                   '(same --names) on the tuning split, whose best taus '
+                   'give the "tuned tau" column')
     p.add_argument('--no-attention', action='store_true',
                    help='skip the Grad-CAM columns (faster)')
     flags.add_cam_flags(p)
@@ -261,8 +233,7 @@ def parse_args():
     p.add_argument('--out', default='runs/eval', help='output directory')
     p.add_argument('--tensorboard', action='store_true',
                    help='also write the tables as TensorBoard texts to '
-                   'OUT/tensorboard (e.g. --out runs/eval, then '
-                   'tensorboard --logdir runs)')
+                   'OUT/tensorboard')
     args = p.parse_args()
     if args.names and len(args.names) != len(args.modelfile):
         raise UsageError('--names needs one name per --modelfile')
@@ -271,36 +242,36 @@ def parse_args():
 
 def evaluate_all(args, names, dataset, loaded, device, attention, tuned,
                  cues):
-    """``(results, records)`` of every model, by name (see
-    :func:`evaluate_model`); ``tuned``: the taus of ``--tau-from``."""
+    """``(results, records)`` of every model by name
+    (:func:`evaluate_model`); ``tuned``: the taus of ``--tau-from``."""
     results, records = {}, {}
-    masked = dataset.has_mask.any()
     for name, path, (model, has_head) in zip(names, args.modelfile, loaded):
         if not has_head or model.head_trained_by == []:
             print('warning: %s has no trained classification head; its mAP '
                   'and attention columns are of a random head' % path,
                   file=sys.stderr)
         metrics = [ClassificationMetrics(dataset.n_class)]
-        if masked:
+        if dataset.has_mask.any():
             metrics.append(SegmentationMetrics(dataset.n_class))
         if attention:
             metrics.append(AttentionMetrics(dataset.n_class, tau=args.tau))
         if cues is not None:
             metrics.append(CueMetrics())
-        results[name], records[name] = evaluate_model(
+        result, records[name] = evaluate_model(
             model, dataset, device, args.batch_size, metrics,
             'evaluate %s' % name, cues, args.cam_scales, args.flip)
-        results[name]['modelfile'] = path
+        result['modelfile'] = path
         if name in tuned:
             records[name]['tuned_tau'] = np.float32(tuned[name])
-            results[name].update(
-                attention_tuned_tau=tuned[name],
-                attention_miou_tuned=miou_at(records[name], tuned[name]))
+            result.update(attention_tuned_tau=tuned[name],
+                          attention_miou_tuned=miou_at(records[name],
+                                                       tuned[name]))
         for key in KEYS:    # the pixel metrics of a split without mask
-            results[name].setdefault(key, None)
-        results[name]['per_class'] = class_values(
+            result.setdefault(key, None)
+        result['per_class'] = class_values(
             [k for k, needs in CLASS_KEYS.items() if needs in records[name]],
             records[name], dataset.class_names)
+        results[name] = result
     return results, records
 
 
@@ -318,10 +289,10 @@ def mask_count(dataset, split):
 
 
 def summary(args, split, dataset, origin, rows, compare, px):
-    """What is printed (lines of at most 100 characters): the split, where
-    tau comes from (``origin``), the main columns of ``rows`` (``[(name,
-    metrics)]``) in percent, B - A of ``compare`` (``[(name, metrics)]``
-    of A and B) and where the full tables are."""
+    """The printed summary, in lines of at most 100 characters: the split,
+    where tau comes from (``origin``), the main columns of ``rows``
+    (``[(name, metrics)]``) in percent, B - A of ``compare`` (A's and B's
+    ``(name, metrics)``) and where the full tables are."""
     wrap = functools.partial(textwrap.fill, width=100, subsequent_indent='  ',
                              break_long_words=False, break_on_hyphens=False)
     lines = [wrap('evaluate.py: split %s of %s, %d images (%d with a mask) '
@@ -390,18 +361,18 @@ def main():
     px = results[names[0]].get('pointing_scaled_px')
     rows = [(marked(name, results[name], dataset.class_names), results[name])
             for name in names]
+    compared = compare and [(n, results[n]) for n in compare]
+    print(summary(args, split, dataset, origin, rows, compared, px))
+    config = outdir.write_config(args.out, args, split=split,
+                                 data_dir=dataset.data_dir, tau_from=tau_file,
+                                 images=len(dataset), images_with_mask=masked)
     table = '\n\n'.join([report.markdown_table(
         rows, keys, tau=args.tau, px=px)] + [
         'Per class, %s:\n\n%s' % (name, report.class_table(
             results[name]['per_class'], tau=args.tau, px=px))
         for name in names])
-    diff = compare and report.compare_table(
-        *[(n, results[n]) for n in compare], keys=keys, tau=args.tau, px=px)
-    print(summary(args, split, dataset, origin, rows, compare and [
-        (n, results[n]) for n in compare], px))
-    config = outdir.write_config(args.out, args, split=split,
-                                 data_dir=dataset.data_dir, tau_from=tau_file,
-                                 images=len(dataset), images_with_mask=masked)
+    diff = compare and report.compare_table(*compared, keys=keys,
+                                            tau=args.tau, px=px)
     write_results(args, dataset, split, config, results, records, table,
                   diff, compare, attention)
 
@@ -412,13 +383,11 @@ def write_results(args, dataset, split, config, results, records, table,
     the TensorBoard texts, under ``--out``."""
     if attention:
         save_figure(attention_curves_figure(results),
-                    output_path(args.out, 'attention_miou.png'),
-                    dpi=100)
+                    output_path(args.out, 'attention_miou.png'), dpi=100)
     write_text(output_path(args.out, 'metrics.json'), json.dumps(
         dict(split=split, class_names=dataset.class_names, config=config,
              units=UNITS, models=results, compare=compare), indent=2))
-    with atomic_write(output_path(args.out, 'per_image.npz'),
-                      'wb') as f:
+    with atomic_write(output_path(args.out, 'per_image.npz'), 'wb') as f:
         save_records(f, records, dataset.ids)
     write_text(output_path(args.out, 'metrics.md'),
                table + '\n' + ('\n' + diff + '\n' if diff else ''))

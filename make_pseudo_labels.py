@@ -2,54 +2,48 @@
 """Pseudo segmentation labels from Grad-CAM attention (weak supervision).
 
 For each image of ``--split`` the normalised CAMs of its image-level
-(ground-truth) classes are computed (the classes of its XML or list entry,
-or those of its mask; a split needs no mask); a pixel whose highest map is
-``>= --high`` takes that class, ``< --low`` is background 0, in between
-is 255 (ignore). ``--cam-scales`` and ``--flip`` average the maps of the
-resized and mirrored images (as IRN); ``--crf`` labels every pixel with a
-dense CRF instead of the thresholds (``models/crf.py``: its background
-crosses the maps at ``--crf-tau``). ``--out`` becomes a VOC-format
-directory:
+classes (its XML's or list's, or its mask's) are computed; a pixel whose
+highest map is ``>= --high`` takes that class, ``< --low`` is background
+0, in between is 255 (ignore). ``--cam-scales`` and ``--flip`` average
+the maps of resized and mirrored images (as IRN); ``--crf`` labels every
+pixel with a dense CRF instead (``models/crf.py``; its background crosses
+the maps at ``--crf-tau``). ``--out`` becomes a VOC-format directory:
 
 * ``SegmentationClass/<id>.png``: palette PNG (mode P, VOC palette);
 * ``ImageSets/Segmentation/<split>.txt``;
 * ``JPEGImages/<id>.jpg``: symlinks to the source images (copies where
   links are not possible);
-* ``class_names.txt``: the source's classes, background first, so that
-  ``--dataset voc --data-dir OUT`` reads them with the source's classes;
-* ``preview.png``: the first images, each beside its pseudo label and its
-  ground truth (where it has a mask) over it;
+* ``class_names.txt``: the source's classes, background first (read by
+  ``--dataset voc --data-dir OUT``);
+* ``preview.png``: the first images beside their pseudo label and ground
+  truth over them;
 * ``manifest.txt``: every file above (written first), what a later
   ``--force`` may delete.
 
 ``--out`` may not be, hold or lie inside the source dataset, nor hold the
-model file. A non-empty ``--out`` is refused, naming what ``--force`` would
-delete; ``--force`` deletes only files of an earlier run of this tool
-(listed in its manifest.txt), once the new labels are written, and refuses
-an ``--out`` holding anything else under the names above.
+model file. A non-empty ``--out`` is refused; ``--force`` deletes only the
+files an earlier run of this tool listed in its manifest.txt, once the new
+labels are written.
 
-The pseudo labels' mIoU against the ground truth, counted on the pixels
-they label (not 255, nor ignored in the ground truth) of the images with a
-mask, and the share of pixels they label are printed (percent) and written
-to ``OUT/pseudo_labels.json``, with the IoU of each class
-(``per_class_iou``; fractions there; null for a class in neither). Then
-the script prints the next command: an FCN8s trained on the labels,
-validated on the real ones.
+The labels' mIoU against the ground truth on the pixels they label (not
+255, nor ignored in the ground truth) of the images with a mask, and the
+share of pixels labelled, are printed (percent) and written to
+``OUT/pseudo_labels.json`` with each class's IoU (``per_class_iou``;
+fractions; null for a class in neither), then the next command: an FCN8s
+trained on the labels, validated on the real ones.
 
 ``--crf-grid`` writes no labels but chooses their settings on a tuning
-split (``--split tune``; never ``test``): its images with a mask, in split
-order, are cut in two halves. Under each CAM setting of :data:`CAM_GRID`
-(single scale; IRN's scales with flips) the labels are made by
-thresholding at each tau of ``metrics.attention.TAUS`` (``--low tau --high
-tau``) and by the CRF at each setting of :data:`CRF_GRID`; each is scored
-(mIoU against the masks, ignore pixels skipped) on the first half, the
-best of each of the four rows (CAMs x refinement) is chosen there and
-scored on the second half, with every class's IoU. ``OUT/crf_grid.json``
-holds the four rows (``cams``, ``refinement``, the chosen setting,
-``first_half`` and ``second_half`` mIoU, ``per_class_iou``: the second
-half's, ``flags``: this script's flags of the setting), ``best`` (the row of
-the highest first-half mIoU) and ``grid`` (every setting's first-half
-mIoU).
+split (``--split tune``; never ``test``) whose images with a mask, in
+split order, are cut in two halves. Under each CAM setting of
+:data:`CAM_GRID` the labels are made by thresholding at each tau of
+``metrics.attention.TAUS`` (``--low tau --high tau``) and by the CRF at
+each setting of :data:`CRF_GRID`; the best of each of the four rows (CAMs
+x refinement) by mIoU (ignore pixels skipped) on the first half is scored
+on the second half. ``OUT/crf_grid.json`` holds the rows (``cams``,
+``refinement``, the chosen setting, ``first_half`` and ``second_half``
+mIoU, ``per_class_iou`` of the second half, ``flags``: this script's flags
+of the setting), ``best`` (the row of the highest first-half mIoU) and
+``grid`` (every setting's first-half mIoU).
 """
 import argparse
 import itertools
@@ -62,9 +56,8 @@ import numpy as np
 import datasets
 from datasets import CLASS_NAMES_FILE, batches, get_dataset, preprocess_batch
 from metrics import confusion_matrix, pseudo_label, segmentation_scores
-from tqdm import tqdm
-
 from metrics.attention import TAUS
+from tqdm import tqdm
 from models import class_cams
 from models.crf import CRFSettings, refine
 from models.io import load_model
@@ -111,15 +104,14 @@ def image_cams(model, dataset, batch_size, scales=(1.0,), flip=False):
     order: ``cams`` ``(C, H, W)`` the normalised Grad-CAMs
     (``models.class_cams``) of its image-level classes ``classes``
     ``(C,)``."""
-    shown = tqdm(total=len(dataset), desc='pseudo labels', unit='image')
-    for batch in batches(dataset, batch_size):
-        classes = [np.flatnonzero(labels) + 1 for _, _, labels in batch]
-        x = model.device.send(preprocess_batch([img for img, _, _ in batch]))
-        cams = class_cams(model, x, classes, scales, flip)
-        for (img, label_map, _), cam, cls in zip(batch, cams, classes):
-            yield img, label_map, cam, cls
-        shown.update(len(batch))
-    shown.close()
+    with tqdm(total=len(dataset), desc='pseudo labels', unit='image') as bar:
+        for batch in batches(dataset, batch_size):
+            classes = [np.flatnonzero(labels) + 1 for _, _, labels in batch]
+            x = model.device.send(preprocess_batch([b[0] for b in batch]))
+            cams = class_cams(model, x, classes, scales, flip)
+            for (img, label_map, _), cam, cls in zip(batch, cams, classes):
+                yield img, label_map, cam, cls
+            bar.update(len(batch))
 
 
 def label_of(img, cams, classes, low, high, crf=None):
@@ -187,15 +179,6 @@ CRF_FLAGS = (
      'kernel'),
     ('bilateral_compat', 10.0, 'weight of the bilateral kernel (0: none)'),
     ('iterations', 10, 'mean-field iterations'))
-
-
-def crf_settings(args):
-    """The ``models.crf.CRFSettings`` of the flags, None without
-    ``--crf``."""
-    if not args.crf:
-        return None
-    return CRFSettings(**{
-        name: getattr(args, 'crf_' + name) for name, _, _ in CRF_FLAGS})
 
 
 #: ``(name, scales, flip)``: the CAMs tried.
@@ -294,8 +277,7 @@ def parse_args():
                    help='normalised CAM from which a pixel takes the class '
                    '(default: %g; not with --crf)' % THRESHOLDS[1])
     p.add_argument('--batch-size', type=int, default=8,
-                   help='images per forward pass (consecutive images of '
-                   'one size)')
+                   help='images per forward pass')
     flags.add_cam_flags(p)
     add_crf_flags(p)
     p.add_argument('--crf-grid', action='store_true',
@@ -308,8 +290,10 @@ def parse_args():
 
 def checked(args):
     """``(args, crf)``: the flags checked together, ``--low`` and
-    ``--high`` resolved, the :func:`crf_settings`."""
-    crf = crf_settings(args)
+    ``--high`` resolved, the CRF's ``models.crf.CRFSettings`` (None
+    without ``--crf``)."""
+    crf = CRFSettings(**{name: getattr(args, 'crf_' + name)
+                         for name, _, _ in CRF_FLAGS}) if args.crf else None
     given = [f for f, v in (('--crf', args.crf), ('--low', args.low),
                             ('--high', args.high), ('--flip', args.flip),
                             ('--cam-scales', args.cam_scales != [1.0])) if v]

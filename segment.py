@@ -1,24 +1,22 @@
 #!/usr/bin/env python
 """Segment your own images with a model: for each jpg/png file of
-``--images`` (its other entries are named in a warning and skipped; an
-unreadable image is skipped with a warning) it writes
+``--images`` (other entries and unreadable images are skipped with a
+warning) it writes
 
-* ``OUT/labels/<id>.png``: the model's segmentation (the argmax of its
-  class scores per pixel), a palette PNG (mode P, the VOC palette) whose
-  pixel values are the class indices, background 0;
+* ``OUT/labels/<id>.png``: the model's segmentation (per-pixel argmax), a
+  palette PNG (mode P, VOC palette) of the class indices, background 0;
 * ``OUT/overlays/<id>.png``: that segmentation in colour over the image;
 * with ``--cams``, for the classes the model scores above 50 % (at least
   its top one): ``OUT/cams/<id>.npz`` with ``cams`` ``(C, H, W)`` float32
   normalised Grad-CAMs in [0, 1], ``classes`` ``(C,)`` their class indices,
   ``class_names`` and ``scores`` ``(C,)`` (sigmoid probabilities), and a
   heat map ``OUT/cams/<id>_<class>.png`` of each over the image;
-* ``OUT/config.json``; the class of each index: ``--dataset``'s names, or
+* ``OUT/config.json``, with the class names: ``--dataset``'s, or
   ``classN`` for a model of another number of classes.
 
-``<id>`` is the file's name without its extension (with it, ``a_jpg``,
-where two files share a name). ``--out`` may not be, hold or lie inside
-``--images``, nor hold the model file; the images are read as data only
-(regular files, size caps), every file is written whole or not at all.
+``<id>`` is the file's name without its extension (``a_jpg`` where two
+files share a name). ``--out`` may not be, hold or lie inside
+``--images``, nor hold the model file.
 """
 import os
 import sys
@@ -59,27 +57,27 @@ def parse_args():
     return p.parse_args()
 
 
-def segment_image(model, img, args, class_names, out, image_id):
+def segment_image(model, img, args, class_names, image_id):
     """Write the outputs of one image ``(H, W, 3)`` (module docstring)."""
     x = model.device.send(preprocess_batch([img]))
     seg, logits = model.predict(x)
     label = seg[0].astype(np.uint8)
-    save_png(output_path(out, 'labels', image_id + '.png'), label)
-    save_png(output_path(out, 'overlays', image_id + '.png'),
+    save_png(output_path(args.out, 'labels', image_id + '.png'), label)
+    save_png(output_path(args.out, 'overlays', image_id + '.png'),
              overlay(img, label))
     if not args.cams:
         return
     classes = scored_classes(logits[0], args.top)
     cams = class_cams(model, x, [classes], args.cam_scales, args.flip)[0]
     names = [class_names[c] for c in classes]
-    with atomic_write(output_path(out, 'cams', image_id + '.npz'),
+    with atomic_write(output_path(args.out, 'cams', image_id + '.npz'),
                       'wb') as f:
         np.savez(f, cams=cams.astype(np.float32),
                  classes=classes.astype(np.int32),
                  class_names=np.array(names, str),
                  scores=sigmoid(logits[0][classes - 1]).astype(np.float32))
     for cam, name in zip(cams, names):
-        save_png(output_path(out, 'cams', '%s_%s.png' % (image_id, name)),
+        save_png(output_path(args.out, 'cams', '%s_%s.png' % (image_id, name)),
                  heat_map(img, cam))
 
 
@@ -100,7 +98,7 @@ def main():
         if error:
             tqdm.write('warning: %s; skipped' % error, file=sys.stderr)
             continue
-        segment_image(model, img, args, class_names, args.out, image_id)
+        segment_image(model, img, args, class_names, image_id)
         written += 1
     if not written:
         raise UsageError('--images %s: none of its %d jpg/png files is a '

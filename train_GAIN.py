@@ -58,9 +58,8 @@ def add_gain_flags(p):
     p.add_argument('--am-score', default='sigmoid', choices=AM_SCORES,
                    help='score of the erased class in L_am')
     p.add_argument('--am-average', default='image', choices=AM_AVERAGES,
-                   help='L_am as the mean over images of the mean score of '
-                   'each image\'s erased classes (the paper), or the mean '
-                   'over (image, class) pairs')
+                   help='L_am as the mean over images (the paper), or over '
+                   '(image, class) pairs')
     p.add_argument('--sigma', type=float, default=CPU['sigma'],
                    help='soft-mask threshold, in (0, 1)')
     p.add_argument('--omega', type=float, default=10.0,
@@ -78,11 +77,9 @@ def add_gain_flags(p):
     p.add_argument('--ext-warmup', default='0',
                    help='L_ext off for N iterations (or Ne epochs)')
     p.add_argument('--am-on-negatives', action='store_true',
-                   help='L_am also on the images without a foreground class: '
-                   'each is erased where the Grad-CAM of its top-scoring '
-                   'class looks, and that class\'s score on the erased image '
-                   'is penalised, as for an image labelled with it (default: '
-                   'positives only, as the paper)')
+                   help='L_am also on the images without a foreground class, '
+                   'erased for their top-scoring class (default: positives '
+                   'only, as the paper)')
     p.add_argument('--head-dropout', action='store_true',
                    help='keep the frozen head\'s dropout in the L_cl and '
                    'attention-mining passes (default: off; see '
@@ -90,10 +87,9 @@ def add_gain_flags(p):
     p.add_argument('--attention-interval', type=int, default=50,
                    help='iterations between attention pictures')
     p.add_argument('--attention-val-images', type=int, default=200,
-                   help='validation images (the first N with a mask of '
-                   '--val-split, else of --split) whose attention quality '
-                   'is checked at the start and reported at every '
-                   'validation')
+                   help='the first N images with a mask of --val-split (else '
+                   '--split) whose attention is checked at the start and '
+                   'at every validation')
 
 
 def check_attention(evaluator, modelfile, class_names):

@@ -91,10 +91,9 @@ def main():
     p.add_argument('--lr', type=float, default=CPU['fcn_lr'],
                    help='Adam alpha')
     p.add_argument('--cls-weight', type=float, default=1.0,
-                   help='weight of a multi-label classification loss of the '
-                   'GAIN head trained with the trunk (0: segmentation only, '
-                   'a trunk on which no classifier learns; > 0 also '
-                   'validates its mAP)')
+                   help='weight of the GAIN head\'s classification loss, '
+                   'trained with the trunk (0: segmentation only, a trunk '
+                   'on which no classifier learns; > 0 also validates mAP)')
     add_training_flags(p, keep_best=('mean_iu', 'map'), weight_decay=1e-4)
     args = p.parse_args()
     if args.keep_best == 'map' and not args.cls_weight:

@@ -60,7 +60,7 @@ def save_figure(fig, path, dpi=80):
     plt.close(fig)
 
 
-def show_cam(fig, ax, img, cam, alpha=0.5):
+def show_cam(fig, ax, img, cam, alpha=0.5, title=None):
     """A normalised CAM ``(H, W)`` in [0, 1] over ``img`` with a colour
     bar; an all-zero map (Grad-CAM found nothing for the class) is written
     as such rather than drawn as a flat overlay."""
@@ -74,6 +74,8 @@ def show_cam(fig, ax, img, cam, alpha=0.5):
                 transform=ax.transAxes, color='white', fontsize=9,
                 bbox=dict(facecolor='black', alpha=0.7, linewidth=0))
     fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04)
+    if title is not None:
+        ax.set_title(title, fontsize=9)
 
 
 @functools.lru_cache(maxsize=1)
@@ -109,11 +111,6 @@ def heat_map(img, cam, alpha=0.5):
     colour map over ``img``."""
     jet = matplotlib.colormaps['jet'](cam)[..., :3] * 255
     return ((1 - alpha) * img + alpha * jet).astype(np.uint8)
-
-
-def _cam_panel(fig, ax, img, cam, title):
-    show_cam(fig, ax, img, cam)
-    ax.set_title(title, fontsize=9)
 
 
 def _legend_handles(label_maps, class_names):
@@ -244,8 +241,8 @@ def image_figure(image_id, img, label_map, result, class_names):
         for col, (when, cam, score) in enumerate(zip(
                 ('before', 'after'), result['cams'],
                 result['scores']), start=2):
-            _cam_panel(fig, axes[r, col], img, cam[r], '%s: %s (%.1f %%)' % (
-                when, class_names[c], 100 * score[r]))
+            show_cam(fig, axes[r, col], img, cam[r], title='%s: %s (%.1f %%)'
+                     % (when, class_names[c], 100 * score[r]))
     if not len(classes):
         axes[0, 2].text(0.5, 0.5, 'no class to show', ha='center',
                         va='center')
@@ -264,9 +261,9 @@ def overview_figure(entries, class_names):
         axes[r, 0].imshow(img)
         axes[r, 0].set_title(image_id, fontsize=9)
         for col, when in ((1, 'before'), (2, 'after')):
-            _cam_panel(fig, axes[r, col], img, result['cams'][col - 1][k],
-                       '%s GAIN: %s (%.1f %%)' % (
-                           when, name, 100 * result['scores'][col - 1][k]))
+            show_cam(fig, axes[r, col], img, result['cams'][col - 1][k],
+                     title='%s GAIN: %s (%.1f %%)' % (
+                         when, name, 100 * result['scores'][col - 1][k]))
         for ax in axes[r]:
             ax.set_axis_off()
     fig.tight_layout()
@@ -288,11 +285,16 @@ def attention_curves_figure(results):
     if fixed is not None:
         ax.axvline(fixed, color='gray', linestyle='--', linewidth=1,
                    label='fixed tau %.2f' % fixed)
+    return _tau_axes(fig, ax, fontsize=8)
+
+
+def _tau_axes(fig, ax, **legend):
+    """The axes of attention mIoU against tau, labelled, with a legend."""
     ax.set_xlabel('tau (normalised CAM threshold)')
     ax.set_ylabel('attention mIoU (%)')
     ax.set_xlim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(**legend)
     fig.tight_layout()
     return fig
 
@@ -311,13 +313,7 @@ def tau_curves_figure(curves, taus, sigma=None):
     if sigma is not None:
         ax.axvline(sigma, color='gray', linestyle=':', linewidth=1,
                    label='sigma %.2f' % sigma)
-    ax.set_xlabel('tau (normalised CAM threshold)')
-    ax.set_ylabel('attention mIoU (%)')
-    ax.set_xlim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
+    return _tau_axes(fig, ax, fontsize=7, ncol=2)
 
 
 def differences_figure(differences, title):

@@ -2,34 +2,29 @@
 """Grad-CAM before (--pretrained) and after (--trained) GAIN, per image.
 
 For each image ``--out/<id>.png`` (``<id>_2.png``... where an earlier page
-or the overview took the name) shows the image, its ground truth (VOC
-palette), the normalised Grad-CAM of each shown class for both models
-overlaid on the image (titles: class and sigmoid score in percent) and
-the predicted segmentation of the trained model. ``--out/overview.png``
-puts up to 6 images in rows: image | CAM before | CAM after (the class
-scored highest by the trained model).
+or the overview took the name) shows the image, its ground truth, the
+normalised Grad-CAM of each shown class for both models over the image
+(titled with the sigmoid score in percent) and the trained model's
+segmentation. ``--out/overview.png``: up to 6 rows image | CAM before |
+CAM after, of the class the trained model scores highest.
 
-Classes shown: the ground-truth classes of each dataset image (restricted
-to ``--classes``; images with none of them are skipped), or, for a folder
-of unlabelled images (``--images DIR``, jpg/png; its other files are named
-in a warning and skipped), the classes the trained model scores above
-50 %, at most ``--top``, at least its top one (among ``--classes`` if
-given).
-``--save-cams`` also writes ``--out/cams/<id>.npz`` with ``before`` and
+Classes shown: the ground-truth classes of each dataset image within
+``--classes`` (images with none are skipped), or, for a folder of jpg/png
+images (``--images``; other files are skipped with a warning), those the
+trained model scores above 50 %, at most ``--top``, at least its top one.
+``--save-cams`` also writes ``--out/cams/<id>.npz``: ``before`` and
 ``after`` ``(C, H, W)`` float32 maps in [0, 1], ``classes`` ``(C,)`` label
 values, ``class_names`` and the sigmoid ``scores_before``/``scores_after``
 ``(C,)``. ``--out`` may not be, hold or lie inside the images' folder or
 the dataset, nor hold a model file; only regular files of ``--images`` are
-read (a FIFO or a device under an image's name is skipped with a
-warning).
+read (others are skipped with a warning).
 """
 import sys
 
 import numpy as np
 
 import datasets
-from datasets import (TEST_SPLIT, get_dataset,
-                      preprocess_batch)
+from datasets import TEST_SPLIT, get_dataset, preprocess_batch
 from datasets.folder import known_class_names, list_images, read_images
 from metrics.classification import scored_classes, sigmoid
 from tqdm import tqdm
@@ -40,8 +35,7 @@ from runtime import cli, flags, outdir
 from runtime.device import get_device, set_seed
 from runtime.errors import UsageError
 from runtime.files import atomic_write, output_path
-from visualizations import image_figure, overview_figure
-from visualizations import save_figure as _save
+from visualizations import image_figure, overview_figure, save_figure
 
 OVERVIEW_ROWS = 6
 
@@ -60,11 +54,8 @@ def parse_classes(names, class_names):
 
 def examples(files, dataset, max_pixels):
     """``(id, img, label_map or None, classes or None, error)`` of the
-    images ``files`` (``[(id, path)]``, see
-    :func:`datasets.folder.list_images`; at most
-    ``max_pixels``) or of a dataset (``classes``: the label values of the
-    image's labels), lazily; ``error`` is None, or for an unreadable file
-    the one-line reason (and ``img`` None)."""
+    images ``files`` (:func:`datasets.folder.read_images`) or of a dataset
+    (``classes``: the label values of the image's labels), lazily."""
     if files:
         for image_id, img, error in read_images(files, max_pixels):
             yield image_id, img, None, None, error
@@ -98,12 +89,6 @@ def analyse(models, img, classes, wanted, top):
     return dict(classes=classes, cams=cams,
                 scores=[p[classes - 1] for p in probs],
                 logits=logits[classes - 1], pred=outputs[1][0][0])
-
-
-def plot_image(path, image_id, img, label_map, result, class_names):
-    """Write the page of one image (see
-    :func:`visualizations.image_figure`)."""
-    _save(image_figure(image_id, img, label_map, result, class_names), path)
 
 
 def save_cams(path, result, class_names):
@@ -178,8 +163,9 @@ def write_pages(args, models, files, dataset, wanted, class_names):
             if wanted is not None and not len(result['classes']):
                 continue  # none of the requested classes in this image
             stem = page_name(image_id, taken)
-            plot_image(output_path(args.out, stem + '.png'), image_id, img,
-                       label_map, result, class_names)
+            save_figure(image_figure(image_id, img, label_map, result,
+                                     class_names),
+                        output_path(args.out, stem + '.png'))
             if args.save_cams:
                 save_cams(output_path(args.out, 'cams', stem + '.npz'),
                           result, class_names)
@@ -213,8 +199,8 @@ def main():
     overview, written, unreadable = write_pages(
         args, (before, after), files, dataset, wanted, class_names)
     if overview:
-        _save(overview_figure(overview, class_names),
-              output_path(args.out, 'overview.png'))
+        save_figure(overview_figure(overview, class_names),
+                    output_path(args.out, 'overview.png'))
     if unreadable and not written:
         raise UsageError('--images %s: none of its %d jpg/png files is '
                          'a readable image' % (args.images, unreadable))

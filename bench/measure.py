@@ -9,8 +9,7 @@ import statistics
 import time
 
 from bench.dtypes import check_step
-from bench.ops import OPS, build, erased_images, make_model
-from bench.random_batch import make_batch
+from bench.ops import OPS, build, erased_images, make_batch, make_model
 
 #: After the first round, a faster operation runs until about this many
 #: seconds a round (at most 20 times); the mean of those runs counts.
@@ -25,8 +24,7 @@ def worker(spec):
     device = get_device(spec['device'])
     gpu = device.xp.__name__ == 'cupy'
     sync = device.xp.cuda.Device().synchronize if gpu else (lambda: None)
-    model, shared = make_model(spec['width']), {}
-    model.to_device(device)
+    model, shared = make_model(spec['width']).to_device(device), {}
     ops = {n: build(n, model, shared)[0] for n in spec['ops']}
     arrays = make_batch(spec['batch'], spec['size'])
     batch = [device.send(a) for a in arrays]
@@ -118,9 +116,8 @@ def dtype_check(spec):
                                                  spec['size'])]
     result = {}
     for name in OPS:
-        model = make_model(spec['width'])
-        model.to_device(device)
-        run, loss, optimizer = build(name, model, {})
+        run, loss, optimizer = build(
+            name, make_model(spec['width']).to_device(device), {})
         run(*arrays)
         result[name] = check_step(lambda: run(*arrays), loss, optimizer)
     return dict(ops=result, float64={k: v['float64'] for k, v in

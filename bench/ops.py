@@ -1,5 +1,5 @@
 """The measured operations: one training step or one inference call of
-FCN8s on a batch, built as the scripts build them."""
+FCN8s on a random batch, built as the scripts build them."""
 import copy
 
 import chainer
@@ -12,6 +12,7 @@ from training.mixed_precision import loss_scale, set_precision
 from training.trainer import make_optimizer
 
 N_CLASS = 21              # PASCAL VOC: background + 20 labels
+LABELS_PER_IMAGE = (2, 3, 1)   # image i has LABELS_PER_IMAGE[i % 3] labels
 LR = 1e-5
 # In the order of a round (reversed every other round): the two sides of
 # each ratio of bench.report.RATIOS are neighbours. The mixed16 steps are
@@ -48,6 +49,28 @@ def make_model(width, seed=0):
         if 'score' in name and p.array.ndim > 1:
             p.array[...] = rng.normal(0, 0.01, p.shape)
     return model
+
+
+def make_batch(batch, size, n_class=N_CLASS, seed=0):
+    """A random batch in the layout of ``training_data`` plus the GAIN_ext
+    flags: caffe-like images ``(N, 3, size, size)``, label maps with one
+    block per labelled class (row 0 ignored), multi-hot labels and
+    pixel-supervision flags (all False)."""
+    rng = np.random.RandomState(seed)
+    h = w = size
+    x = rng.normal(0, 60, (batch, 3, h, w)).astype(np.float32)
+    label_map = np.zeros((batch, h, w), dtype=np.int32)
+    labels = np.zeros((batch, n_class - 1), dtype=np.int32)
+    for i in range(batch):
+        k = LABELS_PER_IMAGE[i % len(LABELS_PER_IMAGE)]
+        for c in rng.choice(n_class - 1, k, replace=False):
+            labels[i, c] = 1
+            bh, bw = max(1, h // 3), max(1, w // 3)
+            y0, x0 = rng.randint(0, h - bh + 1), rng.randint(0, w - bw + 1)
+            label_map[i, y0:y0 + bh, x0:x0 + bw] = c + 1
+    label_map[:, 0] = -1
+    supervised = np.zeros(batch, dtype=bool)
+    return x, label_map, labels, supervised
 
 
 def erased_images(op, labels):

@@ -1,16 +1,10 @@
 #!/usr/bin/env python
 """Benchmark of the GAIN training step against its cost floor
-(docs/BENCHMARKS.md).
-
-Times side by side, per image, a plain FCN8s segmentation step, a
-classifier-stage step, a GAIN step of each am_mode and cam_grad, Grad-CAM
-inference, a classify forward and an evaluation forward; judges the ratios
-between them against their targets; records each one's peak memory; checks
-that no float64 array appears in a step. Each configuration runs in a fresh
-process: every operation warmed up once, then timed in rounds (a fast one
-repeated to 0.5 s), the two sides of each ratio next to each other, the
-order reversed every other round; a ratio is the median of its per-round
-ratios. Writes <out>/results.json and <out>/results.png.
+(docs/BENCHMARKS.md): per image, the segmentation, classifier-stage and
+GAIN steps and the inference calls, each configuration in a fresh process,
+timed in rounds; the ratios between them judged against their targets, the
+peak memory of each, and float64 inside a step. Writes <out>/results.json
+and <out>/results.png.
 """
 import argparse
 import concurrent.futures

@@ -105,7 +105,7 @@ def main():
     train('train_classifier.py', classifier, args.device, seed + [
         '--modelfile', STAND_IN, '--batch-size', 16, '--iterations',
         args.classifier_iterations, '--val-interval', 20])
-    # the CPU preset of the demo (see demo.py)
+    # the CPU preset's lr and seg_weight (training/defaults.py)
     train('train_GAIN.py', gain, args.device, seed + [
         '--modelfile', os.path.join(classifier, 'model.npz'),
         '--batch-size', 8, '--iterations', args.gain_iterations,

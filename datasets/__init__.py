@@ -1,23 +1,22 @@
 """Datasets: VOC-format readers (segmentation, classification or both
 joined), image lists and the embedded ``shapes`` dataset.
 
-Every example is ``(img, label_map, labels)``: RGB ``(H, W, 3)`` uint8, the
-label map ``(H, W)`` int32 (-1 ignored, and everywhere for an image without
-a mask) and the multi-hot ``(K,)`` int32 over the ``K = n_class - 1``
-foreground classes (:class:`datasets.voc.ImageDataset`).
+Every example is ``(img, label_map, labels)`` (shapes and types:
+:class:`datasets.voc.ImageDataset`).
 """
 import chainer_compat  # NOQA: before chainer (Python 3.12)
+import itertools
 import os
 
 import numpy as np
 from chainer.datasets import TransformDataset
 
-from datasets.classification import (ImageList, VOCClassification,  # NOQA
-                                     has_classification_layout)
-from datasets.convert import pad_examples  # NOQA
+from datasets.classification import (MAIN_LIST, ImageList,  # NOQA
+                                     VOCClassification)
 from datasets.transforms import (MEAN_BGR, PixelSupervisionFlag,  # NOQA
                                  SegmentationTransform, deprocess,
-                                 preprocess, preprocess_batch)
+                                 pad_examples, preprocess,
+                                 preprocess_batch)
 from datasets.voc import (MAX_IMAGE_PIXELS, VOC_CLASS_NAMES,  # NOQA
                           DatasetError, VOCSegmentation, image_labels,
                           is_list_file, segmentation_list)
@@ -38,26 +37,20 @@ def add_flags(parser):
     parser.add_argument('--dataset', default='shapes', choices=DATASETS,
                         help='shapes: the embedded synthetic dataset; voc: '
                         'a VOC-format directory; list: a folder of images '
-                        'and a list of their classes (--split: the list '
-                        'file, .txt or .csv, see the README)')
+                        'and a --split list of their classes (README)')
     parser.add_argument('--data-dir', default=None,
-                        help='dataset root (default: the generated shapes '
-                        'cache, ~/data/datasets/VOC/VOCdevkit/VOC2012, or '
-                        'for --dataset list the folder of the --split list '
-                        'file)')
+                        help='dataset root (default: the shapes cache, '
+                        '~/data/datasets/VOC/VOCdevkit/VOC2012 or the '
+                        'folder of the --split list)')
     parser.add_argument('--voc-layout', default='auto', choices=VOC_LAYOUTS,
-                        help='how a VOC-format split is read: segmentation: '
-                        'ImageSets/Segmentation/SPLIT.txt, labels from the '
-                        'masks; classification: ImageSets/Main/SPLIT.txt, '
-                        'labels from Annotations/ID.xml; joined: the '
-                        'latter, the images of the former keeping their '
-                        'masks; auto: joined where both lists exist, else '
-                        'the one that does (a list file: segmentation)')
+                        help='how a VOC-format split is read (docs/GAIN.md); '
+                        'auto: joined where both the Segmentation and the '
+                        'Main list exist, else the one that does')
     parser.add_argument('--max-image-pixels', type=int,
                         default=MAX_IMAGE_PIXELS,
-                        help='largest image read, width x height; a larger '
-                        'one is refused from its header, before decoding '
-                        '(default: %d = 4096x4096)' % MAX_IMAGE_PIXELS)
+                        help='largest image read, width x height, checked '
+                        'from its header (default: %d = 4096x4096)'
+                        % MAX_IMAGE_PIXELS)
 
 
 def read_class_names(data_dir):
@@ -146,8 +139,9 @@ def voc_layout(data_dir, split, layout='auto'):
                            % (', '.join(VOC_LAYOUTS), layout))
     if layout != 'auto':
         return layout
-    if is_list_file(split) or not has_classification_layout(data_dir,
-                                                             split):
+    main = os.path.join(data_dir, MAIN_LIST % split)
+    if is_list_file(split) or not (os.path.isfile(main) and os.path.isdir(
+            os.path.join(data_dir, 'Annotations'))):
         return 'segmentation'
     try:
         segmentation_list(data_dir, split)
@@ -178,13 +172,8 @@ def training_data(dataset, flip=False, augment=None):
 def batches(dataset, batch_size):
     """Lists of at most ``batch_size`` consecutive examples whose images
     (the first entry) have one shape, so that they stack."""
-    batch = []
-    for i in range(len(dataset)):
-        example = dataset[i]
-        if batch and (len(batch) == batch_size or
-                      np.shape(batch[0][0]) != np.shape(example[0])):
-            yield batch
-            batch = []
-        batch.append(example)
-    if batch:
-        yield batch
+    examples = (dataset[i] for i in range(len(dataset)))
+    for _, same_shape in itertools.groupby(examples,
+                                           lambda e: np.shape(e[0])):
+        yield from iter(lambda: list(itertools.islice(same_shape,
+                                                      batch_size)), [])

@@ -1,20 +1,12 @@
 """PASCAL VOC object annotations (``Annotations/<id>.xml``) as image-level
-labels.
-
-An annotation file is data from outside: it is parsed with defusedxml,
-which refuses any DTD (no entity expansion, "billion laughs", and no
-external entity or DTD fetch), after a size check. A missing, oversized,
-truncated, malformed or hostile file, or one naming an object outside the
-classes, is a one-line :class:`DatasetError` naming it.
-
-``difficult`` objects count as present: the VOC devkit leaves an image
-whose only objects of a class are difficult out of that class's AP, but
-training needs a 0 or a 1, and GAIN erases their attention like any other.
+labels. The XML is data from outside: parsed with defusedxml, refusing any
+DTD, after a size check; every problem is a one-line :class:`DatasetError`
+naming the file. ``difficult`` objects count as present: training needs a 0
+or a 1 where the devkit says "difficult" (docs/GAIN.md).
 """
 import defusedxml
 import defusedxml.ElementTree
-import numpy as np
-
+from datasets.voc import multi_hot
 from runtime.errors import DatasetError, one_line
 from runtime.files import LIMITS, open_input
 
@@ -39,15 +31,8 @@ def _parse(path):
 
 
 def read_annotation(path, class_names):
-    """Multi-hot ``(K,)`` int32 of the classes with an ``<object>`` in the
-    annotation file ``path``, over the ``K = len(class_names) - 1``
-    foreground classes (``class_names``: background first)."""
-    labels = np.zeros(len(class_names) - 1, np.int32)
-    for obj in _parse(path).findall('object'):
-        name = (obj.findtext('name') or '').strip()
-        if name not in class_names[1:]:
-            raise DatasetError('%s: object %r is not one of the %d classes '
-                               '(%s)' % (path, name[:40], len(labels),
-                                         ', '.join(class_names[1:])))
-        labels[class_names.index(name) - 1] = 1
-    return labels
+    """Multi-hot ``(K,)`` int32 (:func:`datasets.voc.multi_hot`) of the
+    classes with an ``<object>`` in the annotation file ``path``."""
+    return multi_hot([(obj.findtext('name') or '').strip()
+                      for obj in _parse(path).findall('object')],
+                     class_names, path, 'object')

@@ -1,37 +1,14 @@
-"""Image-level datasets: images with their classes, masks on some of them.
+"""Image-level datasets: images with their classes, masks on some of them
+(the formats: docs/GAIN.md, "Image-level labels and mixed supervision").
 
-* :class:`VOCClassification`: the ids of VOC's ``ImageSets/Main/<split>.txt``
-  (its per-class ``<class>_<split>.txt`` lists say nothing the XML files do
-  not, and are not read), their labels from ``Annotations/<id>.xml``
-  (:mod:`datasets.annotations`). Joined with the segmentation list of the
-  split (``masks=True``), the images it lists keep their masks.
-* :class:`ImageList`: any folder of images with a list of their classes
-  (class names from the folder's ``class_names.txt``, background first).
-
-  A plain list (UTF-8; any name not ending in ``.csv``): one image a line,
-  its path, then its class names separated by spaces and/or commas; a path
-  alone is a negative. Blank lines and ``#`` lines are skipped; paths
-  cannot hold spaces (use a CSV)::
-
-      dogs/001.jpg   dog
-      street/7.png   person, car
-      empty/3.jpg
-
-  A CSV (``*.csv``): a header row naming an ``image`` and a ``labels``
-  column (any order, others ignored) and optionally a ``mask`` column (the
-  path of the image's label PNG, class indices, 255 ignored; empty for
-  none)::
-
-      image,labels,mask
-      dogs/001.jpg,dog,masks/001.png
-      street/7.png,"person, car",
-
-  Paths are relative names inside the data directory; an image's id is its
-  path without the extension, and two images with one id are refused.
+* :class:`VOCClassification`: the ids of VOC's ``ImageSets/Main/<split>.txt``,
+  their labels from ``Annotations/<id>.xml``; joined with the segmentation
+  list of the split (``masks=True``), the images it lists keep their masks.
+* :class:`ImageList`: any folder of images with a plain or CSV list of
+  their classes (class names from the folder's ``class_names.txt``).
 
 Labels come from the XML or the list, not from the mask; an image without a
-mask has a label map of -1 everywhere, which the segmentation loss and the
-pixel metrics pass over.
+mask has a label map of -1 everywhere.
 """
 import csv
 import os
@@ -42,7 +19,7 @@ from tqdm import tqdm
 
 from datasets.annotations import read_annotation
 from datasets.voc import (ImageDataset, find_layout, find_list,
-                          keep_existing, listed_once, read_list,
+                          keep_existing, listed_once, multi_hot, read_list,
                           relative_name, segmentation_list)
 from runtime.errors import DatasetError
 from runtime.files import read_text
@@ -102,27 +79,7 @@ def _masks(data_dir, split, files):
     return {f[0]: f[2] for f in masked}
 
 
-def has_classification_layout(data_dir, split):
-    """Whether ``data_dir`` has ``Annotations/`` and the Main list of
-    ``split``."""
-    return (os.path.isfile(os.path.join(data_dir, MAIN_LIST % split)) and
-            os.path.isdir(os.path.join(data_dir, 'Annotations')))
-
-
 # -- a list of images and their classes ---------------------------------------
-def _multi_hot(text, class_names, where):
-    labels = [0] * (len(class_names) - 1)
-    for name in re.split(r'[\s,]+', text.strip()):
-        if name and name not in class_names[1:]:
-            raise DatasetError('%s: class %r is not one of %s (leave the '
-                               'classes empty for a negative image)'
-                               % (where, name[:40],
-                                  ', '.join(class_names[1:])))
-        if name:
-            labels[class_names.index(name) - 1] = 1
-    return labels
-
-
 def _text_rows(lines):
     for number, line in enumerate(lines, 1):
         if line.strip() and not line.lstrip().startswith('#'):
@@ -174,8 +131,10 @@ class ImageList(ImageDataset):
             image_id = os.path.splitext(
                 relative_name(image, list_file, number))[0]
             listed_once(seen, image_id, list_file, number)
-            labels[image_id] = _multi_hot(
-                classes, class_names, '%s line %d' % (list_file, number))
+            labels[image_id] = multi_hot(
+                re.findall(r'[^\s,]+', classes), class_names,
+                '%s line %d' % (list_file, number),
+                hint='; leave the classes empty for a negative image')
             files.append((image_id, os.path.join(data_dir, image),
                           os.path.join(data_dir, relative_name(
                               mask, list_file, number)) if mask else None))

@@ -1,8 +1,9 @@
 """``shapes``: a small synthetic, deliberately biased dataset in VOC layout.
 
-Masks and annotations, described in docs/SHAPES.md. Five textured shapes whose context cues come with them in ``train`` and
-``val`` (probability ``bias``) and independently of them in ``tune`` and
-``test``: the boats-on-water trap of GAIN at 96 x 96 pixels. Every image is
+Described in docs/SHAPES.md: five textured shapes whose context cues come
+with them in ``train`` and ``val`` (probability ``bias``) and independently
+of them in ``tune`` and ``test``: the boats-on-water trap of GAIN at 96 x
+96 pixels, with masks and annotations. Every image is
 drawn from its own stream ``default_rng([seed, stream of its split, i])``:
 the same seed gives byte-identical files, and no two splits share a stream.
 
@@ -14,7 +15,6 @@ import json
 import os
 import shutil
 import tempfile
-from xml.etree import ElementTree
 
 import filelock
 import numpy as np
@@ -52,13 +52,16 @@ OWN_FILES = ('JPEGImages', 'SegmentationClass', 'Annotations', 'ImageSets',
 DEFAULTS = dict(size=96, n_train=600, n_val=100, n_tune=200, n_test=200,
                 bias=0.9)
 FLAG_HELP = dict(size='side of the square images in pixels (>= 48)',
-                 n_train='images in the train split',
-                 n_val='images in the val split',
-                 n_tune='images in the tune split (cues independent of '
-                 'the classes; where settings are chosen)',
-                 n_test='images in the test split (cues independent of '
-                 'the classes)',
-                 bias='P(cue | its class) in train and val, in [0, 1]')
+                 bias='P(cue | its class) in train and val, in [0, 1]',
+                 **{'n_' + s: 'images in the %s split' % s for s in SPLITS})
+ANNOTATION_XML = (
+    '<annotation><folder>shapes</folder><filename>{0}.jpg</filename>'
+    '<size><width>{1}</width><height>{1}</height><depth>3</depth></size>'
+    '<segmented>1</segmented>{2}</annotation>\n')
+OBJECT_XML = (
+    '<object><name>{}</name><pose>Unspecified</pose><truncated>0</truncated>'
+    '<difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}</ymin>'
+    '<xmax>{}</xmax><ymax>{}</ymax></bndbox></object>')
 
 
 def cue_core(cue, size):
@@ -223,27 +226,12 @@ def _params(seed=0, **kwargs):
     return p
 
 
-def _elements(parent, tag, **children):
-    node = ElementTree.SubElement(parent, tag)
-    for name, text in children.items():
-        ElementTree.SubElement(node, name).text = str(text)
-    return node
-
-
 def annotation_xml(image_id, size, info):
     """The VOC annotation of one image: its objects' class names and boxes
     (1-based, inclusive, as VOC's), none truncated or difficult."""
-    root = ElementTree.Element('annotation')
-    ElementTree.SubElement(root, 'folder').text = 'shapes'
-    ElementTree.SubElement(root, 'filename').text = image_id + '.jpg'
-    _elements(root, 'size', width=size, height=size, depth=3)
-    ElementTree.SubElement(root, 'segmented').text = '1'
-    for obj in info['objects']:
-        node = _elements(root, 'object', name=obj['cls'], pose='Unspecified',
-                         truncated=0, difficult=0)
-        _elements(node, 'bndbox', **{k: v + 1 for k, v in zip(
-            ('xmin', 'ymin', 'xmax', 'ymax'), obj['box'])})
-    return ElementTree.tostring(root, encoding='unicode') + '\n'
+    objects = ''.join(OBJECT_XML.format(obj['cls'], *(
+        v + 1 for v in obj['box'])) for obj in info['objects'])
+    return ANNOTATION_XML.format(image_id, size, objects)
 
 
 def generate(root, seed=0, **kwargs):
@@ -355,10 +343,7 @@ def bias_statistics(root, split):
     dict(cue, n_class, n_not_class, n_cue_and_class, p_cue,
     p_cue_given_class, p_cue_given_not_class)}`` (nan without cases)."""
     ids = read_split(root, split)
-    images = _images(root)
-    has_class = np.array([[c in images[i]['classes'] for c in
-                           CLASS_NAMES[1:]] for i in ids], bool).reshape(
-                               -1, len(CUE_NAMES))
+    has_class = _flags(root, ids, 'classes', CLASS_NAMES[1:])
     has_cue = cue_flags(root, ids)
     stats = {}
     for c, name in enumerate(CLASS_NAMES[1:]):
@@ -374,17 +359,19 @@ def bias_statistics(root, split):
     return stats
 
 
-def _images(root):
-    return read_json(os.path.join(root, 'meta.json'),
-                     error=DatasetError)['images']
+def _flags(root, ids, key, names):
+    """``(N, len(names))`` bool: which of ``names`` the ``key`` list of
+    each image of ``ids`` in ``root/meta.json`` holds."""
+    images = read_json(os.path.join(root, 'meta.json'),
+                       error=DatasetError)['images']
+    return np.array([[n in images[i][key] for n in names] for i in ids],
+                    bool).reshape(-1, len(names))
 
 
 def cue_flags(root, ids):
     """``(N, 5)`` bool: which class's cue each image of ``ids`` holds
     (column ``c - 1`` for class ``c``), from ``root/meta.json``."""
-    images = _images(root)
-    return np.array([[cue in images[i]['cues'] for cue in CUE_NAMES]
-                     for i in ids], bool).reshape(-1, len(CUE_NAMES))
+    return _flags(root, ids, 'cues', CUE_NAMES)
 
 
 def format_statistics(stats, split):

@@ -1,6 +1,10 @@
-"""Caffe VGG preprocessing and the training transform."""
+"""Caffe VGG preprocessing, the training transform and the converter of
+the training and validation batches."""
 import chainer
 import numpy as np
+from chainer.dataset import concat_examples
+
+from datasets.voc import IGNORE
 
 #: The VGG16 (LSVRC2012) BGR mean that the caffe FCN8s weights expect.
 MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434],
@@ -60,3 +64,22 @@ class PixelSupervisionFlag(chainer.dataset.DatasetMixin):
 
     def get_example(self, i):
         return tuple(self.dataset[i]) + (i in self.indices,)
+
+
+@chainer.dataset.converter()
+def pad_examples(batch, device=None):
+    """``concat_examples`` of ``(x, label_map, labels, ...)`` examples that
+    may differ in size, plus their sizes.
+
+    Each image sits at the top left of the batch's largest height and
+    width, the rest 0 (the mean colour after preprocessing) and its label
+    map -1 (ignored). The sizes appended are each image's ``(height,
+    width)``, ``(N, 2)`` int on the host (:mod:`models.padding` derives
+    the masks from them), or None when all have one size (nothing padded).
+    """
+    sizes = np.array([np.shape(example[0])[-2:] for example in batch],
+                     np.int64)
+    if (sizes == sizes[0]).all():
+        return concat_examples(batch, device) + (None,)
+    padding = (0, IGNORE) + (0,) * (len(batch[0]) - 2)
+    return concat_examples(batch, device, padding) + (sizes,)

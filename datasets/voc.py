@@ -1,27 +1,19 @@
 """VOC-format files (images, label maps, split lists) and the dataset every
 reader builds from them.
 
-The segmentation layout under ``data_dir``: ``JPEGImages/<id>.jpg``,
-``SegmentationClass/<id>.png`` (palette labels) and
-``ImageSets/Segmentation/<split>.txt`` (VOCdevkit, fcn); labels in
-``SegmentationClassAug/`` with a ``train_aug.txt``-style list (in
-ImageSets/Segmentation or at the top level); or SBD's
-``benchmark_RELEASE/dataset``: ``img/<id>.jpg``, ``cls/<id>.mat``,
-``<split>.txt``. ``split`` may be a list file's path; ``seg11valid`` (the
-split of the published FCN8s table) comes from the fcn package when the
-directory lacks it.
-
-A list has one image a line: two words whose first ends in ``.jpg`` are
-the image and label paths (DeepLab's ``train_aug.txt``:
-``/JPEGImages/x.jpg /SegmentationClassAug/x.png``); any other line,
-stripped, is the id (``my image`` is ``JPEGImages/my image.jpg``). Ids and
-paths are relative names inside the dataset: an absolute one, a ``..``
-component, a NUL or an id listed twice is refused naming the line.
+The layouts (docs/GAIN.md, "VOC-format segmentation data"): VOCdevkit or
+fcn (``JPEGImages/``, ``SegmentationClass/``,
+``ImageSets/Segmentation/<split>.txt``), the augmented set
+(``SegmentationClassAug/``) and SBD (``img/``, ``cls/*.mat``); ``split``
+may be a list file's path, and ``seg11valid`` comes from the fcn package
+when the directory lacks it. A list names one image a line
+(docs/OPERATIONS.md): its id, or DeepLab's two paths of image and label.
 
 Every problem with a file (missing, not a regular file, truncated, larger
 than ``max_pixels`` by its header, labels outside the classes, image and
 label of different sizes...) is a one-line :class:`DatasetError` naming it.
 """
+import contextlib
 import copy
 import os
 import sys
@@ -53,43 +45,40 @@ def voc_palette():
     return [int(v) for v in colours.round().astype(np.uint8).ravel()]
 
 
-def _failure(e):
-    text = one_line(e) if str(e).strip() else ''
-    return '%s: %s' % (type(e).__name__, text) if text else type(e).__name__
+@contextlib.contextmanager
+def _reading(path, what):
+    """Any failure inside but a DatasetError becomes one naming ``path``."""
+    try:
+        yield
+    except DatasetError:
+        raise
+    except Exception as e:  # PIL raises OSError, SyntaxError, ...
+        text = one_line(e) if str(e).strip() else ''
+        raise DatasetError('%s: not a readable %s (%s)' % (
+            path, what, '%s: %s' % (type(e).__name__, text) if text
+            else type(e).__name__))
 
 
 def _decode(path, what, read, max_pixels):
     """``read(PIL image)`` of ``path`` once its header shows at most
     ``max_pixels``; any failure is a DatasetError naming the file."""
-    with open_input(path, 'image', error=DatasetError) as f:
-        try:
-            with PIL.Image.open(f) as im:
-                if im.width * im.height > max_pixels:
-                    raise DatasetError(
-                        '%s: %s of %dx%d pixels (width x height) is larger '
-                        'than --max-image-pixels %d; downscale it or raise '
-                        'that flag' % (path, what, im.width, im.height,
-                                       max_pixels))
-                return read(im)
-        except DatasetError:
-            raise
-        except Exception as e:  # PIL raises OSError, SyntaxError, ...
-            raise DatasetError('%s: not a readable %s (%s)'
-                               % (path, what, _failure(e)))
+    with open_input(path, 'image', error=DatasetError) as f, \
+            _reading(path, what), PIL.Image.open(f) as im:
+        if im.width * im.height > max_pixels:
+            raise DatasetError(
+                '%s: %s of %dx%d pixels (width x height) is larger than '
+                '--max-image-pixels %d; downscale it or raise that flag'
+                % (path, what, im.width, im.height, max_pixels))
+        return read(im)
 
 
 def _read_mat(path):
     """The label map of an SBD ``.mat`` file."""
     import scipy.io
-    try:
-        with open_input(path, 'image', error=DatasetError) as f:
-            label_map = np.asarray(
-                scipy.io.loadmat(f)['GTcls'][0]['Segmentation'][0])
-    except DatasetError:
-        raise
-    except Exception as e:
-        raise DatasetError('%s: not a readable SBD label file (%s)'
-                           % (path, _failure(e)))
+    with _reading(path, 'SBD label file'), \
+            open_input(path, 'image', error=DatasetError) as f:
+        label_map = np.asarray(
+            scipy.io.loadmat(f)['GTcls'][0]['Segmentation'][0])
     if label_map.ndim != 2 or label_map.dtype.kind not in 'iub':
         raise DatasetError('%s: label is not an integer map (%s %s)'
                            % (path, label_map.dtype, label_map.shape))
@@ -141,6 +130,20 @@ def image_labels(label_map, n_class):
     present = np.unique(label_map)
     labels = np.zeros(n_class - 1, dtype=np.int32)
     labels[present[(present > 0) & (present < n_class)] - 1] = 1
+    return labels
+
+
+def multi_hot(names, class_names, where, what='class', hint=''):
+    """Multi-hot ``(K,)`` int32 of the class ``names`` over the ``K =
+    len(class_names) - 1`` foreground classes (background first); a name
+    outside them is a DatasetError naming ``where``."""
+    labels = np.zeros(len(class_names) - 1, np.int32)
+    for name in names:
+        if name not in class_names[1:]:
+            raise DatasetError('%s: %s %r is not one of the %d classes (%s)%s'
+                               % (where, what, name[:40], len(labels),
+                                  ', '.join(class_names[1:]), hint))
+        labels[class_names.index(name) - 1] = 1
     return labels
 
 
@@ -210,8 +213,10 @@ def listed_once(seen, image_id, list_file, line):
 
 
 def read_list(list_file, data_dir, image_dir, label_dir, ext):
-    """``[(id, image file, label file)]`` of a VOC list (module
-    docstring)."""
+    """``[(id, image file, label file)]`` of a VOC list: a line of two
+    words, the first ending in ``.jpg``, names the image and label paths;
+    any other line, stripped, is the id (``my image``:
+    ``JPEGImages/my image.jpg``)."""
     entries, seen = [], {}
     lines = read_text(list_file, 'list', error=DatasetError).split('\n')
     for number, line in enumerate(lines, 1):

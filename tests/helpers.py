@@ -17,7 +17,7 @@ import pytest
 from chainer.iterators import SerialIterator
 from chainer.training import StandardUpdater
 
-from bench.random_batch import make_batch
+from bench.ops import make_batch
 from datasets.voc import voc_palette
 from models import FCN8s
 from models.io import load_model
