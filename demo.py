@@ -2,8 +2,9 @@
 """The whole pipeline on the embedded ``shapes`` dataset, in minutes.
 
 0. the stand-in for the pretrained FCN8s (``train_fcn.py --cls-weight
-   1``): the CPU preset takes the shipped
-   ``models/pretrained/fcn8s_shapes_v2.npz`` unless ``--retrain-fcn``;
+   1``, then as many updates again from its model): the CPU preset takes
+   the shipped ``models/pretrained/fcn8s_shapes_v3.npz`` unless
+   ``--retrain-fcn``;
 1. ``train_classifier.py``: a fresh GAIN head on the frozen trunk;
 2. ``train_GAIN.py``: for each of ``--seeds``, GAIN, GAIN_ext and the
    fine-tuning control (the same schedule without L_am), as ``--jobs``
@@ -63,10 +64,13 @@ def pipeline(run, args, cfg, shipped):
         return run.job(name, script, list(a) + data, title)
 
     stages, stand_in, others = [], args.stand_in, {}
-    if not shipped:
-        others['fcn'] = job('0/3 stand-in FCN8s', 'train_fcn.py', 'fcn',
+    if not shipped:   # the shipped stand-in's recipe: two runs, see above
+        first = job('0/3 stand-in FCN8s', 'train_fcn.py', 'fcn',
+                    fcn_args(cfg) + precision)
+        others['fcn'] = job('0/3 stand-in FCN8s, continued', 'train_fcn.py',
+                            'fcn_continued', ['--modelfile', first.path] +
                             fcn_args(cfg) + precision)
-        stages.append([others['fcn']])
+        stages += [[first], [others['fcn']]]
         stand_in = others['fcn'].path
     models = {'classifier': job('1/3 classifier', 'train_classifier.py',
                                 'classifier',

@@ -12,7 +12,7 @@ import os
 from training.defaults import BATCH_SIZE, CPU
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAND_IN = os.path.join(HERE, 'models', 'pretrained', 'fcn8s_shapes_v2.npz')
+STAND_IN = os.path.join(HERE, 'models', 'pretrained', 'fcn8s_shapes_v3.npz')
 
 PRESETS = {
     'cpu': dict(CPU),       # the training scripts' defaults

@@ -88,9 +88,9 @@ def test_step_one_starts_from_the_shipped_stand_in():
     with open(os.path.join(ROOT, 'README.md')) as f:
         readme = f.read()
     assert ('| 1 | `train_classifier.py --modelfile '
-            'models/pretrained/fcn8s_shapes_v2.npz` |') in readme
+            'models/pretrained/fcn8s_shapes_v3.npz` |') in readme
     assert os.path.isfile(os.path.join(ROOT, 'models', 'pretrained',
-                                       'fcn8s_shapes_v2.npz'))
+                                       'fcn8s_shapes_v3.npz'))
 
 
 #: Flags that do not change what a run computes: where it writes, its
@@ -131,25 +131,31 @@ def test_the_readme_pipeline_runs_the_preset_of_its_results(monkeypatch):
 
 
 def test_train_fcn_defaults_are_the_stand_ins_schedule(monkeypatch):
-    """models/pretrained/README.md's command, whose trunk carries a
-    classifier, is train_fcn.py's defaults but for where it writes."""
+    """models/pretrained/README.md's two commands, whose trunk carries a
+    classifier, are train_fcn.py's defaults but for where they write; the
+    second starts from the first's model."""
     with open(os.path.join(ROOT, 'models', 'pretrained', 'README.md')) as f:
-        command = [script_call(w) for w in shell_commands(f.read())
-                   if script_call(w) and script_call(w)[0] == 'train_fcn']
-    assert len(command) == 1
+        commands = [script_call(w)[1] for w in shell_commands(f.read())
+                    if script_call(w) and script_call(w)[0] == 'train_fcn']
+    assert len(commands) == 2
     parser = parser_of('train_fcn', monkeypatch)
-    stand_in, unknown = parser.parse_known_args(command[0][1])
     defaults, _ = parser.parse_known_args([])
-    assert unknown == [] and stand_in.cls_weight == 1
-    given = {a.dest for a in parser._actions
-             if set(a.option_strings) & set(command[0][1])}
-    for name in given - {'out', 'snapshot_interval'}:
-        default = getattr(defaults, name)
-        if name == 'width':
-            from train_fcn import WIDTH as default
-        if name == 'iterations':
-            from train_fcn import ITERATIONS as default
-        assert getattr(stand_in, name) == default, name
+    runs = []
+    for words in commands:
+        run, unknown = parser.parse_known_args(words)
+        assert unknown == [] and run.cls_weight == 1
+        runs.append(run)
+        given = {a.dest for a in parser._actions
+                 if set(a.option_strings) & set(words)}
+        for name in given - {'out', 'snapshot_interval', 'modelfile'}:
+            default = getattr(defaults, name)
+            if name == 'width':
+                from train_fcn import WIDTH as default
+            if name == 'iterations':
+                from train_fcn import ITERATIONS as default
+            assert getattr(run, name) == default, name
+    assert runs[0].modelfile is None
+    assert runs[1].modelfile == os.path.join(runs[0].out, 'model.npz')
 
 
 def run_printed(words, extra, monkeypatch, capsys):

@@ -16,4 +16,4 @@ def test_shipped_stand_in_is_the_documented_file():
     assert documented and digest == documented.group(1)
     model, has_head = load_model(STAND_IN, require_head=True)
     assert has_head and model.width == PRESETS['cpu']['width']
-    assert model.head_trained_by == ['train_fcn.py --cls-weight 1']
+    assert model.head_trained_by == ['train_fcn.py --cls-weight 1'] * 2
