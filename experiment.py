@@ -15,16 +15,14 @@ Rows, per seed ``s`` (all from the shipped stand-in FCN8s):
 
 Every model is evaluated on ``tune`` (where each model's attention
 threshold tau is chosen), on ``test`` (read once, for the reported
-numbers) and on ``val`` (in-distribution mAP). The settings themselves
-(``pipeline.presets``) were chosen on ``tune``. Differences: ``control -
-classifier`` (fine-tuning alone), ``gain - control`` (what L_am adds),
-``gain_ext - gain`` (what pixel supervision adds), ``gain - gain_no_seg``
-(what L_seg adds); each in percentage points with the 95 % interval of
-its mean over the seeds from a hierarchical bootstrap over seeds and test
-images (``metrics/bootstrap.py``), every seed's value and the seeds'
-standard deviation (ddof 1). A difference is "shown" when that interval
-excludes 0. Per class: AP, IoU, attention IoU, the pointing games and
-their chance; the pointing game over tolerances.
+numbers) and on ``val`` (in-distribution mAP); the settings
+(``pipeline.presets``) were chosen on ``tune``. Each difference of
+:data:`COMPARISONS` (``gain - control``: what L_am adds...) is given in
+percentage points with the 95 % interval of its mean from a hierarchical
+bootstrap over seeds and test images (``metrics/bootstrap.py``), every
+seed's value and their standard deviation; "shown" when that interval
+excludes 0. Per class: :data:`CLASS_KEYS`; the pointing game over
+tolerances.
 
 Writes ``media/experiment.json``, ``media/EXPERIMENT.md`` and the pictures
 ``media/experiment_differences.png`` and ``media/experiment_tau.png``;
@@ -204,13 +202,6 @@ def goal_line(g):
         ' '.join('%+.1f' % v for v in g['per_seed']))
 
 
-def ext_tuned(result):
-    """The GAIN_ext - GAIN attention mIoU at the tuned taus, for the text."""
-    d = result['differences']['gain_ext - gain']['attention_miou_tuned']
-    return dict(ext_tuned_mean=d['mean'], ext_tuned_lo=d['ci95'][0],
-                ext_tuned_hi=d['ci95'][1])
-
-
 def curve_table(rows, px):
     """The pointing game of each row at each tolerance (mean over seeds),
     and gain - control."""
@@ -229,13 +220,11 @@ def write_media(run, media, result):
     orchestrator.new_dir(media)
     rows = list(result['rows'].items())
     sigma, px = result['config']['sigma'], result['pointing_scaled_px']
-    taus = visualizations.tau_curves_figure(
-        {name: (np.mean(r['tau_curve_tune'], 0), np.mean(r['tau_curve_test'],
-                                                         0))
-         for name, r in rows}, result['taus'], sigma)
-    visualizations.save_figure(taus, os.path.join(media,
-                                                  'experiment_tau.png'),
-                               dpi=100)
+    curves = {name: (np.mean(r['tau_curve_tune'], 0),
+                     np.mean(r['tau_curve_test'], 0)) for name, r in rows}
+    visualizations.save_figure(
+        visualizations.tau_curves_figure(curves, result['taus'], sigma),
+        os.path.join(media, 'experiment_tau.png'), dpi=100)
     visualizations.save_figure(
         visualizations.differences_figure(
             result['differences'], lambda key: report.title(key, px=px)),
@@ -245,6 +234,7 @@ def write_media(run, media, result):
     classes = '\n\n'.join(report.class_matrix(
         chance if key.endswith('_chance') else per_class, key, sigma, px)
         for key in CLASS_KEYS)
+    ext = result['differences']['gain_ext - gain']['attention_miou_tuned']
     text = EXPERIMENT % dict(
         command=result['command'], wall=result['wall_s'] / 60.,
         seeds=' '.join(map(str, result['seeds'])),
@@ -254,7 +244,8 @@ def write_media(run, media, result):
         goals='\n'.join(goal_line(g) for g in result['goals']),
         classes=classes, curve=curve_table(rows, result['pointing_px']),
         sigma=sigma, px=px, resamples=result['resamples'],
-        images=result['test_images'], **ext_tuned(result))
+        images=result['test_images'], ext_tuned_mean=ext['mean'],
+        ext_tuned_lo=ext['ci95'][0], ext_tuned_hi=ext['ci95'][1])
     run.publish(media, {'experiment.json': result, 'EXPERIMENT.md': text},
                 'experiment')
 

@@ -14,31 +14,25 @@ unbiased images with their labels only), for each seed:
    ``gain_ext_2`` and ``gain_ext_15``: GAIN_ext with the masks of about 2 %
    and 15 % of the training images (the paper's 200 and 1,464 of 10K),
    drawn by the seed; no other mask is in their training list;
-3. each model's attention threshold tau, chosen on ``tune``
-   (``evaluate.py``);
+3. each model's attention threshold tau, chosen on ``tune``;
 4. pseudo labels of the training images from each (``make_pseudo_labels.py
-   --low tau --high tau``: the class of the highest map where it reaches
-   tau, else background), scored against the training masks (which only
+   --low tau --high tau``), scored against the training masks (which only
    measure them); for ``gain`` and ``gain_ext_15`` also refined by a dense
-   CRF (rows ``gain_crf``, ``gain_ext_15_crf``), its settings chosen on the
-   first half of ``tune`` (``make_pseudo_labels.py --crf-grid``, which also
-   measures multi-scale and flipped CAMs on tune's second half);
-5. an FCN8s trained on each pseudo-label set, and one on the training masks
-   (``full``, the upper bound), all from the same stand-in, with one
-   schedule;
+   CRF (rows ``gain_crf``, ``gain_ext_15_crf``) whose settings
+   ``make_pseudo_labels.py --crf-grid`` chose on the first half of ``tune``;
+5. an FCN8s from the stand-in trained on each pseudo-label set, and one on
+   the training masks (``full``, the upper bound), with one schedule;
 6. every FCN8s evaluated on the unbiased ``test`` split.
 
 GAIN's L_am weight and number of updates are those ``weak.py --sweep``
 chose on ``tune`` (``CHOSEN``; the sweep runs steps 1-3 for ``gain`` under
 each setting of ``SWEEP`` and writes ``media/weak_sweep.json``).
 
-Writes ``media/weak.json`` and ``media/WEAK.md``: per row the supervision
-used, the pseudo labels' mIoU (train), the FCN's Mean IU (test) with the
-95 % interval of its mean from a hierarchical bootstrap over the seeds and
-the test images, and its share of the fully supervised Mean IU; every
-class's pseudo-label IoU, FCN IoU and pointing game on tune; the paired
-differences (GAIN - classifier_cam, GAIN_ext 15 % - GAIN, each CRF row -
-its unrefined twin...) with the same intervals.
+Writes ``media/weak.json`` and ``media/WEAK.md``: per row the supervision,
+the pseudo labels' mIoU (train), the FCN's Mean IU (test) with the 95 %
+interval of its mean from a hierarchical bootstrap over the seeds and the
+test images, its share of ``full``, every class, and the paired
+differences of :data:`COMPARISONS` with the same intervals.
 """
 import csv
 import os
@@ -197,32 +191,28 @@ class Stages(orchestrator.Pipeline):
         return {(n, s): j.read()['models'][n] for s, j in tune.items()
                 for n in names}
 
+    def _labelling(self, name, split, model, flags, kind=None):
+        return self.job(name, 'make_pseudo_labels.py', [
+            '--dataset', 'shapes', '--data-dir', self.data_dir, '--split',
+            split, '--modelfile', model.path] + flags, kind=kind)
+
     def pseudo_labels(self, cams, taus):
         """Step 4: ``{(row, seed): job}`` writing each pseudo-label set,
-        the CRF rows with the settings of :meth:`crf_grids`."""
-        def job(r, s, model, flags):
-            return self.job('pseudo_%s_seed%d' % (r, s),
-                            'make_pseudo_labels.py', [
-                                '--dataset', 'shapes', '--data-dir',
-                                self.data_dir, '--split', 'train',
-                                '--modelfile', model.path] + flags)
-        jobs = {(r, s): job(r, s, cams[r, s], ['--low', taus[r, s], '--high',
-                                               taus[r, s]]) for r, s in cams}
-        grids = self.crf_grids(cams)
-        jobs.update({(r, s): job(r, s, cams[twin, s], grids[twin, s].read()[
-            'rows']['single_crf']['flags'])
-            for r, twin in CRF_ROWS.items() for s in self.args.seeds})
+        the CRF rows with the settings chosen on tune's first half
+        (``--crf-grid``), and those grids ``{(twin, seed): job}``."""
+        seeds = self.args.seeds
+        grids = self.run({(t, s): self._labelling(
+            'crfgrid_%s_seed%d' % (t, s), 'tune', cams[t, s], ['--crf-grid'],
+            ('crf_grid.json', None))
+            for t in CRF_ROWS.values() for s in seeds})
+        jobs = {(r, s): self._labelling(
+            'pseudo_%s_seed%d' % (r, s), 'train', cams[r, s],
+            ['--low', taus[r, s], '--high', taus[r, s]]) for r, s in cams}
+        jobs.update({(r, s): self._labelling(
+            'pseudo_%s_seed%d' % (r, s), 'train', cams[t, s],
+            grids[t, s].read()['rows']['single_crf']['flags'])
+            for r, t in CRF_ROWS.items() for s in seeds})
         return self.run(jobs), grids
-
-    def crf_grids(self, cams):
-        """The CRF settings of each refined row's twin and seed, chosen on
-        tune's first half (``make_pseudo_labels.py --crf-grid``)."""
-        return self.run({(twin, s): self.job(
-            'crfgrid_%s_seed%d' % (twin, s), 'make_pseudo_labels.py', [
-                '--dataset', 'shapes', '--data-dir', self.data_dir,
-                '--split', 'tune', '--modelfile', cams[twin, s].path,
-                '--crf-grid'], kind=('crf_grid.json', None))
-            for twin in CRF_ROWS.values() for s in self.args.seeds})
 
     def segmenters(self, pseudo):
         """Steps 5-6: ``{seed: per-image test records of every row}``."""
