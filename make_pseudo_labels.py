@@ -115,9 +115,8 @@ def image_cams(model, dataset, batch_size, scales=(1.0,), flip=False):
 
 
 def label_of(img, cams, classes, low, high, crf=None):
-    """``(H, W)`` uint8 pseudo label: CAMs ``(C, H, W)`` thresholded
-    (``metrics.pseudo_label``), or by a dense CRF with ``crf``
-    (``models.crf.CRFSettings``; then ``low`` and ``high`` are unused)."""
+    """``(H, W)`` uint8 pseudo label: CAMs ``(C, H, W)`` thresholded, or
+    refined by a dense CRF with ``crf`` (``models.crf.CRFSettings``)."""
     if crf is None:
         return pseudo_label(cams, classes, low, high)
     return refine(img, cams, classes, crf)
@@ -153,16 +152,6 @@ def write_labels(model, dataset, out, low, high, batch_size, crf=None,
         'make_pseudo_labels.py: the first %d of %d images' % (
             len(preview), len(dataset)))), output_path(out, 'preview.png'))
     return label_scores(hist, n_labelled, n_pixels)
-
-
-def add_crf_flags(p):
-    """``--crf`` and the CRF's parameters (``models.crf``)."""
-    p.add_argument('--crf', action='store_true',
-                   help='label every pixel with a dense CRF (Kraehenbuehl '
-                   '& Koltun 2011) instead of --low and --high')
-    for name, default, text in CRF_FLAGS:
-        p.add_argument('--crf-' + name.replace('_', '-'), default=default,
-                       type=type(default), help='with --crf: ' + text)
 
 
 #: ``(CRFSettings field, default, help)`` of the CRF flags. The defaults
@@ -267,9 +256,8 @@ def parse_args():
     p.add_argument('--out', required=True,
                    help='output VOC-format directory (empty or new)')
     p.add_argument('--force', action='store_true',
-                   help='replace an earlier run of this tool in --out (the '
-                   'files its manifest.txt lists, deleted once the new '
-                   'labels are written)')
+                   help='replace the files an earlier run listed in '
+                   'OUT/manifest.txt, once the new labels are written')
     p.add_argument('--low', type=float, default=None,
                    help='normalised CAM below which a pixel is background '
                    '(default: %g; not with --crf)' % THRESHOLDS[0])
@@ -279,12 +267,15 @@ def parse_args():
     p.add_argument('--batch-size', type=int, default=8,
                    help='images per forward pass')
     flags.add_cam_flags(p)
-    add_crf_flags(p)
+    p.add_argument('--crf', action='store_true',
+                   help='label every pixel with a dense CRF (Kraehenbuehl '
+                   '& Koltun 2011) instead of --low and --high')
+    for name, default, text in CRF_FLAGS:
+        p.add_argument('--crf-' + name.replace('_', '-'), default=default,
+                       type=type(default), help='with --crf: ' + text)
     p.add_argument('--crf-grid', action='store_true',
-                   help='write no labels: choose the CAM scales, thresholds '
-                   'and CRF settings on the first half of --split (e.g. '
-                   'tune) and score them on its second half, in '
-                   'OUT/crf_grid.json')
+                   help='write no labels but choose the settings on --split '
+                   '(module docstring): OUT/crf_grid.json')
     return checked(p.parse_args())
 
 
@@ -323,18 +314,16 @@ def main():
                           require_head=True)
     inputs = [('--data-dir', dataset.data_dir, 'dir'),
               ('--modelfile', args.modelfile, 'file')]
-    if args.crf_grid and not np.any(dataset.has_mask):
+    if not args.crf_grid:
+        outdir.claim_dataset(args.out, args.force, inputs)
+        model.to_device(device)
+        return write_dataset(args, crf, model, dataset)
+    if not np.any(dataset.has_mask):
         raise UsageError('--crf-grid scores against masks: split %s has '
                          'none' % args.split)
-    if args.crf_grid:
-        outdir.claim(args.out, outdir.names('crf_grid.json'), inputs)
-    else:
-        outdir.claim_dataset(args.out, args.force, inputs)
+    outdir.claim(args.out, outdir.names('crf_grid.json'), inputs)
     model.to_device(device)
-    if args.crf_grid:
-        write_grid(args, model, dataset)
-    else:
-        write_dataset(args, crf, model, dataset)
+    write_grid(args, model, dataset)
 
 
 def write_dataset(args, crf, model, dataset):
