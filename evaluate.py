@@ -22,14 +22,13 @@ classifier follows the context cues (definitions and sources in
 * cue reliance (``shapes``): P(logit > 0 | cue) - P(logit > 0 | no cue)
   for absent and present classes, and the AUC of the same comparison.
 
-The maps are ``models.class_cams``, averaged over resized and mirrored
-images with ``--cam-scales`` and ``--flip`` (as IRN). A summary is printed;
-``OUT/metrics.md`` holds every column and a per-class table of each model
-in percent, ``OUT/metrics.json`` the same in fractions, ``OUT/per_image.npz``
-every image's counts (intervals: ``metrics/bootstrap.py``) and
-``OUT/attention_miou.png`` the tau curves. On a split with masks on some
-images only, the pixel metrics and the attention columns are over those;
-without any mask only mAP is measured.
+The maps are ``models.class_cams`` (``--cam-scales``, ``--flip``). A
+summary is printed; ``OUT/metrics.md`` holds every column and a per-class
+table of each model in percent, ``OUT/metrics.json`` the same in
+fractions, ``OUT/per_image.npz`` every image's counts (intervals:
+``metrics/bootstrap.py``) and ``OUT/attention_miou.png`` the tau curves.
+The pixel metrics and the attention columns are over the images with a
+mask; without any, only mAP is measured.
 """
 import functools
 import json
@@ -161,8 +160,7 @@ def resolve_model(ref, names):
 
 
 def tuned_taus(path, names):
-    """``{name: tau}``: each model's best tau in the metrics.json
-    ``path``."""
+    """``{name: tau}``: each model's best tau in the metrics.json ``path``."""
     models = read_json(path, '--tau-from')
     try:
         return {n: float(models['models'][n]['attention_tau'])
@@ -221,9 +219,8 @@ def parse_args():
                    help='fixed CAM threshold of the "Attention mIoU @tau" '
                    'column, in (0, 1)')
     p.add_argument('--tau-from', default=None, metavar='METRICS_JSON',
-                   help='metrics.json of an evaluation of the same models '
-                   '(same --names) on the tuning split, whose best taus '
-                   'give the "tuned tau" column')
+                   help='metrics.json of the same --names on the tuning '
+                   'split, whose best taus give the "tuned tau" column')
     p.add_argument('--no-attention', action='store_true',
                    help='skip the Grad-CAM columns (faster)')
     flags.add_cam_flags(p)
@@ -232,8 +229,7 @@ def parse_args():
                    'indices into --modelfile)')
     p.add_argument('--out', default='runs/eval', help='output directory')
     p.add_argument('--tensorboard', action='store_true',
-                   help='also write the tables as TensorBoard texts to '
-                   'OUT/tensorboard')
+                   help='also write the tables to OUT/tensorboard')
     args = p.parse_args()
     if args.names and len(args.names) != len(args.modelfile):
         raise UsageError('--names needs one name per --modelfile')
@@ -289,10 +285,9 @@ def mask_count(dataset, split):
 
 
 def summary(args, split, dataset, origin, rows, compare, px):
-    """The printed summary, in lines of at most 100 characters: the split,
+    """The printed summary (lines of at most 100 characters): the split,
     where tau comes from (``origin``), the main columns of ``rows``
-    (``[(name, metrics)]``) in percent, B - A of ``compare`` (A's and B's
-    ``(name, metrics)``) and where the full tables are."""
+    (``[(name, metrics)]``) in percent and B - A of ``compare``."""
     wrap = functools.partial(textwrap.fill, width=100, subsequent_indent='  ',
                              break_long_words=False, break_on_hyphens=False)
     lines = [wrap('evaluate.py: split %s of %s, %d images (%d with a mask) '

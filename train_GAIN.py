@@ -52,9 +52,7 @@ def add_gain_flags(p):
                    help='one erased image per ground-truth class, or one '
                    'per image from the summed labelled scores')
     p.add_argument('--cam-grad', default='activations', choices=CAM_GRADS,
-                   help='activations: Grad-CAM weights are constants; full: '
-                   'double back-propagation through them; mask-only: '
-                   'L_am trains only through the mask')
+                   help='what L_am back-propagates through (docs/GAIN.md)')
     p.add_argument('--am-score', default='sigmoid', choices=AM_SCORES,
                    help='score of the erased class in L_am')
     p.add_argument('--am-average', default='image', choices=AM_AVERAGES,
@@ -69,27 +67,23 @@ def add_gain_flags(p):
         p.add_argument('--%s-weight' % term, type=float, default=default,
                        help='weight of L_%s' % term)
     p.add_argument('--ext-images', default='0',
-                   help='images with pixel supervision for GAIN_ext, drawn '
-                   'among the training images that have a mask: a count N '
-                   'or a fraction in (0, 1) of the training split')
+                   help='images with a mask drawn for GAIN_ext: a count N or '
+                   'a fraction in (0, 1) of the training split')
     p.add_argument('--am-warmup', default='0',
                    help='L_am off for N iterations (or Ne epochs)')
     p.add_argument('--ext-warmup', default='0',
                    help='L_ext off for N iterations (or Ne epochs)')
     p.add_argument('--am-on-negatives', action='store_true',
-                   help='L_am also on the images without a foreground class, '
-                   'erased for their top-scoring class (default: positives '
-                   'only, as the paper)')
+                   help='L_am also on images without a foreground class, '
+                   'erased for their top-scoring class')
     p.add_argument('--head-dropout', action='store_true',
-                   help='keep the frozen head\'s dropout in the L_cl and '
-                   'attention-mining passes (default: off; see '
-                   'docs/DEVIATIONS.md)')
+                   help='keep the frozen head\'s dropout in the L_cl and L_am '
+                   'passes (docs/DEVIATIONS.md)')
     p.add_argument('--attention-interval', type=int, default=50,
                    help='iterations between attention pictures')
     p.add_argument('--attention-val-images', type=int, default=200,
                    help='the first N images with a mask of --val-split (else '
-                   '--split) whose attention is checked at the start and '
-                   'at every validation')
+                   '--split) whose attention is validated')
 
 
 def check_attention(evaluator, modelfile, class_names):
@@ -150,15 +144,6 @@ def pick_ext_images(has_mask, value, seed):
     return np.sort(rng.choice(candidates, n, replace=False))
 
 
-def warmup_flag(args, name):
-    """:func:`parse_warmup` of a flag; a bad value is a UsageError naming
-    the flag."""
-    try:
-        return parse_warmup(getattr(args, name))
-    except ValueError as e:
-        raise UsageError('--%s: %s' % (name.replace('_', '-'), e))
-
-
 def pictured(dataset, n=4):
     """The examples of the attention pictures: up to ``n`` of one size
     (they are stacked into one batch) among the first 16, with a class to
@@ -213,8 +198,13 @@ def gain_flags(args):
             'GAIN_ext needs both --ext-images (pixel-supervised images) and '
             '--ext-weight (> 0); got --ext-images %s --ext-weight %g'
             % (args.ext_images, args.ext_weight))
-    return (ext_images, warmup_flag(args, 'am_warmup'),
-            warmup_flag(args, 'ext_warmup'))
+    warmups = []
+    for name in ('am_warmup', 'ext_warmup'):
+        try:
+            warmups.append(parse_warmup(getattr(args, name)))
+        except ValueError as e:
+            raise UsageError('--%s: %s' % (name.replace('_', '-'), e))
+    return (ext_images, *warmups)
 
 
 def gain_objective(args, model, train):
