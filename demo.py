@@ -141,11 +141,9 @@ def main():
     p = orchestrator.parser(__doc__, 'demo', seeds=[0])
     add_preset_flags(p)
     p.add_argument('--retrain-fcn', action='store_true',
-                   help='train the stand-in FCN8s instead of taking the '
-                   'shipped one')
+                   help='train the stand-in FCN8s, not the shipped one')
     p.add_argument('--dtype', default='float32', choices=PRECISIONS,
-                   help='--dtype of the training steps (see '
-                   'train_GAIN.py --help)')
+                   help='--dtype of the training steps')
     args = orchestrator.parse(p)
     preset, cfg = preset_of(args)
     shipped = not args.retrain_fcn and all(

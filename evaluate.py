@@ -3,24 +3,20 @@
 Mean IU, FWAVACC; Long et al.), multi-label mAP with each class's AP, the
 quality of the Grad-CAM attention and, on ``shapes``, how much the
 classifier follows the context cues (definitions and sources in
-``metrics/``):
+``metrics/attention.py`` and ``metrics/cue.py``):
 
-* Attention mIoU: each pixel takes the top normalised CAM of the image's
-  ground-truth classes where it reaches tau, else background; at each
-  model's tau chosen on the tuning split (``--tau-from``; without it
-  ``OUT_tune/metrics.json`` where that evaluation of the same model files
-  exists), at the fixed ``--tau`` and over the tau curve (whose best,
-  chosen on the scored split itself, is shown too);
-* pointing game (Zhang et al.) at their literal 15 px and, ours, at 15 px
-  per 500 px of the image's longer side, each named by its pixels;
-  energy-based pointing game (Score-CAM: the CAM's mass in the box), and
+* Attention mIoU at each model's tau chosen on the tuning split
+  (``--tau-from``; without it ``OUT_tune/metrics.json`` where that
+  evaluation of the same model files exists), at the fixed ``--tau`` and
+  over the tau curve (whose best, chosen on the scored split itself, is
+  shown too);
+* pointing game (Zhang et al.) at 15 px and at 15 px per 500 px of the
+  image's longer side (ours), energy-based pointing game (Score-CAM), and
   ours: energy in the mask and the exact pointing game;
 * zero CAMs: a model above 5 % all-zero CAMs, or whose pointing game is
-  not above chance (``pointing_chance``: the share of a class's pixels
-  among the labelled pixels of its image, what a peak drawn at random
-  scores), is marked ``(!)``, and so is each class below twice its chance;
-* cue reliance (``shapes``): P(logit > 0 | cue) - P(logit > 0 | no cue)
-  for absent and present classes, and the AUC of the same comparison.
+  not above chance, is marked ``(!)``, and so is each class below twice
+  its chance;
+* cue reliance (``shapes``): the gaps and AUCs of ``metrics/cue.py``.
 
 The maps are ``models.class_cams`` (``--cam-scales``, ``--flip``). A
 summary is printed; ``OUT/metrics.md`` holds every column and a per-class
@@ -216,8 +212,7 @@ def parse_args():
     p.add_argument('--batch-size', type=int, default=8,
                    help='images per forward pass')
     p.add_argument('--tau', type=float, default=DEFAULT_TAU,
-                   help='fixed CAM threshold of the "Attention mIoU @tau" '
-                   'column, in (0, 1)')
+                   help='CAM threshold of the "Attention mIoU @tau" column')
     p.add_argument('--tau-from', default=None, metavar='METRICS_JSON',
                    help='metrics.json of the same --names on the tuning '
                    'split, whose best taus give the "tuned tau" column')

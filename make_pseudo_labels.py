@@ -250,8 +250,7 @@ def parse_args():
     p = flags.parser(__doc__, training=False)
     datasets.add_flags(p)
     p.add_argument('--modelfile', required=True,
-                   help='model whose Grad-CAM makes the labels (with its '
-                   'classification head)')
+                   help='the model whose Grad-CAMs make the labels')
     p.add_argument('--split', default='train', help='split to label')
     p.add_argument('--out', required=True,
                    help='output VOC-format directory (empty or new)')

@@ -114,8 +114,7 @@ def parse_args():
                    help='split (default: %s)' % ', '.join(
                        '%s for %s' % (s, d) for d, s in TEST_SPLIT.items()))
     p.add_argument('--images', default=None,
-                   help='folder of unlabelled jpg/png images instead of a '
-                   'dataset split')
+                   help='folder of jpg/png images instead of a split')
     p.add_argument('--top', type=int, default=3,
                    help='with --images: the most classes shown per image')
     p.add_argument('--save-cams', action='store_true',

@@ -122,17 +122,14 @@ def parse_args():
                             resamples=True)
     p.add_argument('--fcn-iterations', type=int, default=300,
                    help='updates of each FCN8s (8 images each)')
-    p.add_argument('--classifier-iterations', type=int, default=None,
-                   help='override the preset\'s')
-    p.add_argument('--gain-iterations', type=int, default=None,
-                   help='override the preset\'s')
+    for stage in ('classifier', 'gain'):
+        p.add_argument('--%s-iterations' % stage, type=int, default=None,
+                       help='override the preset\'s')
     p.add_argument('--stand-in', default=STAND_IN,
-                   help='the classification-only FCN8s every row starts '
-                   'from')
+                   help='the FCN8s every row starts from')
     p.add_argument('--sweep', action='store_true',
-                   help='only steps 1-3 for classifier_cam and gain under '
-                   'each GAIN setting of SWEEP, scored on tune (test is not '
-                   'read): writes MEDIA/weak_sweep.json and OUT/sweep')
+                   help='only steps 1-3 under each setting of SWEEP, scored '
+                   'on tune: MEDIA/weak_sweep.json and OUT/sweep')
     return orchestrator.parse(p)
 
 
