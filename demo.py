@@ -54,8 +54,7 @@ VARIANTS = (('control', 'control (no L_am)'), ('gain', 'GAIN'),
 
 def pipeline(run, args, cfg, shipped):
     """``(stages, {name: model job}, {'tune', 'test', 'visualize' and
-    'fcn' unless shipped: job})``; ``run``: the
-    :class:`pipeline.orchestrator.Pipeline`."""
+    'fcn' unless shipped: job})`` of the ``run`` (a ``Pipeline``)."""
     data = ['--dataset', 'shapes', '--data-dir', run.data_dir]
     precision = ['--dtype', args.dtype] if args.dtype != 'float32' else []
 

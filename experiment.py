@@ -168,9 +168,8 @@ def differences(results, seeds, n_resamples):
 
 def goals(diffs, classes, px):
     """``[dict(goal, met, ...)]`` of :data:`GOALS` and of every class of
-    :data:`POINTING_ROW` pointing above :data:`OVER_CHANCE` x its chance;
-    ``classes``: :func:`per_class`'s result; ``px``: the scaled pointing
-    tolerance, for the names."""
+    :data:`POINTING_ROW` pointing above :data:`OVER_CHANCE` x its chance
+    (``classes``: :func:`per_class`'s; ``px``: the scaled tolerance)."""
     out = []
     for b, a, key, bound in GOALS:
         d = diffs['%s - %s' % (b, a)][key]

@@ -100,10 +100,8 @@ def label_scores(hist, n_labelled, n_pixels):
 
 
 def image_cams(model, dataset, batch_size, scales=(1.0,), flip=False):
-    """``(img, label_map, cams, classes)`` of each image of ``dataset`` in
-    order: ``cams`` ``(C, H, W)`` the normalised Grad-CAMs
-    (``models.class_cams``) of its image-level classes ``classes``
-    ``(C,)``."""
+    """``(img, label_map, cams, classes)`` of each image of ``dataset``:
+    the normalised Grad-CAMs ``(C, H, W)`` of its image-level classes."""
     with tqdm(total=len(dataset), desc='pseudo labels', unit='image') as bar:
         for batch in batches(dataset, batch_size):
             classes = [np.flatnonzero(labels) + 1 for _, _, labels in batch]
@@ -124,11 +122,8 @@ def label_of(img, cams, classes, low, high, crf=None):
 
 def write_labels(model, dataset, out, low, high, batch_size, crf=None,
                  scales=(1.0,), flip=False):
-    """Write the pseudo label (:func:`label_of`) of each image of
-    ``dataset`` under ``out`` (``SegmentationClass/<id>.png``,
-    ``JPEGImages/<id>.jpg`` a link to the image) and the preview of the
-    first :data:`PREVIEW`; returns their :func:`label_scores` against the
-    ground truth."""
+    """Write the pseudo label of each image of ``dataset``, its image link
+    and the preview under ``out``; their :func:`label_scores`."""
     n = dataset.n_class
     hist = np.zeros((n, n), np.int64)
     n_labelled = n_pixels = 0
@@ -196,9 +191,8 @@ def setting_flags(scales, flip, tau, crf):
 
 
 def scores(images, tau, crf, n_class):
-    """mIoU and per-class IoU of the pseudo labels of ``images`` (``(img,
-    label_map, cams, classes)``) thresholded at ``tau`` or refined by the
-    CRF ``crf``."""
+    """:func:`metrics.segmentation_scores` of the pseudo labels of
+    ``images`` (:func:`image_cams`) at ``tau`` or by the CRF ``crf``."""
     hist = np.zeros((n_class, n_class), np.int64)
     for img, label_map, cams, classes in images:
         hist += confusion_matrix(label_map, label_of(
@@ -280,8 +274,7 @@ def parse_args():
 
 def checked(args):
     """``(args, crf)``: the flags checked together, ``--low`` and
-    ``--high`` resolved, the CRF's ``models.crf.CRFSettings`` (None
-    without ``--crf``)."""
+    ``--high`` resolved, ``crf`` the CRFSettings (None without ``--crf``)."""
     crf = CRFSettings(**{name: getattr(args, 'crf_' + name)
                          for name, _, _ in CRF_FLAGS}) if args.crf else None
     given = [f for f, v in (('--crf', args.crf), ('--low', args.low),

@@ -87,9 +87,8 @@ def add_gain_flags(p):
 
 
 def check_attention(evaluator, modelfile, class_names):
-    """Print the attention of the validation images at the start, in
-    percent (the log's unit), and warn loudly when GAIN has nothing to
-    train on (:func:`metrics.attention.attention_warnings`)."""
+    """Print the attention of the validation images at the start, and
+    warn loudly when GAIN has nothing to train on."""
     with chainer.using_config('train', False):
         quality = evaluator.evaluate_at_start()
     if quality['zero_cams'] is None:
@@ -127,8 +126,7 @@ def parse_ext_images(spec):
 def pick_ext_images(has_mask, value, seed):
     """Indices of the pixel-supervised images, drawn among those with a
     mask (``has_mask`` ``(N,)`` bool), fixed by ``seed``; ``value`` from
-    :func:`parse_ext_images`: a count, or a fraction of all ``N`` images.
-    """
+    :func:`parse_ext_images`: a count, or a fraction of all ``N``."""
     candidates = np.flatnonzero(has_mask)
     n = (int(round(value * len(has_mask))) if 0 < value < 1
          else int(value))
@@ -239,9 +237,8 @@ def report(args, weights):
 
 
 def next_steps(args):
-    """The commands that evaluate the run's model beside the one it
-    started from (on shapes: thresholds chosen on ``tune``, then the test
-    split scored) and draw their attention, writing beside ``--out``."""
+    """The commands that evaluate the model beside its start (on shapes
+    with thresholds chosen on ``tune``) and draw their attention."""
     model = os.path.join(args.out, 'model.npz')
     scored = ['--modelfile', args.modelfile, model]
     steps = []

@@ -134,9 +134,8 @@ def parse_args():
 
 
 class Stages(orchestrator.Pipeline):
-    """Steps 1-6 of the module docstring as jobs of one seed list in
-    ``--out`` (or its subdirectory ``sub``); each method runs one stage
-    over every row and seed."""
+    """Steps 1-6 of the module docstring as jobs in ``--out`` (or its
+    subdirectory ``sub``), a method a stage over every row and seed."""
 
     def __init__(self, args, cfg, sub=None):
         super().__init__(args, sub)
@@ -156,9 +155,8 @@ class Stages(orchestrator.Pipeline):
             self._listed('classifier_cam', s)) for s in self.args.seeds})
 
     def gains(self, classifiers, rows=tuple(CAM_ROWS), cfg=None, tag=''):
-        """Step 2: ``{(row + tag, seed): job}``, GAIN from each seed's
-        classifier for the GAIN rows among ``rows``, under ``cfg`` (default:
-        this run's)."""
+        """Step 2: ``{(row + tag, seed): job}`` of the GAIN rows among
+        ``rows``, under ``cfg`` (default: this run's)."""
         cfg = cfg or self.cfg
         n_train = len(shapes.read_split(self.data_dir, 'train'))
         jobs = {}
@@ -179,8 +177,7 @@ class Stages(orchestrator.Pipeline):
 
     def tune_metrics(self, cams):
         """Step 3: ``{(name, seed): evaluate.py's metrics on tune}`` of
-        every model of ``cams``, one evaluation per seed; each model's
-        ``attention_tau`` is its threshold."""
+        every model of ``cams`` (``attention_tau``: its threshold)."""
         names = list(dict.fromkeys(n for n, _ in cams))
         tune = self.run({s: self.evaluation(
             'eval_tune_seed%d' % s, 'tune', {n: cams[n, s] for n in names},
@@ -260,9 +257,8 @@ def summarize(args, records, pseudo, taus):
 
 def per_class(args, records, pseudo, tune):
     """``{row: {class: {key: value}}}`` (fractions): the FCN's ``iou`` on
-    test (over seeds and images), the pseudo labels' ``pseudo_iou`` on
-    train and, for the rows with CAMs of their own, the pointing game on
-    tune (means over the seeds)."""
+    test, the pseudo labels' ``pseudo_iou`` on train and, for the rows with
+    CAMs of their own, the pointing game on tune (means over the seeds)."""
     names = shapes.CLASS_NAMES
     pseudo_iou = {k: j.read()['per_class_iou'] for k, j in pseudo.items()}
     out = {}
@@ -282,10 +278,8 @@ def per_class(args, records, pseudo, tune):
 
 
 def refinement_on_tune(grids):
-    """``{twin: {grid row: [second-half mIoU per seed]}}`` of the CRF
-    grids: thresholded or CRF labels, single-scale or multi-scale and
-    flipped CAMs, each set on tune's first half and scored on its
-    second (points)."""
+    """``{twin: {grid row: [second-half mIoU per seed]}}`` (points) of
+    the CRF grids (``make_pseudo_labels.py --crf-grid``)."""
     out = {}
     for (twin, _), job in sorted(grids.items()):
         for name, row in job.read()['rows'].items():
@@ -302,8 +296,7 @@ def gain_config(cfg, setting):
 
 def sweep(args, cfg):
     """Steps 1-3 for ``classifier_cam`` and ``gain`` under each SWEEP
-    setting, in OUT/sweep; attention mIoU and mAP on ``tune`` per
-    setting, the choice."""
+    setting in OUT/sweep: attention mIoU and mAP on ``tune``, the choice."""
     stages = Stages(args, cfg, 'sweep')
     cams = stages.classifiers()
     settings = {'classifier_cam': None}

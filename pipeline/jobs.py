@@ -262,9 +262,8 @@ class _Reporter(ZeroReporter):
 
 
 def run_jobs(jobs, dep_file, parallel, device):
-    """Run the ``jobs`` (:class:`pipeline.jobs.Job`) whose key changed,
-    ``parallel`` at a time, their state in ``dep_file``; JobFailed if one
-    fails."""
+    """Run the ``jobs`` whose key changed, ``parallel`` at a time,
+    their state in ``dep_file``; JobFailed if one fails."""
     named, tasks = {}, []
     for job in jobs:
         files, dirs = inputs(job.args)
