@@ -39,7 +39,7 @@ from datasets import shapes
 from metrics import bootstrap, report
 from metrics.records import load_records
 from pipeline import orchestrator
-from pipeline.jobs import HERE
+from pipeline.jobs import HERE, make_dir
 from pipeline.presets import (VARIANTS, add_preset_flags, classifier_args,
                               gain_args, preset_of)
 
@@ -216,7 +216,7 @@ def curve_table(rows, px):
 
 def write_media(run, media, result):
     """The pictures, experiment.json and EXPERIMENT.md."""
-    orchestrator.new_dir(media)
+    make_dir(media)
     rows = list(result['rows'].items())
     sigma, px = result['config']['sigma'], result['pointing_scaled_px']
     curves = {name: (np.mean(r['tau_curve_tune'], 0),

@@ -53,9 +53,10 @@ def say(line):
 
 
 def make_dir(path):
-    """Directory ``path``, made or checked: a link or a file there is
-    refused (OutputError)."""
+    """Directory ``path``, made (with its parents) or checked: a link or a
+    file there is refused (OutputError)."""
     path = os.path.normpath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return output_path(os.path.dirname(path) or '.', os.path.basename(path),
                        directory=True)
 
