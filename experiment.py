@@ -60,14 +60,12 @@ COMPARISONS = (
                                'attention_miou_tuned', 'pointing_scaled',
                                'cue_auc_absent')),
     ('gain', 'control', ('attention_miou_tuned', 'pointing_scaled',
-                         'pointing_15px', 'energy_box',
-                         'attention_miou_sigma', 'map',
-                         'map_val', 'mean_iu', 'cue_auc_absent',
+                         'pointing_15px', 'energy_box', 'attention_miou_sigma',
+                         'map', 'map_val', 'mean_iu', 'cue_auc_absent',
                          'cue_gap_absent', 'cue_gap_present',
                          'positive_rate_present')),
     ('gain_ext', 'gain', ('attention_miou_sigma', 'attention_miou_tuned',
-                          'pointing_scaled', 'energy_box', 'map',
-                          'mean_iu')),
+                          'pointing_scaled', 'energy_box', 'map', 'mean_iu')),
     ('gain', 'gain_no_seg', ('mean_iu', 'map', 'attention_miou_tuned',
                              'pointing_scaled')),
 )
@@ -94,15 +92,14 @@ def metric(key):
 def jobs_of(run, cfg, stand_in, seeds):
     """``(classifiers, gains, evaluations)``: the jobs of every seed;
     ``run``: the :class:`pipeline.orchestrator.Pipeline`."""
-    def job(title, script, name, args):
+    def job(name, script, args):    # titled 'gain seed 0'...
         return run.job(name, script, list(args) + [
-            '--dataset', 'shapes', '--data-dir', run.data_dir], title)
+            '--dataset', 'shapes', '--data-dir', run.data_dir],
+            name.replace('_seed', ' seed '))
 
-    classifiers = {s: job('classifier seed %d' % s, 'train_classifier.py',
-                          'classifier_seed%d' % s,
+    classifiers = {s: job('classifier_seed%d' % s, 'train_classifier.py',
                           classifier_args(cfg, stand_in, s)) for s in seeds}
-    gains = {(v, s): job('%s seed %d' % (v, s), 'train_GAIN.py',
-                         '%s_seed%d' % (v, s),
+    gains = {(v, s): job('%s_seed%d' % (v, s), 'train_GAIN.py',
                          gain_args(cfg, classifiers[s].path, s, v))
              for s in seeds for v in VARIANTS}
     evaluations = {}

@@ -388,10 +388,9 @@ def class_tables(per_class):
     pointing = {r: v for r, v in per_class.items() if r in CAM_ROWS}
     pointing['chance'] = {c: dict(pointing_scaled=v[
         'pointing_scaled_chance']) for c, v in per_class['gain'].items()}
+    weak = {r: v for r, v in per_class.items() if r != 'full'}
     return '\n\n'.join([report.class_matrix(per_class, 'iou'),
-                         report.class_matrix({r: v for r, v in
-                                              per_class.items()
-                                              if r != 'full'}, 'pseudo_iou'),
+                         report.class_matrix(weak, 'pseudo_iou'),
                          report.class_matrix(pointing, 'pointing_scaled')])
 
 
@@ -419,9 +418,8 @@ def markdown(result):
             '%.1f' % v['pseudo_miou'], m['mean'], '' if m['sd_seeds'] is None
             else ' ± %.1f' % m['sd_seeds'], m['ci95'][0], m['ci95'][1],
             v['share_of_full']))
-    goal_lines = '\n'.join('- %s: %s' % (g['goal'], 'met' if g['met']
-                                         else 'NOT met')
-                           for g in result['goals'])
+    goal_lines = '\n'.join('- %s: %s' % (g['goal'], 'met' if g['met'] else
+                                         'NOT met') for g in result['goals'])
     return WEAK % dict(command=result['command'],
                        wall=result['wall_s'] / 60.,
                        seeds=' '.join(map(str, result['seeds'])),
