@@ -150,9 +150,8 @@ def resolve_model(ref, names):
         return ref
     if ref.isdigit() and int(ref) < len(names):
         return names[int(ref)]
-    raise UsageError('--compare %s: not one of the model names %s nor '
-                     'an index 0..%d' % (ref, ', '.join(names),
-                                         len(names) - 1))
+    raise UsageError('--compare %s: not one of the model names %s nor an '
+                     'index 0..%d' % (ref, ', '.join(names), len(names) - 1))
 
 
 def tuned_taus(path, names):

@@ -157,10 +157,8 @@ CRF_FLAGS = (
     ('tau', 0.6, 'the top CAM where the background score meets it'),
     ('gauss_sxy', 3.0, 'spatial width (pixels) of the Gaussian kernel'),
     ('gauss_compat', 3.0, 'weight of the Gaussian kernel (0: none)'),
-    ('bilateral_sxy', 80.0, 'spatial width (pixels) of the bilateral '
-     'kernel'),
-    ('bilateral_srgb', 5.0, 'colour width (0-255 levels) of the bilateral '
-     'kernel'),
+    ('bilateral_sxy', 80.0, 'spatial width (pixels) of the bilateral kernel'),
+    ('bilateral_srgb', 5.0, 'colour width (0-255) of the bilateral kernel'),
     ('bilateral_compat', 10.0, 'weight of the bilateral kernel (0: none)'),
     ('iterations', 10, 'mean-field iterations'))
 

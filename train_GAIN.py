@@ -212,9 +212,8 @@ def gain_objective(args, model, train):
     ext_idx = pick_ext_images(train.has_mask, ext_images, args.seed)
     if args.seg_weight and not train.has_mask.any():
         print('warning: no image of --split %s has a mask: L_seg '
-              '(--seg-weight %g) is 0 throughout' % (args.split,
-                                                     args.seg_weight),
-              file=sys.stderr)
+              '(--seg-weight %g) is 0 throughout'
+              % (args.split, args.seg_weight), file=sys.stderr)
     weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
                    ext=args.ext_weight)
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,

@@ -45,9 +45,8 @@ def parse_classes(names, class_names):
         return None
     unknown = [n for n in names if n not in class_names[1:]]
     if unknown:
-        raise UsageError('--classes: unknown class %s (known: %s)'
-                         % (', '.join(unknown),
-                            ', '.join(class_names[1:])))
+        raise UsageError('--classes: unknown class %s (known: %s)' % (
+            ', '.join(unknown), ', '.join(class_names[1:])))
     return np.array(sorted(class_names.index(n) for n in names))
 
 
