@@ -15,18 +15,14 @@ import sysconfig
 import types
 
 
-def _stand_in():
-    system_info = types.ModuleType('numpy.distutils.system_info')
-    system_info.get_info = lambda name, notfound_action=0: {}
-    distutils = types.ModuleType('numpy.distutils')
-    distutils.__path__ = []
-    distutils.system_info = system_info
-    return distutils, system_info
-
-
 if sys.version_info >= (3, 12) and 'numpy.distutils' not in sys.modules:
-    sys.modules['numpy.distutils'], \
-        sys.modules['numpy.distutils.system_info'] = _stand_in()
+    _info = types.ModuleType('numpy.distutils.system_info')
+    _info.get_info = lambda name, notfound_action=0: {}
+    _distutils = types.ModuleType('numpy.distutils')
+    _distutils.__path__ = []
+    _distutils.system_info = _info
+    sys.modules['numpy.distutils'] = _distutils
+    sys.modules['numpy.distutils.system_info'] = _info
 
 
 def preload_cudnn(site=None):

@@ -36,11 +36,9 @@ import numpy as np
 from tqdm import tqdm
 
 import datasets
-from datasets import shapes
-from datasets import TEST_SPLIT, batches, get_dataset, preprocess_batch
+from datasets import TEST_SPLIT, batches, get_dataset, preprocess_batch, shapes
 from metrics import (AttentionMetrics, ClassificationMetrics,
-                     SegmentationMetrics, gt_classes)
-from metrics import report
+                     SegmentationMetrics, gt_classes, report)
 from metrics.attention import DEFAULT_TAU, attention_warnings, miou_at
 from metrics.bootstrap import class_values
 from metrics.cue import CueMetrics
