@@ -266,7 +266,7 @@ def parse_args():
                        type=type(default), help='with --crf: ' + text)
     p.add_argument('--crf-grid', action='store_true',
                    help='write no labels but choose the settings on --split '
-                   '(module docstring): OUT/crf_grid.json')
+                   '(see above): OUT/crf_grid.json')
     return checked(p.parse_args())
 
 

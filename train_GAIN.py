@@ -52,7 +52,8 @@ def add_gain_flags(p):
                    help='one erased image per ground-truth class, or one '
                    'per image from the summed labelled scores')
     p.add_argument('--cam-grad', default='activations', choices=CAM_GRADS,
-                   help='what L_am back-propagates through (docs/GAIN.md)')
+                   help='how L_am\'s gradient flows through the Grad-CAM '
+                   '(docs/GAIN.md)')
     p.add_argument('--am-score', default='sigmoid', choices=AM_SCORES,
                    help='score of the erased class in L_am')
     p.add_argument('--am-average', default='image', choices=AM_AVERAGES,
