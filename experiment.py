@@ -48,9 +48,8 @@ SPLITS = ('tune', 'test', 'val')
 #: The metrics of each row (test split unless named otherwise).
 ROW_KEYS = ('mean_iu', 'map', 'map_val', 'attention_miou_tuned',
             'attention_miou_sigma', 'pointing_scaled', 'pointing_15px',
-            'energy_box', 'energy', 'pointing', 'zero_cams',
-            'cue_gap_absent', 'cue_gap_present', 'cue_auc_absent',
-            'positive_rate_present')
+            'energy_box', 'energy', 'pointing', 'zero_cams', 'cue_gap_absent',
+            'cue_gap_present', 'cue_auc_absent', 'positive_rate_present')
 #: The per-class metrics of each row (test split).
 CLASS_KEYS = ('ap', 'iou', 'attention_iou_tuned', 'pointing_scaled',
               'pointing_scaled_chance', 'pointing_15px')

@@ -62,8 +62,7 @@ SUPERVISION = {
     'gain_ext_2': 'image labels + masks of 2 % of the images',
     'gain_ext_15': 'image labels + masks of 15 % of the images',
     'gain_crf': 'image labels; pseudo labels refined by a dense CRF',
-    'gain_ext_15_crf': 'as gain_ext_15; pseudo labels refined by a dense '
-                       'CRF',
+    'gain_ext_15_crf': 'as gain_ext_15; pseudo labels refined by a dense CRF',
     'full': 'masks of every image'}
 COMPARISONS = (('gain', 'classifier_cam'), ('gain_ext_15', 'gain'),
                ('gain_ext_2', 'gain'), ('gain_crf', 'gain'),
