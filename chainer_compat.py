@@ -1,18 +1,13 @@
 """Lets chainer 7.8.1 import on Python 3.12; importing this module is all.
 
 At import time chainer runs ``import numpy.distutils.system_info``
-(chainer/_environment_check.py), only to look at the BLAS of macOS;
-numpy 1.26 has no ``numpy.distutils`` on Python 3.12. On 3.12 and later this
-module puts a stand-in whose ``get_info`` finds nothing into
-``sys.modules`` (it imports nothing itself, numpy included).
-
-It also loads pip's cuDNN 8 where ``make setup GPU=cuda12x`` installed it
-(:func:`preload_cudnn`). It must run before the first ``import chainer``.
-``python chainer_compat.py`` (run by ``make setup``) installs a start-up
-hook in the interpreter's site-packages that imports it whenever that
-interpreter starts, so scripts, tests and a user's own ``import chainer``
-work in the venv; the project's packages also import it first, for
-interpreters without the hook.
+(chainer/_environment_check.py) to look at macOS's BLAS; numpy 1.26 has
+no ``numpy.distutils`` on 3.12, so this module puts a stand-in whose
+``get_info`` finds nothing into ``sys.modules``. It also loads pip's
+cuDNN 8 (:func:`preload_cudnn`), and must run before the first ``import
+chainer``: ``python chainer_compat.py`` (``make setup``) installs a hook in
+site-packages that imports it at every interpreter start; the project's
+packages also import it first, for interpreters without the hook.
 """
 import os
 import sys
@@ -20,26 +15,20 @@ import sysconfig
 import types
 
 
-def _stand_in():
-    system_info = types.ModuleType('numpy.distutils.system_info')
-    system_info.get_info = lambda name, notfound_action=0: {}
-    distutils = types.ModuleType('numpy.distutils')
-    distutils.__path__ = []
-    distutils.system_info = system_info
-    return distutils, system_info
-
-
 if sys.version_info >= (3, 12) and 'numpy.distutils' not in sys.modules:
-    sys.modules['numpy.distutils'], \
-        sys.modules['numpy.distutils.system_info'] = _stand_in()
+    _info = types.ModuleType('numpy.distutils.system_info')
+    _info.get_info = lambda name, notfound_action=0: {}
+    _distutils = types.ModuleType('numpy.distutils')
+    _distutils.__path__ = []
+    _distutils.system_info = _info
+    sys.modules['numpy.distutils'] = _distutils
+    sys.modules['numpy.distutils.system_info'] = _info
 
 
 def preload_cudnn(site=None):
-    """Load the cuDNN 8 of pip's ``nvidia-cudnn-cu12`` (``make setup
-    GPU=cuda12x``) when it is installed, so that CuPy 13, whose cuDNN
-    module links ``libcudnn.so.8``, finds it without LD_LIBRARY_PATH.
-    Returns the path loaded, or None (not installed, or not loadable: then
-    chainer runs without cuDNN, as before)."""
+    """Load pip's ``nvidia-cudnn-cu12`` (``make setup GPU=cuda12x``) where
+    installed, so that CuPy 13 finds ``libcudnn.so.8`` without
+    LD_LIBRARY_PATH. The path loaded, or None (then no cuDNN)."""
     site = site or sysconfig.get_paths()['purelib']
     path = os.path.join(site, 'nvidia', 'cudnn', 'lib', 'libcudnn.so.8')
     if not os.path.exists(path):

@@ -55,8 +55,7 @@ VARIANTS = (('control', 'control (no L_am)'), ('gain', 'GAIN'),
 
 def pipeline(run, args, cfg, shipped):
     """``(stages, {name: model job}, {'tune', 'test', 'visualize' and
-    'fcn' unless shipped: job})``; ``run``: the
-    :class:`pipeline.orchestrator.Pipeline`."""
+    'fcn' unless shipped: job})`` of the ``run`` (a ``Pipeline``)."""
     data = ['--dataset', 'shapes', '--data-dir', run.data_dir]
     precision = ['--dtype', args.dtype] if args.dtype != 'float32' else []
 
@@ -145,11 +144,9 @@ def main():
     p = orchestrator.parser(__doc__, 'demo', seeds=[0])
     add_preset_flags(p)
     p.add_argument('--retrain-fcn', action='store_true',
-                   help='train the stand-in FCN8s instead of taking the '
-                   'shipped one')
+                   help='train the stand-in FCN8s, not the shipped one')
     p.add_argument('--dtype', default='float32', choices=PRECISIONS,
-                   help='--dtype of the training steps (see '
-                   'train_GAIN.py --help)')
+                   help='--dtype of the training steps')
     args = orchestrator.parse(p)
     preset, cfg = preset_of(args)
     shipped = not args.retrain_fcn and all(

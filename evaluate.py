@@ -3,33 +3,28 @@
 Mean IU, FWAVACC; Long et al.), multi-label mAP with each class's AP, the
 quality of the Grad-CAM attention and, on ``shapes``, how much the
 classifier follows the context cues (definitions and sources in
-``metrics/``):
+``metrics/attention.py`` and ``metrics/cue.py``):
 
-* Attention mIoU: each pixel takes the top normalised CAM of the image's
-  ground-truth classes where it reaches tau, else background; at each
-  model's tau chosen on the tuning split (``--tau-from``; without it
-  ``OUT_tune/metrics.json`` where that evaluation of the same model files
-  exists), at the fixed ``--tau`` and over the tau curve (whose best,
-  chosen on the scored split itself, is shown too);
-* pointing game (Zhang et al.) at their literal 15 px and, ours, at 15 px
-  per 500 px of the image's longer side, each named by its pixels;
-  energy-based pointing game (Score-CAM: the CAM's mass in the box), and
+* Attention mIoU at each model's tau chosen on the tuning split
+  (``--tau-from``; without it ``OUT_tune/metrics.json`` where that
+  evaluation of the same model files exists), at the fixed ``--tau`` and
+  over the tau curve (whose best, chosen on the scored split itself, is
+  shown too);
+* pointing game (Zhang et al.) at 15 px and at 15 px per 500 px of the
+  image's longer side (ours), energy-based pointing game (Score-CAM), and
   ours: energy in the mask and the exact pointing game;
 * zero CAMs: a model above 5 % all-zero CAMs, or whose pointing game is
-  not above chance (``pointing_chance``: the share of a class's pixels
-  among the labelled pixels of its image, what a peak drawn at random
-  scores), is marked ``(!)``, and so is each class below twice its chance;
-* cue reliance (``shapes``): P(logit > 0 | cue) - P(logit > 0 | no cue)
-  for absent and present classes, and the AUC of the same comparison.
+  not above chance, is marked ``(!)``, and so is each class below twice
+  its chance;
+* cue reliance (``shapes``): the gaps and AUCs of ``metrics/cue.py``.
 
-The maps are ``models.class_cams``, averaged over resized and mirrored
-images with ``--cam-scales`` and ``--flip`` (as IRN). A summary is printed;
-``OUT/metrics.md`` holds every column and a per-class table of each model
-in percent, ``OUT/metrics.json`` the same in fractions, ``OUT/per_image.npz``
-every image's counts (intervals: ``metrics/bootstrap.py``) and
-``OUT/attention_miou.png`` the tau curves. On a split with masks on some
-images only, the pixel metrics and the attention columns are over those;
-without any mask only mAP is measured.
+The maps are ``models.class_cams`` (``--cam-scales``, ``--flip``). A
+summary is printed; ``OUT/metrics.md`` holds every column and a per-class
+table of each model in percent, ``OUT/metrics.json`` the same in
+fractions, ``OUT/per_image.npz`` every image's counts (intervals:
+``metrics/bootstrap.py``) and ``OUT/attention_miou.png`` the tau curves.
+The pixel metrics and the attention columns are over the images with a
+mask; without any, only mAP is measured.
 """
 import functools
 import json
@@ -41,11 +36,9 @@ import numpy as np
 from tqdm import tqdm
 
 import datasets
-from datasets import shapes
-from datasets import TEST_SPLIT, batches, get_dataset, preprocess_batch
+from datasets import TEST_SPLIT, batches, get_dataset, preprocess_batch, shapes
 from metrics import (AttentionMetrics, ClassificationMetrics,
-                     SegmentationMetrics, gt_classes)
-from metrics import report
+                     SegmentationMetrics, gt_classes, report)
 from metrics.attention import DEFAULT_TAU, attention_warnings, miou_at
 from metrics.bootstrap import class_values
 from metrics.cue import CueMetrics
@@ -155,14 +148,12 @@ def resolve_model(ref, names):
         return ref
     if ref.isdigit() and int(ref) < len(names):
         return names[int(ref)]
-    raise UsageError('--compare %s: not one of the model names %s nor '
-                     'an index 0..%d' % (ref, ', '.join(names),
-                                         len(names) - 1))
+    raise UsageError('--compare %s: not one of the model names %s nor an '
+                     'index 0..%d' % (ref, ', '.join(names), len(names) - 1))
 
 
 def tuned_taus(path, names):
-    """``{name: tau}``: each model's best tau in the metrics.json
-    ``path``."""
+    """``{name: tau}``: each model's best tau in the metrics.json ``path``."""
     models = read_json(path, '--tau-from')
     try:
         return {n: float(models['models'][n]['attention_tau'])
@@ -218,12 +209,10 @@ def parse_args():
     p.add_argument('--batch-size', type=int, default=8,
                    help='images per forward pass')
     p.add_argument('--tau', type=float, default=DEFAULT_TAU,
-                   help='fixed CAM threshold of the "Attention mIoU @tau" '
-                   'column, in (0, 1)')
+                   help='CAM threshold of the "Attention mIoU @tau" column')
     p.add_argument('--tau-from', default=None, metavar='METRICS_JSON',
-                   help='metrics.json of an evaluation of the same models '
-                   '(same --names) on the tuning split, whose best taus '
-                   'give the "tuned tau" column')
+                   help='metrics.json of the same --names on the tuning '
+                   'split, whose best taus give the "tuned tau" column')
     p.add_argument('--no-attention', action='store_true',
                    help='skip the Grad-CAM columns (faster)')
     flags.add_cam_flags(p)
@@ -232,8 +221,7 @@ def parse_args():
                    'indices into --modelfile)')
     p.add_argument('--out', default='runs/eval', help='output directory')
     p.add_argument('--tensorboard', action='store_true',
-                   help='also write the tables as TensorBoard texts to '
-                   'OUT/tensorboard')
+                   help='also write the tables to OUT/tensorboard')
     args = p.parse_args()
     if args.names and len(args.names) != len(args.modelfile):
         raise UsageError('--names needs one name per --modelfile')
@@ -289,10 +277,9 @@ def mask_count(dataset, split):
 
 
 def summary(args, split, dataset, origin, rows, compare, px):
-    """The printed summary, in lines of at most 100 characters: the split,
+    """The printed summary (lines of at most 100 characters): the split,
     where tau comes from (``origin``), the main columns of ``rows``
-    (``[(name, metrics)]``) in percent, B - A of ``compare`` (A's and B's
-    ``(name, metrics)``) and where the full tables are."""
+    (``[(name, metrics)]``) in percent and B - A of ``compare``."""
     wrap = functools.partial(textwrap.fill, width=100, subsequent_indent='  ',
                              break_long_words=False, break_on_hyphens=False)
     lines = [wrap('evaluate.py: split %s of %s, %d images (%d with a mask) '

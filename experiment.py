@@ -15,16 +15,14 @@ Rows, per seed ``s`` (all from the shipped stand-in FCN8s):
 
 Every model is evaluated on ``tune`` (where each model's attention
 threshold tau is chosen), on ``test`` (read once, for the reported
-numbers) and on ``val`` (in-distribution mAP). The settings themselves
-(``pipeline.presets``) were chosen on ``tune``. Differences: ``control -
-classifier`` (fine-tuning alone), ``gain - control`` (what L_am adds),
-``gain_ext - gain`` (what pixel supervision adds), ``gain - gain_no_seg``
-(what L_seg adds); each in percentage points with the 95 % interval of
-its mean over the seeds from a hierarchical bootstrap over seeds and test
-images (``metrics/bootstrap.py``), every seed's value and the seeds'
-standard deviation (ddof 1). A difference is "shown" when that interval
-excludes 0. Per class: AP, IoU, attention IoU, the pointing games and
-their chance; the pointing game over tolerances.
+numbers) and on ``val`` (in-distribution mAP); the settings
+(``pipeline.presets``) were chosen on ``tune``. Each difference of
+:data:`COMPARISONS` (``gain - control``: what L_am adds...) is given in
+percentage points with the 95 % interval of its mean from a hierarchical
+bootstrap over seeds and test images (``metrics/bootstrap.py``), every
+seed's value and their standard deviation; "shown" when that interval
+excludes 0. Per class: :data:`CLASS_KEYS`; the pointing game over
+tolerances.
 
 Writes ``media/experiment.json``, ``media/EXPERIMENT.md`` and the pictures
 ``media/experiment_differences.png`` and ``media/experiment_tau.png``;
@@ -41,7 +39,7 @@ from datasets import shapes
 from metrics import bootstrap, report
 from metrics.records import load_records
 from pipeline import orchestrator
-from pipeline.jobs import HERE
+from pipeline.jobs import HERE, make_dir
 from pipeline.presets import (VARIANTS, add_preset_flags, classifier_args,
                               gain_args, preset_of)
 
@@ -50,9 +48,8 @@ SPLITS = ('tune', 'test', 'val')
 #: The metrics of each row (test split unless named otherwise).
 ROW_KEYS = ('mean_iu', 'map', 'map_val', 'attention_miou_tuned',
             'attention_miou_sigma', 'pointing_scaled', 'pointing_15px',
-            'energy_box', 'energy', 'pointing', 'zero_cams',
-            'cue_gap_absent', 'cue_gap_present', 'cue_auc_absent',
-            'positive_rate_present')
+            'energy_box', 'energy', 'pointing', 'zero_cams', 'cue_gap_absent',
+            'cue_gap_present', 'cue_auc_absent', 'positive_rate_present')
 #: The per-class metrics of each row (test split).
 CLASS_KEYS = ('ap', 'iou', 'attention_iou_tuned', 'pointing_scaled',
               'pointing_scaled_chance', 'pointing_15px')
@@ -62,14 +59,12 @@ COMPARISONS = (
                                'attention_miou_tuned', 'pointing_scaled',
                                'cue_auc_absent')),
     ('gain', 'control', ('attention_miou_tuned', 'pointing_scaled',
-                         'pointing_15px', 'energy_box',
-                         'attention_miou_sigma', 'map',
-                         'map_val', 'mean_iu', 'cue_auc_absent',
+                         'pointing_15px', 'energy_box', 'attention_miou_sigma',
+                         'map', 'map_val', 'mean_iu', 'cue_auc_absent',
                          'cue_gap_absent', 'cue_gap_present',
                          'positive_rate_present')),
     ('gain_ext', 'gain', ('attention_miou_sigma', 'attention_miou_tuned',
-                          'pointing_scaled', 'energy_box', 'map',
-                          'mean_iu')),
+                          'pointing_scaled', 'energy_box', 'map', 'mean_iu')),
     ('gain', 'gain_no_seg', ('mean_iu', 'map', 'attention_miou_tuned',
                              'pointing_scaled')),
 )
@@ -96,15 +91,14 @@ def metric(key):
 def jobs_of(run, cfg, stand_in, seeds):
     """``(classifiers, gains, evaluations)``: the jobs of every seed;
     ``run``: the :class:`pipeline.orchestrator.Pipeline`."""
-    def job(title, script, name, args):
+    def job(name, script, args):    # titled 'gain seed 0'...
         return run.job(name, script, list(args) + [
-            '--dataset', 'shapes', '--data-dir', run.data_dir], title)
+            '--dataset', 'shapes', '--data-dir', run.data_dir],
+            name.replace('_seed', ' seed '))
 
-    classifiers = {s: job('classifier seed %d' % s, 'train_classifier.py',
-                          'classifier_seed%d' % s,
+    classifiers = {s: job('classifier_seed%d' % s, 'train_classifier.py',
                           classifier_args(cfg, stand_in, s)) for s in seeds}
-    gains = {(v, s): job('%s seed %d' % (v, s), 'train_GAIN.py',
-                         '%s_seed%d' % (v, s),
+    gains = {(v, s): job('%s_seed%d' % (v, s), 'train_GAIN.py',
                          gain_args(cfg, classifiers[s].path, s, v))
              for s in seeds for v in VARIANTS}
     evaluations = {}
@@ -170,9 +164,8 @@ def differences(results, seeds, n_resamples):
 
 def goals(diffs, classes, px):
     """``[dict(goal, met, ...)]`` of :data:`GOALS` and of every class of
-    :data:`POINTING_ROW` pointing above :data:`OVER_CHANCE` x its chance;
-    ``classes``: :func:`per_class`'s result; ``px``: the scaled pointing
-    tolerance, for the names."""
+    :data:`POINTING_ROW` pointing above :data:`OVER_CHANCE` x its chance
+    (``classes``: :func:`per_class`'s; ``px``: the scaled tolerance)."""
     out = []
     for b, a, key, bound in GOALS:
         d = diffs['%s - %s' % (b, a)][key]
@@ -204,13 +197,6 @@ def goal_line(g):
         ' '.join('%+.1f' % v for v in g['per_seed']))
 
 
-def ext_tuned(result):
-    """The GAIN_ext - GAIN attention mIoU at the tuned taus, for the text."""
-    d = result['differences']['gain_ext - gain']['attention_miou_tuned']
-    return dict(ext_tuned_mean=d['mean'], ext_tuned_lo=d['ci95'][0],
-                ext_tuned_hi=d['ci95'][1])
-
-
 def curve_table(rows, px):
     """The pointing game of each row at each tolerance (mean over seeds),
     and gain - control."""
@@ -226,16 +212,14 @@ def curve_table(rows, px):
 
 def write_media(run, media, result):
     """The pictures, experiment.json and EXPERIMENT.md."""
-    orchestrator.new_dir(media)
+    make_dir(media)
     rows = list(result['rows'].items())
     sigma, px = result['config']['sigma'], result['pointing_scaled_px']
-    taus = visualizations.tau_curves_figure(
-        {name: (np.mean(r['tau_curve_tune'], 0), np.mean(r['tau_curve_test'],
-                                                         0))
-         for name, r in rows}, result['taus'], sigma)
-    visualizations.save_figure(taus, os.path.join(media,
-                                                  'experiment_tau.png'),
-                               dpi=100)
+    curves = {name: (np.mean(r['tau_curve_tune'], 0),
+                     np.mean(r['tau_curve_test'], 0)) for name, r in rows}
+    visualizations.save_figure(
+        visualizations.tau_curves_figure(curves, result['taus'], sigma),
+        os.path.join(media, 'experiment_tau.png'), dpi=100)
     visualizations.save_figure(
         visualizations.differences_figure(
             result['differences'], lambda key: report.title(key, px=px)),
@@ -245,6 +229,7 @@ def write_media(run, media, result):
     classes = '\n\n'.join(report.class_matrix(
         chance if key.endswith('_chance') else per_class, key, sigma, px)
         for key in CLASS_KEYS)
+    ext = result['differences']['gain_ext - gain']['attention_miou_tuned']
     text = EXPERIMENT % dict(
         command=result['command'], wall=result['wall_s'] / 60.,
         seeds=' '.join(map(str, result['seeds'])),
@@ -254,7 +239,8 @@ def write_media(run, media, result):
         goals='\n'.join(goal_line(g) for g in result['goals']),
         classes=classes, curve=curve_table(rows, result['pointing_px']),
         sigma=sigma, px=px, resamples=result['resamples'],
-        images=result['test_images'], **ext_tuned(result))
+        images=result['test_images'], ext_tuned_mean=ext['mean'],
+        ext_tuned_lo=ext['ci95'][0], ext_tuned_hi=ext['ci95'][1])
     run.publish(media, {'experiment.json': result, 'EXPERIMENT.md': text},
                 'experiment')
 

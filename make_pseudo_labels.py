@@ -100,10 +100,8 @@ def label_scores(hist, n_labelled, n_pixels):
 
 
 def image_cams(model, dataset, batch_size, scales=(1.0,), flip=False):
-    """``(img, label_map, cams, classes)`` of each image of ``dataset`` in
-    order: ``cams`` ``(C, H, W)`` the normalised Grad-CAMs
-    (``models.class_cams``) of its image-level classes ``classes``
-    ``(C,)``."""
+    """``(img, label_map, cams, classes)`` of each image of ``dataset``:
+    the normalised Grad-CAMs ``(C, H, W)`` of its image-level classes."""
     with tqdm(total=len(dataset), desc='pseudo labels', unit='image') as bar:
         for batch in batches(dataset, batch_size):
             classes = [np.flatnonzero(labels) + 1 for _, _, labels in batch]
@@ -115,9 +113,8 @@ def image_cams(model, dataset, batch_size, scales=(1.0,), flip=False):
 
 
 def label_of(img, cams, classes, low, high, crf=None):
-    """``(H, W)`` uint8 pseudo label: CAMs ``(C, H, W)`` thresholded
-    (``metrics.pseudo_label``), or by a dense CRF with ``crf``
-    (``models.crf.CRFSettings``; then ``low`` and ``high`` are unused)."""
+    """``(H, W)`` uint8 pseudo label: CAMs ``(C, H, W)`` thresholded, or
+    refined by a dense CRF with ``crf`` (``models.crf.CRFSettings``)."""
     if crf is None:
         return pseudo_label(cams, classes, low, high)
     return refine(img, cams, classes, crf)
@@ -125,11 +122,8 @@ def label_of(img, cams, classes, low, high, crf=None):
 
 def write_labels(model, dataset, out, low, high, batch_size, crf=None,
                  scales=(1.0,), flip=False):
-    """Write the pseudo label (:func:`label_of`) of each image of
-    ``dataset`` under ``out`` (``SegmentationClass/<id>.png``,
-    ``JPEGImages/<id>.jpg`` a link to the image) and the preview of the
-    first :data:`PREVIEW`; returns their :func:`label_scores` against the
-    ground truth."""
+    """Write the pseudo label of each image of ``dataset``, its image link
+    and the preview under ``out``; their :func:`label_scores`."""
     n = dataset.n_class
     hist = np.zeros((n, n), np.int64)
     n_labelled = n_pixels = 0
@@ -155,16 +149,6 @@ def write_labels(model, dataset, out, low, high, batch_size, crf=None,
     return label_scores(hist, n_labelled, n_pixels)
 
 
-def add_crf_flags(p):
-    """``--crf`` and the CRF's parameters (``models.crf``)."""
-    p.add_argument('--crf', action='store_true',
-                   help='label every pixel with a dense CRF (Kraehenbuehl '
-                   '& Koltun 2011) instead of --low and --high')
-    for name, default, text in CRF_FLAGS:
-        p.add_argument('--crf-' + name.replace('_', '-'), default=default,
-                       type=type(default), help='with --crf: ' + text)
-
-
 #: ``(CRFSettings field, default, help)`` of the CRF flags. The defaults
 #: scored best on the first half of shapes' tune, seed 0, mean of gain and
 #: gain_ext_15 (single-scale CAMs, ``--crf-grid``); each model's own best
@@ -173,10 +157,8 @@ CRF_FLAGS = (
     ('tau', 0.6, 'the top CAM where the background score meets it'),
     ('gauss_sxy', 3.0, 'spatial width (pixels) of the Gaussian kernel'),
     ('gauss_compat', 3.0, 'weight of the Gaussian kernel (0: none)'),
-    ('bilateral_sxy', 80.0, 'spatial width (pixels) of the bilateral '
-     'kernel'),
-    ('bilateral_srgb', 5.0, 'colour width (0-255 levels) of the bilateral '
-     'kernel'),
+    ('bilateral_sxy', 80.0, 'spatial width (pixels) of the bilateral kernel'),
+    ('bilateral_srgb', 5.0, 'colour width (0-255) of the bilateral kernel'),
     ('bilateral_compat', 10.0, 'weight of the bilateral kernel (0: none)'),
     ('iterations', 10, 'mean-field iterations'))
 
@@ -207,9 +189,8 @@ def setting_flags(scales, flip, tau, crf):
 
 
 def scores(images, tau, crf, n_class):
-    """mIoU and per-class IoU of the pseudo labels of ``images`` (``(img,
-    label_map, cams, classes)``) thresholded at ``tau`` or refined by the
-    CRF ``crf``."""
+    """:func:`metrics.segmentation_scores` of the pseudo labels of
+    ``images`` (:func:`image_cams`) at ``tau`` or by the CRF ``crf``."""
     hist = np.zeros((n_class, n_class), np.int64)
     for img, label_map, cams, classes in images:
         hist += confusion_matrix(label_map, label_of(
@@ -261,15 +242,13 @@ def parse_args():
     p = flags.parser(__doc__, training=False)
     datasets.add_flags(p)
     p.add_argument('--modelfile', required=True,
-                   help='model whose Grad-CAM makes the labels (with its '
-                   'classification head)')
+                   help='the model whose Grad-CAMs make the labels')
     p.add_argument('--split', default='train', help='split to label')
     p.add_argument('--out', required=True,
                    help='output VOC-format directory (empty or new)')
     p.add_argument('--force', action='store_true',
-                   help='replace an earlier run of this tool in --out (the '
-                   'files its manifest.txt lists, deleted once the new '
-                   'labels are written)')
+                   help='replace the files an earlier run listed in '
+                   'OUT/manifest.txt, once the new labels are written')
     p.add_argument('--low', type=float, default=None,
                    help='normalised CAM below which a pixel is background '
                    '(default: %g; not with --crf)' % THRESHOLDS[0])
@@ -279,19 +258,21 @@ def parse_args():
     p.add_argument('--batch-size', type=int, default=8,
                    help='images per forward pass')
     flags.add_cam_flags(p)
-    add_crf_flags(p)
+    p.add_argument('--crf', action='store_true',
+                   help='label every pixel with a dense CRF (Kraehenbuehl '
+                   '& Koltun 2011) instead of --low and --high')
+    for name, default, text in CRF_FLAGS:
+        p.add_argument('--crf-' + name.replace('_', '-'), default=default,
+                       type=type(default), help='with --crf: ' + text)
     p.add_argument('--crf-grid', action='store_true',
-                   help='write no labels: choose the CAM scales, thresholds '
-                   'and CRF settings on the first half of --split (e.g. '
-                   'tune) and score them on its second half, in '
-                   'OUT/crf_grid.json')
+                   help='write no labels but choose the settings on --split '
+                   '(see above): OUT/crf_grid.json')
     return checked(p.parse_args())
 
 
 def checked(args):
     """``(args, crf)``: the flags checked together, ``--low`` and
-    ``--high`` resolved, the CRF's ``models.crf.CRFSettings`` (None
-    without ``--crf``)."""
+    ``--high`` resolved, ``crf`` the CRFSettings (None without ``--crf``)."""
     crf = CRFSettings(**{name: getattr(args, 'crf_' + name)
                          for name, _, _ in CRF_FLAGS}) if args.crf else None
     given = [f for f, v in (('--crf', args.crf), ('--low', args.low),
@@ -323,18 +304,16 @@ def main():
                           require_head=True)
     inputs = [('--data-dir', dataset.data_dir, 'dir'),
               ('--modelfile', args.modelfile, 'file')]
-    if args.crf_grid and not np.any(dataset.has_mask):
+    if not args.crf_grid:
+        outdir.claim_dataset(args.out, args.force, inputs)
+        model.to_device(device)
+        return write_dataset(args, crf, model, dataset)
+    if not np.any(dataset.has_mask):
         raise UsageError('--crf-grid scores against masks: split %s has '
                          'none' % args.split)
-    if args.crf_grid:
-        outdir.claim(args.out, outdir.names('crf_grid.json'), inputs)
-    else:
-        outdir.claim_dataset(args.out, args.force, inputs)
+    outdir.claim(args.out, outdir.names('crf_grid.json'), inputs)
     model.to_device(device)
-    if args.crf_grid:
-        write_grid(args, model, dataset)
-    else:
-        write_dataset(args, crf, model, dataset)
+    write_grid(args, model, dataset)
 
 
 def write_dataset(args, crf, model, dataset):

@@ -52,9 +52,8 @@ def add_gain_flags(p):
                    help='one erased image per ground-truth class, or one '
                    'per image from the summed labelled scores')
     p.add_argument('--cam-grad', default='activations', choices=CAM_GRADS,
-                   help='activations: Grad-CAM weights are constants; full: '
-                   'double back-propagation through them; mask-only: '
-                   'L_am trains only through the mask')
+                   help='how L_am\'s gradient flows through the Grad-CAM '
+                   '(docs/GAIN.md)')
     p.add_argument('--am-score', default='sigmoid', choices=AM_SCORES,
                    help='score of the erased class in L_am')
     p.add_argument('--am-average', default='image', choices=AM_AVERAGES,
@@ -69,33 +68,28 @@ def add_gain_flags(p):
         p.add_argument('--%s-weight' % term, type=float, default=default,
                        help='weight of L_%s' % term)
     p.add_argument('--ext-images', default='0',
-                   help='images with pixel supervision for GAIN_ext, drawn '
-                   'among the training images that have a mask: a count N '
-                   'or a fraction in (0, 1) of the training split')
+                   help='images with a mask drawn for GAIN_ext: a count N or '
+                   'a fraction in (0, 1) of the training split')
     p.add_argument('--am-warmup', default='0',
                    help='L_am off for N iterations (or Ne epochs)')
     p.add_argument('--ext-warmup', default='0',
                    help='L_ext off for N iterations (or Ne epochs)')
     p.add_argument('--am-on-negatives', action='store_true',
-                   help='L_am also on the images without a foreground class, '
-                   'erased for their top-scoring class (default: positives '
-                   'only, as the paper)')
+                   help='L_am also on images without a foreground class, '
+                   'erased for their top-scoring class')
     p.add_argument('--head-dropout', action='store_true',
-                   help='keep the frozen head\'s dropout in the L_cl and '
-                   'attention-mining passes (default: off; see '
-                   'docs/DEVIATIONS.md)')
+                   help='keep the frozen head\'s dropout in the L_cl and L_am '
+                   'passes (docs/DEVIATIONS.md)')
     p.add_argument('--attention-interval', type=int, default=50,
                    help='iterations between attention pictures')
     p.add_argument('--attention-val-images', type=int, default=200,
                    help='the first N images with a mask of --val-split (else '
-                   '--split) whose attention is checked at the start and '
-                   'at every validation')
+                   '--split) whose attention is validated')
 
 
 def check_attention(evaluator, modelfile, class_names):
-    """Print the attention of the validation images at the start, in
-    percent (the log's unit), and warn loudly when GAIN has nothing to
-    train on (:func:`metrics.attention.attention_warnings`)."""
+    """Print the attention of the validation images at the start, and
+    warn loudly when GAIN has nothing to train on."""
     with chainer.using_config('train', False):
         quality = evaluator.evaluate_at_start()
     if quality['zero_cams'] is None:
@@ -133,8 +127,7 @@ def parse_ext_images(spec):
 def pick_ext_images(has_mask, value, seed):
     """Indices of the pixel-supervised images, drawn among those with a
     mask (``has_mask`` ``(N,)`` bool), fixed by ``seed``; ``value`` from
-    :func:`parse_ext_images`: a count, or a fraction of all ``N`` images.
-    """
+    :func:`parse_ext_images`: a count, or a fraction of all ``N``."""
     candidates = np.flatnonzero(has_mask)
     n = (int(round(value * len(has_mask))) if 0 < value < 1
          else int(value))
@@ -148,15 +141,6 @@ def pick_ext_images(has_mask, value, seed):
                          % (value, n, len(candidates), len(has_mask)))
     rng = np.random.RandomState(seed)
     return np.sort(rng.choice(candidates, n, replace=False))
-
-
-def warmup_flag(args, name):
-    """:func:`parse_warmup` of a flag; a bad value is a UsageError naming
-    the flag."""
-    try:
-        return parse_warmup(getattr(args, name))
-    except ValueError as e:
-        raise UsageError('--%s: %s' % (name.replace('_', '-'), e))
 
 
 def pictured(dataset, n=4):
@@ -213,8 +197,13 @@ def gain_flags(args):
             'GAIN_ext needs both --ext-images (pixel-supervised images) and '
             '--ext-weight (> 0); got --ext-images %s --ext-weight %g'
             % (args.ext_images, args.ext_weight))
-    return (ext_images, warmup_flag(args, 'am_warmup'),
-            warmup_flag(args, 'ext_warmup'))
+    warmups = []
+    for name in ('am_warmup', 'ext_warmup'):
+        try:
+            warmups.append(parse_warmup(getattr(args, name)))
+        except ValueError as e:
+            raise UsageError('--%s: %s' % (name.replace('_', '-'), e))
+    return (ext_images, *warmups)
 
 
 def gain_objective(args, model, train):
@@ -224,9 +213,8 @@ def gain_objective(args, model, train):
     ext_idx = pick_ext_images(train.has_mask, ext_images, args.seed)
     if args.seg_weight and not train.has_mask.any():
         print('warning: no image of --split %s has a mask: L_seg '
-              '(--seg-weight %g) is 0 throughout' % (args.split,
-                                                     args.seg_weight),
-              file=sys.stderr)
+              '(--seg-weight %g) is 0 throughout'
+              % (args.split, args.seg_weight), file=sys.stderr)
     weights = dict(cl=args.cl_weight, am=args.am_weight, seg=args.seg_weight,
                    ext=args.ext_weight)
     loss = GAINLoss(model, args.am_mode, args.cam_grad, args.am_score,
@@ -249,9 +237,8 @@ def report(args, weights):
 
 
 def next_steps(args):
-    """The commands that evaluate the run's model beside the one it
-    started from (on shapes: thresholds chosen on ``tune``, then the test
-    split scored) and draw their attention, writing beside ``--out``."""
+    """The commands that evaluate the model beside its start (on shapes
+    with thresholds chosen on ``tune``) and draw their attention."""
     model = os.path.join(args.out, 'model.npz')
     scored = ['--modelfile', args.modelfile, model]
     steps = []

@@ -45,8 +45,7 @@ def parse_args():
                    help='train the trunk too: classification pre-training '
                    'from scratch, the stand-in for ImageNet pre-training')
     p.add_argument('--keep-head', action='store_true',
-                   help='continue from the head in --modelfile instead of '
-                   'a fresh one')
+                   help='continue from the head of --modelfile')
     p.add_argument('--out', default='runs/classifier',
                    help='output directory')
     p.add_argument('--lr', type=float, default=1e-3, help='Adam alpha')

@@ -85,15 +85,13 @@ def main():
                    help='FCN8s npz to start from (default: train from '
                    'scratch)')
     p.add_argument('--width', type=float, default=None,
-                   help='channel multiplier (default: %g for a model '
-                   'trained from scratch, the file\'s with --modelfile)'
-                   % WIDTH)
+                   help='channel multiplier (default: %g from scratch, the '
+                   'file\'s with --modelfile)' % WIDTH)
     p.add_argument('--lr', type=float, default=CPU['fcn_lr'],
                    help='Adam alpha')
     p.add_argument('--cls-weight', type=float, default=1.0,
-                   help='weight of the GAIN head\'s classification loss, '
-                   'trained with the trunk (0: segmentation only, a trunk '
-                   'on which no classifier learns; > 0 also validates mAP)')
+                   help='weight of the GAIN head\'s classification loss '
+                   '(0: segmentation only; > 0 also validates mAP)')
     add_training_flags(p, keep_best=('mean_iu', 'map'), weight_decay=1e-4)
     args = p.parse_args()
     if args.keep_best == 'map' and not args.cls_weight:

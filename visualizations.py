@@ -123,9 +123,11 @@ def _legend_handles(label_maps, class_names):
             for v in values if v in names]
 
 
-def _label_legend(ax, label_map, class_names):
-    """Legend of the classes (and the ignore label) present in ``label_map``,
-    under the panel."""
+def _label_panel(ax, label_map, title, class_names):
+    """``label_map`` in the VOC palette under ``title``, with a legend of
+    the classes (and the ignore label) present below it."""
+    ax.imshow(colorize(label_map))
+    ax.set_title(title, fontsize=9)
     ax.legend(handles=_legend_handles([label_map], class_names),
               loc='upper center', bbox_to_anchor=(0.5, 0.0), fontsize=7,
               ncol=2, frameon=False)
@@ -229,14 +231,11 @@ def image_figure(image_id, img, label_map, result, class_names):
     axes[0, 0].imshow(img)
     axes[0, 0].set_title(image_id, fontsize=9)
     if label_map is not None:
-        axes[0, 1].imshow(colorize(label_map))
-        axes[0, 1].set_title('ground truth', fontsize=9)
-        _label_legend(axes[0, 1], label_map, class_names)
+        _label_panel(axes[0, 1], label_map, 'ground truth', class_names)
     else:
         axes[0, 1].text(0.5, 0.5, 'no labels', ha='center', va='center')
-    axes[0, 4].imshow(colorize(result['pred']))
-    axes[0, 4].set_title('segmentation (after)', fontsize=9)
-    _label_legend(axes[0, 4], result['pred'], class_names)
+    _label_panel(axes[0, 4], result['pred'], 'segmentation (after)',
+                 class_names)
     for r, c in enumerate(classes):
         for col, (when, cam, score) in enumerate(zip(
                 ('before', 'after'), result['cams'],

@@ -16,8 +16,7 @@ trained model scores above 50 %, at most ``--top``, at least its top one.
 ``after`` ``(C, H, W)`` float32 maps in [0, 1], ``classes`` ``(C,)`` label
 values, ``class_names`` and the sigmoid ``scores_before``/``scores_after``
 ``(C,)``. ``--out`` may not be, hold or lie inside the images' folder or
-the dataset, nor hold a model file; only regular files of ``--images`` are
-read (others are skipped with a warning).
+the dataset, nor hold a model file.
 """
 import sys
 
@@ -46,9 +45,8 @@ def parse_classes(names, class_names):
         return None
     unknown = [n for n in names if n not in class_names[1:]]
     if unknown:
-        raise UsageError('--classes: unknown class %s (known: %s)'
-                         % (', '.join(unknown),
-                            ', '.join(class_names[1:])))
+        raise UsageError('--classes: unknown class %s (known: %s)' % (
+            ', '.join(unknown), ', '.join(class_names[1:])))
     return np.array(sorted(class_names.index(n) for n in names))
 
 
@@ -67,16 +65,10 @@ def examples(files, dataset, max_pixels):
 
 
 def analyse(models, img, classes, wanted, top):
-    """CAMs of both models for one image: of ``classes`` (label values,
-    the image's ground truth) within ``wanted``, or without ``classes``
-    of those the trained model scores above 50 %, at most ``top``, at
-    least its top one.
-
-    Returns a dict with ``classes`` ``(C,)`` label values, ``cams`` two
-    ``(C, H, W)`` arrays (before, after), ``scores`` two ``(C,)`` sigmoid
-    scores, ``logits`` ``(C,)`` of the trained model and ``pred``
-    ``(H, W)``, the trained model's segmentation.
-    """
+    """CAMs of both models for one image, of the classes shown (module
+    docstring): a dict of ``classes`` ``(C,)`` label values, ``cams`` two
+    ``(C, H, W)`` (before, after), ``scores`` two ``(C,)`` sigmoid scores,
+    ``logits`` ``(C,)`` and ``pred`` ``(H, W)`` of the trained model."""
     x = models[0].device.send(preprocess_batch([img]))
     outputs = [m.predict(x) for m in models]
     logits = outputs[1][1][0]
@@ -118,14 +110,12 @@ def parse_args():
     p.add_argument('--classes', nargs='+', default=None,
                    help='show only these classes (names)')
     p.add_argument('--split', default=None,
-                   help='split (default: test for shapes, seg11valid for '
-                   'voc)')
+                   help='split (default: %s)' % ', '.join(
+                       '%s for %s' % (s, d) for d, s in TEST_SPLIT.items()))
     p.add_argument('--images', default=None,
-                   help='folder of unlabelled jpg/png images instead of a '
-                   'dataset split')
+                   help='folder of jpg/png images instead of a split')
     p.add_argument('--top', type=int, default=3,
-                   help='with --images: the most classes shown per image '
-                   '(those scored above 50 %%, at least the top one)')
+                   help='with --images: the most classes shown per image')
     p.add_argument('--save-cams', action='store_true',
                    help='also write the maps to --out/cams/<id>.npz')
     return p.parse_args()

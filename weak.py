@@ -14,31 +14,25 @@ unbiased images with their labels only), for each seed:
    ``gain_ext_2`` and ``gain_ext_15``: GAIN_ext with the masks of about 2 %
    and 15 % of the training images (the paper's 200 and 1,464 of 10K),
    drawn by the seed; no other mask is in their training list;
-3. each model's attention threshold tau, chosen on ``tune``
-   (``evaluate.py``);
+3. each model's attention threshold tau, chosen on ``tune``;
 4. pseudo labels of the training images from each (``make_pseudo_labels.py
-   --low tau --high tau``: the class of the highest map where it reaches
-   tau, else background), scored against the training masks (which only
+   --low tau --high tau``), scored against the training masks (which only
    measure them); for ``gain`` and ``gain_ext_15`` also refined by a dense
-   CRF (rows ``gain_crf``, ``gain_ext_15_crf``), its settings chosen on the
-   first half of ``tune`` (``make_pseudo_labels.py --crf-grid``, which also
-   measures multi-scale and flipped CAMs on tune's second half);
-5. an FCN8s trained on each pseudo-label set, and one on the training masks
-   (``full``, the upper bound), all from the same stand-in, with one
-   schedule;
+   CRF (rows ``gain_crf``, ``gain_ext_15_crf``) whose settings
+   ``make_pseudo_labels.py --crf-grid`` chose on the first half of ``tune``;
+5. an FCN8s from the stand-in trained on each pseudo-label set, and one on
+   the training masks (``full``, the upper bound), with one schedule;
 6. every FCN8s evaluated on the unbiased ``test`` split.
 
 GAIN's L_am weight and number of updates are those ``weak.py --sweep``
 chose on ``tune`` (``CHOSEN``; the sweep runs steps 1-3 for ``gain`` under
 each setting of ``SWEEP`` and writes ``media/weak_sweep.json``).
 
-Writes ``media/weak.json`` and ``media/WEAK.md``: per row the supervision
-used, the pseudo labels' mIoU (train), the FCN's Mean IU (test) with the
-95 % interval of its mean from a hierarchical bootstrap over the seeds and
-the test images, and its share of the fully supervised Mean IU; every
-class's pseudo-label IoU, FCN IoU and pointing game on tune; the paired
-differences (GAIN - classifier_cam, GAIN_ext 15 % - GAIN, each CRF row -
-its unrefined twin...) with the same intervals.
+Writes ``media/weak.json`` and ``media/WEAK.md``: per row the supervision,
+the pseudo labels' mIoU (train), the FCN's Mean IU (test) with the 95 %
+interval of its mean from a hierarchical bootstrap over the seeds and the
+test images, its share of ``full``, every class, and the paired
+differences of :data:`COMPARISONS` with the same intervals.
 """
 import csv
 import os
@@ -68,8 +62,7 @@ SUPERVISION = {
     'gain_ext_2': 'image labels + masks of 2 % of the images',
     'gain_ext_15': 'image labels + masks of 15 % of the images',
     'gain_crf': 'image labels; pseudo labels refined by a dense CRF',
-    'gain_ext_15_crf': 'as gain_ext_15; pseudo labels refined by a dense '
-                       'CRF',
+    'gain_ext_15_crf': 'as gain_ext_15; pseudo labels refined by a dense CRF',
     'full': 'masks of every image'}
 COMPARISONS = (('gain', 'classifier_cam'), ('gain_ext_15', 'gain'),
                ('gain_ext_2', 'gain'), ('gain_crf', 'gain'),
@@ -128,24 +121,20 @@ def parse_args():
                             resamples=True)
     p.add_argument('--fcn-iterations', type=int, default=300,
                    help='updates of each FCN8s (8 images each)')
-    p.add_argument('--classifier-iterations', type=int, default=None,
-                   help='override the preset\'s')
-    p.add_argument('--gain-iterations', type=int, default=None,
-                   help='override the preset\'s')
+    for stage in ('classifier', 'gain'):
+        p.add_argument('--%s-iterations' % stage, type=int, default=None,
+                       help='override the preset\'s')
     p.add_argument('--stand-in', default=STAND_IN,
-                   help='the classification-only FCN8s every row starts '
-                   'from')
+                   help='the FCN8s every row starts from')
     p.add_argument('--sweep', action='store_true',
-                   help='only steps 1-3 for classifier_cam and gain under '
-                   'each GAIN setting of SWEEP, scored on tune (test is not '
-                   'read): writes MEDIA/weak_sweep.json and OUT/sweep')
+                   help='only steps 1-3 under each setting of SWEEP, scored '
+                   'on tune: MEDIA/weak_sweep.json and OUT/sweep')
     return orchestrator.parse(p)
 
 
 class Stages(orchestrator.Pipeline):
-    """Steps 1-6 of the module docstring as jobs of one seed list in
-    ``--out`` (or its subdirectory ``sub``); each method runs one stage
-    over every row and seed."""
+    """Steps 1-6 of the module docstring as jobs in ``--out`` (or its
+    subdirectory ``sub``), a method a stage over every row and seed."""
 
     def __init__(self, args, cfg, sub=None):
         super().__init__(args, sub)
@@ -165,9 +154,8 @@ class Stages(orchestrator.Pipeline):
             self._listed('classifier_cam', s)) for s in self.args.seeds})
 
     def gains(self, classifiers, rows=tuple(CAM_ROWS), cfg=None, tag=''):
-        """Step 2: ``{(row + tag, seed): job}``, GAIN from each seed's
-        classifier for the GAIN rows among ``rows``, under ``cfg`` (default:
-        this run's)."""
+        """Step 2: ``{(row + tag, seed): job}`` of the GAIN rows among
+        ``rows``, under ``cfg`` (default: this run's)."""
         cfg = cfg or self.cfg
         n_train = len(shapes.read_split(self.data_dir, 'train'))
         jobs = {}
@@ -188,8 +176,7 @@ class Stages(orchestrator.Pipeline):
 
     def tune_metrics(self, cams):
         """Step 3: ``{(name, seed): evaluate.py's metrics on tune}`` of
-        every model of ``cams``, one evaluation per seed; each model's
-        ``attention_tau`` is its threshold."""
+        every model of ``cams`` (``attention_tau``: its threshold)."""
         names = list(dict.fromkeys(n for n, _ in cams))
         tune = self.run({s: self.evaluation(
             'eval_tune_seed%d' % s, 'tune', {n: cams[n, s] for n in names},
@@ -197,32 +184,28 @@ class Stages(orchestrator.Pipeline):
         return {(n, s): j.read()['models'][n] for s, j in tune.items()
                 for n in names}
 
+    def _labelling(self, name, split, model, flags, kind=None):
+        return self.job(name, 'make_pseudo_labels.py', [
+            '--dataset', 'shapes', '--data-dir', self.data_dir, '--split',
+            split, '--modelfile', model.path] + flags, kind=kind)
+
     def pseudo_labels(self, cams, taus):
         """Step 4: ``{(row, seed): job}`` writing each pseudo-label set,
-        the CRF rows with the settings of :meth:`crf_grids`."""
-        def job(r, s, model, flags):
-            return self.job('pseudo_%s_seed%d' % (r, s),
-                            'make_pseudo_labels.py', [
-                                '--dataset', 'shapes', '--data-dir',
-                                self.data_dir, '--split', 'train',
-                                '--modelfile', model.path] + flags)
-        jobs = {(r, s): job(r, s, cams[r, s], ['--low', taus[r, s], '--high',
-                                               taus[r, s]]) for r, s in cams}
-        grids = self.crf_grids(cams)
-        jobs.update({(r, s): job(r, s, cams[twin, s], grids[twin, s].read()[
-            'rows']['single_crf']['flags'])
-            for r, twin in CRF_ROWS.items() for s in self.args.seeds})
+        the CRF rows with the settings chosen on tune's first half
+        (``--crf-grid``), and those grids ``{(twin, seed): job}``."""
+        seeds = self.args.seeds
+        grids = self.run({(t, s): self._labelling(
+            'crfgrid_%s_seed%d' % (t, s), 'tune', cams[t, s], ['--crf-grid'],
+            ('crf_grid.json', None))
+            for t in CRF_ROWS.values() for s in seeds})
+        jobs = {(r, s): self._labelling(
+            'pseudo_%s_seed%d' % (r, s), 'train', cams[r, s],
+            ['--low', taus[r, s], '--high', taus[r, s]]) for r, s in cams}
+        jobs.update({(r, s): self._labelling(
+            'pseudo_%s_seed%d' % (r, s), 'train', cams[t, s],
+            grids[t, s].read()['rows']['single_crf']['flags'])
+            for r, t in CRF_ROWS.items() for s in seeds})
         return self.run(jobs), grids
-
-    def crf_grids(self, cams):
-        """The CRF settings of each refined row's twin and seed, chosen on
-        tune's first half (``make_pseudo_labels.py --crf-grid``)."""
-        return self.run({(twin, s): self.job(
-            'crfgrid_%s_seed%d' % (twin, s), 'make_pseudo_labels.py', [
-                '--dataset', 'shapes', '--data-dir', self.data_dir,
-                '--split', 'tune', '--modelfile', cams[twin, s].path,
-                '--crf-grid'], kind=('crf_grid.json', None))
-            for twin in CRF_ROWS.values() for s in self.args.seeds})
 
     def segmenters(self, pseudo):
         """Steps 5-6: ``{seed: per-image test records of every row}``."""
@@ -273,9 +256,8 @@ def summarize(args, records, pseudo, taus):
 
 def per_class(args, records, pseudo, tune):
     """``{row: {class: {key: value}}}`` (fractions): the FCN's ``iou`` on
-    test (over seeds and images), the pseudo labels' ``pseudo_iou`` on
-    train and, for the rows with CAMs of their own, the pointing game on
-    tune (means over the seeds)."""
+    test, the pseudo labels' ``pseudo_iou`` on train and, for the rows with
+    CAMs of their own, the pointing game on tune (means over the seeds)."""
     names = shapes.CLASS_NAMES
     pseudo_iou = {k: j.read()['per_class_iou'] for k, j in pseudo.items()}
     out = {}
@@ -295,10 +277,8 @@ def per_class(args, records, pseudo, tune):
 
 
 def refinement_on_tune(grids):
-    """``{twin: {grid row: [second-half mIoU per seed]}}`` of the CRF
-    grids: thresholded or CRF labels, single-scale or multi-scale and
-    flipped CAMs, each set on tune's first half and scored on its
-    second (points)."""
+    """``{twin: {grid row: [second-half mIoU per seed]}}`` (points) of
+    the CRF grids (``make_pseudo_labels.py --crf-grid``)."""
     out = {}
     for (twin, _), job in sorted(grids.items()):
         for name, row in job.read()['rows'].items():
@@ -315,8 +295,7 @@ def gain_config(cfg, setting):
 
 def sweep(args, cfg):
     """Steps 1-3 for ``classifier_cam`` and ``gain`` under each SWEEP
-    setting, in OUT/sweep; attention mIoU and mAP on ``tune`` per
-    setting, the choice."""
+    setting in OUT/sweep: attention mIoU and mAP on ``tune``, the choice."""
     stages = Stages(args, cfg, 'sweep')
     cams = stages.classifiers()
     settings = {'classifier_cam': None}
@@ -408,10 +387,9 @@ def class_tables(per_class):
     pointing = {r: v for r, v in per_class.items() if r in CAM_ROWS}
     pointing['chance'] = {c: dict(pointing_scaled=v[
         'pointing_scaled_chance']) for c, v in per_class['gain'].items()}
+    weak = {r: v for r, v in per_class.items() if r != 'full'}
     return '\n\n'.join([report.class_matrix(per_class, 'iou'),
-                         report.class_matrix({r: v for r, v in
-                                              per_class.items()
-                                              if r != 'full'}, 'pseudo_iou'),
+                         report.class_matrix(weak, 'pseudo_iou'),
                          report.class_matrix(pointing, 'pointing_scaled')])
 
 
@@ -439,9 +417,8 @@ def markdown(result):
             '%.1f' % v['pseudo_miou'], m['mean'], '' if m['sd_seeds'] is None
             else ' ± %.1f' % m['sd_seeds'], m['ci95'][0], m['ci95'][1],
             v['share_of_full']))
-    goal_lines = '\n'.join('- %s: %s' % (g['goal'], 'met' if g['met']
-                                         else 'NOT met')
-                           for g in result['goals'])
+    goal_lines = '\n'.join('- %s: %s' % (g['goal'], 'met' if g['met'] else
+                                         'NOT met') for g in result['goals'])
     return WEAK % dict(command=result['command'],
                        wall=result['wall_s'] / 60.,
                        seeds=' '.join(map(str, result['seeds'])),

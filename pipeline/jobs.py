@@ -53,9 +53,10 @@ def say(line):
 
 
 def make_dir(path):
-    """Directory ``path``, made or checked: a link or a file there is
-    refused (OutputError)."""
+    """Directory ``path``, made (with its parents) or checked: a link or a
+    file there is refused (OutputError)."""
     path = os.path.normpath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return output_path(os.path.dirname(path) or '.', os.path.basename(path),
                        directory=True)
 
@@ -262,9 +263,8 @@ class _Reporter(ZeroReporter):
 
 
 def run_jobs(jobs, dep_file, parallel, device):
-    """Run the ``jobs`` (:class:`pipeline.jobs.Job`) whose key changed,
-    ``parallel`` at a time, their state in ``dep_file``; JobFailed if one
-    fails."""
+    """Run the ``jobs`` whose key changed, ``parallel`` at a time,
+    their state in ``dep_file``; JobFailed if one fails."""
     named, tasks = {}, []
     for job in jobs:
         files, dirs = inputs(job.args)

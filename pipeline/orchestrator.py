@@ -49,18 +49,12 @@ def parse(p):
     return args
 
 
-def new_dir(path):
-    """:func:`pipeline.jobs.make_dir` of ``path``, its parents made."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    return make_dir(path)
-
-
 class Pipeline(object):
     """The jobs of a run in OUT (``args.out``, or its ``sub``directory),
     their logs in OUT/logs, doit's state in OUT/doit.json."""
 
     def __init__(self, args, sub=None):
-        self.out = new_dir(args.out)
+        self.out = make_dir(args.out)
         if sub:
             self.out = make_dir(os.path.join(self.out, sub))
         self.logs = make_dir(os.path.join(self.out, 'logs'))
@@ -98,7 +92,7 @@ class Pipeline(object):
     def publish(self, media, files, what=None):
         """Write ``{name: text, bytes or a JSON value}`` into ``media``;
         ``what``: print the Markdown file and that ``what`` finished."""
-        new_dir(media)
+        make_dir(media)
         for name, content in files.items():
             if not isinstance(content, (str, bytes)):
                 content = json.dumps(content, indent=1, sort_keys=True)

@@ -63,20 +63,19 @@ def gain_args(cfg, modelfile, seed, variant='gain'):
 def add_preset_flags(parser):
     """``--preset`` and one flag per preset value (overriding it), and
     ``--stand-in``."""
+    presets = '; '.join('%s: %s' % (name, ', '.join(
+        '%s %s' % kv for kv in sorted(values.items())))
+        for name, values in sorted(PRESETS.items()))
     parser.add_argument('--preset', choices=sorted(PRESETS), default=None,
                         help='schedule and width (default: gpu with '
-                        '--device N, else cpu): ' + '; '.join(
-                            '%s: %s' % (k, ', '.join(
-                                '%s %s' % (n, v) for n, v in sorted(d.items())))
-                            for k, d in sorted(PRESETS.items())))
+                        '--device N, else cpu): ' + presets)
     for key in sorted(PRESETS['cpu']):
         kind = int if key.endswith('iterations') or key == 'ext_images' \
             else float
         parser.add_argument('--' + key.replace('_', '-'), default=None,
                             type=kind, help='override the preset\'s %s' % key)
     parser.add_argument('--stand-in', default=STAND_IN,
-                        help='the pretrained FCN8s the classifiers start '
-                        'from')
+                        help='the pretrained FCN8s the classifiers start from')
 
 
 def preset_of(args):
