@@ -34,7 +34,8 @@ import numpy as np
 from scipy import ndimage
 
 from datasets.voc import image_labels
-from metrics.segmentation import class_iu, nan_mean, ratio, weighted_sum
+from metrics.segmentation import (class_iu, nan_mean, optional, ratio,
+                                  weighted_sum)
 
 TAUS = np.round(np.arange(1, 20) * 0.05, 2)  # 0.05, 0.10, ..., 0.95
 DEFAULT_TAU = 0.5
@@ -285,27 +286,27 @@ def attention_scores(records):
     taus, curve = records['taus'], nan_mean(ius[:-1])
     best = int(np.nanargmax(curve)) if not np.all(np.isnan(curve)) else 0
     result = dict(
-        attention_miou=_value(curve[best]),
+        attention_miou=optional(curve[best]),
         attention_tau=round(float(taus[best]), 4),
-        attention_miou_fixed=_value(nan_mean(ius[-1])),
+        attention_miou_fixed=optional(nan_mean(ius[-1])),
         attention_fixed_tau=round(float(records['fixed_tau']), 4),
         attention_curve=dict(tau=[round(float(t), 4) for t in taus],
                              miou=_nones(curve)),
         attention_iu=_nones(ius[best]), attention_iu_fixed=_nones(ius[-1]))
     for key in CLASS_KEYS:
         per_class = class_means(records, pair_values(records, key))
-        result[key] = _value(nan_mean(per_class))
+        result[key] = optional(nan_mean(per_class))
         result[key + '_class'] = _nones(per_class)
     px = scaled_px(records)
     tolerances = sorted(set(CURVE_PX) | ({px} if px is not None else set()))
     result['pointing_scaled_px'] = px
-    result['pointing_curve'] = dict(px=tolerances, pointing=[_value(
+    result['pointing_curve'] = dict(px=tolerances, pointing=[optional(
         nan_mean(class_means(records, (records['pointing_distance'] <= t)
                              .astype(np.float64))))
         for t in tolerances])
     result.update(pointing_counted=int((~np.isnan(records['pointing'])).sum()),
                   cam_pairs=len(records['pair_image']),
-                  zero_cams=_value(zero_cams(records)))
+                  zero_cams=optional(zero_cams(records)))
     return result
 
 
@@ -356,9 +357,5 @@ def miou_at(records, tau, weights=None):
     return nan_mean(iu_at(records, tau, weights))
 
 
-def _value(a):
-    return None if np.isnan(a) else float(a)
-
-
 def _nones(a):
-    return [_value(v) for v in a]
+    return [optional(v) for v in a]

@@ -24,7 +24,7 @@ from metrics import attention as att
 from metrics.classification import (average_precision,
                                     mean_average_precision)
 from metrics.cue import cue_arrays
-from metrics.segmentation import class_iu, nan_mean, weighted_sum
+from metrics.segmentation import class_iu, nan_mean, optional, weighted_sum
 
 N_RESAMPLES = 1000
 INTERVAL = ('hierarchical: seeds, then the test images (one image resample '
@@ -47,11 +47,6 @@ def mean_iu(records, weights=None):
 def mean_ap(records, weights=None):
     return mean_average_precision(records['logits'], records['labels'],
                                   weights)[0]
-
-
-def cue(key):
-    """The metric ``key`` of :func:`metrics.cue.cue_arrays`."""
-    return lambda records, weights=None: cue_arrays(records, weights)[key]
 
 
 def attention_miou_tuned(records, weights=None):
@@ -107,8 +102,8 @@ def metric(key):
                  attention_miou_tuned=attention_miou_tuned)
     if key in named:
         return named[key]
-    if key.startswith(('cue_', 'positive_rate')):
-        return cue(key)
+    if key.startswith(('cue_', 'positive_rate')):   # metrics.cue's
+        return lambda r, w=None: cue_arrays(r, w)[key]
     return attention(key)
 
 
@@ -129,10 +124,6 @@ def _interval(samples, level):
     return [float(v) for v in np.percentile(samples, [tail, 100 - tail])]
 
 
-def _float(v):
-    return None if np.isnan(v) else float(v)
-
-
 def hierarchical(statistic, n_seeds, n_images, n_resamples=N_RESAMPLES,
                  seed=0, level=0.95):
     """The bootstrap of the mean over seeds of ``statistic(s, weights)``
@@ -145,11 +136,11 @@ def hierarchical(statistic, n_seeds, n_images, n_resamples=N_RESAMPLES,
     values = np.array([statistic(s, weights) for s in range(n_seeds)])
     per_seed, boot = values[:, 0], values[:, 1:]
     replicates = boot[seeds, np.arange(n_resamples)[:, None]].mean(axis=1)
-    return dict(mean=_float(per_seed.mean()),
+    return dict(mean=optional(per_seed.mean()),
                 ci95=_interval(replicates, level),
-                per_seed=[_float(v) for v in per_seed],
+                per_seed=[optional(v) for v in per_seed],
                 per_seed_ci95=[_interval(b, level) for b in boot],
-                sd_seeds=(_float(np.std(per_seed, ddof=1))
+                sd_seeds=(optional(np.std(per_seed, ddof=1))
                           if n_seeds > 1 else None),
                 interval=INTERVAL)
 
@@ -198,7 +189,7 @@ def value(metric, runs, n_resamples=N_RESAMPLES, seed=0, level=0.95,
 def class_values(keys, records, class_names):
     """``{class name: {key: value}}``: the split's :func:`class_metric`
     figures of one run (None where undefined; background skipped)."""
-    return {name: {key: _float(class_metric(key, c)(records))
+    return {name: {key: optional(class_metric(key, c)(records))
                    for key in keys}
             for c, name in enumerate(class_names[1:], 1)}
 

@@ -3,7 +3,7 @@ scores of the logits and the classes they find."""
 import numpy as np
 
 from datasets.voc import image_labels
-from metrics.segmentation import nan_mean, ratio
+from metrics.segmentation import nan_mean, optional, ratio
 
 
 def average_precision(scores, labels, weights=None):
@@ -54,8 +54,7 @@ class ClassificationMetrics(object):
     def result(self):
         r = self.per_image()
         m, aps = mean_average_precision(r['logits'], r['labels'])
-        return {'map': float(m), 'ap': [None if np.isnan(a) else float(a)
-                                        for a in aps]}
+        return {'map': float(m), 'ap': [optional(a) for a in aps]}
 
 
 def sigmoid(z):

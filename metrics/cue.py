@@ -14,7 +14,7 @@ where both groups exist:
 """
 import numpy as np
 
-from metrics.segmentation import nan_mean, ratio
+from metrics.segmentation import nan_mean, optional, ratio
 
 
 def mann_whitney_auc(values, wa, wb):
@@ -62,8 +62,7 @@ def cue_arrays(records, weights=None):
 
 def cue_scores(records):
     """:func:`cue_arrays` of the split, None where undefined."""
-    return {k: None if np.isnan(v) else float(v)
-            for k, v in cue_arrays(records).items()}
+    return {k: optional(v) for k, v in cue_arrays(records).items()}
 
 
 class CueMetrics(object):

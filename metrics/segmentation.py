@@ -28,6 +28,11 @@ def ratio(num, den):
     return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)[()]
 
 
+def optional(value):
+    """``float(value)``, None for NaN (JSON has no NaN)."""
+    return None if np.isnan(value) else float(value)
+
+
 def nan_mean(values):
     """Mean over the last axis leaving NaN out; NaN where all are."""
     values = np.asarray(values, dtype=np.float64)
@@ -48,7 +53,7 @@ def segmentation_scores(hist):
                 accuracy_class=float(np.nanmean(acc_cls)),
                 mean_iu=float(nan_mean(iu)),
                 fwavacc=float((freq[freq > 0] * iu[freq > 0]).sum()),
-                iu=[None if np.isnan(v) else float(v) for v in iu])
+                iu=[optional(v) for v in iu])
 
 
 def weighted_sum(weights, per_image):
