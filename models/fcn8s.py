@@ -180,12 +180,9 @@ class FCN8s(chainer.Chain):
         to_cpu = chainer.backend.CpuDevice().send
         return to_cpu(seg), to_cpu(logits)
 
-    def links_named(self, names):
-        return [getattr(self, n) for n in names]
-
     def head_links(self):
         """The classification head's links (frozen by GAIN)."""
-        return self.links_named(CLASSIFICATION_HEAD)
+        return [getattr(self, n) for n in CLASSIFICATION_HEAD]
 
     def trunk_links(self):
         """Every link but the head's (frozen while it is trained)."""
