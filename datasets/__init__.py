@@ -75,12 +75,9 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
                 layout='auto', max_pixels=MAX_IMAGE_PIXELS,
                 skip_missing=False):
     """The raw ``(img, label_map, labels)`` dataset of a split (the flags
-    of :func:`add_flags`, ``--split`` and ``--skip-bad``).
-
-    ``name``: ``'shapes'`` (generated on first use under ``data/``),
-    ``'voc'`` or ``'list'``; ``class_names``: the classes the split must
-    have (a val split takes its training split's), for ``voc`` and ``list``
-    by default those of ``data_dir/class_names.txt``, else VOC's (``voc``);
+    of :func:`add_flags`, ``--split`` and ``--skip-bad``); ``class_names``:
+    the classes it must have (a val split takes its training split's), by
+    default those of ``data_dir/class_names.txt``, else VOC's (``voc``);
     ``skip_missing``: drop the images without files (or a readable
     annotation) with a warning, listing them in ``missing``."""
     data_dir, names = _root_and_classes(name, data_dir, split, class_names)
@@ -102,7 +99,6 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
 
 
 def _root_and_classes(name, data_dir, split, class_names):
-    """``(data_dir, class names)`` of :func:`get_dataset`'s arguments."""
     if name == 'shapes':
         from datasets import shapes
         data_dir = data_dir or shapes.ensure()

@@ -261,19 +261,14 @@ def keep_existing(entries, list_file, split, skip_missing=False):
 
 # -- datasets ----------------------------------------------------------------
 class ImageDataset(chainer.dataset.DatasetMixin):
-    """Images with multi-hot labels, and masks on some or all of them.
+    """Images ``entries`` ``[(id, image file, mask file or None)]`` with
+    multi-hot ``labels`` ``(N, K)`` (None: the masks' classes);
+    ``missing``: the ids dropped for missing or bad files (``--skip-bad``).
 
     ``get_example(i)`` is ``(img, label_map, labels)``: RGB ``(H, W, 3)``
     uint8, ``(H, W)`` int32 (-1 ignored, and everywhere for an image
     without a mask) and ``(K,)`` int32 over the ``K = n_class - 1``
-    foreground classes: ``labels[i]``, or the mask's classes when
-    ``labels`` is None.
-
-    Args:
-        entries: ``[(id, image file, mask file or None)]``.
-        labels: ``(N, K)`` image labels, or None.
-        missing: ids dropped for missing or bad files (``--skip-bad``).
-    """
+    foreground classes."""
     #: The largest image read, width x height (``--max-image-pixels``).
     max_pixels = MAX_IMAGE_PIXELS
 

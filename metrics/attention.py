@@ -272,13 +272,6 @@ def _pair_weights(records, weights):
     return np.asarray(weights, np.float64)[..., records['pair_image']]
 
 
-def scaled_px(records):
-    """The split's scaled pointing tolerance (px); None for mixed
-    sizes."""
-    px = np.unique(records['pointing_scaled_px'])
-    return round(float(px[0]), 4) if len(px) == 1 else None
-
-
 def attention_scores(records):
     """The attention figures of a split's records; ``<key>_class``: per
     class (None: absent)."""
@@ -297,7 +290,8 @@ def attention_scores(records):
         per_class = class_means(records, pair_values(records, key))
         result[key] = optional(nan_mean(per_class))
         result[key + '_class'] = _nones(per_class)
-    px = scaled_px(records)
+    px = np.unique(records['pointing_scaled_px'])    # one, or mixed sizes
+    px = round(float(px[0]), 4) if len(px) == 1 else None
     tolerances = sorted(set(CURVE_PX) | ({px} if px is not None else set()))
     result['pointing_scaled_px'] = px
     result['pointing_curve'] = dict(px=tolerances, pointing=[optional(

@@ -26,10 +26,8 @@ class Context(object):
     communicator, None for one process."""
 
     def __init__(self, comm=None, seed=0, rank_weights=None, name=None):
-        self.comm = comm
+        self.comm, self.seed, self.rank_weights = comm, seed, rank_weights
         self.name = name          # the communicator's
-        self.seed = seed
-        self.rank_weights = rank_weights
         self.device = None        # this rank's chainer device
 
     @property
@@ -261,4 +259,4 @@ def _is_cpu(spec):
     try:
         return int(spec) < 0
     except ValueError:
-        return spec.startswith('@numpy') or spec.startswith('native')
+        return spec.startswith(('@numpy', 'native'))

@@ -77,14 +77,13 @@ class GAINLoss(chainer.Chain):
                                      ('am_average', am_average, AM_AVERAGES)):
             if value not in choices:
                 raise ValueError('%s must be one of %s' % (name, choices))
-        self.am_mode, self.cam_grad, self.am_score = am_mode, cam_grad, am_score
-        self.am_average = am_average
+        self.am_mode, self.cam_grad = am_mode, cam_grad
+        self.am_score, self.am_average = am_score, am_average
         self.sigma, self.omega = sigma, omega
         self.weights = dict(cl=1.0, am=1.0, seg=1.0, ext=0.0)
         self.weights.update(weights or {})
         self.warmup = dict(am=am_warmup, ext=ext_warmup)
-        self.head_dropout = head_dropout
-        self.am_on_negatives = am_on_negatives
+        self.head_dropout, self.am_on_negatives = head_dropout, am_on_negatives
         self.progress = dict(iteration=0, epoch=0.0)  # set by the updater
         with self.init_scope():
             self.model = model

@@ -66,10 +66,8 @@ class SkipBadSamples(chainer.dataset.DatasetMixin):
     warning per bad file; the wrapped dataset's attributes show through."""
 
     def __init__(self, dataset, name='train', stream=None):
-        self.dataset = dataset
-        self.name = name
+        self.dataset, self.name, self.stream = dataset, name, stream
         self.bad = {}         # index -> message
-        self.stream = stream
 
     def __getattr__(self, attr):
         if attr == 'dataset':
