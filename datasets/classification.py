@@ -1,14 +1,11 @@
 """Image-level datasets: images with their classes, masks on some of them
 (the formats: docs/GAIN.md, "Image-level labels and mixed supervision").
 
-* :class:`VOCClassification`: the ids of VOC's ``ImageSets/Main/<split>.txt``,
-  their labels from ``Annotations/<id>.xml``; joined with the segmentation
-  list of the split (``masks=True``), the images it lists keep their masks.
-* :class:`ImageList`: any folder of images with a plain or CSV list of
-  their classes (class names from the folder's ``class_names.txt``).
-
-Labels come from the XML or the list, not from the mask; an image without a
-mask has a label map of -1 everywhere.
+:class:`VOCClassification` reads VOC's ``ImageSets/Main/<split>.txt`` and
+``Annotations/<id>.xml``, :class:`ImageList` any folder of images with a
+plain or CSV list of their classes. Labels come from the XML or the list,
+not from the mask; an image without a mask has a label map of -1
+everywhere.
 """
 import csv
 import os

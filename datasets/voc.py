@@ -1,13 +1,9 @@
 """VOC-format files (images, label maps, split lists) and the dataset every
 reader builds from them.
 
-The layouts (docs/GAIN.md, "VOC-format segmentation data"): VOCdevkit or
-fcn (``JPEGImages/``, ``SegmentationClass/``,
-``ImageSets/Segmentation/<split>.txt``), the augmented set
-(``SegmentationClassAug/``) and SBD (``img/``, ``cls/*.mat``); ``split``
-may be a list file's path, and ``seg11valid`` comes from the fcn package
-when the directory lacks it. A list names one image a line
-(docs/OPERATIONS.md): its id, or DeepLab's two paths of image and label.
+The layouts: docs/GAIN.md, "VOC-format segmentation data"; a list names
+one image a line (docs/OPERATIONS.md): its id, or DeepLab's two paths of
+image and label.
 
 Every problem with a file (missing, not a regular file, truncated, larger
 than ``max_pixels`` by its header, labels outside the classes, image and

@@ -11,26 +11,22 @@ COMMUNICATORS = ('naive', 'flat', 'non_cuda_aware', 'pure_nccl')
 
 
 #: The range of every numeric flag of the scripts (NaN and inf refused).
-RANGES = {
-    'iterations': '(0, inf)', 'batch_size': '(0, inf)',
-    'snapshot_interval': '(0, inf)', 'attention_interval': '(0, inf)',
-    'attention_val_images': '(0, inf)', 'num': '(0, inf)',
-    'top': '(0, inf)', 'max_image_pixels': '(0, inf)',
-    'epochs': '(0, inf)', 'lr': '(0, inf)', 'omega': '(0, inf)',
-    'weight_decay': '[0, inf)', 'cls_weight': '[0, inf)',
-    'cl_weight': '[0, inf)', 'am_weight': '[0, inf)',
-    'seg_weight': '[0, inf)', 'ext_weight': '[0, inf)',
-    'sigma': '(0, 1)', 'tau': '(0, 1)', 'low': '[0, 1]', 'high': '[0, 1]',
-    'lr_power': '(0, inf)', 'lr_gamma': '(0, 1]', 'lr_step': '(0, inf)',
-    'schedule_iterations': '(0, inf)', 'val_interval': '(0, inf)',
-    'positive_share': '[0, 1]',
-    # at least one channel in conv1_1 (64 x width)
-    'width': '[1/64, 1]',
-    'crf_tau': '(0, 1)', 'crf_iterations': '(0, inf)',
-    'crf_gauss_sxy': '(0, inf)', 'crf_gauss_compat': '[0, inf)',
-    'crf_bilateral_sxy': '(0, inf)', 'crf_bilateral_srgb': '(0, inf)',
-    'crf_bilateral_compat': '[0, inf)',
-}
+RANGES = dict(
+    dict.fromkeys((
+        'iterations', 'epochs', 'batch_size', 'snapshot_interval',
+        'attention_interval', 'attention_val_images', 'num', 'top',
+        'max_image_pixels', 'lr', 'omega', 'lr_power', 'lr_step',
+        'schedule_iterations', 'val_interval', 'crf_iterations',
+        'crf_gauss_sxy', 'crf_bilateral_sxy', 'crf_bilateral_srgb'),
+        '(0, inf)'),
+    **dict.fromkeys((
+        'weight_decay', 'cls_weight', 'cl_weight', 'am_weight', 'seg_weight',
+        'ext_weight', 'crf_gauss_compat', 'crf_bilateral_compat'),
+        '[0, inf)'),
+    **dict.fromkeys(('sigma', 'tau', 'crf_tau'), '(0, 1)'),
+    **dict.fromkeys(('low', 'high', 'positive_share'), '[0, 1]'),
+    lr_gamma='(0, 1]',
+    width='[1/64, 1]')      # at least one channel in conv1_1 (64 x width)
 
 
 def _bounds(interval):
