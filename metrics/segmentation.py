@@ -46,8 +46,7 @@ def segmentation_scores(hist):
     hist = np.asarray(hist, dtype=np.float64)
     diag = np.diag(hist)
     iu = class_iu(hist)
-    with np.errstate(divide='ignore', invalid='ignore'):
-        acc_cls = diag / hist.sum(axis=1)
+    acc_cls = ratio(diag, hist.sum(axis=1))
     freq = hist.sum(axis=1) / hist.sum()
     return dict(accuracy=float(diag.sum() / hist.sum()),
                 accuracy_class=float(np.nanmean(acc_cls)),

@@ -26,8 +26,7 @@ class BilinearDeconvWeight(chainer.initializer.Initializer):
         n_in, n_out, k, _ = array.shape
         factor = (k + 1) // 2
         center = factor - 1 if k % 2 == 1 else factor - 0.5
-        og = np.arange(k)
-        filt = 1 - np.abs(og - center) / factor
+        filt = 1 - np.abs(np.arange(k) - center) / factor
         xp = chainer.backend.get_array_module(array)
         array[...] = 0
         idx = np.arange(min(n_in, n_out))

@@ -59,8 +59,7 @@ def add_training_flags(p, keep_best=(), weight_decay=0.0):
     p.add_argument('--lr-gamma', type=float, default=0.1,
                    help='factor of each decay of --lr-schedule step, in '
                    '(0, 1]')
-    p.add_argument('--schedule-iterations', type=int,
-                   default=None,
+    p.add_argument('--schedule-iterations', type=int, default=None,
                    help='T of --lr-schedule poly and cosine, which reach 0 '
                    'there (default: the run\'s length in updates, from '
                    '--iterations or --epochs; a resume for longer must '
