@@ -97,8 +97,7 @@ def build(op, model, shared):
         if key not in shared:
             shared[key] = make_optimizer(loss, LR, frozen)
         opt = shared[key]
-        return (lambda *batch: opt.update(loss, *batch[:n_inputs]), loss,
-                opt)
+        return (lambda *batch: opt.update(loss, *batch[:n_inputs]), loss, opt)
 
     if op == 'seg_step':   # the head gets no gradient: freezing it is free
         return trained(SegmentationLoss(model), model.head_links(), 'train')

@@ -84,8 +84,7 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
     if not os.path.isdir(data_dir):
         raise DatasetError('%s: data directory %s' % (data_dir, 'is a file'
                            if os.path.exists(data_dir) else 'does not exist'))
-    layout = 'list' if name == 'list' else voc_layout(data_dir, split,
-                                                      layout)
+    layout = 'list' if name == 'list' else voc_layout(data_dir, split, layout)
     if layout == 'segmentation':
         dataset = VOCSegmentation(data_dir, split, names,
                                   skip_missing=skip_missing)
@@ -169,7 +168,6 @@ def batches(dataset, batch_size):
     """Lists of at most ``batch_size`` consecutive examples whose images
     (the first entry) have one shape, so that they stack."""
     examples = (dataset[i] for i in range(len(dataset)))
-    for _, same_shape in itertools.groupby(examples,
-                                           lambda e: np.shape(e[0])):
+    for _, same_shape in itertools.groupby(examples, lambda e: np.shape(e[0])):
         yield from iter(lambda: list(itertools.islice(same_shape,
                                                       batch_size)), [])

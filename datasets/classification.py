@@ -105,8 +105,7 @@ def _csv_rows(lines, list_file):
             yield (reader.line_num, row.get('image', '').strip(),
                    row.get('labels', ''), row.get('mask', '').strip())
     except csv.Error as e:        # a field over csv.field_size_limit()...
-        raise DatasetError('%s line %d: %s' % (list_file, reader.line_num,
-                                               e))
+        raise DatasetError('%s line %d: %s' % (list_file, reader.line_num, e))
 
 
 class ImageList(ImageDataset):
@@ -135,7 +134,6 @@ class ImageList(ImageDataset):
             files.append((image_id, os.path.join(data_dir, image),
                           os.path.join(data_dir, relative_name(
                               mask, list_file, number)) if mask else None))
-        files, missing = keep_existing(files, list_file, split,
-                                       skip_missing)
+        files, missing = keep_existing(files, list_file, split, skip_missing)
         super().__init__(data_dir, split, class_names, files,
                          [labels[f[0]] for f in files], missing)

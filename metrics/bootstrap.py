@@ -21,8 +21,7 @@ the split's value.
 import numpy as np
 
 from metrics import attention as att
-from metrics.classification import (average_precision,
-                                    mean_average_precision)
+from metrics.classification import average_precision, mean_average_precision
 from metrics.cue import cue_arrays
 from metrics.segmentation import class_iu, nan_mean, optional, weighted_sum
 
@@ -163,8 +162,7 @@ def paired_difference(metric, pairs, n_resamples=N_RESAMPLES, seed=0,
     return out
 
 
-def differences(comparisons, pairs, n_resamples=N_RESAMPLES,
-                metric_of=metric):
+def differences(comparisons, pairs, n_resamples=N_RESAMPLES, metric_of=metric):
     """``{'b - a': {key: paired_difference(...)}}`` in points of 0.01 of
     ``comparisons`` ``[(b, a, keys)]``; ``pairs(a, b, key)`` gives each
     seed's ``(records of a, records of b)``."""
@@ -182,8 +180,7 @@ def value(metric, runs, n_resamples=N_RESAMPLES, seed=0, level=0.95,
     """:func:`hierarchical` of one model's ``metric`` over ``runs``
     ``[records]``, one per seed."""
     return hierarchical(lambda s, weights: scale * metric(runs[s], weights),
-                        len(runs), n_images(runs[0]), n_resamples, seed,
-                        level)
+                        len(runs), n_images(runs[0]), n_resamples, seed, level)
 
 
 def class_values(keys, records, class_names):

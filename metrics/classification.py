@@ -19,8 +19,7 @@ def average_precision(scores, labels, weights=None):
     positives = (w * np.asarray(labels, bool)) @ onehot
     seen = np.cumsum(w @ onehot, axis=-1)
     precision = np.cumsum(positives, axis=-1) / np.where(seen > 0, seen, 1)
-    return ratio((positives * precision).sum(axis=-1),
-                 positives.sum(axis=-1))
+    return ratio((positives * precision).sum(axis=-1), positives.sum(axis=-1))
 
 
 def mean_average_precision(scores, labels, weights=None):

@@ -60,8 +60,7 @@ def weighted_sum(weights, per_image):
     ``weights`` ``(..., N)`` times (None: once)."""
     if weights is None:
         return np.asarray(per_image).sum(axis=0)
-    return np.tensordot(np.asarray(weights, np.float64), per_image,
-                        axes=1)
+    return np.tensordot(np.asarray(weights, np.float64), per_image, axes=1)
 
 
 class SegmentationMetrics(object):

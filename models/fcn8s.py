@@ -76,8 +76,7 @@ class FCN8s(chainer.Chain):
             self.upscore2 = L.Deconvolution2D(n_class, n_class, 4, 2, 0, **up)
             self.upscore_pool4 = L.Deconvolution2D(
                 n_class, n_class, 4, 2, 0, **up)
-            self.upscore8 = L.Deconvolution2D(
-                n_class, n_class, 16, 8, 0, **up)
+            self.upscore8 = L.Deconvolution2D(n_class, n_class, 16, 8, 0, **up)
             # GAIN head: GAP(pool5) -> fc6_cl -> fc7_cl -> score_cl.
             self.fc6_cl = L.Linear(c5, c6, initialW=HEAD_INIT)
             self.fc7_cl = L.Linear(c6, c6, initialW=HEAD_INIT)

@@ -145,8 +145,7 @@ def _training_flags(p, iterations):
                    'GPUs: numpy has no fast float16 matrix product); '
                    'mixed16-emulated: its roundings at float32 speed, '
                    'to check its numerics on a CPU')
-    p.add_argument('--communicator', default=None,
-                   choices=COMMUNICATORS,
+    p.add_argument('--communicator', default=None, choices=COMMUNICATORS,
                    help='data-parallel training on ChainerMN, run under '
                    'mpiexec -n K (naive on CPUs, pure_nccl on GPUs; '
                    'needs mpi4py and an MPI): each rank takes a shard '

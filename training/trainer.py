@@ -98,8 +98,7 @@ def train_iterator(examples, train, args):
 
 def training_view(train, args):
     """The raw split ``train`` flipped at random and ``--augment``'ed."""
-    return training_data(train, flip=True,
-                         augment=augmentation(args.augment))
+    return training_data(train, flip=True, augment=augmentation(args.augment))
 
 
 def val_iterator(val, batch_size):

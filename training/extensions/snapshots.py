@@ -213,8 +213,7 @@ class Snapshot(extension.Extension):
         self.signal = None
         self._handlers = {}
         self._inner = extensions.snapshot(filename=FILENAME,
-                                          n_retains=n_retains,
-                                          writer=Writer())
+                                          n_retains=n_retains, writer=Writer())
 
     def initialize(self, trainer):
         if self.writes:

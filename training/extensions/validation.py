@@ -105,8 +105,7 @@ class MeanAPEvaluator(extension.Extension):
                     preprocess_batch([img for img, _, _ in batch]))
                 logits = to_cpu(self.model.classify(x).array)
                 for (_, label_map, labels), scores in zip(batch, logits):
-                    metrics.add(label_map, dict(logits=scores,
-                                                labels=labels))
+                    metrics.add(label_map, dict(logits=scores, labels=labels))
         value = metrics.result()['map']
         return value if value is not None and math.isfinite(value) else None
 
