@@ -54,8 +54,7 @@ def wait_for_runs(url, runs, deadline=120):
     while time.monotonic() < end:
         scalars = tensorboard.fetch(url, '/data/plugin/scalars/tags')
         images = tensorboard.fetch(url, '/data/plugin/images/tags')
-        if all(any(n.startswith(r) for n in scalars) for r in runs) and \
-                images:
+        if all(any(n.startswith(r) for n in scalars) for r in runs) and images:
             return
         time.sleep(0.5)
     raise UsageError('TensorBoard did not show the runs within %d s'

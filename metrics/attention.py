@@ -166,8 +166,7 @@ class AttentionMetrics(object):
         # a map that reaches exactly the k lowest thresholds; fixed[r, t, a],
         # r: reaches self.tau. Per pair: its image, class and PAIR_KEYS.
         self.sweep, self.fixed = [], []
-        self.pairs = {k: [] for k in ('pair_image', 'pair_class') +
-                      PAIR_KEYS}
+        self.pairs = {k: [] for k in ('pair_image', 'pair_class') + PAIR_KEYS}
 
     def add(self, label_map, outputs):
         cams, classes = outputs['cams'], outputs['cam_classes']

@@ -87,8 +87,7 @@ def class_metric(key, c):
         return lambda r, w=None: class_iu(weighted_sum(w, r['confusion']))[
             ..., c]
     if key == 'attention_iou_tuned':
-        return lambda r, w=None: att.iu_at(r, float(r['tuned_tau']), w)[
-            ..., c]
+        return lambda r, w=None: att.iu_at(r, float(r['tuned_tau']), w)[..., c]
     if key == 'attention_iou_fixed':
         return lambda r, w=None: _attention_ious(r, w)[..., -1, c]
     return lambda r, w=None: att.class_means(r, att.pair_values(r, key), w)[

@@ -42,8 +42,7 @@ def cue_arrays(records, weights=None):
     where undefined."""
     logits, labels, cues = (np.asarray(records[k]) for k in
                             ('logits', 'labels', 'cues'))
-    labels, cues, positive = labels.astype(bool), cues.astype(bool), \
-        logits > 0
+    labels, cues, positive = labels.astype(bool), cues.astype(bool), logits > 0
     w = (np.ones(len(logits)) if weights is None else
          np.asarray(weights, np.float64))
     out = {}
@@ -81,5 +80,4 @@ class CueMetrics(object):
         return {'cues': np.array(self.records['cues'], bool)}
 
     def result(self):
-        return cue_scores({k: np.array(v) for k, v in
-                           self.records.items()})
+        return cue_scores({k: np.array(v) for k, v in self.records.items()})

@@ -171,8 +171,7 @@ class FCN8s(chainer.Chain):
     def predict(self, x):
         """Segmentation ``(N, H, W)`` and logits ``(N, K)`` of ``x`` ``(N,
         3, H, W)`` as numpy arrays (test mode, no graph)."""
-        with chainer.using_config('train', False), \
-                chainer.no_backprop_mode():
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
             seg = self.segment(x).array.argmax(axis=1)
             logits = self.classify(x).array
         to_cpu = chainer.backend.CpuDevice().send

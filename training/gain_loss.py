@@ -233,6 +233,5 @@ def parse_warmup(text):
         raise ValueError('warm-up must be N (iterations) or Ne (epochs), '
                          'got %r' % text)
     if not value >= 0 or value == float('inf'):
-        raise ValueError('warm-up must be a finite number >= 0, got %r'
-                         % text)
+        raise ValueError('warm-up must be a finite number >= 0, got %r' % text)
     return value, unit

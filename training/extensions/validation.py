@@ -98,8 +98,7 @@ class MeanAPEvaluator(extension.Extension):
         """The mAP (None: undefined)."""
         metrics = ClassificationMetrics(self.dataset.n_class)
         to_cpu = chainer.backend.CpuDevice().send
-        with chainer.using_config('train', False), \
-                chainer.no_backprop_mode():
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
             for batch in batches(self.dataset, self.batch_size):
                 x = self.model.device.send(
                     preprocess_batch([img for img, _, _ in batch]))
