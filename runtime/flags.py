@@ -107,17 +107,15 @@ def _training_flags(p, iterations):
     p.add_argument('--val-split', default='val',
                    help='split evaluated during training ("" for none)')
     p.add_argument('--val-data-dir', default=None,
-                   help='dataset root of --val-split (default: '
-                   '--data-dir), e.g. the real labels when training on '
-                   'pseudo labels')
+                   help='dataset root of --val-split (default: --data-dir), '
+                   'e.g. the real labels when training on pseudo labels')
     p.add_argument('--iterations', type=int, default=None,
                    help='number of updates (default: %d unless --epochs '
                    'is given; overrides --epochs)' % iterations)
     p.add_argument('--epochs', type=float, default=None,
                    help='number of passes over the training split')
     p.add_argument('--batch-size', type=int, default=8,
-                   help='images per update (per rank with '
-                   '--communicator)')
+                   help='images per update (per rank with --communicator)')
     p.add_argument('--force', action='store_true',
                    help='start over in --out, removing its model.npz '
                    'and snapshots (a finished run is never overwritten '
@@ -130,9 +128,8 @@ def _training_flags(p, iterations):
                    'given snapshot file. Without it a rerun with the '
                    'same --out resumes when it finds a snapshot')
     p.add_argument('--snapshot-interval', type=int, default=100,
-                   help='iterations between snapshots of the whole '
-                   'trainer (one is also taken at the end and on '
-                   'SIGINT/SIGTERM)')
+                   help='iterations between snapshots of the whole trainer '
+                   '(one is also taken at the end and on SIGINT/SIGTERM)')
     p.add_argument('--skip-bad', action='store_true',
                    help='skip unreadable or inconsistent samples (and '
                    'split entries without files) with a warning, '

@@ -36,9 +36,8 @@ def add_training_flags(p, keep_best=(), weight_decay=0.0):
     choices of ``--keep-best``, validation metrics of the script."""
     p.add_argument('--augment', default='none', choices=AUGMENTATIONS,
                    help='training augmentation besides the random flip '
-                   '(datasets/augment.py): seg: random scale in [0.75, '
-                   '1.25], crop, colour jitter; autoaugment: an AutoAugment '
-                   'policy')
+                   '(datasets/augment.py): seg: random scale in [0.75, 1.25], '
+                   'crop, colour jitter; autoaugment: an AutoAugment policy')
     p.add_argument('--positive-share', type=float, default=None,
                    help='share of positive images (with a foreground class) '
                    'in every training batch, in [0, 1]; the rarer kind is '
