@@ -82,9 +82,8 @@ def main():
     p = flags.parser(__doc__, training=False)
     p.add_argument('--out', default='runs/tensorboard_demo',
                    help='directory of the two training runs')
-    p.add_argument('--png', default=os.path.join(ROOT, 'media',
-                                                 'tensorboard.png'),
-                   help='the screenshot')
+    p.add_argument('--png', help='the screenshot',
+                   default=os.path.join(ROOT, 'media', 'tensorboard.png'))
     p.add_argument('--classifier-iterations', type=int,
                    default=200, help='updates of train_classifier.py')
     p.add_argument('--gain-iterations', type=int,

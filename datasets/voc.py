@@ -103,11 +103,10 @@ def _to_rgb(im, path):
         a = (np.asarray(im, dtype=np.float64) / 257.0).round()
         return np.repeat(a.astype(np.uint8)[:, :, None], 3, axis=2)
     if im.mode in ('I', 'F'):
-        raise DatasetError('%s: image of mode %s (32-bit %s) has no fixed '
-                           'range to scale to 8 bits; convert it to 8 or 16 '
-                           'bits per channel' % (path, im.mode, 'integers'
-                                                 if im.mode == 'I' else
-                                                 'floats'))
+        raise DatasetError(
+            '%s: image of mode %s (32-bit %s) has no fixed range to scale to '
+            '8 bits; convert it to 8 or 16 bits per channel' % (
+                path, im.mode, 'integers' if im.mode == 'I' else 'floats'))
     return np.asarray(im.convert('RGB'), dtype=np.uint8)
 
 
@@ -304,10 +303,9 @@ class ImageDataset(chainer.dataset.DatasetMixin):
                                        mask,) + label_map.shape))
             bad = (label_map >= self.n_class) | (label_map < IGNORE)
             if bad.any():
+                values = np.unique(label_map[bad]).tolist()
                 raise DatasetError('%s: label values %s outside 0..%d and '
-                                   '255' % (mask, np.unique(
-                                       label_map[bad]).tolist(),
-                                       self.n_class - 1))
+                                   '255' % (mask, values, self.n_class - 1))
         labels = (image_labels(label_map, self.n_class) if self.labels is
                   None else self.labels[i].copy())
         return img, label_map, labels

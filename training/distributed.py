@@ -155,9 +155,8 @@ class Context(object):
     def summary(self, batch_size, lr):
         return ('data-parallel: %d ranks (%s communicator) x batch size %d '
                 '= effective batch size %d; learning rate %g (as given, not '
-                'scaled with the ranks)'
-                % (self.size, self.name, batch_size, batch_size * self.size,
-                   lr))
+                'scaled with the ranks)' % (self.size, self.name, batch_size,
+                                            batch_size * self.size, lr))
 
     def abort(self, status):
         """End every rank now (after a failure on one, the others would

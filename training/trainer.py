@@ -91,8 +91,7 @@ def train_iterator(examples, train, args):
     positive = np.array([flags[i] for i in range(len(flags))], bool)
     return SerialIterator(examples, args.batch_size,
                           order_sampler=PositiveShareOrder(
-                              positive, args.positive_share,
-                              args.batch_size))
+                              positive, args.positive_share, args.batch_size))
 
 
 def training_view(train, args):
