@@ -42,9 +42,8 @@ def in_range(name, value):
     if name not in RANGES:
         return True
     low, high, low_in, high_in = _bounds(RANGES[name])
-    return (math.isfinite(value) and (low < value or low_in and value ==
-                                      low) and
-            (value < high or high_in and value == high))
+    return (math.isfinite(value) and (low <= value if low_in else low < value)
+            and (value <= high if high_in else value < high))
 
 
 def _range_error(name, value):
