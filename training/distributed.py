@@ -29,22 +29,9 @@ class Context(object):
         self.comm, self.seed, self.rank_weights = comm, seed, rank_weights
         self.name = name          # the communicator's
         self.device = None        # this rank's chainer device
-
-    @property
-    def distributed(self):
-        return self.comm is not None
-
-    @property
-    def rank(self):
-        return self.comm.rank if self.comm else 0
-
-    @property
-    def size(self):
-        return self.comm.size if self.comm else 1
-
-    @property
-    def is_writer(self):
-        return self.rank == 0
+        self.rank, self.size = (comm.rank, comm.size) if comm else (0, 1)
+        self.distributed = comm is not None
+        self.is_writer = self.rank == 0
 
     def device_spec(self, spec):
         """This rank's ``--device``: GPU ``N + intra_rank`` of ``N`` (or
