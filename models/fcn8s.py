@@ -49,12 +49,8 @@ class FCN8s(chainer.Chain):
             raise ValueError('width must be in (0, 1], got %r' % width)
         self.n_class = int(n_class)
         self.width = float(width)
-
-        def ch(c):
-            return max(1, int(round(c * width)))
-
-        c1, c2, c3, c4, c5, c6 = (ch(64), ch(128), ch(256), ch(512), ch(512),
-                                  ch(4096))
+        c1, c2, c3, c4, c5, c6 = (max(1, int(round(c * width)))
+                                  for c in (64, 128, 256, 512, 512, 4096))
         trunk = (c1, c1, c2, c2, c3, c3, c3, c4, c4, c4, c5, c5, c5)
         conv = dict(initialW=chainer.initializers.HeNormal())
         zero = dict(initialW=chainer.initializers.Zero())
