@@ -112,8 +112,7 @@ def dtype_check(spec):
     :class:`bench.dtypes.DtypeRecorder`."""
     from runtime.device import get_device
     device = get_device(spec['device'])
-    arrays = [device.send(a) for a in make_batch(spec['batch'],
-                                                 spec['size'])]
+    arrays = [device.send(a) for a in make_batch(spec['batch'], spec['size'])]
     result = {}
     for name in OPS:
         run, loss, optimizer = build(

@@ -25,8 +25,7 @@ OPS = ['seg_step_mixed16', 'seg_step', 'gain_joint_activations',
        'classify', 'grad_cam', 'evaluate']
 MIXED16 = '_mixed16'
 MIXED_OPS = [op for op in OPS if op.endswith(MIXED16)]
-GAIN_OPS = [op for op in OPS if op.startswith('gain_') and
-            op not in MIXED_OPS]
+GAIN_OPS = [op for op in OPS if op.startswith('gain_') and op not in MIXED_OPS]
 DESCRIPTION = dict(
     seg_step='FCN8s segmentation step (fwd+bwd+Adam)',
     cls_step='classifier-stage step (trunk frozen)',
@@ -97,8 +96,7 @@ def build(op, model, shared):
         if key not in shared:
             shared[key] = make_optimizer(loss, LR, frozen)
         opt = shared[key]
-        return (lambda *batch: opt.update(loss, *batch[:n_inputs]), loss,
-                opt)
+        return (lambda *batch: opt.update(loss, *batch[:n_inputs]), loss, opt)
 
     if op == 'seg_step':   # the head gets no gradient: freezing it is free
         return trained(SegmentationLoss(model), model.head_links(), 'train')

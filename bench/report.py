@@ -106,8 +106,7 @@ def ratio_table(results):
         lines.append('| %s | %s | %.2f | %s | %s %.1f | %s |' % (
             r['ratio'], r['config'], r['value'], '-' if r['cpu_time_value']
             is None else '%.2f' % r['cpu_time_value'],
-            '<=' if r['at_most'] else '>=', r['target'],
-            r['verdict']))
+            '<=' if r['at_most'] else '>=', r['target'], r['verdict']))
     return '\n'.join(lines)
 
 

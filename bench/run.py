@@ -55,8 +55,7 @@ def parse_args(argv=None):
                    help='a subset of: %s (default: all; the mixed16 ones '
                    'on GPU only)' % ', '.join(OPS))
     p.add_argument('--rounds', type=int, default=5,
-                   help='timed rounds per configuration, at most '
-                   '(default 5)')
+                   help='timed rounds per configuration, at most (default 5)')
     p.add_argument('--time-budget', type=float, default=120.0,
                    help='no further round once one more would pass this '
                    'many seconds for a configuration (default 120)')

@@ -54,8 +54,7 @@ def wait_for_runs(url, runs, deadline=120):
     while time.monotonic() < end:
         scalars = tensorboard.fetch(url, '/data/plugin/scalars/tags')
         images = tensorboard.fetch(url, '/data/plugin/images/tags')
-        if all(any(n.startswith(r) for n in scalars) for r in runs) and \
-                images:
+        if all(any(n.startswith(r) for n in scalars) for r in runs) and images:
             return
         time.sleep(0.5)
     raise UsageError('TensorBoard did not show the runs within %d s'
@@ -83,9 +82,8 @@ def main():
     p = flags.parser(__doc__, training=False)
     p.add_argument('--out', default='runs/tensorboard_demo',
                    help='directory of the two training runs')
-    p.add_argument('--png', default=os.path.join(ROOT, 'media',
-                                                 'tensorboard.png'),
-                   help='the screenshot')
+    p.add_argument('--png', help='the screenshot',
+                   default=os.path.join(ROOT, 'media', 'tensorboard.png'))
     p.add_argument('--classifier-iterations', type=int,
                    default=200, help='updates of train_classifier.py')
     p.add_argument('--gain-iterations', type=int,

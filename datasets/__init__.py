@@ -75,20 +75,16 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
                 layout='auto', max_pixels=MAX_IMAGE_PIXELS,
                 skip_missing=False):
     """The raw ``(img, label_map, labels)`` dataset of a split (the flags
-    of :func:`add_flags`, ``--split`` and ``--skip-bad``).
-
-    ``name``: ``'shapes'`` (generated on first use under ``data/``),
-    ``'voc'`` or ``'list'``; ``class_names``: the classes the split must
-    have (a val split takes its training split's), for ``voc`` and ``list``
-    by default those of ``data_dir/class_names.txt``, else VOC's (``voc``);
+    of :func:`add_flags`, ``--split`` and ``--skip-bad``); ``class_names``:
+    the classes it must have (a val split takes its training split's), by
+    default those of ``data_dir/class_names.txt``, else VOC's (``voc``);
     ``skip_missing``: drop the images without files (or a readable
     annotation) with a warning, listing them in ``missing``."""
     data_dir, names = _root_and_classes(name, data_dir, split, class_names)
     if not os.path.isdir(data_dir):
         raise DatasetError('%s: data directory %s' % (data_dir, 'is a file'
                            if os.path.exists(data_dir) else 'does not exist'))
-    layout = 'list' if name == 'list' else voc_layout(data_dir, split,
-                                                      layout)
+    layout = 'list' if name == 'list' else voc_layout(data_dir, split, layout)
     if layout == 'segmentation':
         dataset = VOCSegmentation(data_dir, split, names,
                                   skip_missing=skip_missing)
@@ -102,7 +98,6 @@ def get_dataset(name, data_dir=None, split='train', class_names=None,
 
 
 def _root_and_classes(name, data_dir, split, class_names):
-    """``(data_dir, class names)`` of :func:`get_dataset`'s arguments."""
     if name == 'shapes':
         from datasets import shapes
         data_dir = data_dir or shapes.ensure()
@@ -173,7 +168,6 @@ def batches(dataset, batch_size):
     """Lists of at most ``batch_size`` consecutive examples whose images
     (the first entry) have one shape, so that they stack."""
     examples = (dataset[i] for i in range(len(dataset)))
-    for _, same_shape in itertools.groupby(examples,
-                                           lambda e: np.shape(e[0])):
+    for _, same_shape in itertools.groupby(examples, lambda e: np.shape(e[0])):
         yield from iter(lambda: list(itertools.islice(same_shape,
                                                       batch_size)), [])

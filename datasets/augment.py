@@ -8,12 +8,10 @@ mean colour (0 after preprocessing, as GAIN's erasure) and the label -1.
 Every draw comes from ``numpy.random``, seeded by the scripts and saved in
 the snapshots, so a resumed run draws the same.
 
-* ``seg``, :class:`ScaleCropJitter`: a random scale, a random crop (or
-  placement) back to the image's size, and colour jitter.
-* ``autoaugment``, :class:`AutoAugmentPolicy`: one of :data:`SUB_POLICIES`
-  at random, each of its two operations applied with its probability (the
-  operations of AutoAugment's ImageNet policy, Cubuk et al., CVPR 2019; a
-  small fixed set of sub-policies chosen here, not searched).
+``seg`` is :class:`ScaleCropJitter`; ``autoaugment``,
+:class:`AutoAugmentPolicy`, takes the operations of AutoAugment's ImageNet
+policy (Cubuk et al., CVPR 2019) in a small fixed set of sub-policies
+chosen here, not searched.
 
 Not albumentations: it brings opencv, scipy and pydantic for the dozen
 operations PIL has, and its MIT releases have ended.

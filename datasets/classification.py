@@ -1,14 +1,11 @@
 """Image-level datasets: images with their classes, masks on some of them
 (the formats: docs/GAIN.md, "Image-level labels and mixed supervision").
 
-* :class:`VOCClassification`: the ids of VOC's ``ImageSets/Main/<split>.txt``,
-  their labels from ``Annotations/<id>.xml``; joined with the segmentation
-  list of the split (``masks=True``), the images it lists keep their masks.
-* :class:`ImageList`: any folder of images with a plain or CSV list of
-  their classes (class names from the folder's ``class_names.txt``).
-
-Labels come from the XML or the list, not from the mask; an image without a
-mask has a label map of -1 everywhere.
+:class:`VOCClassification` reads VOC's ``ImageSets/Main/<split>.txt`` and
+``Annotations/<id>.xml``, :class:`ImageList` any folder of images with a
+plain or CSV list of their classes. Labels come from the XML or the list,
+not from the mask; an image without a mask has a label map of -1
+everywhere.
 """
 import csv
 import os
@@ -108,8 +105,7 @@ def _csv_rows(lines, list_file):
             yield (reader.line_num, row.get('image', '').strip(),
                    row.get('labels', ''), row.get('mask', '').strip())
     except csv.Error as e:        # a field over csv.field_size_limit()...
-        raise DatasetError('%s line %d: %s' % (list_file, reader.line_num,
-                                               e))
+        raise DatasetError('%s line %d: %s' % (list_file, reader.line_num, e))
 
 
 class ImageList(ImageDataset):
@@ -138,7 +134,6 @@ class ImageList(ImageDataset):
             files.append((image_id, os.path.join(data_dir, image),
                           os.path.join(data_dir, relative_name(
                               mask, list_file, number)) if mask else None))
-        files, missing = keep_existing(files, list_file, split,
-                                       skip_missing)
+        files, missing = keep_existing(files, list_file, split, skip_missing)
         super().__init__(data_dir, split, class_names, files,
                          [labels[f[0]] for f in files], missing)

@@ -308,8 +308,7 @@ def ensure(root=None, seed=0, **kwargs):
     with filelock.FileLock(os.path.join(parent, '.%s.lock' % name)):
         if _is_current(root, params):    # made by the process we waited for
             return root
-        if os.path.isdir(root) and not set(os.listdir(root)) <= set(
-                OWN_FILES):
+        if os.path.isdir(root) and not set(os.listdir(root)) <= set(OWN_FILES):
             raise FileExistsError('%s holds files that are not a shapes '
                                   'dataset; not replacing it' % root)
         for entry in os.listdir(parent):
@@ -354,8 +353,7 @@ def bias_statistics(root, split):
             n_cue_and_class=int((cue & cls).sum()),
             p_cue=_fraction(cue.sum(), len(ids)),
             p_cue_given_class=_fraction((cue & cls).sum(), cls.sum()),
-            p_cue_given_not_class=_fraction((cue & ~cls).sum(),
-                                            (~cls).sum()))
+            p_cue_given_not_class=_fraction((cue & ~cls).sum(), (~cls).sum()))
     return stats
 
 

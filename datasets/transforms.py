@@ -69,14 +69,10 @@ class PixelSupervisionFlag(chainer.dataset.DatasetMixin):
 @chainer.dataset.converter()
 def pad_examples(batch, device=None):
     """``concat_examples`` of ``(x, label_map, labels, ...)`` examples that
-    may differ in size, plus their sizes.
-
-    Each image sits at the top left of the batch's largest height and
-    width, the rest 0 (the mean colour after preprocessing) and its label
-    map -1 (ignored). The sizes appended are each image's ``(height,
-    width)``, ``(N, 2)`` int on the host (:mod:`models.padding` derives
-    the masks from them), or None when all have one size (nothing padded).
-    """
+    may differ in size, plus their sizes: each image at the top left of the
+    batch's largest height and width, the rest 0 (the mean colour) and
+    label -1; the sizes, each image's ``(height, width)`` ``(N, 2)`` on the
+    host (:mod:`models.padding`), None when all have one size."""
     sizes = np.array([np.shape(example[0])[-2:] for example in batch],
                      np.int64)
     if (sizes == sizes[0]).all():

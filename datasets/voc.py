@@ -1,13 +1,9 @@
 """VOC-format files (images, label maps, split lists) and the dataset every
 reader builds from them.
 
-The layouts (docs/GAIN.md, "VOC-format segmentation data"): VOCdevkit or
-fcn (``JPEGImages/``, ``SegmentationClass/``,
-``ImageSets/Segmentation/<split>.txt``), the augmented set
-(``SegmentationClassAug/``) and SBD (``img/``, ``cls/*.mat``); ``split``
-may be a list file's path, and ``seg11valid`` comes from the fcn package
-when the directory lacks it. A list names one image a line
-(docs/OPERATIONS.md): its id, or DeepLab's two paths of image and label.
+The layouts: docs/GAIN.md, "VOC-format segmentation data"; a list names
+one image a line (docs/OPERATIONS.md): its id, or DeepLab's two paths of
+image and label.
 
 Every problem with a file (missing, not a regular file, truncated, larger
 than ``max_pixels`` by its header, labels outside the classes, image and
@@ -107,11 +103,10 @@ def _to_rgb(im, path):
         a = (np.asarray(im, dtype=np.float64) / 257.0).round()
         return np.repeat(a.astype(np.uint8)[:, :, None], 3, axis=2)
     if im.mode in ('I', 'F'):
-        raise DatasetError('%s: image of mode %s (32-bit %s) has no fixed '
-                           'range to scale to 8 bits; convert it to 8 or 16 '
-                           'bits per channel' % (path, im.mode, 'integers'
-                                                 if im.mode == 'I' else
-                                                 'floats'))
+        raise DatasetError(
+            '%s: image of mode %s (32-bit %s) has no fixed range to scale to '
+            '8 bits; convert it to 8 or 16 bits per channel' % (
+                path, im.mode, 'integers' if im.mode == 'I' else 'floats'))
     return np.asarray(im.convert('RGB'), dtype=np.uint8)
 
 
@@ -261,19 +256,14 @@ def keep_existing(entries, list_file, split, skip_missing=False):
 
 # -- datasets ----------------------------------------------------------------
 class ImageDataset(chainer.dataset.DatasetMixin):
-    """Images with multi-hot labels, and masks on some or all of them.
+    """Images ``entries`` ``[(id, image file, mask file or None)]`` with
+    multi-hot ``labels`` ``(N, K)`` (None: the masks' classes);
+    ``missing``: the ids dropped for missing or bad files (``--skip-bad``).
 
     ``get_example(i)`` is ``(img, label_map, labels)``: RGB ``(H, W, 3)``
     uint8, ``(H, W)`` int32 (-1 ignored, and everywhere for an image
     without a mask) and ``(K,)`` int32 over the ``K = n_class - 1``
-    foreground classes: ``labels[i]``, or the mask's classes when
-    ``labels`` is None.
-
-    Args:
-        entries: ``[(id, image file, mask file or None)]``.
-        labels: ``(N, K)`` image labels, or None.
-        missing: ids dropped for missing or bad files (``--skip-bad``).
-    """
+    foreground classes."""
     #: The largest image read, width x height (``--max-image-pixels``).
     max_pixels = MAX_IMAGE_PIXELS
 
@@ -313,10 +303,9 @@ class ImageDataset(chainer.dataset.DatasetMixin):
                                        mask,) + label_map.shape))
             bad = (label_map >= self.n_class) | (label_map < IGNORE)
             if bad.any():
+                values = np.unique(label_map[bad]).tolist()
                 raise DatasetError('%s: label values %s outside 0..%d and '
-                                   '255' % (mask, np.unique(
-                                       label_map[bad]).tolist(),
-                                       self.n_class - 1))
+                                   '255' % (mask, values, self.n_class - 1))
         labels = (image_labels(label_map, self.n_class) if self.labels is
                   None else self.labels[i].copy())
         return img, label_map, labels

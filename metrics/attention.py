@@ -34,7 +34,8 @@ import numpy as np
 from scipy import ndimage
 
 from datasets.voc import image_labels
-from metrics.segmentation import class_iu, nan_mean, ratio, weighted_sum
+from metrics.segmentation import (class_iu, nan_mean, optional, ratio,
+                                  weighted_sum)
 
 TAUS = np.round(np.arange(1, 20) * 0.05, 2)  # 0.05, 0.10, ..., 0.95
 DEFAULT_TAU = 0.5
@@ -165,8 +166,7 @@ class AttentionMetrics(object):
         # a map that reaches exactly the k lowest thresholds; fixed[r, t, a],
         # r: reaches self.tau. Per pair: its image, class and PAIR_KEYS.
         self.sweep, self.fixed = [], []
-        self.pairs = {k: [] for k in ('pair_image', 'pair_class') +
-                      PAIR_KEYS}
+        self.pairs = {k: [] for k in ('pair_image', 'pair_class') + PAIR_KEYS}
 
     def add(self, label_map, outputs):
         cams, classes = outputs['cams'], outputs['cam_classes']
@@ -271,13 +271,6 @@ def _pair_weights(records, weights):
     return np.asarray(weights, np.float64)[..., records['pair_image']]
 
 
-def scaled_px(records):
-    """The split's scaled pointing tolerance (px); None for mixed
-    sizes."""
-    px = np.unique(records['pointing_scaled_px'])
-    return round(float(px[0]), 4) if len(px) == 1 else None
-
-
 def attention_scores(records):
     """The attention figures of a split's records; ``<key>_class``: per
     class (None: absent)."""
@@ -285,27 +278,28 @@ def attention_scores(records):
     taus, curve = records['taus'], nan_mean(ius[:-1])
     best = int(np.nanargmax(curve)) if not np.all(np.isnan(curve)) else 0
     result = dict(
-        attention_miou=_value(curve[best]),
+        attention_miou=optional(curve[best]),
         attention_tau=round(float(taus[best]), 4),
-        attention_miou_fixed=_value(nan_mean(ius[-1])),
+        attention_miou_fixed=optional(nan_mean(ius[-1])),
         attention_fixed_tau=round(float(records['fixed_tau']), 4),
         attention_curve=dict(tau=[round(float(t), 4) for t in taus],
                              miou=_nones(curve)),
         attention_iu=_nones(ius[best]), attention_iu_fixed=_nones(ius[-1]))
     for key in CLASS_KEYS:
         per_class = class_means(records, pair_values(records, key))
-        result[key] = _value(nan_mean(per_class))
+        result[key] = optional(nan_mean(per_class))
         result[key + '_class'] = _nones(per_class)
-    px = scaled_px(records)
+    px = np.unique(records['pointing_scaled_px'])    # one, or mixed sizes
+    px = round(float(px[0]), 4) if len(px) == 1 else None
     tolerances = sorted(set(CURVE_PX) | ({px} if px is not None else set()))
     result['pointing_scaled_px'] = px
-    result['pointing_curve'] = dict(px=tolerances, pointing=[_value(
+    result['pointing_curve'] = dict(px=tolerances, pointing=[optional(
         nan_mean(class_means(records, (records['pointing_distance'] <= t)
                              .astype(np.float64))))
         for t in tolerances])
     result.update(pointing_counted=int((~np.isnan(records['pointing'])).sum()),
                   cam_pairs=len(records['pair_image']),
-                  zero_cams=_value(zero_cams(records)))
+                  zero_cams=optional(zero_cams(records)))
     return result
 
 
@@ -356,9 +350,5 @@ def miou_at(records, tau, weights=None):
     return nan_mean(iu_at(records, tau, weights))
 
 
-def _value(a):
-    return None if np.isnan(a) else float(a)
-
-
 def _nones(a):
-    return [_value(v) for v in a]
+    return [optional(v) for v in a]

@@ -21,10 +21,9 @@ the split's value.
 import numpy as np
 
 from metrics import attention as att
-from metrics.classification import (average_precision,
-                                    mean_average_precision)
+from metrics.classification import average_precision, mean_average_precision
 from metrics.cue import cue_arrays
-from metrics.segmentation import class_iu, nan_mean, weighted_sum
+from metrics.segmentation import class_iu, nan_mean, optional, weighted_sum
 
 N_RESAMPLES = 1000
 INTERVAL = ('hierarchical: seeds, then the test images (one image resample '
@@ -47,11 +46,6 @@ def mean_iu(records, weights=None):
 def mean_ap(records, weights=None):
     return mean_average_precision(records['logits'], records['labels'],
                                   weights)[0]
-
-
-def cue(key):
-    """The metric ``key`` of :func:`metrics.cue.cue_arrays`."""
-    return lambda records, weights=None: cue_arrays(records, weights)[key]
 
 
 def attention_miou_tuned(records, weights=None):
@@ -93,8 +87,7 @@ def class_metric(key, c):
         return lambda r, w=None: class_iu(weighted_sum(w, r['confusion']))[
             ..., c]
     if key == 'attention_iou_tuned':
-        return lambda r, w=None: att.iu_at(r, float(r['tuned_tau']), w)[
-            ..., c]
+        return lambda r, w=None: att.iu_at(r, float(r['tuned_tau']), w)[..., c]
     if key == 'attention_iou_fixed':
         return lambda r, w=None: _attention_ious(r, w)[..., -1, c]
     return lambda r, w=None: att.class_means(r, att.pair_values(r, key), w)[
@@ -107,8 +100,8 @@ def metric(key):
                  attention_miou_tuned=attention_miou_tuned)
     if key in named:
         return named[key]
-    if key.startswith(('cue_', 'positive_rate')):
-        return cue(key)
+    if key.startswith(('cue_', 'positive_rate')):   # metrics.cue's
+        return lambda r, w=None: cue_arrays(r, w)[key]
     return attention(key)
 
 
@@ -129,10 +122,6 @@ def _interval(samples, level):
     return [float(v) for v in np.percentile(samples, [tail, 100 - tail])]
 
 
-def _float(v):
-    return None if np.isnan(v) else float(v)
-
-
 def hierarchical(statistic, n_seeds, n_images, n_resamples=N_RESAMPLES,
                  seed=0, level=0.95):
     """The bootstrap of the mean over seeds of ``statistic(s, weights)``
@@ -145,11 +134,11 @@ def hierarchical(statistic, n_seeds, n_images, n_resamples=N_RESAMPLES,
     values = np.array([statistic(s, weights) for s in range(n_seeds)])
     per_seed, boot = values[:, 0], values[:, 1:]
     replicates = boot[seeds, np.arange(n_resamples)[:, None]].mean(axis=1)
-    return dict(mean=_float(per_seed.mean()),
+    return dict(mean=optional(per_seed.mean()),
                 ci95=_interval(replicates, level),
-                per_seed=[_float(v) for v in per_seed],
+                per_seed=[optional(v) for v in per_seed],
                 per_seed_ci95=[_interval(b, level) for b in boot],
-                sd_seeds=(_float(np.std(per_seed, ddof=1))
+                sd_seeds=(optional(np.std(per_seed, ddof=1))
                           if n_seeds > 1 else None),
                 interval=INTERVAL)
 
@@ -172,8 +161,7 @@ def paired_difference(metric, pairs, n_resamples=N_RESAMPLES, seed=0,
     return out
 
 
-def differences(comparisons, pairs, n_resamples=N_RESAMPLES,
-                metric_of=metric):
+def differences(comparisons, pairs, n_resamples=N_RESAMPLES, metric_of=metric):
     """``{'b - a': {key: paired_difference(...)}}`` in points of 0.01 of
     ``comparisons`` ``[(b, a, keys)]``; ``pairs(a, b, key)`` gives each
     seed's ``(records of a, records of b)``."""
@@ -191,14 +179,13 @@ def value(metric, runs, n_resamples=N_RESAMPLES, seed=0, level=0.95,
     """:func:`hierarchical` of one model's ``metric`` over ``runs``
     ``[records]``, one per seed."""
     return hierarchical(lambda s, weights: scale * metric(runs[s], weights),
-                        len(runs), n_images(runs[0]), n_resamples, seed,
-                        level)
+                        len(runs), n_images(runs[0]), n_resamples, seed, level)
 
 
 def class_values(keys, records, class_names):
     """``{class name: {key: value}}``: the split's :func:`class_metric`
     figures of one run (None where undefined; background skipped)."""
-    return {name: {key: _float(class_metric(key, c)(records))
+    return {name: {key: optional(class_metric(key, c)(records))
                    for key in keys}
             for c, name in enumerate(class_names[1:], 1)}
 

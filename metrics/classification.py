@@ -3,7 +3,7 @@ scores of the logits and the classes they find."""
 import numpy as np
 
 from datasets.voc import image_labels
-from metrics.segmentation import nan_mean, ratio
+from metrics.segmentation import nan_mean, optional, ratio
 
 
 def average_precision(scores, labels, weights=None):
@@ -19,8 +19,7 @@ def average_precision(scores, labels, weights=None):
     positives = (w * np.asarray(labels, bool)) @ onehot
     seen = np.cumsum(w @ onehot, axis=-1)
     precision = np.cumsum(positives, axis=-1) / np.where(seen > 0, seen, 1)
-    return ratio((positives * precision).sum(axis=-1),
-                 positives.sum(axis=-1))
+    return ratio((positives * precision).sum(axis=-1), positives.sum(axis=-1))
 
 
 def mean_average_precision(scores, labels, weights=None):
@@ -54,8 +53,7 @@ class ClassificationMetrics(object):
     def result(self):
         r = self.per_image()
         m, aps = mean_average_precision(r['logits'], r['labels'])
-        return {'map': float(m), 'ap': [None if np.isnan(a) else float(a)
-                                        for a in aps]}
+        return {'map': float(m), 'ap': [optional(a) for a in aps]}
 
 
 def sigmoid(z):

@@ -14,7 +14,7 @@ where both groups exist:
 """
 import numpy as np
 
-from metrics.segmentation import nan_mean, ratio
+from metrics.segmentation import nan_mean, optional, ratio
 
 
 def mann_whitney_auc(values, wa, wb):
@@ -42,8 +42,7 @@ def cue_arrays(records, weights=None):
     where undefined."""
     logits, labels, cues = (np.asarray(records[k]) for k in
                             ('logits', 'labels', 'cues'))
-    labels, cues, positive = labels.astype(bool), cues.astype(bool), \
-        logits > 0
+    labels, cues, positive = labels.astype(bool), cues.astype(bool), logits > 0
     w = (np.ones(len(logits)) if weights is None else
          np.asarray(weights, np.float64))
     out = {}
@@ -62,8 +61,7 @@ def cue_arrays(records, weights=None):
 
 def cue_scores(records):
     """:func:`cue_arrays` of the split, None where undefined."""
-    return {k: None if np.isnan(v) else float(v)
-            for k, v in cue_arrays(records).items()}
+    return {k: optional(v) for k, v in cue_arrays(records).items()}
 
 
 class CueMetrics(object):
@@ -82,5 +80,4 @@ class CueMetrics(object):
         return {'cues': np.array(self.records['cues'], bool)}
 
     def result(self):
-        return cue_scores({k: np.array(v) for k, v in
-                           self.records.items()})
+        return cue_scores({k: np.array(v) for k, v in self.records.items()})

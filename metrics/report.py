@@ -57,8 +57,7 @@ def cell(value, key, digits=1):
         return '%.*f' % (digits, values)
     if len(values) == 1:
         return '%.*f' % (digits, values[0])
-    return '%.*f ± %.*f' % (digits, values.mean(), digits,
-                            values.std(ddof=1))
+    return '%.*f ± %.*f' % (digits, values.mean(), digits, values.std(ddof=1))
 
 
 def markdown_table(rows, keys, digits=1, tau=None, first='model', px=None):
@@ -142,8 +141,7 @@ def results_page(results, keys, experiment=None):
     return RESULTS % dict(
         command=results['command'], seconds=results['seconds'], sigma=tau,
         summary=markdown_table(results['rows'], keys, tau=tau, px=px),
-        differences=difference_table(results['differences'], tau=tau,
-                                     px=px),
+        differences=difference_table(results['differences'], tau=tau, px=px),
         classes='\n\n'.join(class_matrix(per_class, k, tau, px)
                               for k in keys_of_class), claims=claims)
 

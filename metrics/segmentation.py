@@ -28,6 +28,11 @@ def ratio(num, den):
     return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)[()]
 
 
+def optional(value):
+    """``float(value)``, None for NaN (JSON has no NaN)."""
+    return None if np.isnan(value) else float(value)
+
+
 def nan_mean(values):
     """Mean over the last axis leaving NaN out; NaN where all are."""
     values = np.asarray(values, dtype=np.float64)
@@ -41,14 +46,13 @@ def segmentation_scores(hist):
     hist = np.asarray(hist, dtype=np.float64)
     diag = np.diag(hist)
     iu = class_iu(hist)
-    with np.errstate(divide='ignore', invalid='ignore'):
-        acc_cls = diag / hist.sum(axis=1)
+    acc_cls = ratio(diag, hist.sum(axis=1))
     freq = hist.sum(axis=1) / hist.sum()
     return dict(accuracy=float(diag.sum() / hist.sum()),
                 accuracy_class=float(np.nanmean(acc_cls)),
                 mean_iu=float(nan_mean(iu)),
                 fwavacc=float((freq[freq > 0] * iu[freq > 0]).sum()),
-                iu=[None if np.isnan(v) else float(v) for v in iu])
+                iu=[optional(v) for v in iu])
 
 
 def weighted_sum(weights, per_image):
@@ -56,8 +60,7 @@ def weighted_sum(weights, per_image):
     ``weights`` ``(..., N)`` times (None: once)."""
     if weights is None:
         return np.asarray(per_image).sum(axis=0)
-    return np.tensordot(np.asarray(weights, np.float64), per_image,
-                        axes=1)
+    return np.tensordot(np.asarray(weights, np.float64), per_image, axes=1)
 
 
 class SegmentationMetrics(object):

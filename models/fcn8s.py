@@ -26,8 +26,7 @@ class BilinearDeconvWeight(chainer.initializer.Initializer):
         n_in, n_out, k, _ = array.shape
         factor = (k + 1) // 2
         center = factor - 1 if k % 2 == 1 else factor - 0.5
-        og = np.arange(k)
-        filt = 1 - np.abs(og - center) / factor
+        filt = 1 - np.abs(np.arange(k) - center) / factor
         xp = chainer.backend.get_array_module(array)
         array[...] = 0
         idx = np.arange(min(n_in, n_out))
@@ -50,12 +49,8 @@ class FCN8s(chainer.Chain):
             raise ValueError('width must be in (0, 1], got %r' % width)
         self.n_class = int(n_class)
         self.width = float(width)
-
-        def ch(c):
-            return max(1, int(round(c * width)))
-
-        c1, c2, c3, c4, c5, c6 = (ch(64), ch(128), ch(256), ch(512), ch(512),
-                                  ch(4096))
+        c1, c2, c3, c4, c5, c6 = (max(1, int(round(c * width)))
+                                  for c in (64, 128, 256, 512, 512, 4096))
         trunk = (c1, c1, c2, c2, c3, c3, c3, c4, c4, c4, c5, c5, c5)
         conv = dict(initialW=chainer.initializers.HeNormal())
         zero = dict(initialW=chainer.initializers.Zero())
@@ -77,8 +72,7 @@ class FCN8s(chainer.Chain):
             self.upscore2 = L.Deconvolution2D(n_class, n_class, 4, 2, 0, **up)
             self.upscore_pool4 = L.Deconvolution2D(
                 n_class, n_class, 4, 2, 0, **up)
-            self.upscore8 = L.Deconvolution2D(
-                n_class, n_class, 16, 8, 0, **up)
+            self.upscore8 = L.Deconvolution2D(n_class, n_class, 16, 8, 0, **up)
             # GAIN head: GAP(pool5) -> fc6_cl -> fc7_cl -> score_cl.
             self.fc6_cl = L.Linear(c5, c6, initialW=HEAD_INIT)
             self.fc7_cl = L.Linear(c6, c6, initialW=HEAD_INIT)
@@ -173,19 +167,15 @@ class FCN8s(chainer.Chain):
     def predict(self, x):
         """Segmentation ``(N, H, W)`` and logits ``(N, K)`` of ``x`` ``(N,
         3, H, W)`` as numpy arrays (test mode, no graph)."""
-        with chainer.using_config('train', False), \
-                chainer.no_backprop_mode():
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
             seg = self.segment(x).array.argmax(axis=1)
             logits = self.classify(x).array
         to_cpu = chainer.backend.CpuDevice().send
         return to_cpu(seg), to_cpu(logits)
 
-    def links_named(self, names):
-        return [getattr(self, n) for n in names]
-
     def head_links(self):
         """The classification head's links (frozen by GAIN)."""
-        return self.links_named(CLASSIFICATION_HEAD)
+        return [getattr(self, n) for n in CLASSIFICATION_HEAD]
 
     def trunk_links(self):
         """Every link but the head's (frozen while it is trained)."""

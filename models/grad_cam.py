@@ -13,21 +13,13 @@ from models.resize import resize_bilinear, upsample_each
 
 
 def grad_cam(model, x, targets, double_backprop=False):
-    """Grad-CAM maps of a batch, up-sampled to the input size.
-
-    ``weights = mean_{ij} d(score)/d(A_k)``, ``map = ReLU(sum_k w_k A_k)``
-    with ``A = relu(conv5_3)``; not normalised.
-
-    Args:
-        model (FCN8s): the network.
-        x: ``(N, 3, H, W)`` preprocessed images.
-        targets: class indices ``(N,)`` or multi-hot ``(N, n_class - 1)``
-            (the labelled logits are summed).
-        double_backprop (bool): keep the graph of the weights too, so that
-            a loss on the map differentiates them (``--cam-grad full``).
-    Returns:
-        ``(N, H, W)`` Variable, differentiable w.r.t. the trunk.
-    """
+    """Grad-CAM maps ``(N, H, W)`` (a Variable, differentiable w.r.t. the
+    trunk, not normalised) of images ``x`` ``(N, 3, H, W)``:
+    ``w_k = mean_{ij} d(score)/d(A_k)``, ``map = ReLU(sum_k w_k A_k)`` with
+    ``A = relu(conv5_3)``, up-sampled to ``(H, W)``. ``targets``: class
+    indices ``(N,)`` or multi-hot ``(N, n_class - 1)`` (the labelled logits
+    summed); ``double_backprop``: the weights keep their graph too
+    (``--cam-grad full``)."""
     return cam_from_features(model, model.features(x), targets,
                              x.shape[2:], double_backprop)
 
@@ -153,19 +145,10 @@ def _resize_images(x, size):
 
 
 def class_cams(model, x, classes, scales=(1.0,), flip=False):
-    """Normalised Grad-CAMs of the given classes of each image, in one
-    batched call per scale and mirror (features once, one head
-    back-propagation per batch).
-
-    Args:
-        model (FCN8s): the network (with its classification head).
-        x: ``(N, 3, H, W)`` preprocessed images on the model's device.
-        classes: ``N`` sequences of label values ``1..n_class-1``.
-        scales, flip: multi-scale and flipped maps (:func:`inference_cams`).
-    Returns:
-        list of ``N`` float32 numpy arrays ``(C_i, H, W)`` in [0, 1], the
-        maps in the order of ``classes[i]``.
-    """
+    """Normalised Grad-CAMs, ``N`` float32 numpy arrays ``(C_i, H, W)`` in
+    [0, 1], of the label values ``classes[i]`` (``1..n_class-1``) of each
+    image of ``x`` ``(N, 3, H, W)``, in one batched call per scale and
+    mirror (``scales``, ``flip``: :func:`inference_cams`)."""
     n, size = len(x), tuple(x.shape[2:])
     image = [i for i, cs in enumerate(classes) for _ in cs]
     target = [int(c) - 1 for cs in classes for c in cs]

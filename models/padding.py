@@ -39,6 +39,5 @@ def masked_mean(h, valid):
     ``valid`` cells (the others take no gradient)."""
     xp = h.xp
     total = F.sum(inside(h, valid), axis=(2, 3))
-    cells = xp.asarray(np.prod(valid, axis=1, dtype=np.int64)).astype(
-        h.dtype)
+    cells = xp.asarray(np.prod(valid, axis=1, dtype=np.int64)).astype(h.dtype)
     return total / xp.broadcast_to(cells[:, None], total.shape)

@@ -60,6 +60,5 @@ def apply_link(link, x, precision='float32', pad=None):
     elif isinstance(link, L.Linear):
         y = F.linear(x, W, b)
     else:
-        raise TypeError('no mixed-precision rule for %s'
-                        % type(link).__name__)
+        raise TypeError('no mixed-precision rule for %s' % type(link).__name__)
     return to_compute(y, precision)

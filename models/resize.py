@@ -15,8 +15,7 @@ def interpolation_matrix(n_out, n_in, stride=None):
     cell, defaults to ``n_out / n_in``."""
     stride = n_out / n_in if stride is None else stride
     m = np.zeros((n_out, n_in), dtype=np.float32)
-    src = (np.arange(n_out) + 0.5) / stride - 0.5
-    src = np.clip(src, 0, n_in - 1)
+    src = np.clip((np.arange(n_out) + 0.5) / stride - 0.5, 0, n_in - 1)
     lo = np.floor(src).astype(int)
     hi = np.minimum(lo + 1, n_in - 1)
     frac = (src - lo).astype(np.float32)

@@ -41,8 +41,7 @@ class _WriteTarget(object):
         self._file = f
 
     def discard(self):
-        self._file = io.BytesIO() if 'b' in self._file.mode else \
-            io.StringIO()
+        self._file = io.BytesIO() if 'b' in self._file.mode else io.StringIO()
 
     def __getattr__(self, name):
         return getattr(self._file, name)

@@ -11,26 +11,22 @@ COMMUNICATORS = ('naive', 'flat', 'non_cuda_aware', 'pure_nccl')
 
 
 #: The range of every numeric flag of the scripts (NaN and inf refused).
-RANGES = {
-    'iterations': '(0, inf)', 'batch_size': '(0, inf)',
-    'snapshot_interval': '(0, inf)', 'attention_interval': '(0, inf)',
-    'attention_val_images': '(0, inf)', 'num': '(0, inf)',
-    'top': '(0, inf)', 'max_image_pixels': '(0, inf)',
-    'epochs': '(0, inf)', 'lr': '(0, inf)', 'omega': '(0, inf)',
-    'weight_decay': '[0, inf)', 'cls_weight': '[0, inf)',
-    'cl_weight': '[0, inf)', 'am_weight': '[0, inf)',
-    'seg_weight': '[0, inf)', 'ext_weight': '[0, inf)',
-    'sigma': '(0, 1)', 'tau': '(0, 1)', 'low': '[0, 1]', 'high': '[0, 1]',
-    'lr_power': '(0, inf)', 'lr_gamma': '(0, 1]', 'lr_step': '(0, inf)',
-    'schedule_iterations': '(0, inf)', 'val_interval': '(0, inf)',
-    'positive_share': '[0, 1]',
-    # at least one channel in conv1_1 (64 x width)
-    'width': '[1/64, 1]',
-    'crf_tau': '(0, 1)', 'crf_iterations': '(0, inf)',
-    'crf_gauss_sxy': '(0, inf)', 'crf_gauss_compat': '[0, inf)',
-    'crf_bilateral_sxy': '(0, inf)', 'crf_bilateral_srgb': '(0, inf)',
-    'crf_bilateral_compat': '[0, inf)',
-}
+RANGES = dict(
+    dict.fromkeys((
+        'iterations', 'epochs', 'batch_size', 'snapshot_interval',
+        'attention_interval', 'attention_val_images', 'num', 'top',
+        'max_image_pixels', 'lr', 'omega', 'lr_power', 'lr_step',
+        'schedule_iterations', 'val_interval', 'crf_iterations',
+        'crf_gauss_sxy', 'crf_bilateral_sxy', 'crf_bilateral_srgb'),
+        '(0, inf)'),
+    **dict.fromkeys((
+        'weight_decay', 'cls_weight', 'cl_weight', 'am_weight', 'seg_weight',
+        'ext_weight', 'crf_gauss_compat', 'crf_bilateral_compat'),
+        '[0, inf)'),
+    **dict.fromkeys(('sigma', 'tau', 'crf_tau'), '(0, 1)'),
+    **dict.fromkeys(('low', 'high', 'positive_share'), '[0, 1]'),
+    lr_gamma='(0, 1]',
+    width='[1/64, 1]')      # at least one channel in conv1_1 (64 x width)
 
 
 def _bounds(interval):
@@ -46,9 +42,8 @@ def in_range(name, value):
     if name not in RANGES:
         return True
     low, high, low_in, high_in = _bounds(RANGES[name])
-    return (math.isfinite(value) and (low < value or low_in and value ==
-                                      low) and
-            (value < high or high_in and value == high))
+    return (math.isfinite(value) and (low <= value if low_in else low < value)
+            and (value <= high if high_in else value < high))
 
 
 def _range_error(name, value):
@@ -111,17 +106,15 @@ def _training_flags(p, iterations):
     p.add_argument('--val-split', default='val',
                    help='split evaluated during training ("" for none)')
     p.add_argument('--val-data-dir', default=None,
-                   help='dataset root of --val-split (default: '
-                   '--data-dir), e.g. the real labels when training on '
-                   'pseudo labels')
+                   help='dataset root of --val-split (default: --data-dir), '
+                   'e.g. the real labels when training on pseudo labels')
     p.add_argument('--iterations', type=int, default=None,
                    help='number of updates (default: %d unless --epochs '
                    'is given; overrides --epochs)' % iterations)
     p.add_argument('--epochs', type=float, default=None,
                    help='number of passes over the training split')
     p.add_argument('--batch-size', type=int, default=8,
-                   help='images per update (per rank with '
-                   '--communicator)')
+                   help='images per update (per rank with --communicator)')
     p.add_argument('--force', action='store_true',
                    help='start over in --out, removing its model.npz '
                    'and snapshots (a finished run is never overwritten '
@@ -134,9 +127,8 @@ def _training_flags(p, iterations):
                    'given snapshot file. Without it a rerun with the '
                    'same --out resumes when it finds a snapshot')
     p.add_argument('--snapshot-interval', type=int, default=100,
-                   help='iterations between snapshots of the whole '
-                   'trainer (one is also taken at the end and on '
-                   'SIGINT/SIGTERM)')
+                   help='iterations between snapshots of the whole trainer '
+                   '(one is also taken at the end and on SIGINT/SIGTERM)')
     p.add_argument('--skip-bad', action='store_true',
                    help='skip unreadable or inconsistent samples (and '
                    'split entries without files) with a warning, '
@@ -149,8 +141,7 @@ def _training_flags(p, iterations):
                    'GPUs: numpy has no fast float16 matrix product); '
                    'mixed16-emulated: its roundings at float32 speed, '
                    'to check its numerics on a CPU')
-    p.add_argument('--communicator', default=None,
-                   choices=COMMUNICATORS,
+    p.add_argument('--communicator', default=None, choices=COMMUNICATORS,
                    help='data-parallel training on ChainerMN, run under '
                    'mpiexec -n K (naive on CPUs, pure_nccl on GPUs; '
                    'needs mpi4py and an MPI): each rank takes a shard '

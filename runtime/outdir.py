@@ -71,13 +71,6 @@ def _entries(out, pattern):
     return sorted(n for n in os.listdir(out) if pattern.match(n))
 
 
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.remove(path)
-
-
 def _tool():
     return os.path.basename(sys.argv[0])
 
@@ -216,7 +209,11 @@ class Claim(object):
                 shutil.rmtree(staging)
             return
         for name in _entries(self.out, self.kind.own):
-            _remove(os.path.join(self.out, name))
+            path = os.path.join(self.out, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
         if check_entry(staging, directory=True):
             for name in os.listdir(staging):
                 os.replace(os.path.join(staging, name),

@@ -1,8 +1,7 @@
-"""The training scripts' defaults: the ``cpu`` preset of the ``shapes``
-pipeline, the settings behind the README's Results (its GAIN weights and
-sigma chosen on the ``tune`` split, models/pretrained/README.md). The
-orchestrators' ``cpu`` preset is :data:`CPU`; a flag given on a script's
-command line overrides its default."""
+"""The training scripts' defaults, a flag on the command line overriding
+one: :data:`CPU`, the orchestrators' ``cpu`` preset of the ``shapes``
+pipeline behind the README's Results (its GAIN weights and sigma chosen on
+the ``tune`` split, models/pretrained/README.md)."""
 
 CPU = dict(width=0.0625, fcn_iterations=1500, fcn_lr=1e-3,
            classifier_iterations=600, gain_iterations=150, gain_lr=3e-4,

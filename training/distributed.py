@@ -26,27 +26,12 @@ class Context(object):
     communicator, None for one process."""
 
     def __init__(self, comm=None, seed=0, rank_weights=None, name=None):
-        self.comm = comm
+        self.comm, self.seed, self.rank_weights = comm, seed, rank_weights
         self.name = name          # the communicator's
-        self.seed = seed
-        self.rank_weights = rank_weights
         self.device = None        # this rank's chainer device
-
-    @property
-    def distributed(self):
-        return self.comm is not None
-
-    @property
-    def rank(self):
-        return self.comm.rank if self.comm else 0
-
-    @property
-    def size(self):
-        return self.comm.size if self.comm else 1
-
-    @property
-    def is_writer(self):
-        return self.rank == 0
+        self.rank, self.size = (comm.rank, comm.size) if comm else (0, 1)
+        self.distributed = comm is not None
+        self.is_writer = self.rank == 0
 
     def device_spec(self, spec):
         """This rank's ``--device``: GPU ``N + intra_rank`` of ``N`` (or
@@ -157,9 +142,8 @@ class Context(object):
     def summary(self, batch_size, lr):
         return ('data-parallel: %d ranks (%s communicator) x batch size %d '
                 '= effective batch size %d; learning rate %g (as given, not '
-                'scaled with the ranks)'
-                % (self.size, self.name, batch_size, batch_size * self.size,
-                   lr))
+                'scaled with the ranks)' % (self.size, self.name, batch_size,
+                                            batch_size * self.size, lr))
 
     def abort(self, status):
         """End every rank now (after a failure on one, the others would
@@ -261,4 +245,4 @@ def _is_cpu(spec):
     try:
         return int(spec) < 0
     except ValueError:
-        return spec.startswith('@numpy') or spec.startswith('native')
+        return spec.startswith(('@numpy', 'native'))

@@ -43,17 +43,13 @@ class GAINLoss(chainer.Chain):
             is not trained here, and its dropout would only add noise to
             the scores whose gradients train the trunk (about 0.035 sd on
             an erased image's score). Grad-CAM never uses it.
-        am_on_negatives (bool): L_am also takes the images without any
-            foreground label (negatives). Such an image has no class to
-            erase; it is erased where the Grad-CAM of its top-scoring class
-            ``c = argmax_k s_k(I)`` looks (the logits of the L_cl pass, a
-            constant choice), and L_am adds ``sigmoid(s_c(I*))`` of the
-            erased image, as for an image whose one label is ``c``: one more
-            image in the mean over images (one more pair with
-            ``am_average='pair'``). The class the network most believes in
-            on an image that has none must then lie where its attention
-            is, and its score drops once that is erased. L_ext never takes
-            these CAMs. Off by default (the paper: positives only).
+        am_on_negatives (bool): L_am also takes the images without a
+            foreground label, each erased where the Grad-CAM of its
+            top-scoring class ``c = argmax_k s_k(I)`` (of the L_cl pass, a
+            constant) looks, as if ``c`` were its one label: the class the
+            network most believes in on an image that has none must lie
+            where its attention is. L_ext never takes these CAMs. Off by
+            default (the paper: positives only).
 
     ``forward(x, label_map, labels, supervised, sizes=None)`` takes images
     ``(N, 3, H, W)``, label maps ``(N, H, W)`` (-1 ignored), multi-hot
@@ -64,11 +60,9 @@ class GAINLoss(chainer.Chain):
     and reports ``cl``, ``am``, ``ext``, ``seg`` and ``loss``.
 
     A batch may mix images with a mask and images with image-level labels
-    only, whose label map is -1 everywhere: L_cl and L_am take every image;
-    L_seg is the mean over the labelled pixels of the batch and L_ext over
-    those of its ``supervised`` images (chosen among the masked ones), so
-    an image without a mask adds nothing to them, nor to their gradient,
-    and each is 0 (with a zero gradient) in a batch without any.
+    only (label map -1 everywhere): L_cl and L_am take every image; L_seg
+    and L_ext are means over the labelled pixels of the batch and of its
+    ``supervised`` images, 0 (with a zero gradient) without any.
     """
 
     def __init__(self, model, am_mode='per-class', cam_grad='activations',
@@ -77,22 +71,19 @@ class GAINLoss(chainer.Chain):
                  head_dropout=False, am_average='image',
                  am_on_negatives=False):
         super().__init__()
-        if am_mode not in AM_MODES:
-            raise ValueError('am_mode must be one of %s' % (AM_MODES,))
-        if cam_grad not in CAM_GRADS:
-            raise ValueError('cam_grad must be one of %s' % (CAM_GRADS,))
-        if am_score not in AM_SCORES:
-            raise ValueError('am_score must be one of %s' % (AM_SCORES,))
-        if am_average not in AM_AVERAGES:
-            raise ValueError('am_average must be one of %s' % (AM_AVERAGES,))
-        self.am_mode, self.cam_grad, self.am_score = am_mode, cam_grad, am_score
-        self.am_average = am_average
+        for name, value, choices in (('am_mode', am_mode, AM_MODES),
+                                     ('cam_grad', cam_grad, CAM_GRADS),
+                                     ('am_score', am_score, AM_SCORES),
+                                     ('am_average', am_average, AM_AVERAGES)):
+            if value not in choices:
+                raise ValueError('%s must be one of %s' % (name, choices))
+        self.am_mode, self.cam_grad = am_mode, cam_grad
+        self.am_score, self.am_average = am_score, am_average
         self.sigma, self.omega = sigma, omega
         self.weights = dict(cl=1.0, am=1.0, seg=1.0, ext=0.0)
         self.weights.update(weights or {})
         self.warmup = dict(am=am_warmup, ext=ext_warmup)
-        self.head_dropout = head_dropout
-        self.am_on_negatives = am_on_negatives
+        self.head_dropout, self.am_on_negatives = head_dropout, am_on_negatives
         self.progress = dict(iteration=0, epoch=0.0)  # set by the updater
         with self.init_scope():
             self.model = model
@@ -242,6 +233,5 @@ def parse_warmup(text):
         raise ValueError('warm-up must be N (iterations) or Ne (epochs), '
                          'got %r' % text)
     if not value >= 0 or value == float('inf'):
-        raise ValueError('warm-up must be a finite number >= 0, got %r'
-                         % text)
+        raise ValueError('warm-up must be a finite number >= 0, got %r' % text)
     return value, unit

@@ -26,8 +26,7 @@ class SegmentationLoss(chainer.Chain):
         seg = F.softmax_cross_entropy(score, label_map)
         loss = seg
         if self.cls_weight:
-            cl = F.sigmoid_cross_entropy(self.model.classify(x, sizes),
-                                         labels)
+            cl = F.sigmoid_cross_entropy(self.model.classify(x, sizes), labels)
             loss = seg + self.cls_weight * cl
             chainer.report({'seg': seg, 'cl': cl}, self)
         chainer.report({'loss': loss}, self)

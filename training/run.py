@@ -109,12 +109,10 @@ def begin_run(args, model, train, stop, **extra):
     extra.setdefault('iterations', schedule_iterations(
         stop, len(train), args.batch_size, context.size))
     extra.update(n_class=model.n_class, width=model.width,
-                 data_dir=train.data_dir, **context.describe(
-                     args.batch_size))
+                 data_dir=train.data_dir, **context.describe(args.batch_size))
     if context.distributed and context.is_writer:
         print(context.summary(args.batch_size, args.lr), flush=True)
-    resumed, config = context.on_writer(_begin, args, stop, len(train),
-                                        extra)
+    resumed, config = context.on_writer(_begin, args, stop, len(train), extra)
     return dict(resumed=resumed, config=config)
 
 
@@ -122,8 +120,7 @@ def _begin(args, stop, n_train, extra):
     resumed = None if args.force else snapshots.pick(args.out, args.resume)
     if resumed is not None:
         path, arrays = resumed
-        config = json.loads(json.dumps(dict(vars(args), **extra),
-                                       default=str))
+        config = json.loads(json.dumps(dict(vars(args), **extra), default=str))
         snapshots.changed_flags(path, arrays, config, vars(args))
         iteration = int(arrays['updater/iteration'])
         check_length(args, stop, n_train, iteration, path)

@@ -55,8 +55,7 @@ def lr_schedule(optimizer, schedule, iterations=None, power=0.9, step=None,
         return extensions.PolynomialShift(attr, power, iterations,
                                           optimizer=optimizer)
     if schedule == 'step':
-        return extensions.StepShift(attr, gamma, step,
-                                    optimizer=optimizer)
+        return extensions.StepShift(attr, gamma, step, optimizer=optimizer)
     if schedule == 'cosine':
         return CosineShift(attr, iterations, optimizer)
     raise ValueError('unknown schedule %r' % schedule)

@@ -36,9 +36,8 @@ def add_training_flags(p, keep_best=(), weight_decay=0.0):
     choices of ``--keep-best``, validation metrics of the script."""
     p.add_argument('--augment', default='none', choices=AUGMENTATIONS,
                    help='training augmentation besides the random flip '
-                   '(datasets/augment.py): seg: random scale in [0.75, '
-                   '1.25], crop, colour jitter; autoaugment: an AutoAugment '
-                   'policy')
+                   '(datasets/augment.py): seg: random scale in [0.75, 1.25], '
+                   'crop, colour jitter; autoaugment: an AutoAugment policy')
     p.add_argument('--positive-share', type=float, default=None,
                    help='share of positive images (with a foreground class) '
                    'in every training batch, in [0, 1]; the rarer kind is '
@@ -59,8 +58,7 @@ def add_training_flags(p, keep_best=(), weight_decay=0.0):
     p.add_argument('--lr-gamma', type=float, default=0.1,
                    help='factor of each decay of --lr-schedule step, in '
                    '(0, 1]')
-    p.add_argument('--schedule-iterations', type=int,
-                   default=None,
+    p.add_argument('--schedule-iterations', type=int, default=None,
                    help='T of --lr-schedule poly and cosine, which reach 0 '
                    'there (default: the run\'s length in updates, from '
                    '--iterations or --epochs; a resume for longer must '
@@ -93,14 +91,12 @@ def train_iterator(examples, train, args):
     positive = np.array([flags[i] for i in range(len(flags))], bool)
     return SerialIterator(examples, args.batch_size,
                           order_sampler=PositiveShareOrder(
-                              positive, args.positive_share,
-                              args.batch_size))
+                              positive, args.positive_share, args.batch_size))
 
 
 def training_view(train, args):
     """The raw split ``train`` flipped at random and ``--augment``'ed."""
-    return training_data(train, flip=True,
-                         augment=augmentation(args.augment))
+    return training_data(train, flip=True, augment=augmentation(args.augment))
 
 
 def val_iterator(val, batch_size):
@@ -121,14 +117,12 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
                   log_interval=10, snapshot_interval=100, eval_interval=100,
                   validators=(), schedule=None, keep_best=None,
                   tensorboard=False, resumed=None, config=None, n_retains=2):
-    """A Trainer with its guards, snapshots (``config``, and ``resumed``
-    loaded, from :func:`training.run.begin_run`), the evaluator, the
-    ``validators`` (also called before the first update), the
-    learning-rate ``schedule`` (:func:`training.schedules.lr_schedule`'s
-    keywords), ``keep_best`` and the reports (:func:`add_reports`, and a
-    note when the run will take over ten minutes). In a
-    data-parallel run the evaluator and the ``main/`` terms are averaged
-    over the ranks, and only rank 0 reports and writes."""
+    """A Trainer with its guards, snapshots (``config`` and ``resumed``:
+    :func:`training.run.begin_run`'s), evaluator, ``validators`` (also
+    before the first update), learning-rate ``schedule``
+    (:func:`training.schedules.lr_schedule`'s keywords), ``keep_best`` and
+    reports. In a data-parallel run the evaluator and the ``main/`` terms
+    are averaged over the ranks, and only rank 0 reports and writes."""
     context = distributed.current()
     trainer = training.Trainer(updater, StopTrigger(*stop), out=out)
     if stop[1] == 'iteration':  # short runs still log, plot and validate
@@ -173,11 +167,10 @@ def build_trainer(updater, stop, out, report_keys, plots, evaluator=None,
 
 def add_reports(trainer, report_keys, plots, log_interval, at_start,
                 tensorboard_config=None):
-    """The learning rate, the log (``OUT/log``) printed (and chainer's
-    progress bar on a terminal), a figure ``<name>.png`` per entry of
-    ``plots`` ``{name: (title, [Panel])}`` and, given a
-    ``tensorboard_config``, TensorBoard; ``at_start``: the log and the
-    figures start before the first update."""
+    """The learning rate, the log (``OUT/log``) printed (a progress bar on
+    a terminal), a figure ``<name>.png`` per entry of ``plots`` ``{name:
+    (title, [Panel])}`` and TensorBoard (given its config); ``at_start``:
+    the log and the figures start before the first update."""
     log = (log_interval, 'iteration')
     optimizer = trainer.updater.get_optimizer('main')
     trainer.extend(extensions.observe_value(
@@ -210,9 +203,8 @@ def trainer_options(args, begun):
 
 def run_training(trainer, model, out, next_steps=()):
     """Run the trainer, write ``out/model.npz`` (rank 0), print its path
-    and the commands ``next_steps``. What stops it (a bad sample, a
-    non-finite loss, a signal, memory, a full disk) is raised without
-    chainer's traceback for :func:`runtime.cli.run` to say in one line."""
+    and the commands ``next_steps``; what stops it is raised without
+    chainer's traceback, for :func:`runtime.cli.run` to say in one line."""
     iterator = trainer.updater.get_iterator('main')
     with chainer.using_config('train', False):     # no random flip drawn
         shape = iterator.dataset[0][0].shape[-2:]
@@ -259,8 +251,7 @@ def make_optimizer(loss, lr, frozen=(), weight_decay=0):
 
 
 def make_evaluator(val_it, loss, device, eval_func=None):
-    """An Evaluator of ``loss`` (or ``eval_func``) over ``val_it`` (None:
-    None)."""
+    """An Evaluator of ``loss`` (or ``eval_func``) over ``val_it``."""
     if val_it is None:
         return None
     return extensions.Evaluator(val_it, loss, converter=pad_examples,

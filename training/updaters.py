@@ -8,6 +8,5 @@ class GAINUpdater(StandardUpdater):
 
     def update_core(self):
         loss = self.get_optimizer('main').target
-        loss.progress = dict(iteration=self.iteration,
-                             epoch=self.epoch_detail)
+        loss.progress = dict(iteration=self.iteration, epoch=self.epoch_detail)
         super().update_core()

@@ -176,8 +176,7 @@ def test_head_is_bit_identical_after_gain_steps(thin_model):
     data = list(zip(x, lbl, labels, ext))
     loss = GAINLoss(thin_model, cam_grad='full',
                     weights=dict(cl=1, am=1, seg=1, ext=1))
-    optimizer = make_optimizer(loss, 1e-3,
-                               thin_model.links_named(CLASSIFICATION_HEAD))
+    optimizer = make_optimizer(loss, 1e-3, thin_model.head_links())
     it = chainer.iterators.SerialIterator(data, 2)
     updater = GAINUpdater(it, optimizer)
     for _ in range(3):
@@ -485,7 +484,7 @@ def test_gain_update_matches_cpu(thin_model):
     for model, batch in ((thin_model, arrays),
                          (gpu_model, [device.send(a) for a in arrays])):
         loss = GAINLoss(model, am_mode='joint')
-        opt = make_optimizer(loss, LR, model.links_named(CLASSIFICATION_HEAD))
+        opt = make_optimizer(loss, LR, model.head_links())
         with chainer.using_config('train', False):
             opt.update(loss, *batch)
     cpu, gpu = dict(thin_model.namedparams()), dict(gpu_model.namedparams())
@@ -499,7 +498,7 @@ def test_gain_update_matches_cpu(thin_model):
 def _check_no_float64(model, arrays, am_mode, cam_grad, am_score='sigmoid'):
     loss = GAINLoss(model, am_mode=am_mode, cam_grad=cam_grad,
                     am_score=am_score, weights=dict(ext=1.0))
-    opt = make_optimizer(loss, LR, model.links_named(CLASSIFICATION_HEAD))
+    opt = make_optimizer(loss, LR, model.head_links())
     result = check_step(lambda: opt.update(loss, *arrays), loss, opt)
     assert result['float64'] == [], result['float64']
     assert set(result['function_dtypes']) <= {'float32', 'int32', 'bool'}, \

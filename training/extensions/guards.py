@@ -65,11 +65,9 @@ class SkipBadSamples(chainer.dataset.DatasetMixin):
     one (deterministic: a resumed run draws the same batches), with a
     warning per bad file; the wrapped dataset's attributes show through."""
 
-    def __init__(self, dataset, name='train', stream=None):
-        self.dataset = dataset
-        self.name = name
+    def __init__(self, dataset, name='train'):
+        self.dataset, self.name = dataset, name
         self.bad = {}         # index -> message
-        self.stream = stream
 
     def __getattr__(self, attr):
         if attr == 'dataset':
@@ -94,8 +92,7 @@ class SkipBadSamples(chainer.dataset.DatasetMixin):
             except DatasetError as e:
                 self.bad[j] = str(e)
                 print('warning: skipping a bad %s sample (%d so far): %s'
-                      % (self.name, len(self.bad), e),
-                      file=self.stream or sys.stderr)
+                      % (self.name, len(self.bad), e), file=sys.stderr)
         raise DatasetError('every one of the %d %s samples is bad (e.g. %s)'
                            % (n, self.name, next(iter(self.bad.values()))))
 

@@ -150,10 +150,8 @@ class AttentionSnapshot(chainer.training.Extension):
                  for classes, img, cam, mask, erased in rows]
         it = trainer.updater.iteration
         path = output_path(trainer.out, 'attention', 'iter_%06d.png' % it)
-        visualizations.save_figure(
-            visualizations.attention_grid_figure(
-                named, 'iteration %d, --am-mode %s' % (it, self.am_mode)),
-            path)
+        visualizations.save_figure(visualizations.attention_grid_figure(
+            named, 'iteration %d, --am-mode %s' % (it, self.am_mode)), path)
         if self.tensorboard is not None:
             self.tensorboard.add_image_file(trainer, 'attention', path)
 

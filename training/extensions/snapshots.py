@@ -156,9 +156,8 @@ def abandon_later(out, path, iteration):
         if kept is None or kept > iteration:
             later.append(best)
     for p in later:
-        print('warning: %s was written after the resumed snapshot '
-              '(iteration %d); kept as %s' % (
-                  p, iteration, set_aside(p, '.superseded')),
+        print('warning: %s was written after the resumed snapshot (iteration '
+              '%d); kept as %s' % (p, iteration, set_aside(p, '.superseded')),
               file=sys.stderr)
     print('resuming from %s (iteration %d)' % (path, iteration),
           file=sys.stderr)
@@ -213,8 +212,7 @@ class Snapshot(extension.Extension):
         self.signal = None
         self._handlers = {}
         self._inner = extensions.snapshot(filename=FILENAME,
-                                          n_retains=n_retains,
-                                          writer=Writer())
+                                          n_retains=n_retains, writer=Writer())
 
     def initialize(self, trainer):
         if self.writes:
@@ -231,11 +229,10 @@ class Snapshot(extension.Extension):
                             or self.signal is not None):
             self._inner(trainer)
         if self.signal is not None:
+            saved = os.path.join(trainer.out, FILENAME.format(trainer))
             e = Interrupted(
                 '%s at iteration %d; saved %s; run the same command again to '
-                'resume' % (signal.Signals(self.signal).name, it,
-                            os.path.join(trainer.out,
-                                         FILENAME.format(trainer))),
+                'resume' % (signal.Signals(self.signal).name, it, saved),
                 self.signal)
             e.every_rank = self.context is not None   # stopped together
             raise e

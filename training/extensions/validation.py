@@ -98,15 +98,13 @@ class MeanAPEvaluator(extension.Extension):
         """The mAP (None: undefined)."""
         metrics = ClassificationMetrics(self.dataset.n_class)
         to_cpu = chainer.backend.CpuDevice().send
-        with chainer.using_config('train', False), \
-                chainer.no_backprop_mode():
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
             for batch in batches(self.dataset, self.batch_size):
                 x = self.model.device.send(
                     preprocess_batch([img for img, _, _ in batch]))
                 logits = to_cpu(self.model.classify(x).array)
                 for (_, label_map, labels), scores in zip(batch, logits):
-                    metrics.add(label_map, dict(logits=scores,
-                                                labels=labels))
+                    metrics.add(label_map, dict(logits=scores, labels=labels))
         value = metrics.result()['map']
         return value if value is not None and math.isfinite(value) else None
 
