@@ -224,11 +224,8 @@ def write_media(run, media, result):
         visualizations.differences_figure(
             result['differences'], lambda key: report.title(key, px=px)),
         os.path.join(media, 'experiment_differences.png'), dpi=100)
-    per_class = result['per_class']
-    chance = {'chance (any model)': per_class['classifier']}
     classes = '\n\n'.join(report.class_matrix(
-        chance if key.endswith('_chance') else per_class, key, sigma, px)
-        for key in CLASS_KEYS)
+        result['per_class'], key, sigma, px) for key in CLASS_KEYS)
     ext = result['differences']['gain_ext - gain']['attention_miou_tuned']
     text = EXPERIMENT % dict(
         command=result['command'], wall=result['wall_s'] / 60.,

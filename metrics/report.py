@@ -94,7 +94,10 @@ def class_table(per_class, tau=None, px=None):
 def class_matrix(per_row, key, tau=None, px=None):
     """One metric of every model and class: ``per_row`` ``{model: {class
     name: {key: value}}}`` (:func:`metrics.bootstrap.per_class` of each
-    model) -> rows the models, columns the classes."""
+    model) -> rows the models, columns the classes; a chance level (a
+    property of the data) in one row."""
+    if key.endswith('_chance'):
+        per_row = {'chance (any model)': next(iter(per_row.values()))}
     classes = list(next(iter(per_row.values())))
     lines = ['| %s | %s |' % (title(key, tau, px), ' | '.join(classes)),
              '|---' * (len(classes) + 1) + '|']
