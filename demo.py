@@ -163,7 +163,7 @@ def main():
                                            'per_image.npz'))
     results = dict(
         command=' '.join(['demo.py'] + sys.argv[1:]), preset=preset,
-        config=cfg, seeds=args.seeds, seconds=run.seconds(),
+        config=cfg, seeds=args.seeds, **run.timing(),
         models={n: {k: v for k, v in m.items()
                     if not isinstance(v, (list, dict))}
                 for n, m in metrics.items()},

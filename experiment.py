@@ -229,6 +229,7 @@ def write_media(run, media, result):
     ext = result['differences']['gain_ext - gain']['attention_miou_tuned']
     text = EXPERIMENT % dict(
         command=result['command'], wall=result['wall_s'] / 60.,
+        reused=report.reuse_note(result),
         seeds=' '.join(map(str, result['seeds'])),
         rows=report.markdown_table(rows, ROW_KEYS, tau=sigma, px=px),
         differences=report.difference_table(result['differences'], tau=sigma,
@@ -244,20 +245,19 @@ def write_media(run, media, result):
 
 EXPERIMENT = """# What GAIN changes on the embedded dataset, with intervals
 
-`%(command)s`: %(wall).0f minutes of wall time. Seeds %(seeds)s; every
-row starts from the shipped stand-in FCN8s; settings chosen on the
-`tune` split (models/pretrained/README.md), numbers on the unbiased
-`test` split, `val` for the in-distribution mAP. The `test` split has been
-read by earlier versions of this experiment too (their numbers are in the
-git history); since then the stand-in has been trained further (version
-3, because one class was never localised; decided and checked on `tune`
-only, models/pretrained/README.md); no other setting changed.
-Percentages, mean ± standard deviation over the seeds (ddof 1);
-`@%(sigma)g` is the threshold sigma GAIN trains its mask with; the tuned
-tau of each model is its best threshold on `tune`. Pointing game (Zhang
-et al., ECCV 2016) at its literal 15 px and at 15 px per 500 px of the
-image's longer side (%(px)g px on these 96-px images), each named by its
-pixels.
+`%(command)s`: %(wall).0f minutes of wall time%(reused)s. Seeds %(seeds)s;
+every row starts from the shipped stand-in FCN8s; settings chosen on the
+`tune` split (models/pretrained/README.md), numbers on the unbiased `test`
+split, `val` for the in-distribution mAP. The `test` split has been read
+by earlier versions of this experiment too (their numbers are in the git
+history); since then the stand-in has been trained further (version 3,
+because one class was never localised; decided and checked on `tune` only,
+models/pretrained/README.md); no other setting changed. Percentages, mean
+± standard deviation over the seeds (ddof 1); `@%(sigma)g` is the
+threshold sigma GAIN trains its mask with; the tuned tau of each model is
+its best threshold on `tune`. Pointing game (Zhang et al., ECCV 2016) at
+its literal 15 px and at 15 px per 500 px of the image's longer side
+(%(px)g px on these 96-px images), each named by its pixels.
 
 %(rows)s
 
@@ -328,7 +328,7 @@ def main():
     classes = per_class(results, args.seeds, args.resamples)
     first = results['test', args.seeds[0]]
     result = dict(
-        wall_s=run.seconds(), seeds=args.seeds,
+        seeds=args.seeds, **run.timing(),
         command=' '.join(['experiment.py'] + sys.argv[1:]), preset=preset,
         config=cfg, stand_in=os.path.relpath(args.stand_in, HERE),
         resamples=args.resamples, interval=bootstrap.INTERVAL,

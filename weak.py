@@ -343,7 +343,7 @@ def main():
     pseudo, grids = stages.pseudo_labels(cams, taus)
     records = stages.segmenters(pseudo)
     rows, differences = summarize(args, records, pseudo, taus)
-    result = dict(wall_s=stages.seconds(), seeds=args.seeds,
+    result = dict(seeds=args.seeds, **stages.timing(),
                   command=' '.join(['weak.py'] + sys.argv[1:]),
                   config=dict(cfg, fcn_iterations=args.fcn_iterations),
                   stand_in=os.path.relpath(args.stand_in, HERE),
@@ -421,6 +421,7 @@ def markdown(result):
                                          'NOT met') for g in result['goals'])
     return WEAK % dict(command=result['command'],
                        wall=result['wall_s'] / 60.,
+                       reused=report.reuse_note(result),
                        seeds=' '.join(map(str, result['seeds'])),
                        table='\n'.join(lines),
                        diffs=report.difference_table(result['differences']),
@@ -433,15 +434,15 @@ def markdown(result):
 
 WEAK = """# Weakly supervised segmentation on the embedded dataset
 
-`%(command)s`: %(wall).0f minutes of wall time, seeds %(seeds)s. Every row
-starts from `%(stand_in)s` (classification only, on separate unbiased
-images); FCN8s trained %(fcn)s updates of 8 images on each pseudo-label set
-(or on the training masks: `full`); Mean IU on the unbiased `test` split,
-mean ± standard deviation over the seeds, and the 95 %% interval of the
-mean from a hierarchical bootstrap (the seeds drawn with replacement, then
-the test images: `metrics/bootstrap.py`). The paper's table (VOC 2012
-val, SEC as the segmentation network): SEC 50.7, GAIN 55.3, GAIN_ext with
-200 masks 58.3, with 1,464 masks 60.5.
+`%(command)s`: %(wall).0f minutes of wall time%(reused)s, seeds %(seeds)s.
+Every row starts from `%(stand_in)s` (classification only, on separate
+unbiased images); FCN8s trained %(fcn)s updates of 8 images on each
+pseudo-label set (or on the training masks: `full`); Mean IU on the
+unbiased `test` split, mean ± standard deviation over the seeds, and the
+95 %% interval of the mean from a hierarchical bootstrap (the seeds drawn
+with replacement, then the test images: `metrics/bootstrap.py`). The
+paper's table (VOC 2012 val, SEC as the segmentation network): SEC 50.7,
+GAIN 55.3, GAIN_ext with 200 masks 58.3, with 1,464 masks 60.5.
 
 What the rows used besides their supervision: GAIN's L_am weight and
 updates (`weak.py --sweep`, [weak_sweep.json](weak_sweep.json), run

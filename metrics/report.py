@@ -126,15 +126,25 @@ def difference_table(differences, digits=1, tau=None, px=None):
     return '\n'.join(lines)
 
 
+def reuse_note(result):
+    """What an orchestrator's wall time leaves out: ``' (R of its N jobs
+    ...)'`` when ``result`` (its :meth:`Pipeline.timing
+    <pipeline.orchestrator.Pipeline.timing>`) reused R jobs, else ''."""
+    if not result.get('jobs_reused'):
+        return ''
+    return (' (%d of its %d jobs reused from an earlier run: their time is '
+            'not in it)' % (result['jobs_reused'], result['jobs']))
+
+
 def results_page(results, keys, experiment=None):
     """``media/RESULTS.md``: the demo's ``results`` and what
     ``experiment`` (experiment.json; None: not run) established."""
     claims = ('`make experiment` has not been run: nothing is established '
               'yet.' if experiment is None else
-              'From `%s` (%d seeds, %.0f minutes; [EXPERIMENT.md]'
+              'From `%s` (%d seeds, %.0f minutes%s; [EXPERIMENT.md]'
               '(EXPERIMENT.md)):\n\n%s' % (
                   experiment['command'], len(experiment['seeds']),
-                  experiment['wall_s'] / 60.,
+                  experiment['wall_s'] / 60., reuse_note(experiment),
                   difference_table(experiment['differences'],
                                    tau=experiment['config']['sigma'],
                                    px=experiment.get('pointing_scaled_px'))))
@@ -142,7 +152,8 @@ def results_page(results, keys, experiment=None):
     per_class = results['per_class']
     keys_of_class = next(iter(next(iter(per_class.values())).values()))
     return RESULTS % dict(
-        command=results['command'], seconds=results['seconds'], sigma=tau,
+        command=results['command'], seconds=results['wall_s'],
+        reused=reuse_note(results), sigma=tau,
         summary=markdown_table(results['rows'], keys, tau=tau, px=px),
         differences=difference_table(results['differences'], tau=tau, px=px),
         classes='\n\n'.join(class_matrix(per_class, k, tau, px)
@@ -151,13 +162,13 @@ def results_page(results, keys, experiment=None):
 
 RESULTS = """# Demo results (embedded `shapes` dataset, unbiased `test` split)
 
-Written by `make demo` (`%(command)s`) in %(seconds).0f s; the numbers are
-also in [results.json](results.json). Percentages (AUC as a probability);
-with several seeds, mean ± standard deviation (ddof 1). Each model's tau
-was chosen on the `tune` split; `@%(sigma)g` is the sigma GAIN trains its
-mask with. *Cue gap*: on images without class c, how much more often c is
-called when c's context cue is present; *Cue AUC*: the same without a
-threshold (0.5: the cue is ignored). Definitions: `metrics/`.
+Written by `make demo` (`%(command)s`) in %(seconds).0f s%(reused)s; the
+numbers are also in [results.json](results.json). Percentages (AUC as a
+probability); with several seeds, mean ± standard deviation (ddof 1). Each
+model's tau was chosen on the `tune` split; `@%(sigma)g` is the sigma GAIN
+trains its mask with. *Cue gap*: on images without class c, how much more
+often c is called when c's context cue is present; *Cue AUC*: the same
+without a threshold (0.5: the cue is ignored). Definitions: `metrics/`.
 
 %(summary)s
 

@@ -158,6 +158,7 @@ class Job(object):
         self.path = os.path.join(out, self.product)
         self.record = out + '.job.json'
         self.proc = None
+        self.ran = self.reused = False  # reused: an earlier run did it
 
     def read(self):
         """The JSON value of the product (UsageError if unreadable)."""
@@ -172,9 +173,11 @@ class Job(object):
         record = json_or_none(self.record)
         same = isinstance(record, dict) and record.get('key') == key
         if same and _newer([self.path], self.record):
+            # done, but its pipeline died before doit recorded it
             say('== %s: finished before under the same key, reusing %s'
                 % (self.title, self.path))
-            return True         # the pipeline died before recording it
+            self.reused = not self.ran
+            return True
         resume = same and self.product == TRAINING[0] and _newer(glob.glob(
             os.path.join(glob.escape(self.out), 'snapshot_iter_*.npz')),
             self.record)
@@ -221,6 +224,7 @@ class Job(object):
             return TaskFailed('%s\nerror: %s failed (exit %d); its output is '
                               'in %s' % (tail, self.title, status, self.log))
         say('== %s: done in %.0f s' % (self.title, time.time() - started))
+        self.ran = True
         return True
 
     def progress(self):
@@ -249,6 +253,7 @@ class _Reporter(ZeroReporter):
 
     def skip_uptodate(self, task):
         job = self.jobs[task.name]
+        job.reused = not job.ran
         say('== %s: reusing %s' % (job.title, job.path))
 
     def add_success(self, task):

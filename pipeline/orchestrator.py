@@ -62,7 +62,7 @@ class Pipeline(object):
         gpu = self.device not in ('-1', '@numpy')
         self.parallel = 1 if gpu else max(1, args.jobs)
         self.data_dir = args.data_dir or shapes.ensure()
-        self.start = time.time()
+        self.start, self.jobs = time.time(), {}
         print('== dataset: %s' % self.data_dir, flush=True)
 
     def job(self, name, script, args, title=None, kind=None):
@@ -84,8 +84,9 @@ class Pipeline(object):
 
     def run(self, jobs):
         """Run the ``jobs`` (a list or a dict) not done; returns them."""
-        run_jobs(list(jobs.values()) if isinstance(jobs, dict) else jobs,
-                 os.path.join(self.out, 'doit.json'), self.parallel,
+        listed = list(jobs.values()) if isinstance(jobs, dict) else jobs
+        self.jobs.update((job.out, job) for job in listed)
+        run_jobs(listed, os.path.join(self.out, 'doit.json'), self.parallel,
                  self.device)
         return jobs
 
@@ -106,6 +107,13 @@ class Pipeline(object):
 
     def seconds(self):
         return round(time.time() - self.start)
+
+    def timing(self):
+        """This run's wall time ``wall_s`` and its ``jobs``, of which
+        ``jobs_reused`` were done by an earlier run (their time is not in
+        ``wall_s``)."""
+        return dict(wall_s=self.seconds(), jobs=len(self.jobs),
+                    jobs_reused=sum(j.reused for j in self.jobs.values()))
 
 
 def main(run):

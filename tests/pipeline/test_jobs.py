@@ -259,3 +259,31 @@ def test_jobs_run_in_threads_that_share_the_output_streams(tmp_path, capsys):
     streams = (sys.stdout, sys.stderr)
     assert run(tmp_path, capsys, job) == {'a': 'ran'}
     assert seen == [streams]
+
+
+def test_a_run_counts_the_jobs_an_earlier_run_did(tmp_path, capsys):
+    """An orchestrator's wall time covers only the jobs it ran: its
+    timing says how many it reused, and the pages say so."""
+    from types import SimpleNamespace
+    from metrics.report import reuse_note
+    from pipeline.orchestrator import Pipeline
+    script = fake_job(tmp_path, 'unused').script
+    args = SimpleNamespace(out=str(tmp_path / 'run'), device=-1, jobs=2,
+                           data_dir=str(tmp_path / 'data'))
+    (tmp_path / 'data').mkdir()
+
+    def once(tag):
+        run = Pipeline(args)
+        first = run.run([run.job('first', script, ['--tag', tag])])[0]
+        run.run([run.job('second', script, ['--modelfile', first.path])])
+        run.run([first])                # a job listed twice counts once
+        return run.timing()
+
+    assert once('a')['jobs_reused'] == 0
+    timing = once('a')
+    assert (timing['jobs'], timing['jobs_reused']) == (2, 2)
+    assert reuse_note(timing) == (' (2 of its 2 jobs reused from an earlier '
+                                  'run: their time is not in it)')
+    timing = once('b')
+    assert (timing['jobs'], timing['jobs_reused']) == (2, 0)
+    assert reuse_note(timing) == ''

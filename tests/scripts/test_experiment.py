@@ -71,6 +71,18 @@ def test_experiment_then_demo(tmp_path):
     assert '| gain - control |' in text.split('against its tolerance')[1]
     for picture in ('experiment_differences.png', 'experiment_tau.png'):
         assert os.path.getsize(os.path.join(media, picture)) > 1000
+    assert exp['jobs'] > 0 and exp['jobs_reused'] == 0
+    assert 'reused' not in text.split('\n\n')[1]
+    # a rerun of the same command reuses every job and says so
+    run('experiment.py', '--seeds', 0, 1, '--resamples', 40, '--data-dir',
+        data, '--out', tmp_path / 'exp', '--media', media, *TINY)
+    with open(os.path.join(media, 'experiment.json')) as f:
+        again = json.load(f)
+    assert again['jobs'] == again['jobs_reused'] == exp['jobs']
+    assert again['rows'] == exp['rows']
+    assert ('(%d of its %d jobs reused from an earlier run' % (
+        exp['jobs'], exp['jobs'])) in open(os.path.join(
+            media, 'EXPERIMENT.md')).read().split('\n\n')[1]
 
     out = run('demo.py', '--data-dir', data, '--out', tmp_path / 'demo',
               '--media', media, '--classifier-iterations', 3,
